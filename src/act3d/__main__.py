@@ -1,0 +1,3 @@
+from act3d.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,49 @@
+"""The `act3d` command line: one sub-command per job, each a thin wrapper over the library."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from act3d import __version__
+from act3d.errors import Act3dError
+
+log = logging.getLogger("act3d")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="act3d",
+        description="Self-supervised 3D point-cloud learning with cross-modal teachers (ACT, ICLR 2023).",
+    )
+    parser.add_argument("--version", action="version", version=f"act3d {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for register in _COMMANDS:
+        register(commands)
+    return parser
+
+
+_COMMANDS: list = []
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args.run(args) or 0)
+    except Act3dError as err:
+        log.error("error: %s", err)
+        return 2
+    except KeyboardInterrupt:
+        log.error("interrupted; finished stages and the last checkpoint are kept, re-run to continue")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

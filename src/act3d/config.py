@@ -1,0 +1,182 @@
+"""Typed configuration: plain dataclasses, loaded from YAML presets with strict checking.
+
+An unknown key or a value of the wrong type raises `ConfigError` naming the dotted key; nothing is
+ever silently `None`. Every run writes its fully resolved config next to its outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from act3d.errors import ConfigError
+
+T = TypeVar("T")
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    origin = get_origin(hint)
+    if hint is Any:
+        return value
+    if origin is Literal:
+        if value not in get_args(hint):
+            raise ConfigError(f"{key}: expected one of {list(get_args(hint))}, got {value!r}")
+        return value
+    if origin in (Union, types.UnionType):
+        options = get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} matches none of {options}")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
+        args = get_args(hint)
+        item_hint = args[0] if args else Any
+        items = [_coerce(v, item_hint, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, key)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {type(value).__name__} {value!r}")
+        return value
+    if hint in (str, bool):
+        if not isinstance(value, hint):
+            raise ConfigError(f"{key}: expected {hint.__name__}, got {type(value).__name__} {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {hint}")
+
+
+def from_dict(cls: type[T], data: Any, prefix: str = "") -> T:
+    """Build dataclass `cls` from a nested dict, checking every key and type.
+
+    Keys left out keep the dataclass defaults.
+    """
+    where = prefix or cls.__name__
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        dotted = ", ".join(f"{prefix + '.' if prefix else ''}{k}" for k in unknown)
+        raise ConfigError(f"unknown config key(s): {dotted} (known: {', '.join(sorted(names))})")
+    kwargs = {k: _coerce(v, hints[k], f"{prefix + '.' if prefix else ''}{k}") for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as err:  # a field without default was left out
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """The plain, YAML-ready dict of a dataclass config."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        if isinstance(v, list):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(dataclasses.asdict(config))
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`"optim.lr=1e-3"` -> `(["optim", "lr"], 0.001)`; the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key.sub=value")
+    key, raw = text.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(raw)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `key.sub=value` overrides to a nested dict (checked later by `from_dict`)."""
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {text!r}: {part} is not a section")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def list_presets(kind: str) -> list[str]:
+    """Names of the shipped presets for a config kind (`teacher`, `pretrain`, ...)."""
+    return sorted(p.stem.split(".", 1)[1] for p in PRESET_DIR.glob(f"{kind}.*.yaml"))
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with the file named in any error."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def load_config(
+    cls: type[T], kind: str, preset: str | None = None, file: str | Path | None = None, overrides: list[str] = ()
+) -> T:
+    """Resolve a config: dataclass defaults <- preset <- file <- `key=value` overrides."""
+    data: dict[str, Any] = {}
+    if preset is not None:
+        path = PRESET_DIR / f"{kind}.{preset}.yaml"
+        if not path.is_file():
+            raise ConfigError(f"unknown {kind} preset {preset!r}; available: {', '.join(list_presets(kind))}")
+        data = _merge(data, load_yaml(path))
+    if file is not None:
+        data = _merge(data, load_yaml(file))
+    data = apply_overrides(data, list(overrides))
+    return from_dict(cls, data)
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in update.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def save_config(config: Any, path: str | Path) -> None:
+    """Write the resolved config as YAML."""
+    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+__all__ = [
+    "ConfigError",
+    "apply_overrides",
+    "from_dict",
+    "list_presets",
+    "load_config",
+    "load_yaml",
+    "save_config",
+    "to_dict",
+]

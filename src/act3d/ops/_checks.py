@@ -1,0 +1,30 @@
+"""Input validation shared by the point ops: clear `ValueError`s instead of silent garbage."""
+
+from __future__ import annotations
+
+import torch
+
+
+def check_cloud(points: torch.Tensor, name: str = "points", dim: int | None = 3) -> None:
+    """Raise `ValueError` unless `points` is a finite, non-empty `(B, N, dim)` float tensor."""
+    if not isinstance(points, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(points).__name__}")
+    if points.dim() != 3:
+        raise ValueError(f"{name} must have shape (B, N, D), got {tuple(points.shape)}")
+    if dim is not None and points.shape[-1] != dim:
+        raise ValueError(f"{name} must have last dimension {dim}, got shape {tuple(points.shape)}")
+    if not points.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got {points.dtype}")
+    if points.shape[0] == 0 or points.shape[1] == 0:
+        raise ValueError(f"{name} is empty: shape {tuple(points.shape)}")
+    if not bool(torch.isfinite(points).all()):
+        bad = int((~torch.isfinite(points)).any(-1).sum())
+        raise ValueError(f"{name} has {bad} point(s) with non-finite (NaN/inf) coordinates")
+
+
+def check_count(requested: int, available: int, what: str) -> None:
+    """Raise `ValueError` unless `1 <= requested <= available`."""
+    if requested < 1:
+        raise ValueError(f"{what} must be >= 1, got {requested}")
+    if requested > available:
+        raise ValueError(f"cannot take {what}={requested} from only {available} points")

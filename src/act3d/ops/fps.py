@@ -1,0 +1,81 @@
+"""Farthest point sampling (FPS).
+
+Qi et al., "PointNet++", NeurIPS 2017: pick a start point, then repeatedly the point farthest from
+everything picked so far. Used by ACT (and Point-BERT / Point-MAE) to choose patch centres.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from act3d.ops._checks import check_cloud, check_count
+
+
+def _start_indices(points: torch.Tensor, random_start: bool, generator: torch.Generator | None) -> torch.Tensor:
+    batch, num_points = points.shape[:2]
+    if not random_start:
+        return torch.zeros(batch, dtype=torch.long, device=points.device)
+    gen_device = generator.device if generator is not None else "cpu"
+    start = torch.randint(num_points, (batch,), generator=generator, device=gen_device)
+    return start.to(points.device)
+
+
+def farthest_point_sampling(
+    points: torch.Tensor,
+    num_samples: int,
+    random_start: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Sample `num_samples` well-spread points from each cloud.
+
+    Args:
+        points: `(B, N, 3)` clouds.
+        num_samples: S, number of points to keep (`1 <= S <= N`).
+        random_start: start from a random point instead of index 0 (the deterministic default).
+        generator: RNG for the random start.
+
+    Returns:
+        `(B, S)` long indices into N, in selection order.
+    """
+    check_cloud(points)
+    batch, num_points, _ = points.shape
+    check_count(num_samples, num_points, "num_samples")
+    # Coordinates as (B, 3, N) so each step streams three contiguous rows; the loop body is a few
+    # fused in-place ops, which is what keeps an eager Python loop fast on CPU and GPU alike.
+    coords = points.detach().transpose(1, 2).contiguous()
+    nearest = torch.full((batch, num_points), float("inf"), dtype=points.dtype, device=points.device)
+    diff = torch.empty_like(coords)
+    dist = torch.empty_like(nearest)
+    selected = torch.empty(batch, num_samples, dtype=torch.long, device=points.device)
+    farthest = _start_indices(points, random_start, generator).unsqueeze(1)
+    for i in range(num_samples):
+        selected[:, i : i + 1] = farthest
+        centre = coords.gather(2, farthest.unsqueeze(1).expand(batch, 3, 1))
+        torch.sub(coords, centre, out=diff)
+        diff.square_()
+        torch.sum(diff, dim=1, out=dist)
+        torch.minimum(nearest, dist, out=nearest)
+        farthest = nearest.argmax(dim=1, keepdim=True)
+    return selected
+
+
+def farthest_point_sampling_naive(
+    points: torch.Tensor,
+    num_samples: int,
+    random_start: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Reference twin of `farthest_point_sampling`: one cloud and one sample at a time."""
+    check_cloud(points)
+    check_count(num_samples, points.shape[1], "num_samples")
+    starts = _start_indices(points, random_start, generator)
+    out = []
+    for cloud, start in zip(points, starts):
+        chosen = [int(start)]
+        nearest = ((cloud - cloud[chosen[0]]) ** 2).sum(-1)
+        while len(chosen) < num_samples:
+            nxt = int(nearest.argmax())
+            chosen.append(nxt)
+            nearest = torch.minimum(nearest, ((cloud - cloud[nxt]) ** 2).sum(-1))
+        out.append(torch.tensor(chosen, dtype=torch.long, device=points.device))
+    return torch.stack(out)

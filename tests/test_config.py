@@ -1,0 +1,67 @@
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+import yaml
+
+from act3d.config import ConfigError, from_dict, load_config, save_config, to_dict
+
+
+@dataclass
+class Inner:
+    lr: float = 1e-3
+    name: Literal["adamw", "sgd"] = "adamw"
+
+
+@dataclass
+class Outer:
+    steps: int = 10
+    tags: list[str] = field(default_factory=list)
+    path: str | None = None
+    inner: Inner = field(default_factory=Inner)
+
+
+def test_defaults_and_nested_values():
+    cfg = from_dict(Outer, {"steps": 5, "inner": {"lr": 1}, "tags": ["a"]})
+    assert cfg == Outer(steps=5, tags=["a"], inner=Inner(lr=1.0))
+    assert isinstance(cfg.inner.lr, float)
+
+
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        ({"stepz": 5}, "unknown config key\\(s\\): stepz"),
+        ({"inner": {"lrr": 1}}, "unknown config key\\(s\\): inner.lrr"),
+        ({"steps": "5"}, "steps: expected an integer"),
+        ({"steps": 2.5}, "steps: expected an integer"),
+        ({"steps": True}, "steps: expected an integer"),
+        ({"inner": {"lr": "fast"}}, "inner.lr: expected a number"),
+        ({"inner": {"name": "adam"}}, "inner.name: expected one of"),
+        ({"tags": "a"}, "tags: expected a list"),
+        ({"tags": [1]}, "tags\\[0\\]: expected str"),
+        ({"inner": 3}, "inner: expected a mapping"),
+        ({"path": 3}, "path: expected str"),
+    ],
+)
+def test_errors_name_the_key(data, message):
+    with pytest.raises(ConfigError, match=message):
+        from_dict(Outer, data)
+
+
+def test_file_and_overrides_and_roundtrip(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"steps": 7, "inner": {"name": "sgd"}}))
+    cfg = load_config(Outer, "outer", file=path, overrides=["inner.lr=0.5", "path=/x"])
+    assert cfg == Outer(steps=7, path="/x", inner=Inner(lr=0.5, name="sgd"))
+    save_config(cfg, tmp_path / "resolved.yaml")
+    assert from_dict(Outer, yaml.safe_load((tmp_path / "resolved.yaml").read_text())) == cfg
+    assert to_dict(cfg)["inner"] == {"lr": 0.5, "name": "sgd"}
+
+
+def test_missing_file_and_unknown_preset(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(Outer, "outer", file=tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="unknown outer preset 'nope'"):
+        load_config(Outer, "outer", preset="nope")
+    with pytest.raises(ConfigError, match="must look like key.sub=value"):
+        load_config(Outer, "outer", overrides=["steps"])
