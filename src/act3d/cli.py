@@ -25,7 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMANDS: list = []
+from act3d import cli_data  # noqa: E402
+
+_COMMANDS = [cli_data.register]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,1 @@
+"""Datasets: the embedded default, readers for the official layouts, transforms."""

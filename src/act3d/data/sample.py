@@ -1,0 +1,83 @@
+"""The one sample type every reader returns, and the checks every sample passes."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from act3d.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Sample:
+    """One point cloud with whatever labels its dataset has."""
+
+    points: np.ndarray  # (N, 3) float32
+    label: int = -1  # object class, -1 when unlabelled
+    normals: np.ndarray | None = None  # (N, 3)
+    colors: np.ndarray | None = None  # (N, 3) in [0, 1]
+    point_labels: np.ndarray | None = None  # (N,) part / semantic class per point
+    source: str = ""  # file (and entry) it came from, for error messages
+    extra: dict = field(default_factory=dict)
+
+
+class CloudSource(Protocol):
+    """What a reader returns: an indexable collection of `Sample`s with class names."""
+
+    name: str
+    class_names: list[str]
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Sample: ...
+
+
+def check_points(points: np.ndarray, source: str, nonfinite: str = "error") -> np.ndarray:
+    """Validate one cloud's coordinates; returns them as float32 `(N, 3)`.
+
+    `nonfinite`: `"error"` (default) rejects NaN/inf coordinates with their count, `"drop"` removes
+    those points with a warning.
+    """
+    points = np.asarray(points)
+    if points.ndim != 2 or points.shape[1] < 3:
+        raise DataError(f"{source}: expected points of shape (N, 3+), got {points.shape}")
+    if points.shape[0] == 0:
+        raise DataError(f"{source}: the cloud is empty")
+    xyz = points[:, :3].astype(np.float32, copy=False)
+    bad = ~np.isfinite(xyz).all(axis=1)
+    if bad.any():
+        if nonfinite != "drop":
+            raise DataError(f"{source}: {int(bad.sum())} of {len(xyz)} points have NaN/inf coordinates")
+        log.warning("%s: dropping %d points with NaN/inf coordinates", source, int(bad.sum()))
+        xyz = xyz[~bad]
+        if len(xyz) == 0:
+            raise DataError(f"{source}: no finite points left")
+    return xyz
+
+
+def check_label(label: int, num_classes: int, source: str) -> int:
+    """An object label must index the class list."""
+    if not 0 <= int(label) < num_classes:
+        raise DataError(f"{source}: label {int(label)} is out of range for {num_classes} classes")
+    return int(label)
+
+
+def resample_indices(num_points: int, target: int, rng: np.random.Generator, source: str = "") -> np.ndarray:
+    """Indices choosing `target` of `num_points` points: without replacement when possible, else with
+    replacement (and a warning, since duplicated points change the patch statistics)."""
+    if num_points >= target:
+        return rng.choice(num_points, target, replace=False) if num_points > target else np.arange(target)
+    log.warning("%s has %d points, fewer than %d: resampling with replacement", source or "a cloud", num_points, target)
+    return np.concatenate([np.arange(num_points), rng.choice(num_points, target - num_points, replace=True)])
+
+
+def normalize_unit_sphere(points: np.ndarray) -> np.ndarray:
+    """Centre on the centroid and scale so the farthest point is at distance 1."""
+    centred = points - points.mean(axis=0, keepdims=True)
+    radius = np.linalg.norm(centred, axis=1).max()
+    return (centred / radius if radius > 0 else centred).astype(np.float32)

@@ -1,0 +1,105 @@
+"""ShapeNet: the ShapeNet-55 clouds used for pretraining, and ShapeNetPart for part segmentation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from act3d.data.sample import Sample, check_points
+from act3d.errors import DataError
+
+# ShapeNetPart: category -> its global part ids (the standard 16 categories / 50 parts split).
+PART_IDS = {
+    "Airplane": [0, 1, 2, 3], "Bag": [4, 5], "Cap": [6, 7], "Car": [8, 9, 10, 11], "Chair": [12, 13, 14, 15],
+    "Earphone": [16, 17, 18], "Guitar": [19, 20, 21], "Knife": [22, 23], "Lamp": [24, 25, 26, 27],
+    "Laptop": [28, 29], "Motorbike": [30, 31, 32, 33, 34, 35], "Mug": [36, 37], "Pistol": [38, 39, 40],
+    "Rocket": [41, 42, 43], "Skateboard": [44, 45, 46], "Table": [47, 48, 49],
+}
+NUM_PARTS = 50
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise DataError(f"file not found: {path}")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise DataError(f"{path}: truncated or corrupt .npy file ({err})") from None
+
+
+class ShapeNet55:
+    """`ShapeNet55-34/`: `shapenet_pc/<synset>-<model>.npy` clouds listed in `ShapeNet-55/{split}.txt`."""
+
+    def __init__(self, root: str | Path, split: str = "train", nonfinite: str = "error"):
+        self.root = Path(root)
+        list_file = self.root / "ShapeNet-55" / f"{split}.txt"
+        if not (self.root / "shapenet_pc").is_dir() or not list_file.is_file():
+            raise DataError(f"ShapeNet-55 layout not found under {self.root}: expected shapenet_pc/*.npy and "
+                            f"ShapeNet-55/{{train,test}}.txt")
+        self.files = [ln.strip() for ln in list_file.read_text().splitlines() if ln.strip()]
+        synsets = [f.split("-", 1)[0] for f in self.files]
+        self.class_names = sorted(set(synsets))
+        index = {s: i for i, s in enumerate(self.class_names)}
+        self.labels = [index[s] for s in synsets]
+        self.name = f"shapenet55-{split}"
+        self.nonfinite = nonfinite
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> Sample:
+        path = self.root / "shapenet_pc" / self.files[i]
+        return Sample(check_points(_load_npy(path), str(path), self.nonfinite), self.labels[i], source=str(path))
+
+
+class ShapeNetPart:
+    """`shapenetcore_partanno_segmentation_benchmark_v0_normal/`: per-point part labels, 16 categories."""
+
+    def __init__(self, root: str | Path, split: str = "train", nonfinite: str = "error"):
+        self.root = Path(root)
+        cat_file = self.root / "synsetoffset2category.txt"
+        split_file = self.root / "train_test_split" / f"shuffled_{split}_file_list.json"
+        for required in (cat_file, split_file):
+            if not required.is_file():
+                raise DataError(f"ShapeNetPart layout incomplete under {self.root}: missing {required.relative_to(self.root)}")
+        synset_to_cat = {}
+        for line in cat_file.read_text().splitlines():
+            if line.strip():
+                cat, synset = line.split()
+                synset_to_cat[synset] = cat
+        self.class_names = sorted(synset_to_cat.values())
+        try:
+            entries = json.loads(split_file.read_text())
+        except json.JSONDecodeError as err:
+            raise DataError(f"{split_file}: not valid JSON ({err})") from None
+        self.items = []
+        for entry in entries:  # "shape_data/<synset>/<id>"
+            _, synset, shape_id = entry.split("/")
+            if synset not in synset_to_cat:
+                raise DataError(f"{split_file}: synset {synset} is not in synsetoffset2category.txt")
+            self.items.append((synset, shape_id, self.class_names.index(synset_to_cat[synset])))
+        self.name = f"shapenetpart-{split}"
+        self.nonfinite = nonfinite
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> Sample:
+        synset, shape_id, label = self.items[i]
+        path = self.root / synset / f"{shape_id}.txt"
+        if not path.is_file():
+            raise DataError(f"file not found: {path}")
+        try:
+            data = np.loadtxt(path, dtype=np.float32, ndmin=2)
+        except ValueError as err:
+            raise DataError(f"{path}: malformed part file ({err})") from None
+        if data.shape[1] != 7:
+            raise DataError(f"{path}: expected 7 columns (x y z nx ny nz part), got {data.shape[1]}")
+        points = check_points(data, str(path))
+        parts = data[:, 6].astype(np.int64)
+        allowed = PART_IDS[self.class_names[label]]
+        if not np.isin(parts, allowed).all():
+            raise DataError(f"{path}: part labels {sorted(set(parts) - set(allowed))} do not belong to {self.class_names[label]}")
+        return Sample(points, label, normals=data[:, 3:6], point_labels=parts, source=str(path))

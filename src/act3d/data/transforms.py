@@ -1,0 +1,62 @@
+"""Batched augmentations, applied on the training device to `(B, N, 3)` clouds (y is up)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def _uniform(shape, low: float, high: float, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    u = torch.rand(shape, generator=generator, device=generator.device if generator else "cpu")
+    return (low + (high - low) * u).to(device=like.device, dtype=like.dtype)
+
+
+def scale_and_translate(points: torch.Tensor, scale: tuple[float, float] = (2 / 3, 3 / 2), shift: float = 0.2,
+                        generator: torch.Generator | None = None) -> torch.Tensor:
+    """Per-cloud, per-axis random scaling then translation (Point-BERT / Point-MAE ModelNet40 recipe)."""
+    b = points.shape[0]
+    return points * _uniform((b, 1, 3), *scale, points, generator) + _uniform((b, 1, 3), -shift, shift, points, generator)
+
+
+def rotation_about_up(angles: torch.Tensor) -> torch.Tensor:
+    """`(B,)` angles -> `(B, 3, 3)` rotations about the y axis."""
+    c, s = angles.cos(), angles.sin()
+    zero, one = torch.zeros_like(c), torch.ones_like(c)
+    return torch.stack([c, zero, s, zero, one, zero, -s, zero, c], dim=-1).reshape(-1, 3, 3)
+
+
+def rotate_about_up(points: torch.Tensor, max_angle: float = math.pi, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random rotation about the up axis by an angle in `[-max_angle, max_angle]` (ScanObjectNN recipe)."""
+    angles = _uniform((points.shape[0],), -max_angle, max_angle, points, generator)
+    return points @ rotation_about_up(angles).transpose(1, 2)
+
+
+def jitter(points: torch.Tensor, sigma: float = 0.01, clip: float = 0.05, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Clipped Gaussian noise on every coordinate."""
+    noise = torch.randn(points.shape, generator=generator, device=generator.device if generator else "cpu")
+    return points + (sigma * noise).clamp(-clip, clip).to(points)
+
+
+def random_point_dropout(points: torch.Tensor, max_ratio: float = 0.875, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Drop a random fraction (up to `max_ratio`) of each cloud's points, replacing them by the first
+    point so the shape stays `(B, N, 3)` (PointNet++ recipe)."""
+    b, n, _ = points.shape
+    ratio = _uniform((b, 1), 0.0, max_ratio, points, generator)
+    drop = _uniform((b, n), 0.0, 1.0, points, generator) < ratio
+    return torch.where(drop.unsqueeze(-1), points[:, :1].expand_as(points), points)
+
+
+def normalize_unit_sphere(points: torch.Tensor) -> torch.Tensor:
+    """Centre each cloud and scale it so its farthest point lies at distance 1."""
+    centred = points - points.mean(dim=1, keepdim=True)
+    radius = centred.norm(dim=-1).amax(dim=1, keepdim=True).clamp_min(1e-12)
+    return centred / radius.unsqueeze(-1)
+
+
+AUGMENTATIONS = {
+    "none": lambda p, g: p,
+    "scale_translate": lambda p, g: scale_and_translate(p, generator=g),
+    "rotate": lambda p, g: rotate_about_up(p, generator=g),
+    "scale_translate_rotate": lambda p, g: rotate_about_up(scale_and_translate(p, generator=g), generator=g),
+}

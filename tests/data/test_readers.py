@@ -1,0 +1,206 @@
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from act3d.data.dataset import DataConfig, PointClouds, describe, open_source
+from act3d.data.files import read_cloud
+from act3d.data.modelnet import ModelNet40Txt, modelnet40_dat, modelnet40_fewshot
+from act3d.data.s3dis import S3DISRooms
+from act3d.data.safe_pickle import load_pickle
+from act3d.data.scanobjectnn import scanobjectnn
+from act3d.data.shapenet import ShapeNet55, ShapeNetPart
+from act3d.errors import DataError
+from layouts import (
+    write_fewshot,
+    write_modelnet40,
+    write_s3dis,
+    write_scanobjectnn,
+    write_shapenet55,
+    write_shapenetpart,
+)
+
+
+def test_shapenet55(tmp_path):
+    root = write_shapenet55(tmp_path)
+    data = ShapeNet55(root, "train")
+    assert len(data) == 3 and data.class_names == ["02691150", "02691151"]
+    s = data[1]
+    assert s.points.shape == (8192, 3) and s.points.dtype == np.float32 and s.label == 1
+
+
+def test_modelnet40_txt_and_dat(tmp_path):
+    root = write_modelnet40(tmp_path)
+    txt = ModelNet40Txt(root, "test")
+    assert len(txt) == 6 and txt.class_names == ["airplane", "night_stand", "chair"]
+    s = txt[2]  # night_stand: the class name itself contains an underscore
+    assert s.label == 1 and s.points.shape == (200, 3) and s.normals.shape == (200, 3)
+    dat = modelnet40_dat(root, "train")
+    assert len(dat) == 6 and dat[5].label == 2 and dat[5].points.shape == (8192, 3)
+
+
+def test_modelnet40_fewshot(tmp_path):
+    root = write_fewshot(tmp_path)
+    train, test = modelnet40_fewshot(root, 5, 10, 1)
+    assert len(train) == 50 and len(test) == 20
+    assert {train[i].label for i in range(50)} == set(range(5))
+
+
+def test_scanobjectnn_variants(tmp_path):
+    root = write_scanobjectnn(tmp_path)
+    for variant in ("obj_bg", "obj_only", "pb_t50_rs"):
+        for split in ("train", "test"):
+            data = scanobjectnn(root, variant, split)
+            assert len(data) == 6 and data[4].points.shape == (2048, 3) and data[4].label == 4
+    with pytest.raises(DataError, match="unknown ScanObjectNN variant"):
+        scanobjectnn(root, "hardest")
+
+
+def test_shapenetpart(tmp_path):
+    root = write_shapenetpart(tmp_path)
+    data = ShapeNetPart(root, "val")
+    assert data.class_names == ["Airplane", "Mug"] and len(data) == 4
+    s = data[3]
+    assert s.label == 1 and set(np.unique(s.point_labels)) <= {36, 37} and s.normals.shape == (300, 3)
+
+
+def test_s3dis(tmp_path):
+    root = write_s3dis(tmp_path)
+    rooms = S3DISRooms(root, [5])
+    assert len(rooms) == 2
+    s = rooms[0]
+    assert s.points.shape == (5000, 3) and s.colors.max() <= 1 and s.point_labels.max() < 13
+
+
+def test_open_source_and_point_clouds(tmp_path):
+    root = write_scanobjectnn(tmp_path)
+    cfg = DataConfig(format="scanobjectnn", root=str(root), variant="obj_only", num_points=1024)
+    data = PointClouds(open_source(cfg, "test"), 1024, train=True)
+    p, label = data[0]
+    assert p.shape == (1024, 3) and p.dtype == torch.float32
+    data.set_epoch(1)
+    assert not torch.equal(p, data[0][0])  # a fresh subset each epoch
+    evaluation = PointClouds(open_source(cfg, "test"), 1024, train=False)
+    assert torch.equal(evaluation[0][0], evaluation[0][0])
+    assert describe(open_source(cfg, "train"))["per_class"]["bag"] == 1
+
+
+# ---- user files --------------------------------------------------------------------------------
+
+
+def test_user_cloud_files(tmp_path):
+    pts = np.random.default_rng(0).normal(size=(100, 3)).astype(np.float32)
+    np.save(tmp_path / "a.npy", pts)
+    np.savez(tmp_path / "b.npz", points=pts)
+    np.savetxt(tmp_path / "c.xyz", pts)
+    np.savetxt(tmp_path / "d.txt", np.concatenate([pts, pts], 1), delimiter=",")
+    for name in ("a.npy", "b.npz", "c.xyz", "d.txt"):
+        np.testing.assert_allclose(read_cloud(tmp_path / name), pts, atol=1e-6)
+
+
+def test_user_mesh_and_ply_files(tmp_path):
+    trimesh = pytest.importorskip("trimesh")
+    mesh = trimesh.creation.box(extents=(1, 2, 3))
+    for suffix in ("off", "obj", "stl", "ply"):
+        mesh.export(tmp_path / f"box.{suffix}")
+        points = read_cloud(tmp_path / f"box.{suffix}", num_mesh_samples=500)
+        assert points.shape == (500, 3)
+        np.testing.assert_allclose(np.abs(points).max(0), [0.5, 1, 1.5], atol=1e-5)
+    cloud = trimesh.PointCloud(np.random.default_rng(1).normal(size=(64, 3)))
+    cloud.export(tmp_path / "cloud.ply")
+    assert read_cloud(tmp_path / "cloud.ply").shape == (64, 3)
+
+
+# ---- bad input -----------------------------------------------------------------------------------
+
+
+def test_missing_roots_name_the_layout(tmp_path):
+    with pytest.raises(DataError, match="expected shapenet_pc"):
+        ShapeNet55(tmp_path / "nope")
+    with pytest.raises(DataError, match="ModelNet40 root not found.*modelnet40_shape_names"):
+        ModelNet40Txt(tmp_path / "nope")
+    with pytest.raises(DataError, match="main_split/training_objectdataset_augmentedrot_scale75.h5"):
+        scanobjectnn(tmp_path / "nope")
+    with pytest.raises(DataError, match="missing synsetoffset2category.txt"):
+        tmp_path.joinpath("sp").mkdir()
+        ShapeNetPart(tmp_path / "sp")
+    with pytest.raises(DataError, match="Area_<k>_<room>.npy"):
+        S3DISRooms(tmp_path / "nope", [5])
+    with pytest.raises(DataError, match="needs a root folder"):
+        open_source(DataConfig(format="scanobjectnn"), "train")
+
+
+def test_missing_and_truncated_files_are_named(tmp_path):
+    root = write_shapenet55(tmp_path)
+    victim = root / "shapenet_pc" / (root / "ShapeNet-55" / "train.txt").read_text().split()[0]
+    victim.write_bytes(victim.read_bytes()[:200])
+    with pytest.raises(DataError, match=f"{victim.name}: truncated or corrupt"):
+        ShapeNet55(root, "train")[0]
+    victim.unlink()
+    with pytest.raises(DataError, match=f"file not found: .*{victim.name}"):
+        ShapeNet55(root, "train")[0]
+    h5 = write_scanobjectnn(tmp_path / "s") / "main_split" / "test_objectdataset.h5"
+    h5.write_bytes(h5.read_bytes()[:1000])
+    with pytest.raises(DataError, match="test_objectdataset.h5: not a readable HDF5"):
+        scanobjectnn(tmp_path / "s" / "h5_files", "obj_bg", "test")
+    with pytest.raises(DataError, match="file not found"):
+        read_cloud(tmp_path / "none.npy")
+    (tmp_path / "x.abc").write_text("1 2 3")
+    with pytest.raises(DataError, match="unsupported file type"):
+        read_cloud(tmp_path / "x.abc")
+    (tmp_path / "bad.xyz").write_text("1 2 three\n")
+    with pytest.raises(DataError, match="bad.xyz: not a table of numbers"):
+        read_cloud(tmp_path / "bad.xyz")
+
+
+def test_nonfinite_empty_and_label_errors(tmp_path):
+    pts = np.random.default_rng(0).normal(size=(50, 3))
+    pts[[3, 7, 9], 1] = np.nan
+    pts[11, 0] = np.inf
+    np.save(tmp_path / "nan.npy", pts)
+    with pytest.raises(DataError, match="4 of 50 points have NaN/inf"):
+        read_cloud(tmp_path / "nan.npy")
+    assert read_cloud(tmp_path / "nan.npy", nonfinite="drop").shape == (46, 3)
+    np.save(tmp_path / "empty.npy", np.zeros((0, 3)))
+    with pytest.raises(DataError, match="empty"):
+        read_cloud(tmp_path / "empty.npy")
+    np.save(tmp_path / "flat.npy", np.zeros((10, 2)))
+    with pytest.raises(DataError, match="shape \\(N, 3\\+\\)"):
+        read_cloud(tmp_path / "flat.npy")
+    import h5py
+    with h5py.File(tmp_path / "bad_label.h5", "w") as f:
+        f["data"] = np.zeros((2, 16, 3), np.float32)
+        f["label"] = np.array([0, 15])
+    (tmp_path / "main_split").mkdir()
+    os.replace(tmp_path / "bad_label.h5", tmp_path / "main_split" / "training_objectdataset.h5")
+    with pytest.raises(DataError, match="label 15 is out of range for 15 classes"):
+        scanobjectnn(tmp_path, "obj_bg", "train")
+
+
+def test_too_few_points_are_resampled_with_a_warning(tmp_path, caplog):
+    np.save(tmp_path / "small.npy", np.random.default_rng(0).normal(size=(10, 3)))
+    root = write_scanobjectnn(tmp_path / "s")
+    data = PointClouds(scanobjectnn(root, "obj_bg", "test"), 4096, train=False)
+    with caplog.at_level("WARNING"):
+        p, _ = data[0]
+    assert p.shape == (4096, 3) and "fewer than 4096" in caplog.text
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /tmp/act3d_pwned",))
+
+
+def test_malicious_pickle_is_refused(tmp_path):
+    root = write_modelnet40(tmp_path)
+    path = root / "modelnet40_train_8192pts_fps.dat"
+    with open(path, "wb") as f:
+        pickle.dump([[_Evil()], [np.array([0])]], f)
+    with pytest.raises(DataError, match="refusing to load (posix|os).system"):
+        modelnet40_dat(root, "train")
+    assert not os.path.exists("/tmp/act3d_pwned")
+    path.write_bytes(b"\x80\x04garbage")
+    with pytest.raises(DataError, match="truncated or corrupt pickle|unsafe or corrupt"):
+        load_pickle(path)
