@@ -1,0 +1,145 @@
+"""Stage I: a frozen pretrained Transformer, prompt-tuned into a 3D dVAE autoencoder (the ACT teacher).
+
+patches -> mini-PointNet -> DGCNN-1 -> logits over the codebook -> Gumbel-softmax -> codebook vectors
+-> Linear(C, D) + centre positions -> prompted frozen teacher blocks -> Linear(D, C) -> DGCNN-2
+-> FoldingNet decoder -> coarse and fine points per patch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from act3d.models.decoder import FoldingDecoder
+from act3d.models.dgcnn import DGCNN
+from act3d.models.teachers import TeacherBackbone, TeacherConfig
+from act3d.models.tokenizer import CenterEmbed, PatchEmbed
+from act3d.ops.chamfer import chamfer_distance
+from act3d.ops.grouping import Patches
+
+
+@dataclass
+class PatchConfig:
+    num_groups: int = 64  # G centres per cloud
+    group_size: int = 32  # K points per patch
+
+
+@dataclass
+class AutoencoderConfig:
+    tokens_dim: int = 384  # C: token / codebook vector width
+    codebook_size: int = 8192
+    embed_hidden: float = 1.0  # mini-PointNet width multiplier
+    dgcnn_k: int = 4
+    dgcnn_hidden: float = 1.0  # DGCNN width multiplier
+    decoder_hidden: int = 1024
+    fold_hidden: int = 512
+    num_prompts: int = 64
+    deep_prompts: bool = True
+    tuning: Literal["prompt", "full"] = "prompt"  # prompt: teacher frozen; full: the paper's ablation
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+
+
+class PromptedTeacher(nn.Module):
+    """Teacher blocks with learnable prompt tokens (VPT). `x, pos (B, G, D) -> (B, G, D)`.
+
+    Shallow prompts are prepended once; deep prompts replace the previous block's prompt outputs before
+    every block after the first. With `frozen`, the teacher's own weights never change and it always
+    runs in eval mode.
+    """
+
+    def __init__(self, backbone: TeacherBackbone, num_prompts: int, deep: bool, frozen: bool):
+        super().__init__()
+        self.backbone, self.num_prompts, self.frozen = backbone, num_prompts, frozen
+        self.deep = deep and num_prompts > 0 and backbone.depth > 1
+        d = backbone.width
+        self.prompt_tokens = nn.Parameter(torch.randn(1, num_prompts, d) * 0.02)
+        self.prompt_pos = nn.Parameter(torch.randn(1, num_prompts, d) * 0.02)
+        if self.deep:
+            self.deep_prompt_tokens = nn.Parameter(torch.randn(backbone.depth - 1, num_prompts, d) * 0.02)
+            self.deep_prompt_pos = nn.Parameter(torch.randn(backbone.depth - 1, num_prompts, d) * 0.02)
+        backbone.requires_grad_(not frozen)
+
+    def train(self, mode: bool = True) -> "PromptedTeacher":
+        super().train(mode)
+        if self.frozen:
+            self.backbone.eval()
+        return self
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        b, p = x.shape[0], self.num_prompts
+        h = torch.cat([(self.prompt_tokens + self.prompt_pos).expand(b, -1, -1), x + pos], dim=1)
+        h = self.backbone.input_norm(h)
+        for i, block in enumerate(self.backbone.blocks):
+            if i > 0 and self.deep:
+                prompts = (self.deep_prompt_tokens[i - 1] + self.deep_prompt_pos[i - 1]).expand(b, -1, -1)
+                h = torch.cat([prompts, h[:, p:]], dim=1)
+            h = block(h)
+        return self.backbone.norm(h)[:, p:]
+
+
+class AutoencoderOutput(NamedTuple):
+    logits: torch.Tensor  # (B, G, V)
+    coarse: torch.Tensor  # (B, G, K/4, 3)
+    fine: torch.Tensor  # (B, G, K, 3)
+
+
+class CrossModalAutoencoder(nn.Module):
+    """The Stage I model. `forward(patches, tau)` reconstructs every patch; `teacher_features(patches)`
+    gives the per-patch latent features `(B, G, C)` that Stage II distils."""
+
+    def __init__(self, cfg: AutoencoderConfig, patches: PatchConfig, teacher: TeacherBackbone):
+        super().__init__()
+        c, d, v = cfg.tokens_dim, teacher.width, cfg.codebook_size
+        self.cfg, self.patch_cfg = cfg, patches
+        self.patch_embed = PatchEmbed(c, cfg.embed_hidden)
+        self.dgcnn_1 = DGCNN(c, v, cfg.dgcnn_k, cfg.dgcnn_hidden)
+        self.codebook = nn.Parameter(torch.randn(v, c))
+        self.proj_pre = nn.Linear(c, d)
+        self.center_embed = CenterEmbed(d)
+        self.teacher = PromptedTeacher(teacher, cfg.num_prompts, cfg.deep_prompts, frozen=cfg.tuning == "prompt")
+        self.proj_post = nn.Linear(d, c)
+        self.dgcnn_2 = DGCNN(c, c, cfg.dgcnn_k, cfg.dgcnn_hidden)
+        self.decoder = FoldingDecoder(c, patches.group_size, cfg.decoder_hidden, cfg.fold_hidden)
+
+    @property
+    def feature_dim(self) -> int:
+        return self.cfg.tokens_dim
+
+    def token_logits(self, patches: Patches) -> torch.Tensor:
+        """`(B, G, V)` logits over the codebook."""
+        return self.dgcnn_1(self.patch_embed(patches.neighborhood), patches.center)
+
+    def decode_features(self, one_hot: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
+        """Codebook weights `(B, G, V)` -> per-patch features `(B, G, C)` through the prompted teacher."""
+        tokens = one_hot @ self.codebook
+        x = self.teacher(self.proj_pre(tokens), self.center_embed(center))
+        return self.dgcnn_2(self.proj_post(x), center)
+
+    def forward(self, patches: Patches, tau: float) -> AutoencoderOutput:
+        logits = self.token_logits(patches)
+        soft = F.gumbel_softmax(logits, tau=tau, dim=-1, hard=False)
+        coarse, fine = self.decoder(self.decode_features(soft, patches.center))
+        return AutoencoderOutput(logits, coarse, fine)
+
+    @torch.no_grad()
+    def teacher_features(self, patches: Patches) -> torch.Tensor:
+        """Stage II target: hard Gumbel one-hot (tau 1) tokens through the teacher -> `(B, G, C)`."""
+        one_hot = F.gumbel_softmax(self.token_logits(patches), tau=1.0, dim=-1, hard=True)
+        return self.decode_features(one_hot, patches.center)
+
+
+def autoencoder_loss(out: AutoencoderOutput, neighborhood: torch.Tensor, kl_weight: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """Chamfer-L1(coarse) + Chamfer-L1(fine) + kl_weight * KL(q || uniform), q = softmax of the logits
+    averaged over each cloud's patches."""
+    b, g, k, _ = neighborhood.shape
+    target = neighborhood.reshape(b * g, k, 3)
+    cd_coarse = chamfer_distance(out.coarse.reshape(b * g, -1, 3), target, "l1").mean()
+    cd_fine = chamfer_distance(out.fine.reshape(b * g, -1, 3), target, "l1").mean()
+    q = F.softmax(out.logits.float(), dim=-1).mean(dim=1)  # (B, V)
+    kl = (q * (q.clamp_min(1e-12).log() + torch.log(torch.tensor(float(q.shape[-1]))))).sum(-1).mean()
+    loss = cd_coarse + cd_fine + kl_weight * kl
+    return loss, {"cd_coarse": cd_coarse.item(), "cd_fine": cd_fine.item(), "kl": kl.item()}

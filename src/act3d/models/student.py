@@ -1,0 +1,148 @@
+"""Stage II: the 3D student Transformer and masked point modelling against a target.
+
+Targets (`StudentConfig.target`):
+- `act`: the frozen Stage I autoencoder's per-patch features (negative cosine similarity) — ACT;
+- `mae`: the masked patches' points (Chamfer-L2), Point-MAE style;
+- `none`: no pretraining (the scratch baseline; the student keeps its random init).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from act3d.models.tokenizer import CenterEmbed, PatchEmbed
+from act3d.models.transformer import TransformerStack
+from act3d.ops.chamfer import chamfer_distance
+from act3d.ops.grouping import Patches
+from act3d.ops.indexing import gather_points
+
+
+@dataclass
+class StudentConfig:
+    width: int = 384
+    depth: int = 12
+    heads: int = 6
+    mlp_ratio: float = 4.0
+    drop_path: float = 0.1
+    embed_hidden: float = 1.0  # mini-PointNet width multiplier
+    decoder_depth: int = 2
+    decoder_heads: int = 6
+    mask_ratio: float = 0.8
+    mask_type: Literal["random", "block"] = "random"
+    target: Literal["act", "mae", "none"] = "act"
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+class StudentEncoder(nn.Module):
+    """The 3D Transformer backbone: patches -> `(B, 1 + G', W)` tokens (cls first), over all patches or
+    only the visible ones."""
+
+    def __init__(self, cfg: StudentConfig):
+        super().__init__()
+        self.cfg = cfg
+        w = cfg.width
+        self.patch_embed = PatchEmbed(w, cfg.embed_hidden)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, w))
+        self.cls_pos = nn.Parameter(torch.randn(1, 1, w) * 0.02)
+        self.pos_embed = CenterEmbed(w)
+        self.blocks = TransformerStack(w, cfg.depth, cfg.heads, cfg.mlp_ratio, cfg.drop_path)
+        self.norm = nn.LayerNorm(w)
+        self.apply(_init_weights)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+
+    def forward(self, neighborhood: torch.Tensor, center: torch.Tensor, visible: torch.Tensor | None = None,
+                return_layers: tuple[int, ...] = ()) -> torch.Tensor | list[torch.Tensor]:
+        """`neighborhood (B, G, K, 3)`, `center (B, G, 3)`, `visible (B, G)` bool with the same count per
+        row -> normalised tokens `(B, 1 + G', W)`; with `return_layers`, those blocks' normalised outputs."""
+        b = neighborhood.shape[0]
+        if visible is not None:  # embed only what the encoder will see
+            neighborhood = neighborhood[visible].reshape(b, -1, *neighborhood.shape[2:])
+            center = center[visible].reshape(b, -1, 3)
+        tokens, pos = self.patch_embed(neighborhood), self.pos_embed(center)
+        x = torch.cat([self.cls_token.expand(b, -1, -1), tokens], dim=1)
+        pos = torch.cat([self.cls_pos.expand(b, -1, -1), pos], dim=1)
+        if return_layers:
+            return [self.norm(h) for h in self.blocks(x, pos, return_layers)]
+        return self.norm(self.blocks(x, pos))
+
+
+def random_mask(batch: int, groups: int, ratio: float, device: torch.device | str) -> torch.Tensor:
+    """`(B, G)` bool, True = masked; exactly `round(ratio * G)` masked patches per cloud."""
+    num_mask = int(round(ratio * groups))
+    order = torch.rand(batch, groups, device=device).argsort(dim=1)
+    mask = torch.zeros(batch, groups, dtype=torch.bool, device=device)
+    mask.scatter_(1, order[:, :num_mask], True)
+    return mask
+
+
+def block_mask(center: torch.Tensor, ratio: float) -> torch.Tensor:
+    """Mask the `round(ratio * G)` centres nearest to a random centre of each cloud. `(B, G, 3) -> (B, G)`."""
+    b, g, _ = center.shape
+    num_mask = int(round(ratio * g))
+    seed = gather_points(center, torch.randint(g, (b, 1), device=center.device))  # (B, 1, 3)
+    nearest = (center - seed).norm(dim=-1).argsort(dim=1)[:, :num_mask]
+    return torch.zeros(b, g, dtype=torch.bool, device=center.device).scatter_(1, nearest, True)
+
+
+class MaskedPointModel(nn.Module):
+    """Stage II: encode the visible patches, decode mask tokens, predict each masked patch's target."""
+
+    def __init__(self, cfg: StudentConfig, group_size: int, target_dim: int | None = None):
+        super().__init__()
+        if cfg.target == "act" and target_dim is None:
+            raise ValueError("the act target needs the teacher's feature width (target_dim)")
+        self.cfg = cfg
+        w = cfg.width
+        self.encoder = StudentEncoder(cfg)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, w))
+        self.decoder_pos_embed = CenterEmbed(w)
+        self.decoder = TransformerStack(w, cfg.decoder_depth, cfg.decoder_heads, cfg.mlp_ratio)
+        self.decoder_norm = nn.LayerNorm(w)
+        out_dim = target_dim if cfg.target == "act" else 3 * group_size
+        self.head = nn.Linear(w, out_dim)
+        for m in (self.decoder_pos_embed, self.decoder, self.decoder_norm, self.head):
+            m.apply(_init_weights)
+        nn.init.trunc_normal_(self.mask_token, std=0.02)
+
+    def make_mask(self, center: torch.Tensor) -> torch.Tensor:
+        if self.cfg.mask_type == "block":
+            return block_mask(center, self.cfg.mask_ratio)
+        return random_mask(center.shape[0], center.shape[1], self.cfg.mask_ratio, center.device)
+
+    def forward(self, patches: Patches, mask: torch.Tensor) -> torch.Tensor:
+        """`mask (B, G)` True = masked -> predictions `(B, M, out_dim)` for the masked patches, in patch order."""
+        b, g, _ = patches.center.shape
+        visible_tokens = self.encoder(patches.neighborhood, patches.center, visible=~mask)[:, 1:]
+        w = visible_tokens.shape[-1]
+        num_mask = int(mask[0].sum())
+        pos = self.decoder_pos_embed(patches.center)
+        x = torch.cat([visible_tokens, self.mask_token.expand(b, num_mask, -1)], dim=1)
+        pos = torch.cat([pos[~mask].reshape(b, -1, w), pos[mask].reshape(b, -1, w)], dim=1)
+        x = self.decoder_norm(self.decoder(x, pos))
+        return self.head(x[:, -num_mask:])
+
+
+def act_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Negative cosine similarity, shifted by 1 so it reads as a distance in [0, 2]."""
+    return 1 - F.cosine_similarity(pred.float(), target.float(), dim=-1).mean()
+
+
+def mae_loss(pred: torch.Tensor, neighborhood: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Chamfer-L2 between predicted and true masked patches. `pred (B, M, 3K)`."""
+    k = neighborhood.shape[2]
+    truth = neighborhood[mask].reshape(-1, k, 3)
+    return chamfer_distance(pred.reshape(-1, k, 3).float(), truth.float(), "l2").mean()

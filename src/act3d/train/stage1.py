@@ -1,0 +1,116 @@
+"""Stage I: train the cross-modal teacher (prompt-tuned pretrained Transformer as a 3D dVAE)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from act3d.config import save_config, to_dict
+from act3d.data.dataset import DataConfig, PointClouds, open_source
+from act3d.data.transforms import scale_and_translate
+from act3d.models.autoencoder import AutoencoderConfig, CrossModalAutoencoder, PatchConfig, autoencoder_loss
+from act3d.models.teachers import TeacherBackbone, build_teacher
+from act3d.ops.grouping import group_patches
+from act3d.train.checkpoint import load_checkpoint, load_model_state
+from act3d.train.loop import FitResult, OptimConfig, RuntimeConfig, fit
+from act3d.train.schedule import cosine_anneal
+
+log = logging.getLogger(__name__)
+KIND = "act3d-teacher"
+
+
+@dataclass
+class AnnealConfig:
+    """Gumbel-softmax temperature and KL weight, annealed over `steps` optimiser steps."""
+
+    tau_start: float = 1.0
+    tau_end: float = 0.0625
+    kl_start: float = 0.0
+    kl_end: float = 0.1
+    steps: int = 100_000
+
+
+@dataclass
+class TeacherRunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    patches: PatchConfig = field(default_factory=PatchConfig)
+    model: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    anneal: AnnealConfig = field(default_factory=AnnealConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-4, weight_decay=5e-4, batch_size=64))
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    gallery: int = 8  # clouds shown in the reconstruction gallery
+
+
+class TeacherTask:
+    kind = KIND
+
+    def __init__(self, model: CrossModalAutoencoder, cfg: TeacherRunConfig):
+        self.module, self.cfg = model, cfg
+
+    def step(self, model: nn.Module, batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        points, _ = batch
+        points = scale_and_translate(points)
+        patches = group_patches(points, self.cfg.patches.num_groups, self.cfg.patches.group_size)
+        a = self.cfg.anneal
+        tau = cosine_anneal(step, a.steps, a.tau_start, a.tau_end)
+        kl_weight = cosine_anneal(step, a.steps, a.kl_start, a.kl_end)
+        loss, metrics = autoencoder_loss(model(patches, tau), patches.neighborhood, kl_weight)
+        return loss, {**metrics, "tau": tau, "kl_weight": kl_weight}
+
+
+def build_autoencoder(cfg: TeacherRunConfig, teacher: TeacherBackbone | None = None) -> CrossModalAutoencoder:
+    return CrossModalAutoencoder(cfg.model, cfg.patches, teacher if teacher is not None else build_teacher(cfg.model.teacher))
+
+
+def load_teacher_model(path: str | Path) -> CrossModalAutoencoder:
+    """A trained Stage I autoencoder from its checkpoint, frozen and in eval mode (the Stage II target)."""
+    from act3d.config import from_dict
+
+    ckpt = load_checkpoint(path, KIND)
+    cfg = from_dict(TeacherRunConfig, ckpt["config"])
+    model = build_autoencoder(cfg, TeacherBackbone.skeleton(ckpt["teacher_arch"]))
+    load_model_state(model, ckpt["model"], str(path))
+    return model.eval().requires_grad_(False)
+
+
+def train_teacher(cfg: TeacherRunConfig, out_dir: str | Path, resume: bool = False) -> FitResult:
+    """Run Stage I; writes config, metrics, checkpoints and a reconstruction gallery to `out_dir`."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out_dir / "config.yaml")
+    torch.manual_seed(cfg.runtime.seed)
+    teacher = build_teacher(cfg.model.teacher)
+    model = build_autoencoder(cfg, teacher)
+    log.info("Stage I: teacher %s (%d blocks, width %d), %s tuning, %d prompts; %.2fM trainable of %.2fM",
+             teacher.name, teacher.depth, teacher.width, cfg.model.tuning, cfg.model.num_prompts,
+             sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6,
+             sum(p.numel() for p in model.parameters()) / 1e6)
+    data = PointClouds(open_source(cfg.data, "pretrain"), cfg.data.num_points, train=True, seed=cfg.runtime.seed)
+    # the architecture lets Stage II rebuild the teacher without its original weight file
+    extra = {"teacher_arch": {**teacher.arch, "name": teacher.name}}
+    result = fit(TeacherTask(model, cfg), data, cfg.optim, cfg.runtime, out_dir, to_dict(cfg), resume=resume, extra=extra)
+    render_reconstructions(model, data, cfg, out_dir / "reconstructions.png")
+    return result
+
+
+@torch.no_grad()
+def render_reconstructions(model: CrossModalAutoencoder, data: PointClouds, cfg: TeacherRunConfig, path: Path) -> Path:
+    """Input clouds beside their reconstructions (fine points of every patch, moved to its centre)."""
+    from act3d.viz import render_clouds
+
+    model.eval()
+    device = next(model.parameters()).device
+    n = min(cfg.gallery, len(data))
+    points = torch.stack([data[i * len(data) // n][0] for i in range(n)]).to(device)
+    patches = group_patches(points, cfg.patches.num_groups, cfg.patches.group_size)
+    out = model(patches, cosine_anneal(cfg.anneal.steps, cfg.anneal.steps, cfg.anneal.tau_start, cfg.anneal.tau_end))
+    recon = (out.fine + patches.center.unsqueeze(2)).reshape(n, -1, 3)
+    clouds, titles = [], []
+    for i in range(n):
+        clouds += [points[i].cpu().numpy(), recon[i].cpu().numpy()]
+        titles += [f"input {i}", f"reconstruction {i}"]
+    return render_clouds(clouds, path, titles, ncols=4)

@@ -1,0 +1,117 @@
+"""Stage II: masked point modelling of the 3D student, distilled from the Stage I teacher (ACT), or with a
+Point-MAE target, or not at all (scratch)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from act3d.config import from_dict, save_config, to_dict
+from act3d.data.dataset import DataConfig, PointClouds, open_source
+from act3d.data.transforms import scale_and_translate
+from act3d.errors import Act3dError
+from act3d.models.autoencoder import CrossModalAutoencoder, PatchConfig
+from act3d.models.student import MaskedPointModel, StudentConfig, StudentEncoder, act_loss, mae_loss
+from act3d.ops.grouping import group_patches
+from act3d.train.checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from act3d.train.loop import FitResult, OptimConfig, RuntimeConfig, fit
+from act3d.train.stage1 import load_teacher_model
+
+log = logging.getLogger(__name__)
+KIND = "act3d-student"
+
+
+@dataclass
+class PretrainRunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    patches: PatchConfig = field(default_factory=PatchConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
+    teacher_checkpoint: str | None = None  # Stage I checkpoint; required for the act target
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, weight_decay=0.05, batch_size=128))
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    gallery: int = 4
+
+
+class PretrainTask:
+    kind = KIND
+
+    def __init__(self, model: MaskedPointModel, teacher: CrossModalAutoencoder | None, cfg: PretrainRunConfig):
+        self.module, self.teacher, self.cfg = model, teacher, cfg
+
+    def step(self, model: nn.Module, batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        points, _ = batch
+        patches = group_patches(scale_and_translate(points), self.cfg.patches.num_groups, self.cfg.patches.group_size)
+        mask = self.module.make_mask(patches.center)
+        pred = model(patches, mask)
+        if self.cfg.student.target == "mae":
+            return mae_loss(pred, patches.neighborhood, mask), {}
+        if next(self.teacher.parameters()).device != points.device:
+            self.teacher.to(points.device)  # once, on whatever device the loop chose
+        target = self.teacher.teacher_features(patches)
+        b = target.shape[0]
+        return act_loss(pred, target[mask].reshape(b, -1, target.shape[-1])), {}
+
+
+def pretrain(cfg: PretrainRunConfig, out_dir: str | Path, resume: bool = False) -> Path:
+    """Run Stage II; returns the student checkpoint. The `none` target writes the untrained student."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out_dir / "config.yaml")
+    torch.manual_seed(cfg.runtime.seed)
+    teacher = None
+    if cfg.student.target == "act":
+        if cfg.teacher_checkpoint is None:
+            raise Act3dError("the act target needs teacher_checkpoint: a Stage I checkpoint from `act3d train-teacher`")
+        teacher = load_teacher_model(cfg.teacher_checkpoint)
+        if teacher.patch_cfg.group_size != cfg.patches.group_size:
+            raise Act3dError(f"{cfg.teacher_checkpoint}: the teacher was trained on patches of "
+                             f"{teacher.patch_cfg.group_size} points, this run uses {cfg.patches.group_size}")
+    model = MaskedPointModel(cfg.student, cfg.patches.group_size, teacher.feature_dim if teacher else None)
+    log.info("Stage II: target %s, student %.2fM parameters, mask %s %.2f", cfg.student.target,
+             sum(p.numel() for p in model.encoder.parameters()) / 1e6, cfg.student.mask_type, cfg.student.mask_ratio)
+    if cfg.student.target == "none":
+        path = save_checkpoint(out_dir / "checkpoints" / "last.pt",
+                               {"kind": KIND, "model": model.state_dict(), "step": 0, "config": to_dict(cfg)})
+        return path
+    data = PointClouds(open_source(cfg.data, "pretrain"), cfg.data.num_points, train=True, seed=cfg.runtime.seed)
+    result = fit(PretrainTask(model, teacher, cfg), data, cfg.optim, cfg.runtime, out_dir, to_dict(cfg), resume=resume)
+    render_masked_inputs(model, data, cfg, out_dir / "masked_inputs.png")
+    return result.checkpoint
+
+
+def load_student_encoder(path: str | Path) -> tuple[StudentEncoder, PretrainRunConfig]:
+    """The pretrained student backbone of a Stage II checkpoint."""
+    ckpt = load_checkpoint(path, KIND)
+    cfg = from_dict(PretrainRunConfig, ckpt["config"])
+    model = MaskedPointModel(cfg.student, cfg.patches.group_size, ckpt["model"]["head.weight"].shape[0]
+                             if cfg.student.target == "act" else None)
+    load_model_state(model, ckpt["model"], str(path))
+    return model.encoder, cfg
+
+
+@torch.no_grad()
+def render_masked_inputs(model: MaskedPointModel, data: PointClouds, cfg: PretrainRunConfig, path: Path) -> Path:
+    """Input clouds beside their visible patches (what the student sees); for the mae target, also the
+    reconstruction of the masked patches."""
+    from act3d.viz import render_clouds
+
+    model.eval()
+    device = next(model.parameters()).device
+    n = min(cfg.gallery, len(data))
+    points = torch.stack([data[i * len(data) // n][0] for i in range(n)]).to(device)
+    patches = group_patches(points, cfg.patches.num_groups, cfg.patches.group_size)
+    mask = model.make_mask(patches.center)
+    absolute = patches.neighborhood + patches.center.unsqueeze(2)
+    clouds, titles = [], []
+    for i in range(n):
+        clouds += [points[i].cpu().numpy(), absolute[i][~mask[i]].reshape(-1, 3).cpu().numpy()]
+        titles += [f"input {i}", f"visible ({int((~mask[i]).sum())} patches)"]
+        if cfg.student.target == "mae":
+            pred = model(patches, mask)[i].reshape(-1, cfg.patches.group_size, 3) + patches.center[i][mask[i]].unsqueeze(1)
+            clouds.append(torch.cat([absolute[i][~mask[i]].reshape(-1, 3), pred.reshape(-1, 3)]).cpu().numpy())
+            titles.append("visible + predicted")
+    return render_clouds(clouds, path, titles, ncols=3 if cfg.student.target == "mae" else 4)
