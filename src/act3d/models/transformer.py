@@ -108,6 +108,13 @@ class TransformerStack(nn.Module):
         rates = torch.linspace(0, drop_path, depth).tolist() if depth > 1 else [drop_path] * depth
         self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, qkv_bias, r, eps=1e-5) for r in rates)
 
+    def set_drop_path(self, drop_path: float) -> None:
+        """Re-spread stochastic depth (fine-tuning uses its own rate)."""
+        depth = len(self.blocks)
+        rates = torch.linspace(0, drop_path, depth).tolist() if depth > 1 else [drop_path] * depth
+        for block, rate in zip(self.blocks, rates):
+            block.drop_path.p = rate
+
     def forward(self, x: torch.Tensor, pos: torch.Tensor, return_layers: tuple[int, ...] = ()) -> torch.Tensor | list[torch.Tensor]:
         """`x, pos (B, T, D)` -> `(B, T, D)`; with `return_layers`, the outputs of those blocks (1-based)."""
         outs = []

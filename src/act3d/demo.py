@@ -1,0 +1,264 @@
+"""`act3d demo`: the whole ACT story on the embedded default data, on a CPU, in minutes.
+
+Stage I trains a cross-modal teacher around the shipped pretrained ViT-S/14 (and, for the paper's
+question, around a randomly initialised ViT of the same shape); Stage II distils each into a 3D student,
+beside a Point-MAE-style student and an untrained one (scratch); Stage III measures every arm with the
+same budget: a linear SVM probe, few-shot episodes and fine-tuning on the scan-like split. Every stage
+writes into its own folder and a `done.json`; re-running reuses finished stages and resumes an
+interrupted one from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from act3d.config import load_config
+from act3d.data.dataset import DataConfig, open_source, stack_clouds
+from act3d.data.default import build_default, default_data_dir
+from act3d.eval.metrics import mean_std
+from act3d.eval.probe import extract_features, fewshot, svm_probe
+from act3d.train.finetune import FinetuneRunConfig, finetune
+from act3d.train.stage1 import TeacherRunConfig, train_teacher
+from act3d.train.stage2 import PretrainRunConfig, load_student_encoder, pretrain
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    label: str
+    teacher: str | None  # "pretrained" | "random" | None
+    target: str  # act | mae | none
+
+
+ARMS = [
+    Arm("act", "ACT (pretrained ViT-S/14 teacher)", "pretrained", "act"),
+    Arm("act-random-teacher", "ACT, randomly initialised teacher", "random", "act"),
+    Arm("point-mae", "Point-MAE-style target", None, "mae"),
+    Arm("scratch", "no pretraining (scratch)", None, "none"),
+]
+FEWSHOT_SETTINGS = [(5, 10), (5, 20), (10, 10), (10, 20)]
+
+
+@dataclass
+class DemoOptions:
+    out: Path
+    quick: bool = False
+    seeds: int = 3  # fine-tuning seeds per arm
+    fewshot_folds: int = 10
+
+
+def _overrides(quick: bool, kind: str) -> list[str]:
+    if not quick:
+        return []
+    return {"teacher": ["optim.max_steps=15", "anneal.steps=15"], "pretrain": ["optim.max_steps=15"],
+            "finetune": ["optim.epochs=1", "optim.max_steps=8"]}[kind]
+
+
+def teacher_config(kind: str, quick: bool) -> TeacherRunConfig:
+    cfg = load_config(TeacherRunConfig, "teacher", "cpu", overrides=_overrides(quick, "teacher"))
+    if kind == "random":
+        # the same shape as the shipped ViT-S/14 blocks in use, with random weights
+        t = cfg.model.teacher
+        t.kind, t.width, t.heads, t.random_depth, t.layer_scale = "random", 384, 6, t.depth or 12, True
+        t.depth = None
+    return cfg
+
+
+class Stages:
+    """Runs named stages once: a finished stage (its `done.json`) is read back instead of re-run."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.timings: dict[str, float] = {}
+
+    def run(self, name: str, fn: Callable[[Path], dict]) -> dict:
+        folder = self.out / name
+        done = folder / "done.json"
+        if done.is_file():
+            record = json.loads(done.read_text())
+            self.timings[name] = record["seconds"]
+            log.info("[reuse] %s (finished earlier in %.0fs)", name, record["seconds"])
+            return record["result"]
+        log.info("[run] %s", name)
+        start = time.perf_counter()
+        result = fn(folder)
+        seconds = time.perf_counter() - start
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = done.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"seconds": seconds, "result": result}, indent=2))
+        tmp.replace(done)
+        self.timings[name] = seconds
+        log.info("[done] %s in %.0fs", name, seconds)
+        return result
+
+
+def estimate_seconds(opts: DemoOptions) -> dict[str, float]:
+    """Rough plan: time two optimiser steps of each stage's model here, times the planned step counts."""
+    from act3d.models.autoencoder import autoencoder_loss
+    from act3d.models.student import MaskedPointModel
+    from act3d.ops.grouping import group_patches
+    from act3d.train.finetune import build_classifier
+    from act3d.train.stage1 import build_autoencoder
+
+    def per_step(fn: Callable[[], None]) -> float:
+        fn()
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+
+    t_cfg = teacher_config("pretrained", opts.quick)
+    p_cfg = load_config(PretrainRunConfig, "pretrain", "cpu", overrides=_overrides(opts.quick, "pretrain"))
+    f_cfg = load_config(FinetuneRunConfig, "finetune", "cpu", overrides=_overrides(opts.quick, "finetune"))
+    g = t_cfg.patches
+    ae = build_autoencoder(t_cfg)
+    pts = torch.randn(t_cfg.optim.batch_size, t_cfg.data.num_points, 3)
+
+    def stage1_step():
+        p = group_patches(pts, g.num_groups, g.group_size)
+        autoencoder_loss(ae(p, 1.0), p.neighborhood, 0.0)[0].backward()
+
+    student = MaskedPointModel(p_cfg.student, g.group_size, ae.feature_dim)
+
+    def stage2_step():
+        p = group_patches(pts[: p_cfg.optim.batch_size], g.num_groups, g.group_size)
+        mask = student.make_mask(p.center)
+        (student(p, mask).sum() + ae.teacher_features(p).sum()).backward()
+
+    clf = build_classifier(f_cfg, 16)
+
+    def finetune_step():
+        p = group_patches(torch.randn(f_cfg.optim.batch_size, f_cfg.data.num_points, 3), g.num_groups, g.group_size)
+        clf(p).sum().backward()
+
+    def steps(optim, size: int) -> int:
+        total = optim.epochs * (size // optim.batch_size)
+        return min(total, optim.max_steps) if optim.max_steps else total
+
+    spec = json.loads((default_data_dir() / "meta.json").read_text())["counts"]
+    s1 = per_step(stage1_step) * steps(t_cfg.optim, spec["pretrain"])
+    s2 = per_step(stage2_step) * steps(p_cfg.optim, spec["pretrain"])
+    s3 = per_step(finetune_step) * steps(f_cfg.optim, spec["scan_train"])
+    return {"stage I (x2 teachers)": 2 * s1, "stage II (x3 students)": 3 * s2,
+            f"fine-tuning (x{len(ARMS)} arms x {opts.seeds} seeds)": len(ARMS) * opts.seeds * s3 * 1.15,
+            "probes, few-shot, report": 30.0}
+
+
+def _probe_arm(student_ckpt: Path, folds: int, quick: bool) -> dict:
+    encoder, cfg = load_student_encoder(student_ckpt)
+    out = {}
+    for variant in ("clean", "scan"):
+        data_cfg = DataConfig(format="default", variant=variant, num_points=cfg.data.num_points)
+        train, test = open_source(data_cfg, "train"), open_source(data_cfg, "test")
+        tx, ty = stack_clouds(train, data_cfg.num_points)
+        vx, vy = stack_clouds(test, data_cfg.num_points)
+        ftr, fte = extract_features(encoder, tx, cfg.patches), extract_features(encoder, vx, cfg.patches)
+        out[f"svm_{variant}"] = svm_probe(ftr, ty.numpy(), fte, vy.numpy(), len(train.class_names))
+        if variant == "clean":
+            out["fewshot"] = fewshot(ftr, ty.numpy(), fte, vy.numpy(), FEWSHOT_SETTINGS, folds=3 if quick else folds)
+            out["embedding"] = {"features": fte[:320].tolist(), "labels": vy.numpy()[:320].tolist(),
+                                "class_names": list(train.class_names)}
+    return out
+
+
+def run_demo(opts: DemoOptions) -> dict:
+    """Run (or resume) the whole demo into `opts.out`; returns the results dict also saved as results.json."""
+    from act3d.report import write_report
+
+    out = opts.out
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    data_dir = build_default()
+    plan = estimate_seconds(opts)
+    total = sum(plan.values())
+    log.info("plan (estimated on this machine, %.1f min in all):", total / 60)
+    for step, seconds in plan.items():
+        log.info("  %-40s ~%4.0fs", step, seconds)
+    stages = Stages(out)
+    teachers = {}
+    for kind in ("pretrained", "random"):
+        teachers[kind] = stages.run(f"stage1-{kind}-teacher", lambda d, k=kind: _teacher_stage(k, d, opts.quick))
+    students = {}
+    for arm in ARMS:
+        students[arm.name] = stages.run(f"stage2-{arm.name}", lambda d, a=arm: _student_stage(a, teachers, d, opts.quick))
+    probes, finetunes = {}, {}
+    for arm in ARMS:
+        probes[arm.name] = stages.run(f"probe-{arm.name}", lambda d, a=arm: _probe_arm(Path(students[a.name]["checkpoint"]),
+                                                                                        opts.fewshot_folds, opts.quick))
+        finetunes[arm.name] = [
+            stages.run(f"finetune-{arm.name}-seed{seed}", lambda d, a=arm, s=seed: _finetune_stage(a, students, s, d, opts.quick))
+            for seed in range(opts.seeds)]
+    results = collect_results(opts, teachers, students, probes, finetunes, stages.timings, time.perf_counter() - started, data_dir)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    write_report(out, results)
+    return results
+
+
+def _teacher_stage(kind: str, folder: Path, quick: bool) -> dict:
+    cfg = teacher_config(kind, quick)
+    result = train_teacher(cfg, folder, resume=True)
+    import csv
+
+    with open(folder / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    first, last = rows[0], rows[-1]
+    return {"checkpoint": str(result.checkpoint), "steps": result.steps,
+            "chamfer_fine_first": float(first["cd_fine"]), "chamfer_fine_last": float(last["cd_fine"]),
+            "chamfer_coarse_first": float(first["cd_coarse"]), "chamfer_coarse_last": float(last["cd_coarse"])}
+
+
+def _student_stage(arm: Arm, teachers: dict, folder: Path, quick: bool) -> dict:
+    overrides = _overrides(quick, "pretrain") + [f"student.target={arm.target}"]
+    if arm.teacher is not None:
+        overrides.append(f"teacher_checkpoint={teachers[arm.teacher]['checkpoint']}")
+    cfg = load_config(PretrainRunConfig, "pretrain", "cpu", overrides=overrides)
+    path = pretrain(cfg, folder, resume=True)
+    record = {"checkpoint": str(path)}
+    metrics = folder / "metrics.csv"
+    if metrics.is_file():
+        import csv
+
+        with metrics.open() as f:
+            rows = list(csv.DictReader(f))
+        record.update(loss_first=float(rows[0]["loss"]), loss_last=float(rows[-1]["loss"]))
+    return record
+
+
+def _finetune_stage(arm: Arm, students: dict, seed: int, folder: Path, quick: bool) -> dict:
+    overrides = _overrides(quick, "finetune") + [f"runtime.seed={seed}", f"checkpoint={students[arm.name]['checkpoint']}"]
+    cfg = load_config(FinetuneRunConfig, "finetune", "cpu", overrides=overrides)
+    res = finetune(cfg, folder, resume=True)
+    return {k: res[k] for k in ("test_acc", "test_macc", "best_test_acc", "seed", "steps", "confusion", "class_names")}
+
+
+def collect_results(opts: DemoOptions, teachers: dict, students: dict, probes: dict, finetunes: dict,
+                    timings: dict, seconds: float, data_dir: Path) -> dict:
+    arms = []
+    for arm in ARMS:
+        ft = finetunes[arm.name]
+        acc_mean, acc_std = mean_std([r["test_acc"] for r in ft])
+        fs = {k: {"mean": v["mean"], "std": v["std"]} for k, v in probes[arm.name]["fewshot"].items()}
+        arms.append({
+            "name": arm.name, "label": arm.label,
+            "finetune_scan_acc_mean": acc_mean, "finetune_scan_acc_std": acc_std,
+            "finetune_scan_accs": [r["test_acc"] for r in ft],
+            "svm_scan_acc": probes[arm.name]["svm_scan"]["test_acc"], "svm_clean_acc": probes[arm.name]["svm_clean"]["test_acc"],
+            "fewshot": fs, "stage2": students[arm.name],
+        })
+    return {
+        "act3d_demo": 1, "quick": opts.quick, "seeds": opts.seeds, "wall_seconds": round(seconds, 1),
+        "torch": torch.__version__, "threads": torch.get_num_threads(), "data": str(data_dir),
+        "teachers": teachers, "arms": arms, "timings": {k: round(v, 1) for k, v in timings.items()},
+        "confusion_act": finetunes["act"][0]["confusion"], "class_names": finetunes["act"][0]["class_names"],
+        "embedding_act": probes["act"]["embedding"], "fewshot_folds": 3 if opts.quick else opts.fewshot_folds,
+        "np": np.__version__,
+    }

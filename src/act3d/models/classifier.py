@@ -1,0 +1,53 @@
+"""Stage III heads on the student backbone: object classification with the paper's transfer modes."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from act3d.models.student import StudentEncoder
+from act3d.ops.grouping import Patches
+
+Transfer = Literal["full", "linear", "mlp3"]
+
+
+def mlp3_head(in_dim: int, num_classes: int, dropout: float = 0.5) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_dim, 256), nn.BatchNorm1d(256), nn.ReLU(inplace=True), nn.Dropout(dropout),
+                         nn.Linear(256, 256), nn.BatchNorm1d(256), nn.ReLU(inplace=True), nn.Dropout(dropout),
+                         nn.Linear(256, num_classes))
+
+
+def pooled_feature(tokens: torch.Tensor) -> torch.Tensor:
+    """`(B, 1 + G, W)` encoder output -> `(B, 2W)`: cls token and max-pooled patch tokens."""
+    return torch.cat([tokens[:, 0], tokens[:, 1:].max(dim=1).values], dim=-1)
+
+
+class PointClassifier(nn.Module):
+    """Student encoder over all patches -> concat(cls, max-pool) -> head -> `(B, classes)` logits.
+
+    `transfer`: `full` trains everything with the `mlp3` head; `linear` / `mlp3` freeze the backbone
+    (only the cls token and the head learn) under a linear / 3-layer head.
+    """
+
+    def __init__(self, encoder: StudentEncoder, num_classes: int, transfer: Transfer = "full"):
+        super().__init__()
+        self.encoder, self.transfer = encoder, transfer
+        width = encoder.cfg.width
+        self.head = nn.Linear(2 * width, num_classes) if transfer == "linear" else mlp3_head(2 * width, num_classes)
+        if transfer != "full":
+            for name, p in encoder.named_parameters():
+                p.requires_grad_(name in ("cls_token", "cls_pos"))
+
+    def train(self, mode: bool = True) -> "PointClassifier":
+        super().train(mode)
+        if self.transfer != "full":
+            self.encoder.eval()  # a frozen backbone keeps its BatchNorm statistics and no drop path
+        return self
+
+    def features(self, patches: Patches) -> torch.Tensor:
+        return pooled_feature(self.encoder(patches.neighborhood, patches.center))
+
+    def forward(self, patches: Patches) -> torch.Tensor:
+        return self.head(self.features(patches))
