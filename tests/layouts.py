@@ -110,3 +110,22 @@ def write_s3dis(root: Path, areas=(1, 5), rooms: int = 2) -> Path:
             label = RNG.integers(0, 13, size=(n, 1))
             np.save(base / f"Area_{area}_office_{r + 1}.npy", np.concatenate([xyz, rgb, label], axis=1).astype(np.float32))
     return base
+
+
+def write_tiny_scan_h5(root: Path, count: int = 16, points: int = 96, classes: int = 15) -> Path:
+    """A small ScanObjectNN-layout folder of smooth blobs, for training-loop tests."""
+    base = root / "h5_files"
+    rng = np.random.default_rng(1)
+    for folder in ("main_split", "main_split_nobg"):
+        (base / folder).mkdir(parents=True, exist_ok=True)
+        for split in ("training", "test"):
+            for name in (f"{split}_objectdataset.h5", f"{split}_objectdataset_augmentedrot_scale75.h5"):
+                labels = np.arange(count) % classes
+                u = rng.normal(size=(count, points, 3))
+                u /= np.linalg.norm(u, axis=-1, keepdims=True)
+                stretch = np.stack([np.ones(count), 0.5 + (labels % 3) / 3, np.ones(count)], axis=1)[:, None, :]
+                data = u * (1 + 0.3 * labels[:, None, None] / classes) * stretch
+                with h5py.File(base / folder / name, "w") as f:
+                    f.create_dataset("data", data=data.astype(np.float32))
+                    f.create_dataset("label", data=labels.astype(np.uint8))
+    return base

@@ -93,9 +93,8 @@ def results_rows(results: dict) -> list[dict[str, str]]:
 
 
 COLUMNS = [("arm", "arm"), ("finetune", "fine-tune, scan split, OA %"), ("svm_scan", "SVM, scan split, OA %"),
-           ("svm_clean", "SVM, clean split, OA %"), ("fewshot_5w10s", "5-way 10-shot %"),
-           ("fewshot_5w20s", "5-way 20-shot %"), ("fewshot_10w10s", "10-way 10-shot %"),
-           ("fewshot_10w20s", "10-way 20-shot %")]
+           ("svm_clean", "SVM, clean split, OA %"), ("fewshot_5w10s", "few-shot 5w10s, scan %"),
+           ("fewshot_5w20s", "5w20s %"), ("fewshot_10w10s", "10w10s %"), ("fewshot_10w20s", "10w20s %")]
 
 
 def _img(path: Path) -> str:

@@ -1,0 +1,135 @@
+import copy
+
+import pytest
+import torch
+
+from act3d.errors import Act3dError, CheckpointError
+from act3d.train.checkpoint import load_checkpoint, save_checkpoint
+from act3d.train.finetune import finetune, load_classifier
+from act3d.train.loop import TrainingDiverged
+from act3d.train.stage1 import build_autoencoder, load_teacher_model, train_teacher
+from act3d.train.stage2 import load_student_encoder, pretrain
+
+
+def test_stage1_trains_prompts_only_and_reconstruction_falls(teacher_cfg, tmp_path):
+    teacher_cfg.optim.epochs = 8
+    model_before = build_autoencoder(teacher_cfg)
+    frozen_before = copy.deepcopy(model_before.teacher.backbone.state_dict())
+    result = train_teacher(teacher_cfg, tmp_path / "s1")
+    trained = load_teacher_model(result.checkpoint)
+    # the pretrained teacher's own weights never move; prompts and the dVAE do
+    for k, v in trained.teacher.backbone.state_dict().items():
+        torch.testing.assert_close(v, frozen_before[k], rtol=0, atol=0)
+    assert not torch.allclose(trained.teacher.prompt_tokens, model_before.teacher.prompt_tokens)
+    assert not torch.allclose(trained.codebook, model_before.codebook)
+    import csv
+    rows = list(csv.DictReader(open(tmp_path / "s1" / "metrics.csv")))
+    first, last = float(rows[0]["cd_fine"]), float(rows[-1]["cd_fine"])
+    assert last < 0.8 * first, (first, last)
+    assert (tmp_path / "s1" / "reconstructions.png").stat().st_size > 1000
+    assert (tmp_path / "s1" / "config.yaml").is_file()
+
+
+def test_full_tuning_mode_moves_the_teacher(teacher_cfg, tmp_path):
+    teacher_cfg.model.tuning = "full"
+    teacher_cfg.optim.max_steps = 3
+    before = build_autoencoder(teacher_cfg).teacher.backbone.state_dict()
+    trained = load_teacher_model(train_teacher(teacher_cfg, tmp_path / "s1").checkpoint)
+    moved = [k for k, v in trained.teacher.backbone.state_dict().items() if not torch.equal(v, before[k])]
+    assert moved
+
+
+def test_resume_is_exact(teacher_cfg, tmp_path, monkeypatch):
+    teacher_cfg.optim.epochs = 2  # 16 samples, batches of 4 -> 8 steps
+    teacher_cfg.runtime.checkpoint_every = 3
+    straight = train_teacher(teacher_cfg, tmp_path / "straight")
+    from act3d.train import stage1
+
+    real_step = stage1.TeacherTask.step
+
+    def killed_at_5(self, model, batch, step):
+        if step == 5:
+            raise KeyboardInterrupt  # as if Ctrl-C arrived during step 5
+        return real_step(self, model, batch, step)
+
+    monkeypatch.setattr(stage1.TeacherTask, "step", killed_at_5)
+    with pytest.raises(KeyboardInterrupt):
+        train_teacher(teacher_cfg, tmp_path / "resumed")
+    assert load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")["step"] == 4  # epoch end
+    monkeypatch.setattr(stage1.TeacherTask, "step", real_step)
+    resumed = train_teacher(teacher_cfg, tmp_path / "resumed", resume=True)
+    a = load_checkpoint(straight.checkpoint)["model"]
+    b = load_checkpoint(resumed.checkpoint)["model"]
+    assert straight.steps == resumed.steps == 8
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_checkpoint(teacher_cfg, tmp_path, monkeypatch):
+    teacher_cfg.runtime.checkpoint_every = 2
+    from act3d.train import stage1
+
+    real_step = stage1.TeacherTask.step
+
+    def poisoned(self, model, batch, step):
+        loss, metrics = real_step(self, model, batch, step)
+        return (loss * float("nan") if step == 3 else loss), metrics
+
+    monkeypatch.setattr(stage1.TeacherTask, "step", poisoned)
+    with pytest.raises(TrainingDiverged, match="at step 3"):
+        train_teacher(teacher_cfg, tmp_path / "nan")
+    assert load_checkpoint(tmp_path / "nan" / "checkpoints" / "last.pt")["step"] == 2
+
+
+def test_stage2_arms_and_finetune(teacher_cfg, pretrain_cfg, finetune_cfg, tmp_path):
+    teacher_cfg.optim.max_steps = 2
+    teacher_ckpt = train_teacher(teacher_cfg, tmp_path / "s1").checkpoint
+    pretrain_cfg.optim.epochs = 4
+    pretrain_cfg.teacher_checkpoint = str(teacher_ckpt)
+    act = pretrain(pretrain_cfg, tmp_path / "act")
+    import csv
+    losses = [float(r["loss"]) for r in csv.DictReader(open(tmp_path / "act" / "metrics.csv"))]
+    assert losses[-1] < losses[0]
+    pretrain_cfg.student.target = "mae"
+    mae = pretrain(pretrain_cfg, tmp_path / "mae")
+    assert (tmp_path / "mae" / "masked_inputs.png").is_file()
+    pretrain_cfg.student.target = "none"
+    scratch = pretrain(pretrain_cfg, tmp_path / "none")
+    for ckpt in (act, mae, scratch):
+        encoder, _ = load_student_encoder(ckpt)
+        assert encoder.cfg.width == 32
+    finetune_cfg.checkpoint = str(act)
+    results = finetune(finetune_cfg, tmp_path / "ft")
+    assert 0 <= results["test_acc"] <= 1 and len(results["confusion"]) == 15
+    model, cfg, names = load_classifier(tmp_path / "ft" / "checkpoints" / "last.pt")
+    assert len(names) == 15 and (tmp_path / "ft" / "checkpoints" / "best.pt").is_file()
+
+
+def test_stage2_refuses_a_checkpoint_that_is_not_a_teacher(pretrain_cfg, finetune_cfg, tmp_path):
+    finetune_cfg.optim.max_steps = 1
+    finetune(finetune_cfg, tmp_path / "ft")
+    pretrain_cfg.teacher_checkpoint = str(tmp_path / "ft" / "checkpoints" / "last.pt")
+    with pytest.raises(CheckpointError, match="is a act3d-classifier checkpoint, but a act3d-teacher checkpoint is needed"):
+        pretrain(pretrain_cfg, tmp_path / "bad")
+    pretrain_cfg.teacher_checkpoint = None
+    with pytest.raises(Act3dError, match="needs teacher_checkpoint"):
+        pretrain(pretrain_cfg, tmp_path / "bad2")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="junk.pt: not a readable act3d checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not an act3d checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, {"kind": "act3d-student", "model": {"w": torch.ones(2)}})
+
+    def explode(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", explode)
+    with pytest.raises(OSError):
+        save_checkpoint(path, {"kind": "act3d-student", "model": {"w": torch.zeros(2)}})
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(2))
