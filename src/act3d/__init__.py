@@ -1,3 +1,10 @@
 """act3d: self-supervised 3D point-cloud learning with cross-modal teachers (ACT, ICLR 2023)."""
 
 __version__ = "0.1.0"
+
+
+def load_model(path):
+    """Load a Stage II student or fine-tuned classifier checkpoint; see `act3d.api`."""
+    from act3d.api import load_model as _load
+
+    return _load(path)

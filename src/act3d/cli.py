@@ -25,9 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-from act3d import cli_data, cli_demo, cli_train  # noqa: E402
+from act3d import cli_data, cli_demo, cli_eval, cli_train  # noqa: E402
 
-_COMMANDS = [cli_demo.register, cli_data.register, cli_train.register]
+_COMMANDS = [cli_demo.register, cli_data.register, cli_train.register, cli_eval.register]
 
 
 def main(argv: list[str] | None = None) -> int:

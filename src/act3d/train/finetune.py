@@ -123,9 +123,9 @@ def finetune(cfg: FinetuneRunConfig, out_dir: str | Path, resume: bool = False) 
     return results
 
 
-def load_classifier(path: str | Path) -> tuple[PointClassifier, FinetuneRunConfig, list[str]]:
-    """A fine-tuned classifier from its checkpoint (for `act3d predict`)."""
-    ckpt = load_checkpoint(path, KIND)
+def load_classifier(path: str | Path, ckpt: dict | None = None) -> tuple[PointClassifier, FinetuneRunConfig, list[str]]:
+    """A fine-tuned classifier from its checkpoint (`ckpt`: the file's already-read contents)."""
+    ckpt = ckpt if ckpt is not None else load_checkpoint(path, KIND)
     cfg = from_dict(FinetuneRunConfig, ckpt["config"])
     model = PointClassifier(StudentEncoder(cfg.student), ckpt["num_classes"], cfg.transfer)
     load_model_state(model, ckpt["model"], str(path))

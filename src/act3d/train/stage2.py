@@ -83,9 +83,9 @@ def pretrain(cfg: PretrainRunConfig, out_dir: str | Path, resume: bool = False) 
     return result.checkpoint
 
 
-def load_student_encoder(path: str | Path) -> tuple[StudentEncoder, PretrainRunConfig]:
-    """The pretrained student backbone of a Stage II checkpoint."""
-    ckpt = load_checkpoint(path, KIND)
+def load_student_encoder(path: str | Path, ckpt: dict | None = None) -> tuple[StudentEncoder, PretrainRunConfig]:
+    """The pretrained student backbone of a Stage II checkpoint (`ckpt`: the file's already-read contents)."""
+    ckpt = ckpt if ckpt is not None else load_checkpoint(path, KIND)
     cfg = from_dict(PretrainRunConfig, ckpt["config"])
     model = MaskedPointModel(cfg.student, cfg.patches.group_size, ckpt["model"]["head.weight"].shape[0]
                              if cfg.student.target == "act" else None)
