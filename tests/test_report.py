@@ -1,0 +1,66 @@
+"""The demo report, checked as a person would: rendered in headless Chromium."""
+
+import json
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from act3d.report import results_rows, write_report
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def fake_results() -> dict:
+    rng = np.random.default_rng(0)
+    arms = []
+    for i, (name, label) in enumerate([("act", "ACT"), ("scratch", "no pretraining (scratch)")]):
+        accs = [0.7 + 0.01 * i + 0.001 * s for s in range(3)]
+        arms.append({"name": name, "label": label, "finetune_scan_acc_mean": float(np.mean(accs)),
+                     "finetune_scan_acc_std": float(np.std(accs)), "finetune_scan_accs": accs,
+                     "svm_scan_acc": 0.55 + i / 100, "svm_clean_acc": 0.99,
+                     "fewshot": {k: {"mean": 0.8, "std": 0.05} for k in ("5w10s", "5w20s", "10w10s", "10w20s")},
+                     "stage2": {}})
+    return {"quick": True, "seeds": 3, "wall_seconds": 123.4, "torch": "x", "threads": 2, "fewshot_folds": 10,
+            "teachers": {"pretrained": {"steps": 10, "chamfer_fine_first": 0.4, "chamfer_fine_last": 0.1}},
+            "arms": arms, "timings": {"stage1": 1.0},
+            "confusion_act": (np.eye(3, dtype=int) * 5).tolist(), "class_names": ["a", "b", "c"],
+            "embedding_act": {"features": rng.normal(size=(60, 8)).tolist(), "labels": (np.arange(60) % 3).tolist(),
+                              "class_names": ["a", "b", "c"]}}
+
+
+def test_report_files_and_numbers(tmp_path):
+    results = fake_results()
+    page = write_report(tmp_path, results).read_text()
+    assert (tmp_path / "report.md").is_file() and (tmp_path / "tsne.png").is_file()
+    assert page.count("data:image/png;base64,") >= 2 and "http" not in page.replace("http-equiv", "")
+    for row in results_rows(results):
+        assert row["finetune"] in page
+    assert "70.1 ± 0.1" in page  # mean and std of the three seeds, in percent
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian package 'chromium'; .ci/run installs it)")
+def test_report_renders_in_headless_chromium(tmp_path):
+    results = fake_results()
+    write_report(tmp_path, results)
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
+    dom = subprocess.run(cmd + ["--dump-dom", (tmp_path / "report.html").as_uri()], capture_output=True, text=True,
+                         timeout=120).stdout
+    shot = tmp_path / "shot.png"
+    subprocess.run(cmd + [f"--screenshot={shot}", "--window-size=1200,2400", (tmp_path / "report.html").as_uri()],
+                   capture_output=True, timeout=120)
+    assert shot.is_file() and shot.stat().st_size > 10_000
+    # the rendered page holds the results table with the numbers of results.json, and the images
+    shown = re.findall(r'<td data-key="finetune">([^<]*)</td>', dom)
+    expected = [f"{100 * a['finetune_scan_acc_mean']:.1f} ± {100 * a['finetune_scan_acc_std']:.1f}"
+                for a in json.loads((tmp_path / "results.json").read_text())["arms"]]
+    assert shown == expected
+    svm = re.findall(r'<td data-key="svm_scan">([^<]*)</td>', dom)
+    assert svm == [f"{100 * a['svm_scan_acc']:.1f}" for a in results["arms"]]
+    assert len(re.findall(r"<img [^>]*src=\"data:image/png;base64,", dom)) >= 2
+    assert '<table id="results">' in dom
