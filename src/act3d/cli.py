@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 from act3d import cli_data, cli_demo, cli_eval, cli_train  # noqa: E402
 
-_COMMANDS = [cli_demo.register, cli_data.register, cli_train.register, cli_eval.register]
+_COMMANDS = [cli_demo.register, cli_data.register, cli_train.register, cli_eval.register, cli_eval.register_segment]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -171,3 +171,28 @@ def register(commands: argparse._SubParsersAction) -> None:
     pred.add_argument("--checkpoint", required=True)
     pred.add_argument("--top-k", type=int, default=5)
     pred.set_defaults(run=_predict)
+
+
+def _segment(args: argparse.Namespace) -> int:
+    from act3d.train.segment import SegmentRunConfig, segment
+
+    overrides = list(args.overrides) + [f"task={args.task}"]
+    if args.root:
+        overrides.append(f"data.root={args.root}")
+    if args.task == "semantic":
+        overrides.append("data.format=s3dis")
+    if args.checkpoint:
+        overrides.append(f"checkpoint={args.checkpoint}")
+    cfg = load_config(SegmentRunConfig, "segment", args.preset, args.config, overrides)
+    res = segment(cfg, args.out, resume=args.resume)
+    print(", ".join(f"{k} {100 * v:.2f}%" for k, v in res["metrics"].items()))
+    return 0
+
+
+def register_segment(commands: argparse._SubParsersAction) -> None:
+    seg = commands.add_parser("segment", help="part segmentation (ShapeNetPart) or semantic segmentation (S3DIS, Area 5 held out)")
+    add_config_args(seg, "segment", "paper_part")
+    seg.add_argument("--task", choices=["part", "semantic"], default="part")
+    seg.add_argument("--root", help="dataset folder (shapenetcore_partanno_segmentation_benchmark_v0_normal or stanford_indoor3d)")
+    seg.add_argument("--checkpoint", help="Stage II student checkpoint (omit to train from scratch)")
+    seg.set_defaults(run=_segment)

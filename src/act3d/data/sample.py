@@ -67,12 +67,15 @@ def check_label(label: int, num_classes: int, source: str) -> int:
     return int(label)
 
 
-def resample_indices(num_points: int, target: int, rng: np.random.Generator, source: str = "") -> np.ndarray:
+def resample_indices(num_points: int, target: int, rng: np.random.Generator, source: str = "", warn: bool = True) -> np.ndarray:
     """Indices choosing `target` of `num_points` points: without replacement when possible, else with
-    replacement (and a warning, since duplicated points change the patch statistics)."""
+    replacement (and a warning, since duplicated points change the patch statistics; `warn=False` where
+    that is the protocol, as for sparse S3DIS blocks)."""
     if num_points >= target:
         return rng.choice(num_points, target, replace=False) if num_points > target else np.arange(target)
-    log.warning("%s has %d points, fewer than %d: resampling with replacement", source or "a cloud", num_points, target)
+    if warn:
+        log.warning("%s has %d points, fewer than %d: resampling with replacement", source or "a cloud", num_points,
+                    target)
     return np.concatenate([np.arange(num_points), rng.choice(num_points, target - num_points, replace=True)])
 
 

@@ -1,0 +1,157 @@
+"""Segmentation transfer: ShapeNetPart part segmentation and S3DIS (Area 5) semantic segmentation."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from act3d.config import save_config, to_dict
+from act3d.data.dataset import DataConfig, open_source
+from act3d.data.s3dis import CLASSES as S3DIS_CLASSES
+from act3d.data.segmentation import PartShapes, RoomBlocks
+from act3d.data.shapenet import NUM_PARTS, PART_IDS
+from act3d.eval.metrics import iou_per_class, mean_class_accuracy, overall_accuracy, part_segmentation_miou
+from act3d.models.autoencoder import PatchConfig
+from act3d.models.segmenter import PointSegmenter
+from act3d.models.student import StudentConfig, StudentEncoder
+from act3d.ops.grouping import group_patches
+from act3d.train.loop import OptimConfig, RuntimeConfig, fit
+from act3d.train.stage2 import load_student_encoder
+
+log = logging.getLogger(__name__)
+KIND = "act3d-segmenter"
+
+
+@dataclass
+class SegmentRunConfig:
+    task: Literal["part", "semantic"] = "part"
+    data: DataConfig = field(default_factory=lambda: DataConfig(format="shapenetpart", num_points=2048))
+    patches: PatchConfig = field(default_factory=lambda: PatchConfig(num_groups=128, group_size=32))
+    student: StudentConfig = field(default_factory=StudentConfig)  # architecture when training from scratch
+    checkpoint: str | None = None  # Stage II student checkpoint; None = from scratch
+    head_hidden: int = 256
+    block: float = 1.0  # S3DIS block size in metres
+    blocks_per_room: int = 8  # S3DIS training blocks drawn per room and epoch
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-4, weight_decay=0.05, batch_size=16))
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    pictures: int = 4
+
+
+class SegmentTask:
+    kind = KIND
+
+    def __init__(self, model: PointSegmenter, cfg: SegmentRunConfig):
+        self.module, self.cfg = model, cfg
+
+    def forward(self, model: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.cfg.task == "part":
+            points, labels, category = batch
+            extra = None
+        else:
+            points, extra, labels, category = batch
+        patches = group_patches(points, self.cfg.patches.num_groups, self.cfg.patches.group_size)
+        return model(patches, points, extra, category if self.cfg.task == "part" else None), labels
+
+    def step(self, model: nn.Module, batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        logits, labels = self.forward(model, batch)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+        return loss, {"train_acc": (logits.argmax(-1) == labels).float().mean().item()}
+
+
+def _datasets(cfg: SegmentRunConfig):
+    train_src, test_src = open_source(cfg.data, "train"), open_source(cfg.data, "test")
+    if cfg.task == "part":
+        return (train_src, PartShapes(train_src, cfg.data.num_points, True, cfg.runtime.seed),
+                PartShapes(test_src, cfg.data.num_points, False, cfg.runtime.seed))
+    return (train_src, RoomBlocks(train_src, cfg.data.num_points, True, cfg.block, cfg.blocks_per_room, cfg.runtime.seed),
+            RoomBlocks(test_src, cfg.data.num_points, False, cfg.block, seed=cfg.runtime.seed))
+
+
+@torch.no_grad()
+def predict_all(task: SegmentTask, data, class_names: list[str], batch_size: int = 16) -> tuple[list[np.ndarray], list[np.ndarray], list[int], list]:
+    """Per-sample predictions, truths and categories. Part predictions are restricted to the parts of the
+    shape's category, as the standard ShapeNetPart evaluation does."""
+    model = task.module.eval()
+    device = next(model.parameters()).device
+    preds, truths, cats, inputs = [], [], [], []
+    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
+    part_mask = None
+    if task.cfg.task == "part":
+        part_mask = torch.full((len(class_names), NUM_PARTS), float("-inf"), device=device)
+        for c, name in enumerate(class_names):
+            part_mask[c, PART_IDS[name]] = 0.0
+    for batch in loader:
+        batch = [b.to(device) if isinstance(b, torch.Tensor) else b for b in batch]
+        logits, labels = task.forward(model, batch)
+        category = batch[-1]
+        if part_mask is not None:
+            logits = logits + part_mask[category].unsqueeze(1)
+        preds += list(logits.argmax(-1).cpu().numpy())
+        truths += list(labels.cpu().numpy())
+        cats += [int(c) for c in torch.as_tensor(category).reshape(-1).tolist()]
+        inputs += list(batch[0].cpu().numpy())
+    return preds, truths, cats, inputs
+
+
+def evaluate(task: SegmentTask, data) -> dict[str, float]:
+    names = data.source.class_names
+    preds, truths, cats, _ = predict_all(task, data, names)
+    if task.cfg.task == "part":
+        class_miou, instance_miou = part_segmentation_miou(preds, truths, cats, [PART_IDS[n] for n in names])
+        return {"class_miou": class_miou, "instance_miou": instance_miou}
+    p, t = np.concatenate(preds), np.concatenate(truths)
+    return {"oa": overall_accuracy(p, t), "macc": mean_class_accuracy(p, t, len(S3DIS_CLASSES)),
+            "miou": float(np.nanmean(iou_per_class(p, t, len(S3DIS_CLASSES))))}
+
+
+def segment(cfg: SegmentRunConfig, out_dir: str | Path, resume: bool = False) -> dict:
+    """Train and evaluate a segmenter; writes `results.json`, `predictions.png` and the usual run files."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.runtime.seed)
+    if cfg.checkpoint is None:
+        encoder = StudentEncoder(cfg.student)
+    else:
+        encoder, pre = load_student_encoder(cfg.checkpoint)
+        cfg.student = pre.student
+    train_src, train_data, test_data = _datasets(cfg)
+    if cfg.task == "part":
+        model = PointSegmenter(encoder, NUM_PARTS, num_categories=len(train_src.class_names), hidden=cfg.head_hidden)
+    else:
+        model = PointSegmenter(encoder, len(S3DIS_CLASSES), point_extra=3, hidden=cfg.head_hidden)
+    save_config(cfg, out_dir / "config.yaml")
+    task = SegmentTask(model, cfg)
+    best = "instance_miou" if cfg.task == "part" else "miou"
+    result = fit(task, train_data, cfg.optim, cfg.runtime, out_dir, to_dict(cfg), resume=resume,
+                 evaluate=lambda m: evaluate(task, test_data), best_metric=best)
+    scores = evaluate(task, test_data)
+    results = {"task": cfg.task, "metrics": scores, "best": result.best, "steps": result.steps, "seed": cfg.runtime.seed,
+               "pretrained": cfg.checkpoint, "test_samples": len(test_data)}
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+    render_predictions(task, test_data, out_dir / "predictions.png", cfg.pictures)
+    return results
+
+
+def render_predictions(task: SegmentTask, data, path: Path, count: int) -> Path:
+    """Ground truth beside prediction for a few test samples, coloured by label."""
+    import matplotlib.pyplot as plt
+
+    from act3d.viz import render_clouds
+
+    subset = torch.utils.data.Subset(data, list(range(min(count, len(data)))))
+    preds, truths, _, inputs = predict_all(task, subset, data.source.class_names)
+    cmap = plt.get_cmap("tab20")
+    clouds, colors, titles = [], [], []
+    for i, (p, t, pts) in enumerate(zip(preds, truths, inputs)):
+        clouds += [pts, pts]
+        colors += [cmap(t % 20), cmap(p % 20)]
+        titles += [f"truth {i}", f"prediction {i} ({100 * (p == t).mean():.0f}% right)"]
+    return render_clouds(clouds, path, titles, colors=colors, ncols=4)

@@ -1,0 +1,39 @@
+import json
+
+import pytest
+
+from act3d.config import from_dict
+from act3d.errors import DataError
+from act3d.train.segment import SegmentRunConfig, segment
+from layouts import write_s3dis, write_shapenetpart
+
+from conftest import TINY_PATCHES, TINY_RUNTIME, TINY_STUDENT
+
+
+def _cfg(task, root, fmt, points):
+    return from_dict(SegmentRunConfig, {
+        "task": task, "data": {"format": fmt, "root": str(root), "num_points": points}, "patches": TINY_PATCHES,
+        "student": {**TINY_STUDENT, "depth": 3}, "head_hidden": 16, "blocks_per_room": 2,
+        "optim": {"epochs": 1, "batch_size": 2, "warmup_epochs": 0.5}, "runtime": TINY_RUNTIME, "pictures": 2,
+    })
+
+
+def test_part_segmentation_on_official_layout(tmp_path):
+    cfg = _cfg("part", write_shapenetpart(tmp_path), "shapenetpart", 128)
+    res = segment(cfg, tmp_path / "part")
+    assert set(res["metrics"]) == {"class_miou", "instance_miou"}
+    assert 0 <= res["metrics"]["instance_miou"] <= 1
+    assert (tmp_path / "part" / "predictions.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "part" / "results.json").read_text())["task"] == "part"
+
+
+def test_semantic_segmentation_on_official_layout(tmp_path):
+    cfg = _cfg("semantic", write_s3dis(tmp_path), "s3dis", 128)
+    res = segment(cfg, tmp_path / "sem")
+    assert set(res["metrics"]) == {"oa", "macc", "miou"} and res["test_samples"] > 0
+
+
+def test_semantic_without_area_5_is_an_error(tmp_path):
+    cfg = _cfg("semantic", write_s3dis(tmp_path, areas=(1,)), "s3dis", 128)
+    with pytest.raises(DataError, match="no rooms for areas \\[5\\]"):
+        segment(cfg, tmp_path / "sem")
