@@ -24,6 +24,11 @@ class DistInfo:
         return self.world_size > 1
 
 
+def is_main_process() -> bool:
+    """True on rank 0 (and when not distributed); usable before the process group exists."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def init_distributed(device: torch.device) -> DistInfo:
     """Join the process group that `torchrun` describes in the environment (no-op for one process)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))

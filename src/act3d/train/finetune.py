@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from act3d.config import from_dict, save_config, to_dict
+from act3d.config import from_dict, to_dict
 from act3d.data.dataset import DataConfig, PointClouds, open_source, stack_clouds
 from act3d.data.transforms import AUGMENTATIONS, scale_and_translate
 from act3d.eval.metrics import confusion_matrix, mean_class_accuracy, overall_accuracy
@@ -21,7 +21,7 @@ from act3d.models.classifier import PointClassifier, Transfer
 from act3d.models.student import StudentConfig, StudentEncoder
 from act3d.ops.grouping import group_patches
 from act3d.train.checkpoint import load_checkpoint, load_model_state
-from act3d.train.loop import FitResult, OptimConfig, RuntimeConfig, fit
+from act3d.train.loop import FitResult, OptimConfig, RuntimeConfig, fit, run_files
 from act3d.train.stage2 import load_student_encoder
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ class FinetuneRunConfig:
     transfer: Transfer = "full"
     augmentation: Literal["none", "scale_translate", "rotate", "scale_translate_rotate"] = "scale_translate"
     votes: int = 1  # test-time augmentation passes averaged at the end (ModelNet40 voting: 10)
+    eval_every: int = 1  # evaluate (and track the best checkpoint) every N epochs; 0 = only at the end
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-4, weight_decay=0.05, batch_size=32))
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
@@ -97,29 +98,29 @@ def evaluate_classifier(model: PointClassifier, points: torch.Tensor, labels: to
 def finetune(cfg: FinetuneRunConfig, out_dir: str | Path, resume: bool = False) -> dict:
     """Train and evaluate a classifier; writes `results.json` (and the usual run files) to `out_dir`."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.runtime.seed)
     train_source, test_source = open_source(cfg.data, "train"), open_source(cfg.data, "test")
-    model = build_classifier(cfg, len(train_source.class_names))
-    save_config(cfg, out_dir / "config.yaml")
-    test_points, test_labels = stack_clouds(test_source, cfg.data.num_points, seed=cfg.runtime.seed)
-    train_data = PointClouds(train_source, cfg.data.num_points, train=True, seed=cfg.runtime.seed)
-    task = ClassifierTask(model, cfg)
-    evaluate = lambda m: evaluate_classifier(m, test_points, test_labels, cfg)  # noqa: E731
-    extra = {"num_classes": len(train_source.class_names), "class_names": list(train_source.class_names)}
-    result: FitResult = fit(task, train_data, cfg.optim, cfg.runtime, out_dir, to_dict(cfg), resume=resume,
-                            evaluate=evaluate, best_metric="acc", extra=extra)
-    final = evaluate_classifier(model, test_points, test_labels, cfg, votes=cfg.votes)
-    probs = predict_logits(model, test_points, cfg.patches)
-    cm = confusion_matrix(probs.argmax(-1).numpy(), test_labels.numpy(), len(train_source.class_names))
-    results = {
-        "task": "classification", "dataset": test_source.name, "transfer": cfg.transfer,
-        "pretrained": cfg.checkpoint, "seed": cfg.runtime.seed, "steps": result.steps, "seconds": round(result.seconds, 1),
-        "test_acc": final["acc"], "test_macc": final["macc"], "votes": cfg.votes,
-        "best_test_acc": result.best["acc"] if result.best else None,
-        "class_names": list(train_source.class_names), "confusion": cm.tolist(),
-    }
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+    model = build_classifier(cfg, len(train_source.class_names))  # fills cfg.student from the checkpoint
+    with run_files(out_dir, cfg) as main:
+        test_points, test_labels = stack_clouds(test_source, cfg.data.num_points, seed=cfg.runtime.seed)
+        train_data = PointClouds(train_source, cfg.data.num_points, train=True, seed=cfg.runtime.seed)
+        evaluate = lambda m: evaluate_classifier(m, test_points, test_labels, cfg)  # noqa: E731
+        extra = {"num_classes": len(train_source.class_names), "class_names": list(train_source.class_names)}
+        result: FitResult = fit(ClassifierTask(model, cfg), train_data, cfg.optim, cfg.runtime, out_dir, to_dict(cfg),
+                                resume=resume, evaluate=evaluate, best_metric="acc", evaluate_every=cfg.eval_every,
+                                extra=extra)
+        final = evaluate_classifier(model, test_points, test_labels, cfg, votes=cfg.votes)
+        probs = predict_logits(model, test_points, cfg.patches)
+        cm = confusion_matrix(probs.argmax(-1).numpy(), test_labels.numpy(), len(train_source.class_names))
+        results = {
+            "task": "classification", "dataset": test_source.name, "transfer": cfg.transfer,
+            "pretrained": cfg.checkpoint, "seed": cfg.runtime.seed, "steps": result.steps, "seconds": round(result.seconds, 1),
+            "test_acc": final["acc"], "test_macc": final["macc"], "votes": cfg.votes,
+            "best_test_acc": result.best["acc"] if result.best else None,
+            "class_names": list(train_source.class_names), "confusion": cm.tolist(),
+        }
+        if main:
+            (out_dir / "results.json").write_text(json.dumps(results, indent=2))
     return results
 
 

@@ -80,6 +80,33 @@ class FitResult:
     checkpoint: Path
 
 
+@contextlib.contextmanager
+def run_files(out_dir: Path, config: Any) -> Iterator[bool]:
+    """Prepare a run folder: `config.yaml` and a `log.txt` that receives this process's log records.
+    Only rank 0 writes; yields whether this process is the one that writes."""
+    from act3d.config import save_config
+    from act3d.train.distributed import is_main_process
+
+    main = is_main_process()
+    if not main:
+        yield False
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, out_dir / "config.yaml")
+    handler = logging.FileHandler(out_dir / "log.txt")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    previous = root.level
+    root.setLevel(min(previous, logging.INFO) if previous else logging.INFO)
+    try:
+        yield True
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+        handler.close()
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -170,13 +197,14 @@ def fit(
     resume: bool = False,
     evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
     best_metric: str | None = None,
+    evaluate_every: int = 1,
     collate: Callable | None = None,
     extra: dict[str, Any] | None = None,
 ) -> FitResult:
     """Train `task.module` on `dataset`; everything goes to `out_dir` (`checkpoints/`, `metrics.csv`).
 
-    `evaluate(module) -> metrics` runs after every epoch; with `best_metric`, the best value so far is
-    kept as `checkpoints/best.pt`. `extra` is stored in every checkpoint (what a loader needs to rebuild
+    `evaluate(module) -> metrics` runs after every `evaluate_every` epochs (0: never); with `best_metric`,
+    the best value so far is kept as `checkpoints/best.pt`. `extra` is stored in every checkpoint (what a loader needs to rebuild
     the model).
     """
     out_dir = Path(out_dir)
@@ -296,7 +324,8 @@ def fit(
             if progress is not None:
                 progress.set_postfix(loss=f"{averaged['loss']:.4f}", sps=f"{last_metrics['samples_per_s']:.1f}")
             window, window_start, window_samples = [], time.perf_counter(), 0
-        if at_epoch_end and evaluate is not None:
+        epochs_done = math.ceil(step / steps_per_epoch)
+        if at_epoch_end and evaluate is not None and evaluate_every and epochs_done % evaluate_every == 0:
             module.eval()
             scores = mean_across_ranks(evaluate(module), dist_info)
             module.train()

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from act3d.config import save_config, to_dict
+from act3d.config import to_dict
 from act3d.data.dataset import DataConfig, open_source
 from act3d.data.s3dis import CLASSES as S3DIS_CLASSES
 from act3d.data.segmentation import PartShapes, RoomBlocks
@@ -23,7 +23,7 @@ from act3d.models.autoencoder import PatchConfig
 from act3d.models.segmenter import PointSegmenter
 from act3d.models.student import StudentConfig, StudentEncoder
 from act3d.ops.grouping import group_patches
-from act3d.train.loop import OptimConfig, RuntimeConfig, fit
+from act3d.train.loop import OptimConfig, RuntimeConfig, fit, run_files
 from act3d.train.stage2 import load_student_encoder
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,6 @@ def evaluate(task: SegmentTask, data) -> dict[str, float]:
 def segment(cfg: SegmentRunConfig, out_dir: str | Path, resume: bool = False) -> dict:
     """Train and evaluate a segmenter; writes `results.json`, `predictions.png` and the usual run files."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.runtime.seed)
     if cfg.checkpoint is None:
         encoder = StudentEncoder(cfg.student)
@@ -127,16 +126,17 @@ def segment(cfg: SegmentRunConfig, out_dir: str | Path, resume: bool = False) ->
         model = PointSegmenter(encoder, NUM_PARTS, num_categories=len(train_src.class_names), hidden=cfg.head_hidden)
     else:
         model = PointSegmenter(encoder, len(S3DIS_CLASSES), point_extra=3, hidden=cfg.head_hidden)
-    save_config(cfg, out_dir / "config.yaml")
-    task = SegmentTask(model, cfg)
-    best = "instance_miou" if cfg.task == "part" else "miou"
-    result = fit(task, train_data, cfg.optim, cfg.runtime, out_dir, to_dict(cfg), resume=resume,
-                 evaluate=lambda m: evaluate(task, test_data), best_metric=best)
-    scores = evaluate(task, test_data)
-    results = {"task": cfg.task, "metrics": scores, "best": result.best, "steps": result.steps, "seed": cfg.runtime.seed,
-               "pretrained": cfg.checkpoint, "test_samples": len(test_data)}
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
-    render_predictions(task, test_data, out_dir / "predictions.png", cfg.pictures)
+    with run_files(out_dir, cfg) as main:
+        task = SegmentTask(model, cfg)
+        best = "instance_miou" if cfg.task == "part" else "miou"
+        result = fit(task, train_data, cfg.optim, cfg.runtime, out_dir, to_dict(cfg), resume=resume,
+                     evaluate=lambda m: evaluate(task, test_data), best_metric=best)
+        scores = evaluate(task, test_data)
+        results = {"task": cfg.task, "metrics": scores, "best": result.best, "steps": result.steps, "seed": cfg.runtime.seed,
+                   "pretrained": cfg.checkpoint, "test_samples": len(test_data)}
+        if main:
+            (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+            render_predictions(task, test_data, out_dir / "predictions.png", cfg.pictures)
     return results
 
 

@@ -9,14 +9,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from act3d.config import save_config, to_dict
+from act3d.config import to_dict
 from act3d.data.dataset import DataConfig, PointClouds, open_source
 from act3d.data.transforms import scale_and_translate
 from act3d.models.autoencoder import AutoencoderConfig, CrossModalAutoencoder, PatchConfig, autoencoder_loss
 from act3d.models.teachers import TeacherBackbone, build_teacher
 from act3d.ops.grouping import group_patches
 from act3d.train.checkpoint import load_checkpoint, load_model_state
-from act3d.train.loop import FitResult, OptimConfig, RuntimeConfig, fit
+from act3d.train.loop import FitResult, OptimConfig, RuntimeConfig, fit, run_files
 from act3d.train.schedule import cosine_anneal
 
 log = logging.getLogger(__name__)
@@ -78,22 +78,22 @@ def load_teacher_model(path: str | Path) -> CrossModalAutoencoder:
 
 
 def train_teacher(cfg: TeacherRunConfig, out_dir: str | Path, resume: bool = False) -> FitResult:
-    """Run Stage I; writes config, metrics, checkpoints and a reconstruction gallery to `out_dir`."""
+    """Run Stage I; writes config, log, metrics, checkpoints and a reconstruction gallery to `out_dir`."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out_dir / "config.yaml")
-    torch.manual_seed(cfg.runtime.seed)
-    teacher = build_teacher(cfg.model.teacher)
-    model = build_autoencoder(cfg, teacher)
-    log.info("Stage I: teacher %s (%d blocks, width %d), %s tuning, %d prompts; %.2fM trainable of %.2fM",
-             teacher.name, teacher.depth, teacher.width, cfg.model.tuning, cfg.model.num_prompts,
-             sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6,
-             sum(p.numel() for p in model.parameters()) / 1e6)
-    data = PointClouds(open_source(cfg.data, "pretrain"), cfg.data.num_points, train=True, seed=cfg.runtime.seed)
-    # the architecture lets Stage II rebuild the teacher without its original weight file
-    extra = {"teacher_arch": {**teacher.arch, "name": teacher.name}}
-    result = fit(TeacherTask(model, cfg), data, cfg.optim, cfg.runtime, out_dir, to_dict(cfg), resume=resume, extra=extra)
-    render_reconstructions(model, data, cfg, out_dir / "reconstructions.png")
+    with run_files(out_dir, cfg) as main:
+        torch.manual_seed(cfg.runtime.seed)
+        teacher = build_teacher(cfg.model.teacher)
+        model = build_autoencoder(cfg, teacher)
+        log.info("Stage I: teacher %s (%d blocks, width %d), %s tuning, %d prompts; %.2fM trainable of %.2fM",
+                 teacher.name, teacher.depth, teacher.width, cfg.model.tuning, cfg.model.num_prompts,
+                 sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6,
+                 sum(p.numel() for p in model.parameters()) / 1e6)
+        data = PointClouds(open_source(cfg.data, "pretrain"), cfg.data.num_points, train=True, seed=cfg.runtime.seed)
+        # the architecture lets Stage II rebuild the teacher without its original weight file
+        extra = {"teacher_arch": {**teacher.arch, "name": teacher.name}}
+        result = fit(TeacherTask(model, cfg), data, cfg.optim, cfg.runtime, out_dir, to_dict(cfg), resume=resume, extra=extra)
+        if main:
+            render_reconstructions(model, data, cfg, out_dir / "reconstructions.png")
     return result
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from act3d.config import from_dict, save_config, to_dict
+from act3d.config import from_dict, to_dict
 from act3d.data.dataset import DataConfig, PointClouds, open_source
 from act3d.data.transforms import scale_and_translate
 from act3d.errors import Act3dError
@@ -18,7 +18,7 @@ from act3d.models.autoencoder import CrossModalAutoencoder, PatchConfig
 from act3d.models.student import MaskedPointModel, StudentConfig, StudentEncoder, act_loss, mae_loss
 from act3d.ops.grouping import group_patches
 from act3d.train.checkpoint import load_checkpoint, load_model_state, save_checkpoint
-from act3d.train.loop import FitResult, OptimConfig, RuntimeConfig, fit
+from act3d.train.loop import OptimConfig, RuntimeConfig, fit, run_files
 from act3d.train.stage1 import load_teacher_model
 
 log = logging.getLogger(__name__)
@@ -59,27 +59,28 @@ class PretrainTask:
 def pretrain(cfg: PretrainRunConfig, out_dir: str | Path, resume: bool = False) -> Path:
     """Run Stage II; returns the student checkpoint. The `none` target writes the untrained student."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out_dir / "config.yaml")
-    torch.manual_seed(cfg.runtime.seed)
-    teacher = None
-    if cfg.student.target == "act":
-        if cfg.teacher_checkpoint is None:
-            raise Act3dError("the act target needs teacher_checkpoint: a Stage I checkpoint from `act3d train-teacher`")
-        teacher = load_teacher_model(cfg.teacher_checkpoint)
-        if teacher.patch_cfg.group_size != cfg.patches.group_size:
-            raise Act3dError(f"{cfg.teacher_checkpoint}: the teacher was trained on patches of "
-                             f"{teacher.patch_cfg.group_size} points, this run uses {cfg.patches.group_size}")
-    model = MaskedPointModel(cfg.student, cfg.patches.group_size, teacher.feature_dim if teacher else None)
-    log.info("Stage II: target %s, student %.2fM parameters, mask %s %.2f", cfg.student.target,
-             sum(p.numel() for p in model.encoder.parameters()) / 1e6, cfg.student.mask_type, cfg.student.mask_ratio)
-    if cfg.student.target == "none":
-        path = save_checkpoint(out_dir / "checkpoints" / "last.pt",
-                               {"kind": KIND, "model": model.state_dict(), "step": 0, "config": to_dict(cfg)})
-        return path
-    data = PointClouds(open_source(cfg.data, "pretrain"), cfg.data.num_points, train=True, seed=cfg.runtime.seed)
-    result = fit(PretrainTask(model, teacher, cfg), data, cfg.optim, cfg.runtime, out_dir, to_dict(cfg), resume=resume)
-    render_masked_inputs(model, data, cfg, out_dir / "masked_inputs.png")
+    with run_files(out_dir, cfg) as main:
+        torch.manual_seed(cfg.runtime.seed)
+        teacher = None
+        if cfg.student.target == "act":
+            if cfg.teacher_checkpoint is None:
+                raise Act3dError("the act target needs teacher_checkpoint: a Stage I checkpoint from `act3d train-teacher`")
+            teacher = load_teacher_model(cfg.teacher_checkpoint)
+            if teacher.patch_cfg.group_size != cfg.patches.group_size:
+                raise Act3dError(f"{cfg.teacher_checkpoint}: the teacher was trained on patches of "
+                                 f"{teacher.patch_cfg.group_size} points, this run uses {cfg.patches.group_size}")
+        model = MaskedPointModel(cfg.student, cfg.patches.group_size, teacher.feature_dim if teacher else None)
+        log.info("Stage II: target %s, student %.2fM parameters, mask %s %.2f", cfg.student.target,
+                 sum(p.numel() for p in model.encoder.parameters()) / 1e6, cfg.student.mask_type, cfg.student.mask_ratio)
+        if cfg.student.target == "none":
+            path = out_dir / "checkpoints" / "last.pt"
+            if main:
+                save_checkpoint(path, {"kind": KIND, "model": model.state_dict(), "step": 0, "config": to_dict(cfg)})
+            return path
+        data = PointClouds(open_source(cfg.data, "pretrain"), cfg.data.num_points, train=True, seed=cfg.runtime.seed)
+        result = fit(PretrainTask(model, teacher, cfg), data, cfg.optim, cfg.runtime, out_dir, to_dict(cfg), resume=resume)
+        if main:
+            render_masked_inputs(model, data, cfg, out_dir / "masked_inputs.png")
     return result.checkpoint
 
 
