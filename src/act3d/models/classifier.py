@@ -31,11 +31,11 @@ class PointClassifier(nn.Module):
     (only the cls token and the head learn) under a linear / 3-layer head.
     """
 
-    def __init__(self, encoder: StudentEncoder, num_classes: int, transfer: Transfer = "full"):
+    def __init__(self, encoder: StudentEncoder, num_classes: int, transfer: Transfer = "full", dropout: float = 0.5):
         super().__init__()
         self.encoder, self.transfer = encoder, transfer
         width = encoder.cfg.width
-        self.head = nn.Linear(2 * width, num_classes) if transfer == "linear" else mlp3_head(2 * width, num_classes)
+        self.head = nn.Linear(2 * width, num_classes) if transfer == "linear" else mlp3_head(2 * width, num_classes, dropout)
         if transfer != "full":
             for name, p in encoder.named_parameters():
                 p.requires_grad_(name in ("cls_token", "cls_pos"))

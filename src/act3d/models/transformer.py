@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 
 class DropPath(nn.Module):
@@ -107,6 +108,7 @@ class TransformerStack(nn.Module):
         super().__init__()
         rates = torch.linspace(0, drop_path, depth).tolist() if depth > 1 else [drop_path] * depth
         self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, qkv_bias, r, eps=1e-5) for r in rates)
+        self.checkpointing = False  # recompute block activations in backward to save memory
 
     def set_drop_path(self, drop_path: float) -> None:
         """Re-spread stochastic depth (fine-tuning uses its own rate)."""
@@ -119,7 +121,10 @@ class TransformerStack(nn.Module):
         """`x, pos (B, T, D)` -> `(B, T, D)`; with `return_layers`, the outputs of those blocks (1-based)."""
         outs = []
         for i, block in enumerate(self.blocks, start=1):
-            x = block(x + pos)
+            if self.checkpointing and self.training:
+                x = checkpoint(block, x + pos, use_reentrant=False)
+            else:
+                x = block(x + pos)
             if i in return_layers:
                 outs.append(x)
         return outs if return_layers else x

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 
 @dataclass
@@ -52,3 +53,39 @@ def mean_across_ranks(values: dict[str, float], info: DistInfo) -> dict[str, flo
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
+
+
+class AllReduceBatchNorm(nn.BatchNorm1d):
+    """BatchNorm1d whose batch statistics are computed over all processes, on any device (PyTorch's
+    `SyncBatchNorm` runs on GPUs only). Input `(N, C)`; the reduction is differentiable."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        count = torch.tensor([float(x.shape[0])], device=x.device)
+        dist.all_reduce(count)
+        total = all_reduce(torch.cat([x.sum(0), (x * x).sum(0)]))
+        mean, mean_sq = (total / count).split(x.shape[1])
+        var = (mean_sq - mean * mean).clamp_min(0)
+        with torch.no_grad():
+            n = count.item()
+            self.num_batches_tracked += 1
+            self.running_mean.lerp_(mean.detach(), self.momentum)
+            self.running_var.lerp_(var.detach() * n / max(n - 1, 1), self.momentum)
+        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+
+
+def synchronise_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
+    """Batch statistics over all processes: `SyncBatchNorm` on CUDA, `AllReduceBatchNorm` elsewhere."""
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    for name, child in module.named_children():
+        if type(child) is nn.BatchNorm1d:
+            synced = AllReduceBatchNorm(child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats)
+            synced.load_state_dict(child.state_dict())
+            setattr(module, name, synced.to(child.weight.device))
+        else:
+            synchronise_batchnorm(child, device)
+    return module

@@ -35,6 +35,7 @@ class FinetuneRunConfig:
     student: StudentConfig = field(default_factory=StudentConfig)  # architecture when training from scratch
     checkpoint: str | None = None  # Stage II student checkpoint; None = from scratch
     transfer: Transfer = "full"
+    head_dropout: float = 0.5
     augmentation: Literal["none", "scale_translate", "rotate", "scale_translate_rotate"] = "scale_translate"
     votes: int = 1  # test-time augmentation passes averaged at the end (ModelNet40 voting: 10)
     eval_every: int = 1  # evaluate (and track the best checkpoint) every N epochs; 0 = only at the end
@@ -66,7 +67,7 @@ def build_classifier(cfg: FinetuneRunConfig, num_classes: int) -> PointClassifie
                         pre_cfg.patches.group_size, cfg.patches.group_size)
         cfg.student = pre_cfg.student
     encoder.blocks.set_drop_path(cfg.student.drop_path)
-    return PointClassifier(encoder, num_classes, cfg.transfer)
+    return PointClassifier(encoder, num_classes, cfg.transfer, cfg.head_dropout)
 
 
 @torch.no_grad()
@@ -128,7 +129,7 @@ def load_classifier(path: str | Path, ckpt: dict | None = None) -> tuple[PointCl
     """A fine-tuned classifier from its checkpoint (`ckpt`: the file's already-read contents)."""
     ckpt = ckpt if ckpt is not None else load_checkpoint(path, KIND)
     cfg = from_dict(FinetuneRunConfig, ckpt["config"])
-    model = PointClassifier(StudentEncoder(cfg.student), ckpt["num_classes"], cfg.transfer)
+    model = PointClassifier(StudentEncoder(cfg.student), ckpt["num_classes"], cfg.transfer, cfg.head_dropout)
     load_model_state(model, ckpt["model"], str(path))
     return model.eval(), cfg, list(ckpt["class_names"])
 

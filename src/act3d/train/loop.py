@@ -23,8 +23,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from act3d.errors import Act3dError
+from act3d.models.transformer import TransformerStack
 from act3d.train.checkpoint import load_checkpoint, load_model_state, save_checkpoint
-from act3d.train.distributed import DistInfo, barrier, init_distributed, mean_across_ranks
+from act3d.train.distributed import DistInfo, barrier, init_distributed, mean_across_ranks, synchronise_batchnorm
 from act3d.train.schedule import cosine_with_warmup
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class RuntimeConfig:
     amp: Literal["none", "bf16", "fp16"] = "none"  # mixed precision, CUDA only
     tf32: bool = True
     compile: bool = False  # torch.compile the model (opt-in)
+    activation_checkpointing: bool = False  # recompute Transformer blocks in backward (less memory, more time)
     num_workers: int = 0
     log_every: int = 10
     checkpoint_every: int = 0  # optimiser steps; 0 = at the end of every epoch
@@ -229,10 +231,13 @@ def fit(
     warmup = int(optim.warmup_epochs * steps_per_epoch)
 
     module = task.module.to(device)
+    for stack in module.modules():
+        if isinstance(stack, TransformerStack):
+            stack.checkpointing = runtime.activation_checkpointing
     model: nn.Module = module
     if dist_info.enabled:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(module)
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        module = synchronise_batchnorm(module, device)
+        model = nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
     if runtime.compile:
         model = torch.compile(model)
     optimizer = torch.optim.AdamW(_param_groups(module, optim.weight_decay), lr=optim.lr)
