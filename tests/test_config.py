@@ -25,6 +25,8 @@ def test_defaults_and_nested_values():
     cfg = from_dict(Outer, {"steps": 5, "inner": {"lr": 1}, "tags": ["a"]})
     assert cfg == Outer(steps=5, tags=["a"], inner=Inner(lr=1.0))
     assert isinstance(cfg.inner.lr, float)
+    # YAML 1.1 (PyYAML) reads `1e-6` as a string; a float field takes it as the number it means
+    assert from_dict(Inner, yaml.safe_load("lr: 1e-6")).lr == 1e-6
 
 
 @pytest.mark.parametrize(

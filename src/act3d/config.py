@@ -7,6 +7,7 @@ ever silently `None`. Every run writes its fully resolved config next to its out
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -17,6 +18,7 @@ from act3d.errors import ConfigError
 
 T = TypeVar("T")
 PRESET_DIR = Path(__file__).parent / "presets"
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
@@ -50,6 +52,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     if dataclasses.is_dataclass(hint):
         return from_dict(hint, value, key)
     if hint is float:
+        if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):  # YAML 1.1 reads `1e-6` as a string
+            return float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {type(value).__name__} {value!r}")
         return float(value)

@@ -46,6 +46,11 @@ def test_modelnet40_fewshot(tmp_path):
     train, test = modelnet40_fewshot(root, 5, 10, 1)
     assert len(train) == 50 and len(test) == 20
     assert {train[i].label for i in range(50)} == set(range(5))
+    # the same episode through the data config that fine-tuning reads
+    cfg = DataConfig(format="modelnet40-fewshot", root=str(root), variant="5way10shot", fold=1)
+    assert len(open_source(cfg, "train")) == 50 and len(open_source(cfg, "test")) == 20
+    with pytest.raises(DataError, match="5way10shot"):
+        open_source(DataConfig(format="modelnet40-fewshot", root=str(root), variant="five-way"), "train")
 
 
 def test_scanobjectnn_variants(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -13,16 +14,19 @@ from act3d.data import default, modelnet, s3dis, scanobjectnn, shapenet
 from act3d.data.sample import CloudSource, resample_indices
 from act3d.errors import DataError
 
-FORMATS = ["default", "shapenet55", "modelnet40", "modelnet40-dat", "scanobjectnn", "shapenetpart", "s3dis"]
+FORMATS = ["default", "shapenet55", "modelnet40", "modelnet40-dat", "modelnet40-fewshot", "scanobjectnn", "shapenetpart",
+           "s3dis"]
 
 
 @dataclass
 class DataConfig:
     """Which data a run reads. `split` is `pretrain`, `train` or `test`."""
 
-    format: Literal["default", "shapenet55", "modelnet40", "modelnet40-dat", "scanobjectnn", "shapenetpart", "s3dis"] = "default"
+    format: Literal["default", "shapenet55", "modelnet40", "modelnet40-dat", "modelnet40-fewshot", "scanobjectnn",
+                    "shapenetpart", "s3dis"] = "default"
     root: str | None = None  # dataset folder; the default dataset lives in the cache
-    variant: str = "clean"  # default: clean | scan; scanobjectnn: obj_bg | obj_only | pb_t50_rs
+    variant: str = "clean"  # default: clean | scan; scanobjectnn: obj_bg | obj_only | pb_t50_rs; few-shot: 5way10shot ...
+    fold: int = 0  # few-shot episode (0-9)
     num_points: int = 1024
     nonfinite: Literal["error", "drop"] = "error"
 
@@ -44,6 +48,12 @@ def open_source(cfg: DataConfig, split: str) -> CloudSource:
         return modelnet.ModelNet40Txt(root, split_for, cfg.nonfinite)
     if fmt == "modelnet40-dat":
         return modelnet.modelnet40_dat(root, split_for, cfg.nonfinite)
+    if fmt == "modelnet40-fewshot":
+        episode = re.fullmatch(r"(\d+)way_?(\d+)shot", cfg.variant)
+        if episode is None:
+            raise DataError(f"few-shot variant must look like '5way10shot', not {cfg.variant!r}")
+        train, test = modelnet.modelnet40_fewshot(root, int(episode[1]), int(episode[2]), cfg.fold)
+        return test if split == "test" else train
     if fmt == "scanobjectnn":
         return scanobjectnn.scanobjectnn(root, cfg.variant, split_for, cfg.nonfinite)
     if fmt == "shapenetpart":

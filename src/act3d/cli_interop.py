@@ -1,0 +1,68 @@
+"""`act3d import-official` and `act3d export-official`: the ACT authors' checkpoint layout <-> act3d."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from act3d.config import load_config, to_dict
+
+log = logging.getLogger("act3d")
+
+_CONFIG_KIND = {"teacher": "teacher", "student": "pretrain", "classifier": "finetune"}
+_DEFAULT_PRESET = {"teacher": "paper", "student": "paper", "classifier": "scanobjectnn_pb_t50_rs"}
+
+
+def _config_class(layout: str) -> type:
+    if layout == "teacher":
+        from act3d.train.stage1 import TeacherRunConfig
+
+        return TeacherRunConfig
+    if layout == "student":
+        from act3d.train.stage2 import PretrainRunConfig
+
+        return PretrainRunConfig
+    from act3d.train.finetune import FinetuneRunConfig
+
+    return FinetuneRunConfig
+
+
+def _import(args: argparse.Namespace) -> int:
+    from act3d.interop import import_official
+
+    preset = args.preset or _DEFAULT_PRESET[args.layout]
+    cfg = load_config(_config_class(args.layout), _CONFIG_KIND[args.layout], preset, args.config, args.overrides)
+    path = import_official(args.checkpoint, args.layout, to_dict(cfg), args.out)
+    log.info("wrote act3d %s checkpoint %s", args.layout, path)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from act3d.interop import export_official
+
+    weights, meta = export_official(args.checkpoint, args.out)
+    log.info("wrote %s and %s", weights, meta)
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    imp = commands.add_parser(
+        "import-official", help="convert an official ACT checkpoint (.pth / .safetensors) into an act3d checkpoint",
+        description="Read a checkpoint released by the ACT authors (weights under 'base_model', official key "
+                    "names; loaded with weights_only=True) into the act3d model that a preset or config describes.")
+    imp.add_argument("checkpoint", help="official checkpoint file")
+    imp.add_argument("--layout", required=True, choices=list(_CONFIG_KIND),
+                     help="teacher = Stage I dVAE with its ViT, student = Stage II, classifier = fine-tuned")
+    imp.add_argument("--preset", help="act3d preset giving the architecture (default: the paper preset of the layout)")
+    imp.add_argument("--config", help="YAML file overriding the preset")
+    imp.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override one value")
+    imp.add_argument("--out", required=True, help="act3d checkpoint to write (.pt)")
+    imp.set_defaults(run=_import)
+
+    exp = commands.add_parser(
+        "export-official", help="write an act3d checkpoint in the official ACT layout (safetensors + JSON)",
+        description="Rename an act3d teacher / student / classifier checkpoint's weights to the official ACT "
+                    "names and shapes; writes OUT.safetensors and OUT.json (metadata, act3d config).")
+    exp.add_argument("checkpoint", help="act3d checkpoint (.pt)")
+    exp.add_argument("--out", required=True, help="output path without suffix")
+    exp.set_defaults(run=_export)

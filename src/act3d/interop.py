@@ -1,0 +1,233 @@
+"""The ACT authors' released checkpoints <-> act3d models, by renaming keys at the edge.
+
+Official checkpoints (see ACT_SPEC.md section 7) are `torch.save` dicts with the weights under
+`base_model`, keys in the official module names, and 1x1 convolutions where act3d uses `Linear`
+(`(out, in, 1)` / `(out, in, 1, 1)` weights instead of `(out, in)`). Three layouts:
+
+- `teacher`: the Stage I autoencoder (dVAE with the prompted image Transformer),
+- `student`: the Stage II model (encoder under `ACT_encoder.`, decoder under `ACT_decoder.`),
+- `classifier`: a fine-tuned classifier (encoder keys without prefix, head under `cls_head_finetune.`).
+
+`import_official` reads one (`weights_only=True`, or a safetensors file) into an act3d checkpoint;
+`export_official` writes an act3d checkpoint in the official layout as safetensors + a JSON of metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from act3d.errors import CheckpointError
+
+Layout = Literal["teacher", "student", "classifier"]
+LAYOUT_OF_KIND = {"act3d-teacher": "teacher", "act3d-student": "student", "act3d-classifier": "classifier"}
+
+_ENCODER = [  # student encoder: (act3d name, official name), prefixes unless they end without a dot
+    ("cls_token", "cls_token"),
+    ("cls_pos", "cls_pos"),
+    ("patch_embed.", "encoder."),
+    ("pos_embed.mlp.", "pos_embed."),
+    ("blocks.blocks.", "blocks.blocks."),
+    ("norm.", "norm."),
+]
+RENAMES: dict[str, list[tuple[str, str]]] = {
+    "teacher": [
+        ("patch_embed.", "encoder."),
+        ("dgcnn_1.", "dgcnn_1."),
+        ("codebook", "codebook"),
+        ("proj_pre.", "proj_pre."),
+        ("center_embed.mlp.", "visual_pos_embed."),
+        ("teacher.prompt_tokens", "visual_prompt_token"),
+        ("teacher.prompt_pos", "visual_prompt_pos"),
+        ("teacher.deep_prompt_tokens", "deep_prompt_tokens"),
+        ("teacher.deep_prompt_pos", "deep_prompt_pos"),
+        ("teacher.backbone.blocks.", "visual_embed.0."),
+        ("teacher.backbone.norm.", "visual_embed.1."),
+        ("proj_post.", "proj_post."),
+        ("dgcnn_2.", "dgcnn_2."),
+        ("decoder.", "decoder."),
+    ],
+    "student": [("encoder." + a, "ACT_encoder." + o) for a, o in _ENCODER] + [
+        ("mask_token", "mask_token"),
+        ("decoder_pos_embed.mlp.", "decoder_pos_embed."),
+        ("decoder.blocks.", "ACT_decoder.blocks."),
+        ("decoder_norm.", "ACT_decoder.norm."),
+        ("head.", "proj_head."),
+    ],
+    "classifier": [("encoder." + a, o) for a, o in _ENCODER] + [("head.", "cls_head_finetune.")],
+}
+
+# official weights stored as 1x1 convolutions: Conv1d `(out, in, 1)` and, in DGCNN's edge convs, Conv2d
+_CONV1D = re.compile(r"(^|\.)(encoder\.(first|second)_conv\.[03]|input_trans|layer5\.0|final_conv\.[036])\.weight$")
+_CONV2D = re.compile(r"(^|\.)dgcnn_[12]\.layer[1-4]\.0\.weight$")
+
+
+def _rename(name: str, pairs: list[tuple[str, str]], reverse: bool) -> str | None:
+    for act3d_name, official_name in pairs:
+        src, dst = (official_name, act3d_name) if reverse else (act3d_name, official_name)
+        if src.endswith(".") and name.startswith(src):
+            return dst + name[len(src):]
+        if name == src:
+            return dst
+    return None
+
+
+def _official_ndim(official_name: str) -> int:
+    return 4 if _CONV2D.search(official_name) else 3 if _CONV1D.search(official_name) else 0
+
+
+def official_names(names: list[str], layout: Layout) -> dict[str, str]:
+    """act3d name -> official name, for every name; raises for one without an official counterpart."""
+    out = {name: _rename(name, RENAMES[layout], reverse=False) for name in names}
+    unmapped = [name for name, official in out.items() if official is None]
+    if unmapped:
+        raise CheckpointError(f"these act3d weights have no counterpart in the official {layout} layout "
+                              f"(official ACT teachers are ViTs): {_listing(unmapped)}")
+    return out  # type: ignore[return-value]
+
+
+def to_official(state: dict[str, torch.Tensor], layout: Layout) -> dict[str, torch.Tensor]:
+    """act3d state dict -> official names and shapes."""
+    out = {}
+    for name, official in official_names(list(state), layout).items():
+        tensor, ndim = state[name], _official_ndim(official)
+        out[official] = tensor.reshape(*tensor.shape, *([1] * (ndim - tensor.dim()))) if ndim else tensor
+    return out
+
+
+def from_official(state: dict[str, torch.Tensor], layout: Layout, expected: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Official names and shapes -> an act3d state dict matching `expected` (the target model's state dict).
+
+    Raises `CheckpointError` listing the missing keys, the unexpected keys (both in official names) and the
+    shape mismatches, so a checkpoint of another model or size fails with a message that says why.
+    """
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    wanted = {official: name for name, official in official_names(list(expected), layout).items()}
+    missing = sorted(o for o in wanted if o not in state)
+    unexpected = sorted(k for k in state if k not in wanted)
+    out, wrong = {}, []
+    for official, name in wanted.items():
+        if official not in state:
+            continue
+        tensor, shape = state[official], expected[name].shape
+        if tensor.dim() > len(shape) and all(s == 1 for s in tensor.shape[len(shape):]):
+            tensor = tensor.reshape(tensor.shape[:len(shape)])  # 1x1 convolution -> Linear
+        if tensor.shape != shape:
+            wrong.append(f"{official} {tuple(state[official].shape)}, act3d needs {tuple(shape)}")
+        out[name] = tensor
+    if missing or unexpected or wrong:
+        raise CheckpointError(f"the checkpoint does not fit the act3d {layout} model: "
+                              f"missing keys {_listing(missing)}; unexpected keys {_listing(unexpected)}; "
+                              f"shape mismatches {_listing(wrong)}")
+    return out
+
+
+def _listing(names: list[str], limit: int = 12) -> str:
+    if not names:
+        return "none"
+    more = f" ... and {len(names) - limit} more" if len(names) > limit else ""
+    return f"({len(names)}) " + ", ".join(names[:limit]) + more
+
+
+def read_official_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """The weights of an official checkpoint (`.pth` via `weights_only=True`, or `.safetensors`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from None
+    if isinstance(ckpt, dict):
+        for key in ("base_model", "model", "state_dict"):
+            if isinstance(ckpt.get(key), dict):
+                ckpt = ckpt[key]
+                break
+    if not isinstance(ckpt, dict) or not all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+        raise CheckpointError(f"{path}: no state dict found (looked for 'base_model', 'model', 'state_dict')")
+    return ckpt
+
+
+def _build(layout: Layout, config: dict[str, Any], state: dict[str, torch.Tensor]) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The act3d model a layout's weights go into, sized by `config` (and by the weights where it must be)."""
+    from act3d.config import from_dict, to_dict
+
+    if layout == "classifier":
+        from act3d.train.finetune import FinetuneRunConfig, build_classifier
+
+        cfg = from_dict(FinetuneRunConfig, config)
+        cfg.checkpoint = None
+        head = [k for k in state if re.fullmatch(r"cls_head_finetune\.(\d+\.)?weight", k)]
+        if not head:
+            raise CheckpointError("no cls_head_finetune.* weights: not a fine-tuned classifier checkpoint")
+        last = max(head, key=lambda k: int(k.split(".")[1]) if k.count(".") == 2 else -1)  # the output layer
+        classes = state[last].shape[0]
+        extra = {"num_classes": classes, "class_names": [f"class_{i}" for i in range(classes)]}
+        return build_classifier(cfg, classes), {"config": to_dict(cfg), **extra}
+    if layout == "student":
+        from act3d.models.student import MaskedPointModel
+        from act3d.train.stage2 import PretrainRunConfig
+
+        cfg = from_dict(PretrainRunConfig, config)
+        target = state["proj_head.weight"].shape[0] if "proj_head.weight" in state else None
+        return MaskedPointModel(cfg.student, cfg.patches.group_size, target), {"config": to_dict(cfg)}
+    from act3d.models.teachers import TeacherBackbone
+    from act3d.train.stage1 import TeacherRunConfig, build_autoencoder
+
+    cfg = from_dict(TeacherRunConfig, config)
+    arch = _vit_arch(state, cfg.model.teacher.heads)
+    return build_autoencoder(cfg, TeacherBackbone.skeleton(arch)), {"config": to_dict(cfg), "teacher_arch": arch}
+
+
+def _vit_arch(state: dict[str, torch.Tensor], heads: int | None) -> dict[str, Any]:
+    """The teacher's ViT architecture read off the official weights (`heads` cannot be, it comes from config)."""
+    blocks = {int(k.split(".")[2]) for k in state if k.startswith("visual_embed.0.")}
+    if not blocks:
+        raise CheckpointError("no visual_embed.0.* weights: not an official Stage I checkpoint")
+    width = state["visual_embed.0.0.norm1.weight"].shape[0]
+    return {"type": "vit", "width": width, "depth": max(blocks) + 1, "heads": heads or width // 64,
+            "hidden": state["visual_embed.0.0.mlp.fc1.weight"].shape[0],
+            "layer_scale": "visual_embed.0.0.ls1.gamma" in state, "qkv_bias": "visual_embed.0.0.attn.qkv.bias" in state,
+            "name": "official ACT teacher"}
+
+
+def import_official(path: str | Path, layout: Layout, config: dict[str, Any], out: str | Path) -> Path:
+    """Convert an official checkpoint into an act3d checkpoint at `out` (loadable by every act3d command).
+
+    `config` is the act3d run configuration (e.g. a paper preset) describing the architecture.
+    """
+    from act3d.train.checkpoint import save_checkpoint
+
+    official = {k.removeprefix("module."): v for k, v in read_official_state(path).items()}
+    model, extra = _build(layout, config, official)
+    state = from_official(official, layout, model.state_dict())
+    model.load_state_dict(state)
+    kind = {v: k for k, v in LAYOUT_OF_KIND.items()}[layout]
+    return save_checkpoint(out, {"kind": kind, "model": model.state_dict(), "step": 0, "source": str(path), **extra})
+
+
+def export_official(checkpoint: str | Path, out: str | Path) -> tuple[Path, Path]:
+    """Write an act3d checkpoint in the official layout: `out.safetensors` (weights) + `out.json` (metadata)."""
+    from safetensors.torch import save_file
+
+    from act3d.train.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint, tuple(LAYOUT_OF_KIND))
+    layout = LAYOUT_OF_KIND[ckpt["kind"]]
+    weights = {k: v.contiguous() for k, v in to_official(ckpt["model"], layout).items()}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    weights_path, meta_path = out.with_suffix(".safetensors"), out.with_suffix(".json")
+    save_file(weights, str(weights_path), metadata={"layout": f"ACT official ({layout})"})
+    meta = {"layout": layout, "act3d_kind": ckpt["kind"], "source": str(checkpoint), "step": ckpt.get("step"),
+            "config": ckpt.get("config"), **{k: ckpt[k] for k in ("teacher_arch", "num_classes", "class_names") if k in ckpt}}
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    return weights_path, meta_path

@@ -1,0 +1,165 @@
+"""Official ACT checkpoints: small files written here with the official key names and shape conventions
+(ACT_SPEC.md section 7) are imported, used, exported and refused when they do not fit."""
+
+import json
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from act3d.cli import main
+from act3d.config import to_dict
+from act3d.errors import CheckpointError
+from act3d.interop import export_official, import_official, to_official
+from act3d.ops.grouping import group_patches
+from act3d.train.checkpoint import save_checkpoint
+from act3d.train.finetune import build_classifier, load_classifier
+from act3d.train.stage1 import build_autoencoder, load_teacher_model
+from act3d.train.stage2 import load_student_encoder
+
+W, DEPTH, CLASSES = 32, 2, 5  # TINY_STUDENT: width 32, depth 2; mini-PointNet 16 -> 32, 64 -> 32
+
+
+def _official_student_encoder(prefix: str) -> dict[str, torch.Tensor]:
+    """Encoder weights named and shaped as in the official release (1x1 Conv1d, fused qkv without bias)."""
+    r = torch.randn
+    s = {f"{prefix}cls_token": r(1, 1, W), f"{prefix}cls_pos": r(1, 1, W),
+         f"{prefix}encoder.first_conv.0.weight": r(16, 3, 1), f"{prefix}encoder.first_conv.0.bias": r(16),
+         f"{prefix}encoder.first_conv.3.weight": r(32, 16, 1), f"{prefix}encoder.first_conv.3.bias": r(32),
+         f"{prefix}encoder.second_conv.0.weight": r(64, 64, 1), f"{prefix}encoder.second_conv.0.bias": r(64),
+         f"{prefix}encoder.second_conv.3.weight": r(W, 64, 1), f"{prefix}encoder.second_conv.3.bias": r(W),
+         f"{prefix}pos_embed.0.weight": r(128, 3), f"{prefix}pos_embed.0.bias": r(128),
+         f"{prefix}pos_embed.2.weight": r(W, 128), f"{prefix}pos_embed.2.bias": r(W),
+         f"{prefix}norm.weight": r(W), f"{prefix}norm.bias": r(W)}
+    for bn, c in (("first_conv.1", 16), ("second_conv.1", 64)):
+        s |= _batchnorm(f"{prefix}encoder.{bn}", c)
+    for i in range(DEPTH):
+        s |= _block(f"{prefix}blocks.blocks.{i}", W)
+    return s
+
+
+def _block(p: str, w: int) -> dict[str, torch.Tensor]:
+    r = torch.randn
+    return {f"{p}.norm1.weight": r(w), f"{p}.norm1.bias": r(w), f"{p}.attn.qkv.weight": r(3 * w, w),
+            f"{p}.attn.proj.weight": r(w, w), f"{p}.attn.proj.bias": r(w), f"{p}.norm2.weight": r(w),
+            f"{p}.norm2.bias": r(w), f"{p}.mlp.fc1.weight": r(4 * w, w), f"{p}.mlp.fc1.bias": r(4 * w),
+            f"{p}.mlp.fc2.weight": r(w, 4 * w), f"{p}.mlp.fc2.bias": r(w)}
+
+
+def _batchnorm(p: str, c: int) -> dict[str, torch.Tensor]:
+    return {f"{p}.weight": torch.randn(c), f"{p}.bias": torch.randn(c), f"{p}.running_mean": torch.randn(c),
+            f"{p}.running_var": torch.rand(c) + 0.5, f"{p}.num_batches_tracked": torch.tensor(7)}
+
+
+def _official_classifier() -> dict[str, torch.Tensor]:
+    s = _official_student_encoder("")
+    s |= {"cls_head_finetune.0.weight": torch.randn(256, 2 * W), "cls_head_finetune.0.bias": torch.randn(256),
+          "cls_head_finetune.4.weight": torch.randn(256, 256), "cls_head_finetune.4.bias": torch.randn(256),
+          "cls_head_finetune.8.weight": torch.randn(CLASSES, 256), "cls_head_finetune.8.bias": torch.randn(CLASSES)}
+    return s | _batchnorm("cls_head_finetune.1", 256) | _batchnorm("cls_head_finetune.5", 256)
+
+
+def test_official_classifier_imports_and_lands_where_it_belongs(finetune_cfg, tmp_path):
+    official = _official_classifier()
+    path = tmp_path / "ckpt-best.pth"  # as the official trainer writes it: DataParallel prefix, extra entries
+    torch.save({"base_model": {f"module.{k}": v for k, v in official.items()}, "epoch": 299,
+                "best_metrics": {"acc": 88.2}}, path)
+    out = import_official(path, "classifier", to_dict(finetune_cfg), tmp_path / "act3d.pt")
+    model, _, names = load_classifier(out)
+    assert len(names) == CLASSES
+    torch.testing.assert_close(model.encoder.patch_embed.first_conv[0].weight, official["encoder.first_conv.0.weight"][..., 0])
+    torch.testing.assert_close(model.encoder.pos_embed.mlp[2].bias, official["pos_embed.2.bias"])
+    torch.testing.assert_close(model.encoder.blocks.blocks[1].attn.qkv.weight, official["blocks.blocks.1.attn.qkv.weight"])
+    torch.testing.assert_close(model.head[8].weight, official["cls_head_finetune.8.weight"])
+    torch.testing.assert_close(model.head[5].running_var, official["cls_head_finetune.5.running_var"])
+    assert model(group_patches(torch.randn(2, 64, 3), 8, 8)).shape == (2, CLASSES)
+
+    weights, meta = export_official(out, tmp_path / "exported")
+    back = load_file(str(weights))
+    assert back.keys() == official.keys()
+    for k, v in official.items():
+        torch.testing.assert_close(back[k], v, msg=k)  # 1x1 convolution shapes restored
+    assert json.loads(meta.read_text())["layout"] == "classifier"
+
+
+def test_mismatched_official_checkpoint_lists_missing_unexpected_and_misshaped_keys(finetune_cfg, tmp_path):
+    official = _official_classifier()
+    del official["blocks.blocks.1.mlp.fc2.bias"]
+    official["blocks.blocks.2.norm1.weight"] = torch.randn(W)  # a deeper model
+    official["cls_pos"] = torch.randn(1, 1, 2 * W)
+    torch.save({"base_model": official}, tmp_path / "bad.pth")
+    with pytest.raises(CheckpointError) as err:
+        import_official(tmp_path / "bad.pth", "classifier", to_dict(finetune_cfg), tmp_path / "act3d.pt")
+    message = str(err.value)
+    assert "missing keys (1) blocks.blocks.1.mlp.fc2.bias" in message
+    assert "unexpected keys (1) blocks.blocks.2.norm1.weight" in message
+    assert "cls_pos (1, 1, 64), act3d needs (1, 1, 32)" in message
+    assert not (tmp_path / "act3d.pt").exists()
+
+
+def test_official_student_round_trip(pretrain_cfg, tmp_path):
+    official = _official_student_encoder("ACT_encoder.")
+    official |= {"mask_token": torch.randn(1, 1, W), "decoder_pos_embed.0.weight": torch.randn(128, 3),
+                 "decoder_pos_embed.0.bias": torch.randn(128), "decoder_pos_embed.2.weight": torch.randn(W, 128),
+                 "decoder_pos_embed.2.bias": torch.randn(W), "ACT_decoder.norm.weight": torch.randn(W),
+                 "ACT_decoder.norm.bias": torch.randn(W), "proj_head.weight": torch.randn(48, W), "proj_head.bias": torch.randn(48)}
+    official |= _block("ACT_decoder.blocks.0", W)
+    torch.save({"base_model": official}, tmp_path / "pretrain.pth")
+    out = import_official(tmp_path / "pretrain.pth", "student", to_dict(pretrain_cfg), tmp_path / "student.pt")
+    encoder, _ = load_student_encoder(out)
+    torch.testing.assert_close(encoder.cls_token, official["ACT_encoder.cls_token"])
+    torch.testing.assert_close(encoder.patch_embed.second_conv[3].weight, official["ACT_encoder.encoder.second_conv.3.weight"][..., 0])
+    # the exported safetensors file imports back to the same weights
+    weights, _ = export_official(out, tmp_path / "student-official")
+    again = import_official(weights, "student", to_dict(pretrain_cfg), tmp_path / "again.pt")
+    a, b = torch.load(out, weights_only=True)["model"], torch.load(again, weights_only=True)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_official_teacher_round_trip(teacher_cfg, tmp_path):
+    torch.manual_seed(0)
+    model = build_autoencoder(teacher_cfg).eval()
+    official = to_official(model.state_dict(), "teacher")
+    # the official names and conv shapes of the spec
+    assert official["dgcnn_1.layer1.0.weight"].dim() == 4 and official["dgcnn_2.layer5.0.weight"].dim() == 3
+    assert official["encoder.first_conv.0.weight"].shape[-1] == 1 and official["decoder.final_conv.6.weight"].dim() == 3
+    for key in ("codebook", "visual_prompt_token", "visual_prompt_pos", "deep_prompt_tokens", "visual_pos_embed.0.weight",
+                "visual_embed.0.1.mlp.fc2.weight", "visual_embed.1.weight", "proj_pre.weight", "proj_post.weight"):
+        assert key in official, key
+    torch.save({"base_model": official}, tmp_path / "dvae.pth")
+    out = import_official(tmp_path / "dvae.pth", "teacher", to_dict(teacher_cfg), tmp_path / "teacher.pt")
+    loaded = load_teacher_model(out)  # rebuilt from the weights alone, no teacher file needed
+    patches = group_patches(torch.randn(2, 64, 3), 8, 8)
+    with torch.no_grad():  # the target draws a Gumbel one-hot token per patch: same seed, same draw
+        expected = torch.manual_seed(1) and model.teacher_features(patches)
+        torch.testing.assert_close(torch.manual_seed(1) and loaded.teacher_features(patches), expected)
+
+
+def test_foreign_pickles_and_act3d_files_are_refused(finetune_cfg, tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (print, ("code ran",))
+
+    (tmp_path / "evil.pth").write_bytes(pickle.dumps({"base_model": Payload()}))
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        import_official(tmp_path / "evil.pth", "classifier", to_dict(finetune_cfg), tmp_path / "x.pt")
+    # an act3d checkpoint of another kind is not exported as a classifier by mistake
+    save_checkpoint(tmp_path / "seg.pt", {"kind": "act3d-segmenter", "model": {}})
+    with pytest.raises(CheckpointError, match="act3d-segmenter"):
+        export_official(tmp_path / "seg.pt", tmp_path / "out")
+
+
+def test_cli_export_then_import(finetune_cfg, tmp_path):
+    model = build_classifier(finetune_cfg, CLASSES)
+    save_checkpoint(tmp_path / "mine.pt", {"kind": "act3d-classifier", "model": model.state_dict(), "config": to_dict(finetune_cfg),
+                                           "num_classes": CLASSES, "class_names": list("abcde")})
+    assert main(["export-official", str(tmp_path / "mine.pt"), "--out", str(tmp_path / "official")]) == 0
+    (tmp_path / "tiny.yaml").write_text(json.dumps(to_dict(finetune_cfg)))  # JSON is YAML
+    assert main(["import-official", str(tmp_path / "official.safetensors"), "--layout", "classifier",
+                 "--config", str(tmp_path / "tiny.yaml"), "--out", str(tmp_path / "back.pt")]) == 0
+    back, _, _ = load_classifier(tmp_path / "back.pt")
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(back.state_dict()[k], v, msg=k)
+    assert main(["import-official", str(tmp_path / "official.safetensors"), "--layout", "student",
+                 "--config", str(tmp_path / "tiny.yaml"), "--out", str(tmp_path / "wrong.pt")]) == 2

@@ -1,0 +1,80 @@
+"""Every named preset resolves, and the paper presets build models of the sizes in ACT_SPEC.md."""
+
+import pytest
+
+from act3d.config import list_presets, load_config
+from act3d.data.s3dis import CLASSES as S3DIS_CLASSES
+from act3d.data.shapenet import NUM_PARTS
+from act3d.models.segmenter import PointSegmenter
+from act3d.models.student import MaskedPointModel, StudentEncoder
+from act3d.models.teachers import TeacherBackbone
+from act3d.train.finetune import FinetuneRunConfig, build_classifier
+from act3d.train.segment import SegmentRunConfig
+from act3d.train.stage1 import TeacherRunConfig, build_autoencoder
+from act3d.train.stage2 import PretrainRunConfig
+
+# the shipped ViT-S/14 teacher's architecture (DINOv2 layout), as a skeleton: no weight file needed
+VIT_S14 = {"type": "vit", "width": 384, "depth": 12, "heads": 6, "hidden": 1536, "layer_scale": True, "qkv_bias": True}
+CLASSES = {"obj_bg": 15, "obj_only": 15, "pb_t50_rs": 15, "modelnet40": 40, "fewshot": 5}
+
+
+def _count(module, trainable_only: bool = False) -> float:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only) / 1e6
+
+
+def test_the_paper_presets_exist():
+    assert {"paper", "cpu"} <= set(list_presets("teacher")) and {"paper", "cpu"} <= set(list_presets("pretrain"))
+    assert {"paper_part", "paper_semantic"} <= set(list_presets("segment"))
+    wanted = {f"scanobjectnn_{v}{t}" for v in ("obj_bg", "obj_only", "pb_t50_rs") for t in ("", "_linear", "_mlp3")}
+    assert wanted | {"modelnet40_1k", "modelnet40_8k", "modelnet40_fewshot"} <= set(list_presets("finetune"))
+
+
+@pytest.mark.parametrize("name", list_presets("finetune"))
+def test_finetune_presets_build_the_paper_classifier(name):
+    cfg = load_config(FinetuneRunConfig, "finetune", name)
+    classes = next((n for key, n in CLASSES.items() if key in name), 16)
+    model = build_classifier(cfg, classes)
+    if name == "cpu":
+        assert _count(model) < 3
+        return
+    # 12 blocks of width 384, 6 heads; 22.1M parameters with the mlp3 head (ACT_SPEC.md section 3)
+    assert (cfg.student.depth, cfg.student.width, cfg.student.heads) == (12, 384, 6)
+    encoder = _count(model.encoder)
+    if cfg.transfer == "linear":
+        assert _count(model) == pytest.approx(encoder + (768 * classes + classes) / 1e6)
+    else:
+        assert _count(model) == pytest.approx(22.1, abs=0.05)
+    if cfg.transfer != "full":  # frozen backbone: the cls token (and its position) and the head learn
+        assert _count(model, trainable_only=True) == pytest.approx(_count(model) - encoder + 2 * 384 / 1e6)
+    if "scanobjectnn" in name:
+        assert (cfg.data.num_points, cfg.patches.num_groups, cfg.patches.group_size) == (2048, 128, 32)
+    assert (cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.batch_size) == (5e-4, 0.05, 32)
+
+
+def test_pretrain_paper_preset_is_the_22m_student():
+    cfg = load_config(PretrainRunConfig, "pretrain", "paper")
+    model = MaskedPointModel(cfg.student, cfg.patches.group_size, target_dim=384)
+    assert _count(model.encoder) == pytest.approx(22.1, rel=0.02)
+    assert (cfg.student.mask_ratio, cfg.student.decoder_depth, cfg.optim.batch_size, cfg.optim.lr) == (0.8, 2, 128, 1e-3)
+    assert (cfg.data.num_points, cfg.patches.num_groups, cfg.patches.group_size) == (1024, 64, 32)
+
+
+def test_teacher_paper_preset_has_the_spec_sizes():
+    cfg = load_config(TeacherRunConfig, "teacher", "paper")
+    model = build_autoencoder(cfg, TeacherBackbone.skeleton(VIT_S14))
+    assert tuple(model.codebook.shape) == (8192, 384)
+    assert model.dgcnn_1.layer5[0].out_features == 8192  # logits over the codebook
+    assert model.teacher.prompt_tokens.shape[1] == 64 and model.teacher.deep_prompt_tokens.shape[0] == 11
+    backbone = _count(model.teacher.backbone)
+    assert backbone == pytest.approx(21.3, abs=0.1)  # 12 ViT-S blocks with LayerScale + final norm
+    assert _count(model, trainable_only=True) == pytest.approx(_count(model) - backbone)  # frozen teacher
+    assert (cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.batch_size, cfg.anneal.steps) == (5e-4, 5e-4, 64, 100000)
+
+
+@pytest.mark.parametrize("name,classes,categories,extra", [("paper_part", NUM_PARTS, 16, 0),
+                                                          ("paper_semantic", len(S3DIS_CLASSES), 0, 3)])
+def test_segmentation_presets_build(name, classes, categories, extra):
+    cfg = load_config(SegmentRunConfig, "segment", name)
+    model = PointSegmenter(StudentEncoder(cfg.student), classes, categories, extra, cfg.head_hidden)
+    assert model.layers == (4, 8, 12)  # features of blocks 4, 8 and 12
+    assert _count(model.encoder) == pytest.approx(21.8, abs=0.1)
