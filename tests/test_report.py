@@ -64,3 +64,15 @@ def test_report_renders_in_headless_chromium(tmp_path):
     assert svm == [f"{100 * a['svm_scan_acc']:.1f}" for a in results["arms"]]
     assert len(re.findall(r"<img [^>]*src=\"data:image/png;base64,", dom)) >= 2
     assert '<table id="results">' in dom
+
+
+def test_demo_overrides_reach_their_stage_and_the_report(tmp_path):
+    from act3d.cli import main
+    from act3d.demo import DemoOptions, _overrides
+
+    opts = DemoOptions(tmp_path, quick=False, overrides=("pretrain:optim.epochs=4", "finetune:head_dropout=0"))
+    assert _overrides(opts, "pretrain") == ["optim.epochs=4"] and _overrides(opts, "teacher") == []
+    assert main(["demo", "--out", str(tmp_path / "x"), "--set", "optim.epochs=4"]) == 2  # no stage named
+    results = {**fake_results(), "overrides": list(opts.overrides)}
+    page = write_report(tmp_path, results).read_text()
+    assert "changed: pretrain:optim.epochs=4, finetune:head_dropout=0" in page

@@ -12,7 +12,8 @@ log = logging.getLogger("act3d")
 def _demo(args: argparse.Namespace) -> int:
     from act3d.demo import DemoOptions, run_demo
 
-    opts = DemoOptions(Path(args.out), quick=args.quick, seeds=args.seeds if args.seeds else (1 if args.quick else 3))
+    opts = DemoOptions(Path(args.out), quick=args.quick, seeds=args.seeds if args.seeds else (1 if args.quick else 3),
+                       overrides=tuple(args.overrides))
     results = run_demo(opts)
     log.info("")
     log.info("%-36s %18s %10s %10s", "arm", "fine-tune OA %", "SVM scan", "5w10s")
@@ -28,4 +29,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     demo.add_argument("--out", default="runs/demo", help="output folder (default runs/demo); re-running reuses finished stages")
     demo.add_argument("--quick", action="store_true", help="a 1-2 minute smoke version")
     demo.add_argument("--seeds", type=int, help="fine-tuning seeds per arm (default 3, 1 with --quick)")
+    demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="STAGE:KEY=VALUE",
+                      help="change one value of a stage's CPU preset, STAGE = teacher | pretrain | finetune, e.g. "
+                           "--set pretrain:optim.epochs=4 (repeatable; use a new --out, finished stages are reused)")
     demo.set_defaults(run=_demo)

@@ -12,8 +12,9 @@ log = logging.getLogger("act3d")
 
 def add_config_args(parser: argparse.ArgumentParser, kind: str, default_preset: str) -> None:
     presets = list_presets(kind)
-    parser.add_argument("--preset", default=default_preset, choices=presets,
-                        help=f"named configuration (default {default_preset}); 'paper' has the paper's sizes (GPU)")
+    parser.add_argument("--preset", default=default_preset, choices=presets, metavar="NAME",
+                        help=f"named configuration, default {default_preset}; one of: {', '.join(presets)} "
+                             "('cpu' fits a laptop in minutes, the others have the paper's sizes and want a GPU)")
     parser.add_argument("--config", help="YAML file overriding the preset")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one value, e.g. --set optim.lr=1e-3 (repeatable)")

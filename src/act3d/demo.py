@@ -22,6 +22,7 @@ import torch
 from act3d.config import load_config
 from act3d.data.dataset import DataConfig, open_source, stack_clouds
 from act3d.data.default import build_default, default_data_dir
+from act3d.errors import ConfigError
 from act3d.eval.metrics import mean_std
 from act3d.eval.probe import extract_features, fewshot, svm_probe
 from act3d.train.finetune import FinetuneRunConfig, finetune
@@ -54,17 +55,27 @@ class DemoOptions:
     quick: bool = False
     seeds: int = 3  # fine-tuning seeds per arm
     fewshot_folds: int = 10
+    overrides: tuple[str, ...] = ()  # "teacher:KEY=VALUE", "pretrain:KEY=VALUE" or "finetune:KEY=VALUE"
 
 
-def _overrides(quick: bool, kind: str) -> list[str]:
-    if not quick:
-        return []
-    return {"teacher": ["optim.max_steps=15", "anneal.steps=15"], "pretrain": ["optim.max_steps=15"],
-            "finetune": ["optim.epochs=1", "optim.max_steps=8"]}[kind]
+STAGE_KINDS = ("teacher", "pretrain", "finetune")
 
 
-def teacher_config(kind: str, quick: bool) -> TeacherRunConfig:
-    cfg = load_config(TeacherRunConfig, "teacher", "cpu", overrides=_overrides(quick, "teacher"))
+def _overrides(opts: DemoOptions, kind: str) -> list[str]:
+    """The CPU preset's changes for one stage kind: the quick run's limits, then the user's."""
+    quick = {"teacher": ["optim.max_steps=15", "anneal.steps=15"], "pretrain": ["optim.max_steps=15"],
+             "finetune": ["optim.epochs=1", "optim.max_steps=8"]}[kind] if opts.quick else []
+    return quick + [o.split(":", 1)[1] for o in opts.overrides if o.split(":", 1)[0] == kind]
+
+
+def check_overrides(overrides: tuple[str, ...]) -> None:
+    for o in overrides:
+        if o.split(":", 1)[0] not in STAGE_KINDS or ":" not in o:
+            raise ConfigError(f"demo override {o!r} must look like STAGE:KEY=VALUE with STAGE one of {', '.join(STAGE_KINDS)}")
+
+
+def teacher_config(kind: str, opts: DemoOptions) -> TeacherRunConfig:
+    cfg = load_config(TeacherRunConfig, "teacher", "cpu", overrides=_overrides(opts, "teacher"))
     if kind == "random":
         # the same shape as the shipped ViT-S/14 blocks in use, with random weights
         t = cfg.model.teacher
@@ -115,9 +126,9 @@ def estimate_seconds(opts: DemoOptions) -> dict[str, float]:
         fn()
         return time.perf_counter() - start
 
-    t_cfg = teacher_config("pretrained", opts.quick)
-    p_cfg = load_config(PretrainRunConfig, "pretrain", "cpu", overrides=_overrides(opts.quick, "pretrain"))
-    f_cfg = load_config(FinetuneRunConfig, "finetune", "cpu", overrides=_overrides(opts.quick, "finetune"))
+    t_cfg = teacher_config("pretrained", opts)
+    p_cfg = load_config(PretrainRunConfig, "pretrain", "cpu", overrides=_overrides(opts, "pretrain"))
+    f_cfg = load_config(FinetuneRunConfig, "finetune", "cpu", overrides=_overrides(opts, "finetune"))
     g = t_cfg.patches
     ae = build_autoencoder(t_cfg)
     pts = torch.randn(t_cfg.optim.batch_size, t_cfg.data.num_points, 3)
@@ -175,6 +186,7 @@ def run_demo(opts: DemoOptions) -> dict:
     """Run (or resume) the whole demo into `opts.out`; returns the results dict also saved as results.json."""
     from act3d.report import write_report
 
+    check_overrides(opts.overrides)
     out = opts.out
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -187,16 +199,16 @@ def run_demo(opts: DemoOptions) -> dict:
     stages = Stages(out)
     teachers = {}
     for kind in ("pretrained", "random"):
-        teachers[kind] = stages.run(f"stage1-{kind}-teacher", lambda d, k=kind: _teacher_stage(k, d, opts.quick))
+        teachers[kind] = stages.run(f"stage1-{kind}-teacher", lambda d, k=kind: _teacher_stage(k, d, opts))
     students = {}
     for arm in ARMS:
-        students[arm.name] = stages.run(f"stage2-{arm.name}", lambda d, a=arm: _student_stage(a, teachers, d, opts.quick))
+        students[arm.name] = stages.run(f"stage2-{arm.name}", lambda d, a=arm: _student_stage(a, teachers, d, opts))
     probes, finetunes = {}, {}
     for arm in ARMS:
         probes[arm.name] = stages.run(f"probe-{arm.name}", lambda d, a=arm: _probe_arm(Path(students[a.name]["checkpoint"]),
                                                                                         opts.fewshot_folds, opts.quick))
         finetunes[arm.name] = [
-            stages.run(f"finetune-{arm.name}-seed{seed}", lambda d, a=arm, s=seed: _finetune_stage(a, students, s, d, opts.quick))
+            stages.run(f"finetune-{arm.name}-seed{seed}", lambda d, a=arm, s=seed: _finetune_stage(a, students, s, d, opts))
             for seed in range(opts.seeds)]
     results = collect_results(opts, teachers, students, probes, finetunes, stages.timings, time.perf_counter() - started, data_dir)
     (out / "results.json").write_text(json.dumps(results, indent=2))
@@ -204,8 +216,8 @@ def run_demo(opts: DemoOptions) -> dict:
     return results
 
 
-def _teacher_stage(kind: str, folder: Path, quick: bool) -> dict:
-    cfg = teacher_config(kind, quick)
+def _teacher_stage(kind: str, folder: Path, opts: DemoOptions) -> dict:
+    cfg = teacher_config(kind, opts)
     result = train_teacher(cfg, folder, resume=True)
     import csv
 
@@ -217,8 +229,8 @@ def _teacher_stage(kind: str, folder: Path, quick: bool) -> dict:
             "chamfer_coarse_first": float(first["cd_coarse"]), "chamfer_coarse_last": float(last["cd_coarse"])}
 
 
-def _student_stage(arm: Arm, teachers: dict, folder: Path, quick: bool) -> dict:
-    overrides = _overrides(quick, "pretrain") + [f"student.target={arm.target}"]
+def _student_stage(arm: Arm, teachers: dict, folder: Path, opts: DemoOptions) -> dict:
+    overrides = _overrides(opts, "pretrain") + [f"student.target={arm.target}"]
     if arm.teacher is not None:
         overrides.append(f"teacher_checkpoint={teachers[arm.teacher]['checkpoint']}")
     cfg = load_config(PretrainRunConfig, "pretrain", "cpu", overrides=overrides)
@@ -234,8 +246,8 @@ def _student_stage(arm: Arm, teachers: dict, folder: Path, quick: bool) -> dict:
     return record
 
 
-def _finetune_stage(arm: Arm, students: dict, seed: int, folder: Path, quick: bool) -> dict:
-    overrides = _overrides(quick, "finetune") + [f"runtime.seed={seed}", f"checkpoint={students[arm.name]['checkpoint']}"]
+def _finetune_stage(arm: Arm, students: dict, seed: int, folder: Path, opts: DemoOptions) -> dict:
+    overrides = _overrides(opts, "finetune") + [f"runtime.seed={seed}", f"checkpoint={students[arm.name]['checkpoint']}"]
     cfg = load_config(FinetuneRunConfig, "finetune", "cpu", overrides=overrides)
     res = finetune(cfg, folder, resume=True)
     return {k: res[k] for k in ("test_acc", "test_macc", "best_test_acc", "seed", "steps", "confusion", "class_names")}
@@ -256,7 +268,7 @@ def collect_results(opts: DemoOptions, teachers: dict, students: dict, probes: d
             "fewshot": fs, "stage2": students[arm.name],
         })
     return {
-        "act3d_demo": 1, "quick": opts.quick, "seeds": opts.seeds, "wall_seconds": round(seconds, 1),
+        "act3d_demo": 1, "quick": opts.quick, "seeds": opts.seeds, "overrides": list(opts.overrides), "wall_seconds": round(seconds, 1),
         "torch": torch.__version__, "threads": torch.get_num_threads(), "data": str(data_dir),
         "teachers": teachers, "arms": arms, "timings": {k: round(v, 1) for k, v in timings.items()},
         "confusion_act": finetunes["act"][0]["confusion"], "class_names": finetunes["act"][0]["class_names"],

@@ -117,11 +117,14 @@ def write_report(out: Path, results: dict) -> Path:
         results["confusion_act"], results["class_names"], out / "confusion.png", "ACT, scan test split")
     rows = results_rows(results)
     timings = results["timings"]
+    changes = results.get("overrides") or []
+    config_line = ("Configuration: presets teacher.cpu, pretrain.cpu and finetune.cpu (each stage's resolved "
+                   "config.yaml is in its folder)" + (f"; changed: {', '.join(changes)}" if changes else "") + ".")
 
     md = ["# act3d demo report", "", f"Wall time: {results['wall_seconds'] / 60:.1f} min "
           f"({'quick' if results['quick'] else 'full'} run, {results['seeds']} fine-tuning seed(s), "
           f"{results['fewshot_folds']} few-shot folds, {results['threads']} threads, torch {results['torch']}).", "",
-          "## Results (mean ± std over seeds / folds)", "",
+          config_line, "", "## Results (mean ± std over seeds / folds)", "",
           "| " + " | ".join(title for _, title in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     md += ["| " + " | ".join(r.get(k, "") for k, _ in COLUMNS) + " |" for r in rows]
     md += ["", "## Stage I teachers", ""]
@@ -153,6 +156,7 @@ figcaption {{ color: #555; font-size: 13px; }}
 randomly initialised teacher, a Point-MAE-style target and no pretraining, on the same budget.</p>
 <p id="walltime">Wall time: {results['wall_seconds'] / 60:.1f} min ({'quick' if results['quick'] else 'full'} run,
 {results['seeds']} fine-tuning seed(s), {results['fewshot_folds']} few-shot folds).</p>
+<p id="config">{html.escape(config_line)}</p>
 <h2>Results</h2>
 <table id="results"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
 <h2>Stage I teachers (fine Chamfer-L1)</h2>

@@ -1,0 +1,136 @@
+"""Cost of one Stage I / Stage II training step: wall time, model FLOPs, achieved FLOP/s as a fraction of
+a dense matmul peak measured in the same process, and the share of the step spent in point ops.
+
+    python benchmarks/train_step.py [--presets cpu paper] [--batch 32] [--repeats 3] [--device cpu|cuda]
+
+The teachers are skeletons of the shipped ViT-S/14's architecture (random weights, the same compute), so
+the benchmark needs no weight file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from act3d.config import load_config
+from act3d.models.student import MaskedPointModel
+from act3d.models.teachers import TeacherBackbone
+from act3d.ops import chamfer_distance, group_patches
+from act3d.train.stage1 import TeacherRunConfig, TeacherTask, build_autoencoder
+from act3d.train.stage2 import PretrainRunConfig, PretrainTask
+
+VIT_S14 = {"type": "vit", "width": 384, "depth": 12, "heads": 6, "hidden": 1536, "layer_scale": True, "qkv_bias": True}
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn: Callable[[], object], device: str, repeats: int) -> float:
+    """Median seconds of `fn` after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def matmul_peak(device: str, n: int = 2048) -> float:
+    """Dense float32 matmul FLOP/s on this device (the best of a few runs)."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    seconds = min(timed(lambda: a @ b, device, 5) for _ in range(3))
+    return 2 * n**3 / seconds
+
+
+def teacher_model(preset: str):
+    cfg = load_config(TeacherRunConfig, "teacher", preset)
+    depth = cfg.model.teacher.depth or VIT_S14["depth"]
+    return build_autoencoder(cfg, TeacherBackbone.skeleton({**VIT_S14, "depth": depth})), cfg
+
+
+def stage_task(stage: str, preset: str):
+    """(task, model) for one stage at one preset."""
+    teacher, teacher_cfg = teacher_model(preset)
+    if stage == "stage1":
+        return TeacherTask(teacher, teacher_cfg), teacher
+    cfg = load_config(PretrainRunConfig, "pretrain", preset)
+    teacher.eval().requires_grad_(False)
+    model = MaskedPointModel(cfg.student, cfg.patches.group_size, teacher.feature_dim)
+    return PretrainTask(model, teacher, cfg), model
+
+
+def point_op_seconds(stage: str, task, points: torch.Tensor, device: str, repeats: int) -> float:
+    """Grouping (FPS + kNN + gather), plus for Stage I the two Chamfer terms with their backward."""
+    g, k = task.cfg.patches.num_groups, task.cfg.patches.group_size
+    seconds = timed(lambda: group_patches(points, g, k), device, repeats)
+    if stage == "stage1":
+        patches = group_patches(points, g, k).neighborhood.reshape(-1, k, 3)
+        coarse = torch.randn(patches.shape[0], k // 4, 3, device=device, requires_grad=True)
+        fine = torch.randn(patches.shape[0], k, 3, device=device, requires_grad=True)
+        seconds += timed(lambda: (chamfer_distance(coarse, patches).mean() + chamfer_distance(fine, patches).mean()).backward(),
+                         device, repeats)
+    return seconds
+
+
+def benchmark(stage: str, preset: str, batch: int, device: str, repeats: int, peak: float) -> dict:
+    torch.manual_seed(0)
+    task, model = stage_task(stage, preset)
+    model.to(device).train()
+    if stage == "stage2":
+        task.teacher.to(device)
+    points = torch.randn(batch, task.cfg.data.num_points, 3, device=device)
+    points = points / points.norm(dim=-1).amax(dim=1, keepdim=True)[..., None]
+    labels = torch.zeros(batch, dtype=torch.long, device=device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-4)
+
+    def step() -> None:
+        loss, _ = task.step(model, (points, labels), 0)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    seconds = timed(step, device, repeats)
+    with FlopCounterMode(display=False) as counter:
+        loss, _ = task.step(model, (points, labels), 0)
+        loss.backward()
+    optimizer.zero_grad(set_to_none=True)
+    flops = counter.get_total_flops()
+    point_ops = point_op_seconds(stage, task, points, device, repeats)
+    return {"stage": stage, "preset": preset, "batch": batch, "step_ms": seconds * 1e3, "samples_s": batch / seconds,
+            "gflop": flops / 1e9, "gflop_s": flops / seconds / 1e9, "of_peak": flops / seconds / peak,
+            "point_ops": point_ops / seconds, "trainable_m": sum(p.numel() for p in params) / 1e6}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--presets", nargs="+", default=["cpu", "paper"])
+    parser.add_argument("--stages", nargs="+", default=["stage1", "stage2"])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+
+    peak = matmul_peak(args.device)
+    print(f"device {args.device}, {torch.get_num_threads()} threads; dense float32 matmul peak {peak / 1e9:.0f} GFLOP/s")
+    print(f"{'stage':7} {'preset':6} {'batch':>5} {'step ms':>9} {'samples/s':>9} {'GFLOP':>8} {'GFLOP/s':>8} "
+          f"{'of peak':>8} {'point ops':>9} {'trainable':>9}")
+    for preset in args.presets:
+        for stage in args.stages:
+            r = benchmark(stage, preset, args.batch, args.device, args.repeats, peak)
+            print(f"{r['stage']:7} {r['preset']:6} {r['batch']:5d} {r['step_ms']:9.0f} {r['samples_s']:9.1f} "
+                  f"{r['gflop']:8.1f} {r['gflop_s']:8.1f} {r['of_peak']:8.1%} {r['point_ops']:9.1%} {r['trainable_m']:8.2f}M",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
