@@ -8,7 +8,6 @@ Prints a table of milliseconds per call for a batch of clouds at the paper's siz
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 
 import torch
@@ -24,6 +23,7 @@ from act3d.ops import (
 )
 from act3d.ops.fps import farthest_point_sampling_naive as fps_ref
 from act3d.ops.indexing import gather_points
+from timing import median_seconds  # benchmarks/timing.py
 
 PAPER_SIZES = [(1024, 64), (2048, 128), (8192, 512)]  # (points, centres); 32 neighbours each
 GROUP_SIZE = 32
@@ -31,17 +31,7 @@ GROUP_SIZE = 32
 
 def timed(fn: Callable[[], object], device: str, repeats: int) -> float:
     """Median wall milliseconds of `fn` after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - start) * 1000)
-    return sorted(times)[len(times) // 2]
+    return 1000 * median_seconds(fn, device, repeats)
 
 
 def reference_grouping(points: torch.Tensor, groups: int) -> None:

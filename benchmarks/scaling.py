@@ -11,7 +11,6 @@ Prints a table (step ms, samples/s, share in grouping) and writes a PNG of both 
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
@@ -21,6 +20,7 @@ from act3d.models.student import MaskedPointModel, StudentEncoder
 from act3d.ops import group_patches
 from act3d.train.finetune import ClassifierTask, FinetuneRunConfig
 from act3d.train.stage2 import PretrainRunConfig, PretrainTask
+from timing import median_seconds  # benchmarks/timing.py
 
 GROUP_SIZE = 32
 TARGET_DIM = 384  # Stage II regresses teacher features of this width; a stand-in teacher provides them
@@ -75,23 +75,9 @@ def measure(kind: str, preset: str, points: int, batch: int, device: str, repeat
     def grouping() -> None:
         group_patches(clouds, points // 16, GROUP_SIZE)
 
-    step_s, group_s = _median(step, device, repeats), _median(grouping, device, repeats)
+    step_s, group_s = median_seconds(step, device, repeats), median_seconds(grouping, device, repeats)
     return {"kind": kind, "points": points, "batch": batch, "step_ms": step_s * 1e3, "samples_s": batch / step_s,
             "grouping": group_s / step_s}
-
-
-def _median(fn, device: str, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
 
 
 def plot(rows: list[dict], base_batch: int, base_points: int, path: str) -> None:

@@ -10,8 +10,6 @@ the benchmark needs no weight file.
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -22,32 +20,15 @@ from act3d.models.teachers import TeacherBackbone
 from act3d.ops import chamfer_distance, group_patches
 from act3d.train.stage1 import TeacherRunConfig, TeacherTask, build_autoencoder
 from act3d.train.stage2 import PretrainRunConfig, PretrainTask
+from timing import median_seconds  # benchmarks/timing.py
 
 VIT_S14 = {"type": "vit", "width": 384, "depth": 12, "heads": 6, "hidden": 1536, "layer_scale": True, "qkv_bias": True}
-
-
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def timed(fn: Callable[[], object], device: str, repeats: int) -> float:
-    """Median seconds of `fn` after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
 
 
 def matmul_peak(device: str, n: int = 2048) -> float:
     """Dense float32 matmul FLOP/s on this device (the best of a few runs)."""
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    seconds = min(timed(lambda: a @ b, device, 5) for _ in range(3))
+    seconds = min(median_seconds(lambda: a @ b, device, 5) for _ in range(3))
     return 2 * n**3 / seconds
 
 
@@ -71,12 +52,12 @@ def stage_task(stage: str, preset: str):
 def point_op_seconds(stage: str, task, points: torch.Tensor, device: str, repeats: int) -> float:
     """Grouping (FPS + kNN + gather), plus for Stage I the two Chamfer terms with their backward."""
     g, k = task.cfg.patches.num_groups, task.cfg.patches.group_size
-    seconds = timed(lambda: group_patches(points, g, k), device, repeats)
+    seconds = median_seconds(lambda: group_patches(points, g, k), device, repeats)
     if stage == "stage1":
         patches = group_patches(points, g, k).neighborhood.reshape(-1, k, 3)
         coarse = torch.randn(patches.shape[0], k // 4, 3, device=device, requires_grad=True)
         fine = torch.randn(patches.shape[0], k, 3, device=device, requires_grad=True)
-        seconds += timed(lambda: (chamfer_distance(coarse, patches).mean() + chamfer_distance(fine, patches).mean()).backward(),
+        seconds += median_seconds(lambda: (chamfer_distance(coarse, patches).mean() + chamfer_distance(fine, patches).mean()).backward(),
                          device, repeats)
     return seconds
 
@@ -99,7 +80,7 @@ def benchmark(stage: str, preset: str, batch: int, device: str, repeats: int, pe
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    seconds = timed(step, device, repeats)
+    seconds = median_seconds(step, device, repeats)
     with FlopCounterMode(display=False) as counter:
         loss, _ = task.step(model, (points, labels), 0)
         loss.backward()
