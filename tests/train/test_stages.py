@@ -5,7 +5,7 @@ import torch
 
 from act3d.errors import Act3dError, CheckpointError
 from act3d.train.checkpoint import load_checkpoint, save_checkpoint
-from act3d.train.finetune import finetune, load_classifier
+from act3d.train.finetune import build_classifier, finetune, load_classifier
 from act3d.train.loop import TrainingDiverged
 from act3d.train.stage1 import build_autoencoder, load_teacher_model, train_teacher
 from act3d.train.stage2 import load_student_encoder, pretrain
@@ -103,6 +103,12 @@ def test_stage2_arms_and_finetune(teacher_cfg, pretrain_cfg, finetune_cfg, tmp_p
     assert 0 <= results["test_acc"] <= 1 and len(results["confusion"]) == 15
     model, cfg, names = load_classifier(tmp_path / "ft" / "checkpoints" / "last.pt")
     assert len(names) == 15 and (tmp_path / "ft" / "checkpoints" / "best.pt").is_file()
+    # the pretrained student's architecture, the fine-tuning run's own drop-path rate
+    pretrain_cfg.student.drop_path, finetune_cfg.student.drop_path = 0.1, 0.0
+    finetune_cfg.checkpoint = str(pretrain(pretrain_cfg, tmp_path / "none2"))
+    classifier = build_classifier(finetune_cfg, 15)
+    assert [b.drop_path.p for b in classifier.encoder.blocks.blocks] == [0.0, 0.0]
+    assert finetune_cfg.student.width == 32
 
 
 def test_stage2_refuses_a_checkpoint_that_is_not_a_teacher(pretrain_cfg, finetune_cfg, tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -65,7 +65,8 @@ def build_classifier(cfg: FinetuneRunConfig, num_classes: int) -> PointClassifie
         if pre_cfg.patches.group_size != cfg.patches.group_size:
             log.warning("the student was pretrained on %d-point patches, fine-tuning uses %d",
                         pre_cfg.patches.group_size, cfg.patches.group_size)
-        cfg.student = pre_cfg.student
+        # the architecture is the pretrained student's; the drop-path rate is this run's
+        cfg.student = replace(pre_cfg.student, drop_path=cfg.student.drop_path)
     encoder.blocks.set_drop_path(cfg.student.drop_path)
     return PointClassifier(encoder, num_classes, cfg.transfer, cfg.head_dropout)
 

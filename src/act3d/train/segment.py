@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -120,7 +120,8 @@ def segment(cfg: SegmentRunConfig, out_dir: str | Path, resume: bool = False) ->
         encoder = StudentEncoder(cfg.student)
     else:
         encoder, pre = load_student_encoder(cfg.checkpoint)
-        cfg.student = pre.student
+        cfg.student = replace(pre.student, drop_path=cfg.student.drop_path)  # its architecture, this run's rate
+        encoder.blocks.set_drop_path(cfg.student.drop_path)
     train_src, train_data, test_data = _datasets(cfg)
     if cfg.task == "part":
         model = PointSegmenter(encoder, NUM_PARTS, num_categories=len(train_src.class_names), hidden=cfg.head_hidden)
