@@ -73,6 +73,7 @@ def test_demo_overrides_reach_their_stage_and_the_report(tmp_path):
     opts = DemoOptions(tmp_path, quick=False, overrides=("pretrain:optim.epochs=4", "finetune:head_dropout=0"))
     assert _overrides(opts, "pretrain") == ["optim.epochs=4"] and _overrides(opts, "teacher") == []
     assert main(["demo", "--out", str(tmp_path / "x"), "--set", "optim.epochs=4"]) == 2  # no stage named
-    results = {**fake_results(), "overrides": list(opts.overrides)}
+    results = {**fake_results(), "overrides": list(opts.overrides), "reused_stages": ["stage1-pretrained-teacher"]}
     page = write_report(tmp_path, results).read_text()
     assert "changed: pretrain:optim.epochs=4, finetune:head_dropout=0" in page
+    assert "reused 1 stage(s) finished earlier" in page

@@ -90,6 +90,7 @@ class Stages:
     def __init__(self, out: Path):
         self.out = out
         self.timings: dict[str, float] = {}
+        self.reused: list[str] = []
 
     def run(self, name: str, fn: Callable[[Path], dict]) -> dict:
         folder = self.out / name
@@ -97,6 +98,7 @@ class Stages:
         if done.is_file():
             record = json.loads(done.read_text())
             self.timings[name] = record["seconds"]
+            self.reused.append(name)
             log.info("[reuse] %s (finished earlier in %.0fs)", name, record["seconds"])
             return record["result"]
         log.info("[run] %s", name)
@@ -211,6 +213,7 @@ def run_demo(opts: DemoOptions) -> dict:
             stages.run(f"finetune-{arm.name}-seed{seed}", lambda d, a=arm, s=seed: _finetune_stage(a, students, s, d, opts))
             for seed in range(opts.seeds)]
     results = collect_results(opts, teachers, students, probes, finetunes, stages.timings, time.perf_counter() - started, data_dir)
+    results["reused_stages"] = stages.reused
     (out / "results.json").write_text(json.dumps(results, indent=2))
     write_report(out, results)
     return results

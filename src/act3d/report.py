@@ -118,12 +118,15 @@ def write_report(out: Path, results: dict) -> Path:
     rows = results_rows(results)
     timings = results["timings"]
     changes = results.get("overrides") or []
+    reused = results.get("reused_stages") or []
+    reuse_note = (f" This invocation reused {len(reused)} stage(s) finished earlier; their own times are in the "
+                  "timings." if reused else "")
     config_line = ("Configuration: presets teacher.cpu, pretrain.cpu and finetune.cpu (each stage's resolved "
                    "config.yaml is in its folder)" + (f"; changed: {', '.join(changes)}" if changes else "") + ".")
 
     md = ["# act3d demo report", "", f"Wall time: {results['wall_seconds'] / 60:.1f} min "
           f"({'quick' if results['quick'] else 'full'} run, {results['seeds']} fine-tuning seed(s), "
-          f"{results['fewshot_folds']} few-shot folds, {results['threads']} threads, torch {results['torch']}).", "",
+          f"{results['fewshot_folds']} few-shot folds, {results['threads']} threads, torch {results['torch']})." + reuse_note, "",
           config_line, "", "## Results (mean ± std over seeds / folds)", "",
           "| " + " | ".join(title for _, title in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     md += ["| " + " | ".join(r.get(k, "") for k, _ in COLUMNS) + " |" for r in rows]
@@ -155,7 +158,7 @@ figcaption {{ color: #555; font-size: 13px; }}
 (ViT-S/14) prompt-tuned into a 3D autoencoder teaches a 3D student by masked feature prediction; compared with a
 randomly initialised teacher, a Point-MAE-style target and no pretraining, on the same budget.</p>
 <p id="walltime">Wall time: {results['wall_seconds'] / 60:.1f} min ({'quick' if results['quick'] else 'full'} run,
-{results['seeds']} fine-tuning seed(s), {results['fewshot_folds']} few-shot folds).</p>
+{results['seeds']} fine-tuning seed(s), {results['fewshot_folds']} few-shot folds).{html.escape(reuse_note)}</p>
 <p id="config">{html.escape(config_line)}</p>
 <h2>Results</h2>
 <table id="results"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
