@@ -90,12 +90,14 @@ def test_stage2_arms_and_finetune(teacher_cfg, pretrain_cfg, finetune_cfg, tmp_p
     import csv
     losses = [float(r["loss"]) for r in csv.DictReader(open(tmp_path / "act" / "metrics.csv"))]
     assert losses[-1] < losses[0]
-    pretrain_cfg.student.target = "mae"
+    pretrain_cfg.student.center_target = True  # the option that regresses the per-patch part of the target
+    centred = pretrain(pretrain_cfg, tmp_path / "act-centred")
+    pretrain_cfg.student.target, pretrain_cfg.student.center_target = "mae", False
     mae = pretrain(pretrain_cfg, tmp_path / "mae")
     assert (tmp_path / "mae" / "masked_inputs.png").is_file()
     pretrain_cfg.student.target = "none"
     scratch = pretrain(pretrain_cfg, tmp_path / "none")
-    for ckpt in (act, mae, scratch):
+    for ckpt in (act, centred, mae, scratch):
         encoder, _ = load_student_encoder(ckpt)
         assert encoder.cfg.width == 32
     finetune_cfg.checkpoint = str(act)

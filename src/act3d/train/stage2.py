@@ -15,7 +15,7 @@ from act3d.data.dataset import DataConfig, PointClouds, open_source
 from act3d.data.transforms import scale_and_translate
 from act3d.errors import Act3dError
 from act3d.models.autoencoder import CrossModalAutoencoder, PatchConfig
-from act3d.models.student import MaskedPointModel, StudentConfig, StudentEncoder, act_loss, mae_loss
+from act3d.models.student import MaskedPointModel, StudentConfig, StudentEncoder, act_loss, center_features, mae_loss
 from act3d.ops.grouping import group_patches
 from act3d.train.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from act3d.train.loop import OptimConfig, RuntimeConfig, fit, run_files
@@ -52,6 +52,8 @@ class PretrainTask:
         if next(self.teacher.parameters()).device != points.device:
             self.teacher.to(points.device)  # once, on whatever device the loop chose
         target = self.teacher.teacher_features(patches)
+        if self.cfg.student.center_target:
+            target = center_features(target)
         b = target.shape[0]
         return act_loss(pred, target[mask].reshape(b, -1, target.shape[-1])), {}
 
