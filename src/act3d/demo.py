@@ -122,11 +122,14 @@ def estimate_seconds(opts: DemoOptions) -> dict[str, float]:
     from act3d.train.finetune import build_classifier
     from act3d.train.stage1 import build_autoencoder
 
-    def per_step(fn: Callable[[], None]) -> float:
+    def per_step(fn: Callable[[], None]) -> float:  # the best of three calls after a warm-up
         fn()
-        start = time.perf_counter()
-        fn()
-        return time.perf_counter() - start
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return min(times)
 
     t_cfg = teacher_config("pretrained", opts)
     p_cfg = load_config(PretrainRunConfig, "pretrain", "cpu", overrides=_overrides(opts, "pretrain"))
