@@ -40,20 +40,20 @@ def farthest_point_sampling(
     check_cloud(points)
     batch, num_points, _ = points.shape
     check_count(num_samples, num_points, "num_samples")
-    # Coordinates as (B, 3, N) so each step streams three contiguous rows; the loop body is a few
-    # fused in-place ops, which is what keeps an eager Python loop fast on CPU and GPU alike.
-    coords = points.detach().transpose(1, 2).contiguous()
+    # One contiguous (B, N) plane per coordinate; each step is a handful of fused in-place passes over
+    # them (sub, square, two addcmul, minimum, argmax), which keeps an eager loop fast on CPU and GPU.
+    x, y, z = points.detach().permute(2, 0, 1).contiguous()
     nearest = torch.full((batch, num_points), float("inf"), dtype=points.dtype, device=points.device)
-    diff = torch.empty_like(coords)
-    dist = torch.empty_like(nearest)
+    dist, tmp = torch.empty_like(nearest), torch.empty_like(nearest)
     selected = torch.empty(batch, num_samples, dtype=torch.long, device=points.device)
     farthest = _start_indices(points, random_start, generator).unsqueeze(1)
     for i in range(num_samples):
         selected[:, i : i + 1] = farthest
-        centre = coords.gather(2, farthest.unsqueeze(1).expand(batch, 3, 1))
-        torch.sub(coords, centre, out=diff)
-        diff.square_()
-        torch.sum(diff, dim=1, out=dist)
+        torch.sub(x, x.gather(1, farthest), out=dist).square_()
+        torch.sub(y, y.gather(1, farthest), out=tmp)
+        dist.addcmul_(tmp, tmp)
+        torch.sub(z, z.gather(1, farthest), out=tmp)
+        dist.addcmul_(tmp, tmp)
         torch.minimum(nearest, dist, out=nearest)
         farthest = nearest.argmax(dim=1, keepdim=True)
     return selected
