@@ -105,7 +105,6 @@ def from_official(state: dict[str, torch.Tensor], layout: Layout, expected: dict
     Raises `CheckpointError` listing the missing keys, the unexpected keys (both in official names) and the
     shape mismatches, so a checkpoint of another model or size fails with a message that says why.
     """
-    state = {k.removeprefix("module."): v for k, v in state.items()}
     wanted = {official: name for name, official in official_names(list(expected), layout).items()}
     missing = sorted(o for o in wanted if o not in state)
     unexpected = sorted(k for k in state if k not in wanted)
@@ -134,7 +133,8 @@ def _listing(names: list[str], limit: int = 12) -> str:
 
 
 def read_official_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """The weights of an official checkpoint (`.pth` via `weights_only=True`, or `.safetensors`)."""
+    """The weights of an official checkpoint (`.pth` via `weights_only=True`, or `.safetensors`), without
+    DataParallel's `module.` prefix."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -142,8 +142,9 @@ def read_official_state(path: str | Path) -> dict[str, torch.Tensor]:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
-            return load_file(str(path))
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            ckpt = load_file(str(path))
+        else:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from None
     if isinstance(ckpt, dict):
@@ -153,7 +154,7 @@ def read_official_state(path: str | Path) -> dict[str, torch.Tensor]:
                 break
     if not isinstance(ckpt, dict) or not all(isinstance(v, torch.Tensor) for v in ckpt.values()):
         raise CheckpointError(f"{path}: no state dict found (looked for 'base_model', 'model', 'state_dict')")
-    return ckpt
+    return {k.removeprefix("module."): v for k, v in ckpt.items()}  # DataParallel's prefix
 
 
 def _build(layout: Layout, config: dict[str, Any], state: dict[str, torch.Tensor]) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -206,7 +207,7 @@ def import_official(path: str | Path, layout: Layout, config: dict[str, Any], ou
     """
     from act3d.train.checkpoint import save_checkpoint
 
-    official = {k.removeprefix("module."): v for k, v in read_official_state(path).items()}
+    official = read_official_state(path)
     model, extra = _build(layout, config, official)
     state = from_official(official, layout, model.state_dict())
     model.load_state_dict(state)

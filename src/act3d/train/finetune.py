@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -22,7 +22,7 @@ from act3d.models.student import StudentConfig, StudentEncoder
 from act3d.ops.grouping import group_patches
 from act3d.train.checkpoint import load_checkpoint, load_model_state
 from act3d.train.loop import FitResult, OptimConfig, RuntimeConfig, fit, run_files
-from act3d.train.stage2 import load_student_encoder
+from act3d.train.stage2 import load_student_for_transfer
 
 log = logging.getLogger(__name__)
 KIND = "act3d-classifier"
@@ -61,13 +61,11 @@ def build_classifier(cfg: FinetuneRunConfig, num_classes: int) -> PointClassifie
     if cfg.checkpoint is None:
         encoder = StudentEncoder(cfg.student)
     else:
-        encoder, pre_cfg = load_student_encoder(cfg.checkpoint)
+        encoder, pre_cfg = load_student_for_transfer(cfg.checkpoint, cfg.student.drop_path)
         if pre_cfg.patches.group_size != cfg.patches.group_size:
             log.warning("the student was pretrained on %d-point patches, fine-tuning uses %d",
                         pre_cfg.patches.group_size, cfg.patches.group_size)
-        # the architecture is the pretrained student's; the drop-path rate is this run's
-        cfg.student = replace(pre_cfg.student, drop_path=cfg.student.drop_path)
-    encoder.blocks.set_drop_path(cfg.student.drop_path)
+        cfg.student = pre_cfg.student
     return PointClassifier(encoder, num_classes, cfg.transfer, cfg.head_dropout)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -24,7 +24,7 @@ from act3d.models.segmenter import PointSegmenter
 from act3d.models.student import StudentConfig, StudentEncoder
 from act3d.ops.grouping import group_patches
 from act3d.train.loop import OptimConfig, RuntimeConfig, fit, run_files
-from act3d.train.stage2 import load_student_encoder
+from act3d.train.stage2 import load_student_for_transfer
 
 log = logging.getLogger(__name__)
 KIND = "act3d-segmenter"
@@ -119,9 +119,8 @@ def segment(cfg: SegmentRunConfig, out_dir: str | Path, resume: bool = False) ->
     if cfg.checkpoint is None:
         encoder = StudentEncoder(cfg.student)
     else:
-        encoder, pre = load_student_encoder(cfg.checkpoint)
-        cfg.student = replace(pre.student, drop_path=cfg.student.drop_path)  # its architecture, this run's rate
-        encoder.blocks.set_drop_path(cfg.student.drop_path)
+        encoder, pre = load_student_for_transfer(cfg.checkpoint, cfg.student.drop_path)
+        cfg.student = pre.student
     train_src, train_data, test_data = _datasets(cfg)
     if cfg.task == "part":
         model = PointSegmenter(encoder, NUM_PARTS, num_categories=len(train_src.class_names), hidden=cfg.head_hidden)

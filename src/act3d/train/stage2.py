@@ -4,7 +4,7 @@ Point-MAE target, or not at all (scratch)."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -94,6 +94,15 @@ def load_student_encoder(path: str | Path, ckpt: dict | None = None) -> tuple[St
                              if cfg.student.target == "act" else None)
     load_model_state(model, ckpt["model"], str(path))
     return model.encoder, cfg
+
+
+def load_student_for_transfer(path: str | Path, drop_path: float) -> tuple[StudentEncoder, PretrainRunConfig]:
+    """A pretrained student backbone to train further: its own architecture, the new run's stochastic
+    depth (`drop_path`, also set in the returned config's `student`)."""
+    encoder, cfg = load_student_encoder(path)
+    cfg.student = replace(cfg.student, drop_path=drop_path)
+    encoder.blocks.set_drop_path(drop_path)
+    return encoder, cfg
 
 
 @torch.no_grad()
