@@ -109,10 +109,30 @@ def run_files(out_dir: Path, config: Any) -> Iterator[bool]:
         handler.close()
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
+    """The device a run trains on, always with an index for CUDA (`torch.cuda.set_device` needs one).
+
+    `name` is `auto`, `cpu`, `cuda` or `cuda:N`. Under torchrun (`local_rank` given) a CUDA run uses
+    `cuda:<local_rank>`, one GPU per process; otherwise a bare `cuda` means the current device.
+    """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise Act3dError(f"runtime.device: {name!r} is not a device; expected auto, cpu, cuda or cuda:N") from None
+    if device.type != "cuda":
+        return device
+    if not torch.cuda.is_available():
+        raise Act3dError(f"runtime.device: {name!r} asks for a GPU but PyTorch sees none (CPU build, or no driver); "
+                         "use runtime.device=cpu")
+    index = local_rank if local_rank is not None else device.index
+    if index is None:
+        index = torch.cuda.current_device()
+    if index >= torch.cuda.device_count():
+        raise Act3dError(f"runtime.device: cuda:{index} does not exist; this machine has "
+                         f"{torch.cuda.device_count()} GPU(s)")
+    return torch.device("cuda", index)
 
 
 class EpochSampler(Sampler[int]):
@@ -210,11 +230,9 @@ def fit(
     the model).
     """
     out_dir = Path(out_dir)
-    device = resolve_device(runtime.device)
-    dist_info = init_distributed(device)
+    dist_info = init_distributed(resolve_device(runtime.device))
+    device = resolve_device(runtime.device, dist_info.local_rank if dist_info.enabled else None)
     if device.type == "cuda":
-        if dist_info.enabled:
-            device = torch.device("cuda", dist_info.local_rank)
         torch.cuda.set_device(device)
         torch.backends.cuda.matmul.allow_tf32 = runtime.tf32
         torch.backends.cudnn.allow_tf32 = runtime.tf32
