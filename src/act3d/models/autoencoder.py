@@ -7,6 +7,7 @@ patches -> mini-PointNet -> DGCNN-1 -> logits over the codebook -> Gumbel-softma
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
@@ -39,6 +40,7 @@ class AutoencoderConfig:
     fold_hidden: int = 512
     num_prompts: int = 64
     deep_prompts: bool = True
+    prompt_dropout: float = 0.1  # on the prompt tokens (official `prompt_dropout`)
     tuning: Literal["prompt", "full"] = "prompt"  # prompt: teacher frozen; full: the paper's ablation
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
 
@@ -46,12 +48,15 @@ class AutoencoderConfig:
 class PromptedTeacher(nn.Module):
     """Teacher blocks with learnable prompt tokens (VPT). `x, pos (B, G, D) -> (B, G, D)`.
 
-    Shallow prompts are prepended once; deep prompts replace the previous block's prompt outputs before
-    every block after the first. With `frozen`, the teacher's own weights never change and it always
-    runs in eval mode.
+    As the official `ACTPromptedDiscreteVAEwithVIT.visual_embedding_deep_prompt` (models/dvae.py):
+    `P` prompt tokens (dropout `prompt_dropout`) are prepended, each with its own learnable position, and
+    the positions (prompt positions, then the centres' embeddings) are added to the hidden states before
+    *every* block: `h = block(h + pos)`. Deep prompts replace the prompt tokens and their positions
+    before every block after the first. The final norm sees all tokens; the prompts are then dropped.
+    With `frozen`, the teacher's own weights never change and it always runs in eval mode.
     """
 
-    def __init__(self, backbone: TeacherBackbone, num_prompts: int, deep: bool, frozen: bool):
+    def __init__(self, backbone: TeacherBackbone, num_prompts: int, deep: bool, frozen: bool, prompt_dropout: float):
         super().__init__()
         self.backbone, self.num_prompts, self.frozen = backbone, num_prompts, frozen
         self.deep = deep and num_prompts > 0 and backbone.depth > 1
@@ -61,6 +66,7 @@ class PromptedTeacher(nn.Module):
         if self.deep:
             self.deep_prompt_tokens = nn.Parameter(torch.randn(backbone.depth - 1, num_prompts, d) * 0.02)
             self.deep_prompt_pos = nn.Parameter(torch.randn(backbone.depth - 1, num_prompts, d) * 0.02)
+        self.prompt_dropout = nn.Dropout(prompt_dropout)
         backbone.requires_grad_(not frozen)
 
     def train(self, mode: bool = True) -> "PromptedTeacher":
@@ -71,13 +77,14 @@ class PromptedTeacher(nn.Module):
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         b, p = x.shape[0], self.num_prompts
-        h = torch.cat([(self.prompt_tokens + self.prompt_pos).expand(b, -1, -1), x + pos], dim=1)
+        h = torch.cat([self.prompt_dropout(self.prompt_tokens.expand(b, -1, -1)), x], dim=1)
+        pos = torch.cat([self.prompt_pos.expand(b, -1, -1), pos], dim=1)
         h = self.backbone.input_norm(h)
         for i, block in enumerate(self.backbone.blocks):
             if i > 0 and self.deep:
-                prompts = (self.deep_prompt_tokens[i - 1] + self.deep_prompt_pos[i - 1]).expand(b, -1, -1)
-                h = torch.cat([prompts, h[:, p:]], dim=1)
-            h = block(h)
+                h = torch.cat([self.prompt_dropout(self.deep_prompt_tokens[i - 1].expand(b, -1, -1)), h[:, p:]], dim=1)
+                pos = torch.cat([self.deep_prompt_pos[i - 1].expand(b, -1, -1), pos[:, p:]], dim=1)
+            h = block(h + pos)
         return self.backbone.norm(h)[:, p:]
 
 
@@ -100,7 +107,8 @@ class CrossModalAutoencoder(nn.Module):
         self.codebook = nn.Parameter(torch.randn(v, c))
         self.proj_pre = nn.Linear(c, d)
         self.center_embed = CenterEmbed(d)
-        self.teacher = PromptedTeacher(teacher, cfg.num_prompts, cfg.deep_prompts, frozen=cfg.tuning == "prompt")
+        self.teacher = PromptedTeacher(teacher, cfg.num_prompts, cfg.deep_prompts, frozen=cfg.tuning == "prompt",
+                                       prompt_dropout=cfg.prompt_dropout)
         self.proj_post = nn.Linear(d, c)
         self.dgcnn_2 = DGCNN(c, c, cfg.dgcnn_k, cfg.dgcnn_hidden)
         self.decoder = FoldingDecoder(c, patches.group_size, cfg.decoder_hidden, cfg.fold_hidden)
@@ -133,13 +141,15 @@ class CrossModalAutoencoder(nn.Module):
 
 
 def autoencoder_loss(out: AutoencoderOutput, neighborhood: torch.Tensor, kl_weight: float) -> tuple[torch.Tensor, dict[str, float]]:
-    """Chamfer-L1(coarse) + Chamfer-L1(fine) + kl_weight * KL(q || uniform), q = softmax of the logits
-    averaged over each cloud's patches."""
+    """Chamfer-L1(coarse) + Chamfer-L1(fine) + kl_weight * KL(uniform || q), q = softmax of the logits
+    averaged over each cloud's patches, averaged over the batch: the official
+    `F.kl_div(log q, log uniform, reduction='batchmean', log_target=True)` (models/dvae.py, `get_loss`)."""
     b, g, k, _ = neighborhood.shape
     target = neighborhood.reshape(b * g, k, 3)
     cd_coarse = chamfer_distance(out.coarse.reshape(b * g, -1, 3), target, "l1").mean()
     cd_fine = chamfer_distance(out.fine.reshape(b * g, -1, 3), target, "l1").mean()
-    q = F.softmax(out.logits.float(), dim=-1).mean(dim=1)  # (B, V)
-    kl = (q * (q.clamp_min(1e-12).log() + torch.log(torch.tensor(float(q.shape[-1]))))).sum(-1).mean()
+    v = out.logits.shape[-1]
+    log_q = torch.logsumexp(F.log_softmax(out.logits.float(), dim=-1), dim=1) - math.log(g)  # (B, V): log mean softmax
+    kl = (-math.log(v) - log_q).mean(-1).mean()  # sum_v (1/V) (log(1/V) - log q_v), averaged over the batch
     loss = cd_coarse + cd_fine + kl_weight * kl
     return loss, {"cd_coarse": cd_coarse.item(), "cd_fine": cd_fine.item(), "kl": kl.item()}

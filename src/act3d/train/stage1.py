@@ -11,7 +11,6 @@ from torch import nn
 
 from act3d.config import to_dict
 from act3d.data.dataset import DataConfig, PointClouds, open_source
-from act3d.data.transforms import scale_and_translate
 from act3d.models.autoencoder import AutoencoderConfig, CrossModalAutoencoder, PatchConfig, autoencoder_loss
 from act3d.models.teachers import TeacherBackbone, build_teacher
 from act3d.ops.grouping import group_patches
@@ -25,12 +24,15 @@ KIND = "act3d-teacher"
 
 @dataclass
 class AnnealConfig:
-    """Gumbel-softmax temperature and KL weight, annealed over `steps` optimiser steps."""
+    """Gumbel-softmax temperature and KL weight, each along a half cosine over `steps` optimiser steps;
+    the KL weight stays 0 for the first `kl_delay` steps (official tools/runner_autoencoder.py,
+    `compute_loss` and `get_temp`)."""
 
     tau_start: float = 1.0
     tau_end: float = 0.0625
     kl_start: float = 0.0
     kl_end: float = 0.1
+    kl_delay: int = 10_000
     steps: int = 100_000
 
 
@@ -52,12 +54,11 @@ class TeacherTask:
         self.module, self.cfg = model, cfg
 
     def step(self, model: nn.Module, batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        points, _ = batch
-        points = scale_and_translate(points)
+        points, _ = batch  # no augmentation: the official autoencoder runner applies none
         patches = group_patches(points, self.cfg.patches.num_groups, self.cfg.patches.group_size)
         a = self.cfg.anneal
         tau = cosine_anneal(step, a.steps, a.tau_start, a.tau_end)
-        kl_weight = cosine_anneal(step, a.steps, a.kl_start, a.kl_end)
+        kl_weight = cosine_anneal(max(0, step - a.kl_delay), a.steps, a.kl_start, a.kl_end)
         loss, metrics = autoencoder_loss(model(patches, tau), patches.neighborhood, kl_weight)
         return loss, {**metrics, "tau": tau, "kl_weight": kl_weight}
 
