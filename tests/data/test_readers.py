@@ -36,7 +36,7 @@ def test_modelnet40_txt_and_dat(tmp_path):
     txt = ModelNet40Txt(root, "test")
     assert len(txt) == 6 and txt.class_names == ["airplane", "night_stand", "chair"]
     s = txt[2]  # night_stand: the class name itself contains an underscore
-    assert s.label == 1 and s.points.shape == (200, 3) and s.normals.shape == (200, 3)
+    assert s.label == 1 and s.points.shape == (200, 3)
     dat = modelnet40_dat(root, "train")
     assert len(dat) == 6 and dat[5].label == 2 and dat[5].points.shape == (8192, 3)
 
@@ -51,6 +51,51 @@ def test_modelnet40_fewshot(tmp_path):
     assert len(open_source(cfg, "train")) == 50 and len(open_source(cfg, "test")) == 20
     with pytest.raises(DataError, match="5way10shot"):
         open_source(DataConfig(format="modelnet40-fewshot", root=str(root), variant="five-way"), "train")
+
+
+def _assert_unit_sphere(points: np.ndarray) -> None:
+    np.testing.assert_allclose(points.mean(0), 0, atol=1e-5)
+    assert np.linalg.norm(points, axis=1).max() == pytest.approx(1, abs=1e-5)
+
+
+def _shift_and_scale(path, shift: float = 5.0, scale: float = 3.0) -> None:
+    """Rewrite every cloud of a pickle with its points moved off the unit sphere."""
+    data = load_pickle(path)
+    if isinstance(data, dict):
+        data = {k: [(np.asarray(p) * scale + shift, *rest) for p, *rest in v] for k, v in data.items()}
+    else:
+        data = [[np.concatenate([c[:, :3] * scale + shift, c[:, 3:]], 1) for c in data[0]], data[1]]
+    with open(path, "wb") as f:
+        pickle.dump(data, f)
+
+
+def test_readers_normalise_as_the_official_ones(tmp_path):
+    """ModelNet40 (txt, .dat, few-shot) clouds reach the model centred in the unit sphere, whatever their
+    stored placement; ShapeNet-55 normalises each sampled subset; ScanObjectNN is used as stored."""
+    mn = write_modelnet40(tmp_path / "mn")
+    _shift_and_scale(mn / "modelnet40_test_8192pts_fps.dat")
+    for source in (modelnet40_dat(mn, "test"), ModelNet40Txt(mn, "test")):
+        _assert_unit_sphere(source[0].points)
+    fs = write_fewshot(tmp_path / "fs")
+    _shift_and_scale(fs / "5way_10shot" / "0.pkl")
+    train, test = modelnet40_fewshot(fs, 5, 10, 0)
+    _assert_unit_sphere(train[3].points)
+    _assert_unit_sphere(test[1].points)
+    sn = write_shapenet55(tmp_path / "sn")
+    clouds = PointClouds(ShapeNet55(sn, "train"), 1024, train=True)
+    _assert_unit_sphere(clouds[0][0].numpy())
+    sc = write_scanobjectnn(tmp_path / "sc")
+    stored = scanobjectnn(sc, "obj_bg", "test")[0].points
+    assert np.linalg.norm(stored, axis=1).max() > 2  # the fixture's Gaussian clouds, untouched
+
+
+def test_shapenet55_train_plus_test_for_stage2(tmp_path):
+    root = write_shapenet55(tmp_path)
+    cfg = DataConfig(format="shapenet55", root=str(root), pretrain_split="train+test")
+    both = open_source(cfg, "pretrain")
+    assert len(both) == 6 and both.files[0].startswith("02691150-modeltest")  # the official order: test first
+    with pytest.raises(DataError, match="train\\+test"):
+        open_source(DataConfig(format="scanobjectnn", root=str(root), pretrain_split="train+test"), "pretrain")
 
 
 def test_scanobjectnn_variants(tmp_path):
@@ -68,7 +113,8 @@ def test_shapenetpart(tmp_path):
     data = ShapeNetPart(root, "val")
     assert data.class_names == ["Airplane", "Mug"] and len(data) == 4
     s = data[3]
-    assert s.label == 1 and set(np.unique(s.point_labels)) <= {36, 37} and s.normals.shape == (300, 3)
+    assert s.label == 1 and set(np.unique(s.point_labels)) <= {36, 37} and s.points.shape == (300, 3)
+    _assert_unit_sphere(s.points)
 
 
 def test_s3dis(tmp_path):

@@ -81,7 +81,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_checkpoint(teacher_cfg, tmp_
     assert load_checkpoint(tmp_path / "nan" / "checkpoints" / "last.pt")["step"] == 2
 
 
-def test_stage2_arms_and_finetune(teacher_cfg, pretrain_cfg, finetune_cfg, tmp_path):
+def test_stage2_arms_and_finetune(teacher_cfg, pretrain_cfg, finetune_cfg, tmp_path, monkeypatch):
     teacher_cfg.optim.max_steps = 2
     teacher_ckpt = train_teacher(teacher_cfg, tmp_path / "s1").checkpoint
     pretrain_cfg.optim.epochs = 4
@@ -90,6 +90,18 @@ def test_stage2_arms_and_finetune(teacher_cfg, pretrain_cfg, finetune_cfg, tmp_p
     import csv
     losses = [float(r["loss"]) for r in csv.DictReader(open(tmp_path / "act" / "metrics.csv"))]
     assert losses[-1] < losses[0]
+    # the official code leaves the teacher in train mode (batch statistics, prompt dropout); `eval` is the option
+    from act3d.train import stage2
+
+    seen = []
+    real_step = stage2.PretrainTask.step
+    monkeypatch.setattr(stage2.PretrainTask, "step", lambda self, *a: (seen.append(self.teacher.training), real_step(self, *a))[1])
+    for mode in ("train", "eval"):
+        cfg = copy.deepcopy(pretrain_cfg)
+        cfg.teacher_mode, cfg.optim.max_steps = mode, 1
+        pretrain(cfg, tmp_path / f"mode-{mode}")
+    monkeypatch.setattr(stage2.PretrainTask, "step", real_step)
+    assert seen == [True, False]
     pretrain_cfg.student.center_target = True  # the option that regresses the per-patch part of the target
     centred = pretrain(pretrain_cfg, tmp_path / "act-centred")
     pretrain_cfg.student.target, pretrain_cfg.student.center_target = "mae", False

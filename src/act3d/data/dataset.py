@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from act3d.data import default, modelnet, s3dis, scanobjectnn, shapenet
-from act3d.data.sample import CloudSource, resample_indices
+from act3d.data.sample import CloudSource, normalize_unit_sphere, resample_indices
 from act3d.errors import DataError
 
 FORMATS = ["default", "shapenet55", "modelnet40", "modelnet40-dat", "modelnet40-fewshot", "scanobjectnn", "shapenetpart",
@@ -27,6 +27,9 @@ class DataConfig:
     root: str | None = None  # dataset folder; the default dataset lives in the cache
     variant: str = "clean"  # default: clean | scan; scanobjectnn: obj_bg | obj_only | pb_t50_rs; few-shot: 5way10shot ...
     fold: int = 0  # few-shot episode (0-9)
+    # what the `pretrain` split reads: `train`, or `train+test` (the official Stage II on ShapeNet-55,
+    # `whole: True` in cfgs/pretrain: 52,470 clouds)
+    pretrain_split: Literal["train", "train+test"] = "train"
     num_points: int = 1024
     nonfinite: Literal["error", "drop"] = "error"
 
@@ -41,7 +44,9 @@ def open_source(cfg: DataConfig, split: str) -> CloudSource:
         return default.default_split(name, nonfinite=cfg.nonfinite)
     if root is None:
         raise DataError(f"data format {fmt!r} needs a root folder (data.root)")
-    split_for = "train" if split == "pretrain" else split
+    split_for = cfg.pretrain_split if split == "pretrain" else split
+    if split_for == "train+test" and fmt != "shapenet55":
+        raise DataError(f"data.pretrain_split 'train+test' is for shapenet55; {fmt!r} pretrains on 'train'")
     if fmt == "shapenet55":
         return shapenet.ShapeNet55(root, split_for, cfg.nonfinite)
     if fmt == "modelnet40":
@@ -73,6 +78,7 @@ class PointClouds(Dataset):
 
     def __init__(self, source: CloudSource, num_points: int, train: bool, seed: int = 0):
         self.source, self.num_points, self.train, self.seed = source, num_points, train, seed
+        self.normalize_subset = getattr(source, "normalize_subset", False)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -84,8 +90,10 @@ class PointClouds(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         sample = self.source[index]
         rng = np.random.default_rng([self.seed, index, self.epoch if self.train else 0])
-        idx = resample_indices(len(sample.points), self.num_points, rng, sample.source)
-        return torch.from_numpy(np.ascontiguousarray(sample.points[idx])), sample.label
+        points = sample.points[resample_indices(len(sample.points), self.num_points, rng, sample.source)]
+        if self.normalize_subset:
+            points = normalize_unit_sphere(points)
+        return torch.from_numpy(np.ascontiguousarray(points)), sample.label
 
 
 def stack_clouds(source: CloudSource, num_points: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

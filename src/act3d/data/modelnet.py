@@ -1,5 +1,9 @@
 """ModelNet40 (Wu et al., CVPR 2015): the resampled `.txt` layout, the preprocessed `.dat` pickles, and
-the few-shot folds of Point-BERT."""
+the few-shot folds of Point-BERT.
+
+Every cloud is centred and scaled to the unit sphere as it is read, as the official readers do
+(`pc_normalize` in datasets/ModelNetDataset.py and ModelNetDatasetFewShot.py of Point-BERT / ACT).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from act3d.data.safe_pickle import load_pickle
-from act3d.data.sample import Sample, check_label, check_points
+from act3d.data.sample import Sample, check_label, check_points, normalize_unit_sphere
 from act3d.errors import DataError
 
 
@@ -56,12 +60,11 @@ class ModelNet40Txt:
         path = self.root / shape_id.rsplit("_", 1)[0] / f"{shape_id}.txt"
         data = _load_txt_cloud(path)
         points = check_points(data, str(path), self.nonfinite)
-        normals = data[:, 3:6] if data.shape[1] >= 6 and len(points) == len(data) else None
-        return Sample(points, self.labels[i], normals=normals, source=str(path))
+        return Sample(normalize_unit_sphere(points), self.labels[i], source=str(path))
 
 
 class InMemoryClouds:
-    """A list of clouds with labels, already in memory."""
+    """A list of clouds with labels, already in memory; each is normalised to the unit sphere when read."""
 
     def __init__(self, clouds: list[np.ndarray], labels: list[int], class_names: list[str], name: str,
                  source: str, nonfinite: str = "error"):
@@ -78,9 +81,7 @@ class InMemoryClouds:
     def __getitem__(self, i: int) -> Sample:
         src = f"{self.source}[{i}]"
         data = np.asarray(self.clouds[i])
-        points = check_points(data, src, self.nonfinite)
-        normals = data[:, 3:6].astype(np.float32) if data.ndim == 2 and data.shape[1] >= 6 and len(points) == len(data) else None
-        return Sample(points, self.labels[i], normals=normals, source=src)
+        return Sample(normalize_unit_sphere(check_points(data, src, self.nonfinite)), self.labels[i], source=src)
 
 
 def modelnet40_dat(root: str | Path, split: str = "train", nonfinite: str = "error") -> InMemoryClouds:

@@ -27,7 +27,11 @@ class Sample:
 
 
 class CloudSource(Protocol):
-    """What a reader returns: an indexable collection of `Sample`s with class names."""
+    """What a reader returns: an indexable collection of `Sample`s with class names.
+
+    A reader whose official counterpart normalises each sampled subset rather than the stored cloud
+    (ShapeNet-55) also sets a class attribute `normalize_subset = True`.
+    """
 
     name: str
     class_names: list[str]

@@ -6,11 +6,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from act3d.data.sample import CloudSource, normalize_unit_sphere, resample_indices
+from act3d.data.sample import CloudSource, resample_indices
 
 
 class PartShapes(Dataset):
-    """ShapeNetPart shapes as `(points (N, 3), part labels (N,), category)`, normalised to the unit sphere."""
+    """ShapeNetPart shapes as `(points (N, 3), part labels (N,), category)` (the reader normalised them)."""
 
     def __init__(self, source: CloudSource, num_points: int, train: bool, seed: int = 0):
         self.source, self.num_points, self.train, self.seed, self.epoch = source, num_points, train, seed, 0
@@ -25,7 +25,7 @@ class PartShapes(Dataset):
         s = self.source[i]
         rng = np.random.default_rng([self.seed, i, self.epoch if self.train else 0])
         idx = resample_indices(len(s.points), self.num_points, rng, s.source)
-        return torch.from_numpy(normalize_unit_sphere(s.points[idx])), torch.from_numpy(s.point_labels[idx]), s.label
+        return torch.from_numpy(s.points[idx]), torch.from_numpy(s.point_labels[idx]), s.label
 
 
 def room_blocks(points: np.ndarray, block: float, stride: float) -> list[np.ndarray]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from act3d.data.sample import Sample, check_points
+from act3d.data.sample import Sample, check_points, normalize_unit_sphere
 from act3d.errors import DataError
 
 # ShapeNetPart: category -> its global part ids (the standard 16 categories / 50 parts split).
@@ -30,15 +30,24 @@ def _load_npy(path: Path) -> np.ndarray:
 
 
 class ShapeNet55:
-    """`ShapeNet55-34/`: `shapenet_pc/<synset>-<model>.npy` clouds listed in `ShapeNet-55/{split}.txt`."""
+    """`ShapeNet55-34/`: `shapenet_pc/<synset>-<model>.npy` clouds listed in `ShapeNet-55/{split}.txt`.
+
+    Stored as written; the official reader normalises each *sampled subset* to the unit sphere
+    (datasets/ShapeNet55Dataset.py: `random_sample`, then `pc_norm`), which `PointClouds` does when a
+    source sets `normalize_subset`.
+    """
+
+    normalize_subset = True
 
     def __init__(self, root: str | Path, split: str = "train", nonfinite: str = "error"):
         self.root = Path(root)
-        list_file = self.root / "ShapeNet-55" / f"{split}.txt"
-        if not (self.root / "shapenet_pc").is_dir() or not list_file.is_file():
+        # `train+test`: the official `whole` option, test list first (datasets/ShapeNet55Dataset.py)
+        list_files = [self.root / "ShapeNet-55" / f"{s}.txt" for s in ("test", "train")] if split == "train+test" \
+            else [self.root / "ShapeNet-55" / f"{split}.txt"]
+        if not (self.root / "shapenet_pc").is_dir() or not all(f.is_file() for f in list_files):
             raise DataError(f"ShapeNet-55 layout not found under {self.root}: expected shapenet_pc/*.npy and "
                             f"ShapeNet-55/{{train,test}}.txt")
-        self.files = [ln.strip() for ln in list_file.read_text().splitlines() if ln.strip()]
+        self.files = [ln.strip() for f in list_files for ln in f.read_text().splitlines() if ln.strip()]
         synsets = [f.split("-", 1)[0] for f in self.files]
         self.class_names = sorted(set(synsets))
         index = {s: i for i, s in enumerate(self.class_names)}
@@ -102,4 +111,5 @@ class ShapeNetPart:
         allowed = PART_IDS[self.class_names[label]]
         if not np.isin(parts, allowed).all():
             raise DataError(f"{path}: part labels {sorted(set(parts) - set(allowed))} do not belong to {self.class_names[label]}")
-        return Sample(points, label, normals=data[:, 3:6], point_labels=parts, source=str(path))
+        # normalised whole, before any sampling (official part_segmentation dataset: pc_normalize, then choice)
+        return Sample(normalize_unit_sphere(points), label, point_labels=parts, source=str(path))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import nn
@@ -31,6 +32,10 @@ class PretrainRunConfig:
     patches: PatchConfig = field(default_factory=PatchConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
     teacher_checkpoint: str | None = None  # Stage I checkpoint; required for the act target
+    # The teacher's mode while it makes targets. `train` is what the official code does (it never calls
+    # eval() on its dvae_tokenizer): batch statistics in the mini-PointNet's batch norm, prompt dropout on.
+    # `eval` gives each cloud a target that depends on that cloud alone (running statistics, no dropout).
+    teacher_mode: Literal["train", "eval"] = "train"
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, weight_decay=0.05, batch_size=128))
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     gallery: int = 4
@@ -67,7 +72,7 @@ def pretrain(cfg: PretrainRunConfig, out_dir: str | Path, resume: bool = False) 
         if cfg.student.target == "act":
             if cfg.teacher_checkpoint is None:
                 raise Act3dError("the act target needs teacher_checkpoint: a Stage I checkpoint from `act3d train-teacher`")
-            teacher = load_teacher_model(cfg.teacher_checkpoint)
+            teacher = load_teacher_model(cfg.teacher_checkpoint).train(cfg.teacher_mode == "train")
             if teacher.patch_cfg.group_size != cfg.patches.group_size:
                 raise Act3dError(f"{cfg.teacher_checkpoint}: the teacher was trained on patches of "
                                  f"{teacher.patch_cfg.group_size} points, this run uses {cfg.patches.group_size}")
