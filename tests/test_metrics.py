@@ -76,23 +76,45 @@ def test_fewshot_episodes_are_deterministic_and_disjoint():
 
 
 def test_voting_on_a_deterministic_model():
-    from act3d.models.autoencoder import PatchConfig
-    from act3d.train.finetune import predict_logits
+    from act3d.train.finetune import FinetuneRunConfig, classify
 
     class Fixed(torch.nn.Module):
+        """Class 0 for clouds centred left of the origin, else class 1; remembers the clouds it saw."""
+
         def __init__(self):
             super().__init__()
-            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.w, self.seen = torch.nn.Parameter(torch.zeros(1)), []
 
-        def forward(self, patches):  # class 0 for clouds centred left of the origin, else class 1
+        def forward(self, patches):
+            self.seen.append(patches.center.shape)
             x = patches.center[..., 0].mean(1)
             return torch.stack([-x, x], dim=-1)
 
-    points = torch.randn(6, 64, 3) * 0.1
+    points = torch.randn(6, 200, 3) * 0.1
     points[:3, :, 0] -= 1
     points[3:, :, 0] += 1
-    one = predict_logits(Fixed(), points, PatchConfig(8, 8), votes=1)
-    ten = predict_logits(Fixed(), points, PatchConfig(8, 8), votes=10)
+    cfg = FinetuneRunConfig(sampling="fps")
+    cfg.data.num_points, cfg.patches.num_groups, cfg.patches.group_size = 64, 8, 8
+    model = Fixed()
+    one = classify(model, points, cfg, votes=1)
+    ten = classify(model, points, cfg, votes=10, generator=torch.Generator().manual_seed(0))
     assert one.argmax(-1).tolist() == [0, 0, 0, 1, 1, 1] == ten.argmax(-1).tolist()
-    torch.testing.assert_close(ten.sum(-1), torch.ones(6))
-    assert not torch.equal(one, ten)  # the nine augmented votes did run
+    assert len(model.seen) == 11 and all(s == (6, 8, 3) for s in model.seen)
+    assert not torch.equal(one, ten)  # ten passes, each a new subset and a scale-and-translate, averaged
+    again = classify(model, points, cfg, votes=10, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(ten, again, rtol=0, atol=0)
+    # logits, not probabilities, are averaged (official validate_vote): these logits are far from a simplex
+    assert not torch.allclose(ten.sum(-1), torch.ones(6))
+
+
+def test_official_training_sample_is_an_fps_pool_subset():
+    from act3d.train.finetune import fps_points, fps_pool_size, random_subset
+
+    assert [fps_pool_size(n, 10_000) for n in (1024, 2048, 8192)] == [1200, 2400, 8192]
+    assert fps_pool_size(2048, 2048) == 2048  # ScanObjectNN stores 2048 points
+    clouds = torch.rand(2, 500, 3)
+    pool = fps_points(clouds, 120)
+    sample = random_subset(pool, 100)
+    assert sample.shape == (2, 100, 3)
+    for b in range(2):  # every sampled point is one of the cloud's FPS pool
+        assert (sample[b][:, None] == pool[b][None]).all(-1).any(1).all()

@@ -256,7 +256,7 @@ def _finetune_stage(arm: Arm, students: dict, seed: int, folder: Path, opts: Dem
     overrides = _overrides(opts, "finetune") + [f"runtime.seed={seed}", f"checkpoint={students[arm.name]['checkpoint']}"]
     cfg = load_config(FinetuneRunConfig, "finetune", "cpu", overrides=overrides)
     res = finetune(cfg, folder, resume=True)
-    return {k: res[k] for k in ("test_acc", "test_macc", "best_test_acc", "seed", "steps", "confusion", "class_names")}
+    return {k: res[k] for k in ("val_acc", "test_acc", "test_macc", "seed", "steps", "selected_step", "confusion", "class_names")}
 
 
 def collect_results(opts: DemoOptions, teachers: dict, students: dict, probes: dict, finetunes: dict,

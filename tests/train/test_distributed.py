@@ -37,7 +37,7 @@ def test_two_processes_match_one(scan_root, tmp_path):
     # randomness off (no augmentation, dropout or drop path) so both runs see identical computations
     cfg = {"data": {"format": "scanobjectnn", "variant": "obj_bg", "root": scan_root, "num_points": 64},
            "patches": TINY_PATCHES, "student": {**TINY_STUDENT, "drop_path": 0.0}, "augmentation": "none",
-           "head_dropout": 0.0, "eval_every": 0,
+           "head_dropout": 0.0, "eval_every": 0, "val_fraction": 0.0,
            "optim": {"epochs": 2, "batch_size": 8, "lr": 1e-3, "warmup_epochs": 0.5},
            "runtime": {"progress": False, "log_every": 1}}
     cfg_path = tmp_path / "tiny.yaml"

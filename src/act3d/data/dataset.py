@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -11,7 +12,7 @@ import torch
 from torch.utils.data import Dataset
 
 from act3d.data import default, modelnet, s3dis, scanobjectnn, shapenet
-from act3d.data.sample import CloudSource, normalize_unit_sphere, resample_indices
+from act3d.data.sample import CloudSource, Sample, normalize_unit_sphere, resample_indices
 from act3d.errors import DataError
 
 FORMATS = ["default", "shapenet55", "modelnet40", "modelnet40-dat", "modelnet40-fewshot", "scanobjectnn", "shapenetpart",
@@ -31,6 +32,9 @@ class DataConfig:
     # `whole: True` in cfgs/pretrain: 52,470 clouds)
     pretrain_split: Literal["train", "train+test"] = "train"
     num_points: int = 1024
+    # points read per cloud before a run samples its `num_points` on the device (fine-tuning's `fps`
+    # sampling needs the stored cloud: 8192 for the ModelNet40 .dat files, 2048 for ScanObjectNN); 0 = num_points
+    load_points: int = 0
     nonfinite: Literal["error", "drop"] = "error"
 
 
@@ -96,6 +100,51 @@ class PointClouds(Dataset):
         return torch.from_numpy(np.ascontiguousarray(points)), sample.label
 
 
+class SubsetSource:
+    """Some samples of a source (a validation split, say), with its class names."""
+
+    def __init__(self, source: CloudSource, indices: list[int], name: str):
+        self.source, self.indices, self.name = source, indices, name
+        self.class_names = source.class_names
+        self.normalize_subset = getattr(source, "normalize_subset", False)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> Sample:
+        return self.source[self.indices[index]]
+
+
+def split_validation(source: CloudSource, fraction: float, seed: int) -> tuple[CloudSource, CloudSource | None]:
+    """Hold out a stratified, seeded `fraction` of a labelled source for validation: `(train, val)`.
+
+    Each class gives `ceil(fraction * count)` samples, keeping at least one for training (a class with one
+    sample gives none).
+    `fraction` 0 returns `(source, None)`.
+    """
+    if not 0 <= fraction < 1:
+        raise DataError(f"val_fraction must be in [0, 1), got {fraction}")
+    if fraction == 0:
+        return source, None
+    labels = np.array([label_of(source, i) for i in range(len(source))])
+    rng = np.random.default_rng([seed, 7])
+    val: list[int] = []
+    for c in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        val += members[: min(len(members) - 1, math.ceil(fraction * len(members)))].tolist()
+    if not val:
+        raise DataError(f"{source.name}: too few samples to hold out {fraction:.0%} for validation; set val_fraction=0")
+    chosen = set(val)
+    train = [i for i in range(len(source)) if i not in chosen]
+    return SubsetSource(source, train, f"{source.name}-train"), SubsetSource(source, sorted(val), f"{source.name}-val")
+
+
+def label_of(source: CloudSource, index: int) -> int:
+    """A sample's label, from the reader's label list when it keeps one (no file is read then)."""
+    labels = getattr(source, "labels", None)
+    return int(labels[index]) if labels is not None else source[index].label
+
+
 def stack_clouds(source: CloudSource, num_points: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Every sample of a source as one `(M, num_points, 3)` tensor and `(M,)` labels (small sets only)."""
     data = PointClouds(source, num_points, train=False, seed=seed)
@@ -122,4 +171,5 @@ def describe(source: CloudSource, limit: int | None = None) -> dict:
     }
 
 
-__all__ = ["FORMATS", "DataConfig", "PointClouds", "describe", "open_source", "stack_clouds"]
+__all__ = ["FORMATS", "DataConfig", "PointClouds", "SubsetSource", "describe", "open_source", "split_validation",
+           "stack_clouds"]

@@ -28,8 +28,8 @@ class PartShapes(Dataset):
         return torch.from_numpy(s.points[idx]), torch.from_numpy(s.point_labels[idx]), s.label
 
 
-def room_blocks(points: np.ndarray, block: float, stride: float) -> list[np.ndarray]:
-    """Indices of the points in each `block x block` column (x, y) of a room, on a grid of `stride`."""
+def room_blocks(points: np.ndarray, block: float, stride: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The `block x block` columns (x, y) of a room on a grid of `stride`: `(point indices, xy centre)` each."""
     lo, hi = points[:, :2].min(0), points[:, :2].max(0)
     xs = np.arange(lo[0], max(lo[0] + 1e-6, hi[0] - block + stride), stride)
     ys = np.arange(lo[1], max(lo[1] + 1e-6, hi[1] - block + stride), stride)
@@ -38,15 +38,17 @@ def room_blocks(points: np.ndarray, block: float, stride: float) -> list[np.ndar
         for y in ys:
             inside = np.flatnonzero((points[:, 0] >= x) & (points[:, 0] <= x + block) & (points[:, 1] >= y) & (points[:, 1] <= y + block))
             if len(inside) >= 16:
-                out.append(inside)
+                out.append((inside, np.array([x + block / 2, y + block / 2])))
     return out
 
 
 class RoomBlocks(Dataset):
     """S3DIS rooms cut into `block`-metre columns of `num_points` points: `(xyz (N, 3), rgb (N, 3), labels (N,), 0)`.
 
-    Training draws `blocks_per_room` random blocks around random points of each room per epoch; evaluation
-    covers each room with a fixed grid of blocks. xyz is centred on the block and scaled into the unit sphere.
+    As the official semantic_segmentation/dataset.py: training draws `blocks_per_room` blocks around random
+    points of each room per epoch (redrawn until a block holds more than 1024 points, or the room's most);
+    evaluation covers each room with a fixed grid of blocks. xyz is centred on the block in x and y and
+    otherwise kept in metres (z is the height above the room's origin).
     """
 
     def __init__(self, source: CloudSource, num_points: int, train: bool, block: float = 1.0, blocks_per_room: int = 8,
@@ -56,7 +58,7 @@ class RoomBlocks(Dataset):
         if train:
             self.items = [(r, k) for r in range(len(self.rooms)) for k in range(blocks_per_room)]
         else:
-            self.items = [(r, idx) for r, room in enumerate(self.rooms) for idx in room_blocks(room.points, block, block)]
+            self.items = [(r, blk) for r, room in enumerate(self.rooms) for blk in room_blocks(room.points, block, block)]
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -64,18 +66,28 @@ class RoomBlocks(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def _random_block(self, points: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Indices of a block around a random point, and its centre; tries 10 times for > 1024 points."""
+        half, best = self.block / 2, (np.zeros(0, dtype=np.int64), points[0, :2])
+        for _ in range(10):
+            centre = points[rng.integers(len(points)), :2]
+            inside = np.flatnonzero(np.all(np.abs(points[:, :2] - centre) <= half, axis=1))
+            if len(inside) > len(best[0]):
+                best = (inside, centre)
+            if len(inside) > 1024:
+                break
+        return best
+
     def __getitem__(self, i: int):
         r, which = self.items[i]
         room = self.rooms[r]
         rng = np.random.default_rng([self.seed, i, self.epoch if self.train else 0])
         if self.train:
-            centre = room.points[rng.integers(len(room.points)), :2]
-            half = self.block / 2
-            inside = np.flatnonzero(np.all(np.abs(room.points[:, :2] - centre) <= half, axis=1))
+            inside, centre = self._random_block(room.points, rng)
         else:
-            inside = which
+            inside, centre = which
         idx = inside[resample_indices(len(inside), self.num_points, rng, room.source, warn=False)]
-        xyz = room.points[idx]
-        xyz = (xyz - xyz.mean(0)) / max(np.linalg.norm(xyz - xyz.mean(0), axis=1).max(), 1e-6)
+        xyz = room.points[idx].copy()
+        xyz[:, :2] -= centre
         return (torch.from_numpy(xyz.astype(np.float32)), torch.from_numpy(room.colors[idx]),
                 torch.from_numpy(room.point_labels[idx]), 0)

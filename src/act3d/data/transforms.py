@@ -19,6 +19,13 @@ def scale_and_translate(points: torch.Tensor, scale: tuple[float, float] = (2 / 
     return points * _uniform((b, 1, 3), *scale, points, generator) + _uniform((b, 1, 3), -shift, shift, points, generator)
 
 
+def scale_and_shift(points: torch.Tensor, scale: tuple[float, float] = (0.8, 1.25), shift: float = 0.1,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+    """Per-cloud isotropic random scaling, then a per-axis shift (PointNet++ `provider`, ACT part segmentation)."""
+    b = points.shape[0]
+    return points * _uniform((b, 1, 1), *scale, points, generator) + _uniform((b, 1, 3), -shift, shift, points, generator)
+
+
 def rotation_about_up(angles: torch.Tensor) -> torch.Tensor:
     """`(B,)` angles -> `(B, 3, 3)` rotations about the y axis."""
     c, s = angles.cos(), angles.sin()

@@ -28,21 +28,25 @@ class PointClassifier(nn.Module):
     """Student encoder over all patches -> concat(cls, max-pool) -> head -> `(B, classes)` logits.
 
     `transfer`: `full` trains everything with the `mlp3` head; `linear` / `mlp3` freeze the backbone
-    (only the cls token and the head learn) under a linear / 3-layer head.
+    (only the cls token and the head learn) under a linear / 3-layer head. A frozen backbone trains in
+    `frozen_mode`: `train` (the official code: batch statistics, drop path) or `eval`.
+    The linear head is `Sequential(Linear)`, as the official `cls_head_finetune`.
     """
 
-    def __init__(self, encoder: StudentEncoder, num_classes: int, transfer: Transfer = "full", dropout: float = 0.5):
+    def __init__(self, encoder: StudentEncoder, num_classes: int, transfer: Transfer = "full", dropout: float = 0.5,
+                 frozen_mode: Literal["train", "eval"] = "train"):
         super().__init__()
-        self.encoder, self.transfer = encoder, transfer
+        self.encoder, self.transfer, self.frozen_mode = encoder, transfer, frozen_mode
         width = encoder.cfg.width
-        self.head = nn.Linear(2 * width, num_classes) if transfer == "linear" else mlp3_head(2 * width, num_classes, dropout)
+        self.head = nn.Sequential(nn.Linear(2 * width, num_classes)) if transfer == "linear" \
+            else mlp3_head(2 * width, num_classes, dropout)
         if transfer != "full":
             for name, p in encoder.named_parameters():
                 p.requires_grad_(name in ("cls_token", "cls_pos"))
 
     def train(self, mode: bool = True) -> "PointClassifier":
         super().train(mode)
-        if self.transfer != "full":
+        if self.transfer != "full" and self.frozen_mode == "eval":
             self.encoder.eval()  # a frozen backbone keeps its BatchNorm statistics and no drop path
         return self
 

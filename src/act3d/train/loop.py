@@ -225,8 +225,8 @@ def fit(
 ) -> FitResult:
     """Train `task.module` on `dataset`; everything goes to `out_dir` (`checkpoints/`, `metrics.csv`).
 
-    `evaluate(module) -> metrics` runs after every `evaluate_every` epochs (0: never); with `best_metric`,
-    the best value so far is kept as `checkpoints/best.pt`. `extra` is stored in every checkpoint (what a loader needs to rebuild
+    `evaluate(module) -> metrics` (on validation data, names like `val_acc`) runs after every
+    `evaluate_every` epochs (0: never); with `best_metric`, the best value so far is kept as `checkpoints/best.pt`. `extra` is stored in every checkpoint (what a loader needs to rebuild
     the model).
     """
     out_dir = Path(out_dir)
@@ -352,7 +352,7 @@ def fit(
             module.eval()
             scores = mean_across_ranks(evaluate(module), dist_info)
             module.train()
-            metrics_log.add(step, {f"val_{k}": v for k, v in scores.items()})
+            metrics_log.add(step, scores)
             if best_metric is not None and (best is None or scores[best_metric] > best[best_metric]):
                 best = {**scores, "step": step}
                 save(ckpt_dir / "best.pt", scores)

@@ -14,15 +14,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from act3d.config import to_dict
-from act3d.data.dataset import DataConfig, open_source
+from act3d.data.dataset import DataConfig, open_source, split_validation
 from act3d.data.s3dis import CLASSES as S3DIS_CLASSES
 from act3d.data.segmentation import PartShapes, RoomBlocks
+from act3d.data.transforms import scale_and_shift
 from act3d.data.shapenet import NUM_PARTS, PART_IDS
 from act3d.eval.metrics import iou_per_class, mean_class_accuracy, overall_accuracy, part_segmentation_miou
 from act3d.models.autoencoder import PatchConfig
 from act3d.models.segmenter import PointSegmenter
 from act3d.models.student import StudentConfig, StudentEncoder
 from act3d.ops.grouping import group_patches
+from act3d.errors import ConfigError
+from act3d.train.checkpoint import load_checkpoint, load_model_state
 from act3d.train.loop import OptimConfig, RuntimeConfig, fit, run_files
 from act3d.train.stage2 import load_student_for_transfer
 
@@ -39,6 +42,9 @@ class SegmentRunConfig:
     checkpoint: str | None = None  # Stage II student checkpoint; None = from scratch
     head_hidden: int = 256
     block: float = 1.0  # S3DIS block size in metres
+    augmentation: Literal["none", "scale_shift"] = "scale_shift"  # part: random scale 0.8-1.25, shift 0.1
+    color: bool = False  # S3DIS: feed rgb to the head (the official model sees xyz only)
+    val_fraction: float = 0.1  # S3DIS: training rooms held out to select the checkpoint (ShapeNetPart has its val split)
     blocks_per_room: int = 8  # S3DIS training blocks drawn per room and epoch
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-4, weight_decay=0.05, batch_size=16))
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
@@ -56,23 +62,33 @@ class SegmentTask:
             points, labels, category = batch
             extra = None
         else:
-            points, extra, labels, category = batch
+            points, color, labels, category = batch
+            extra = color if self.cfg.color else None
         patches = group_patches(points, self.cfg.patches.num_groups, self.cfg.patches.group_size)
         return model(patches, points, extra, category if self.cfg.task == "part" else None), labels
 
     def step(self, model: nn.Module, batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        if self.cfg.task == "part" and self.cfg.augmentation == "scale_shift":
+            batch = (scale_and_shift(batch[0]), *batch[1:])
         logits, labels = self.forward(model, batch)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
         return loss, {"train_acc": (logits.argmax(-1) == labels).float().mean().item()}
 
 
 def _datasets(cfg: SegmentRunConfig):
+    """(training source, training, validation and test datasets). ShapeNetPart validates on its own val
+    split; S3DIS on `val_fraction` of the training rooms (Area 5 is the test set)."""
     train_src, test_src = open_source(cfg.data, "train"), open_source(cfg.data, "test")
+    n, seed = cfg.data.num_points, cfg.runtime.seed
     if cfg.task == "part":
-        return (train_src, PartShapes(train_src, cfg.data.num_points, True, cfg.runtime.seed),
-                PartShapes(test_src, cfg.data.num_points, False, cfg.runtime.seed))
-    return (train_src, RoomBlocks(train_src, cfg.data.num_points, True, cfg.block, cfg.blocks_per_room, cfg.runtime.seed),
-            RoomBlocks(test_src, cfg.data.num_points, False, cfg.block, seed=cfg.runtime.seed))
+        val_src = open_source(cfg.data, "val")
+        return (train_src, PartShapes(train_src, n, True, seed), PartShapes(val_src, n, False, seed),
+                PartShapes(test_src, n, False, seed))
+    fit_src, val_src = split_validation(train_src, cfg.val_fraction, seed)
+    if val_src is None:
+        raise ConfigError("segment: val_fraction must be > 0: the checkpoint is selected on held-out training rooms")
+    return (train_src, RoomBlocks(fit_src, n, True, cfg.block, cfg.blocks_per_room, seed),
+            RoomBlocks(val_src, n, False, cfg.block, seed=seed), RoomBlocks(test_src, n, False, cfg.block, seed=seed))
 
 
 @torch.no_grad()
@@ -121,19 +137,22 @@ def segment(cfg: SegmentRunConfig, out_dir: str | Path, resume: bool = False) ->
     else:
         encoder, pre = load_student_for_transfer(cfg.checkpoint, cfg.student.drop_path)
         cfg.student = pre.student
-    train_src, train_data, test_data = _datasets(cfg)
+    train_src, train_data, val_data, test_data = _datasets(cfg)
     if cfg.task == "part":
         model = PointSegmenter(encoder, NUM_PARTS, num_categories=len(train_src.class_names), hidden=cfg.head_hidden)
     else:
-        model = PointSegmenter(encoder, len(S3DIS_CLASSES), point_extra=3, hidden=cfg.head_hidden)
+        model = PointSegmenter(encoder, len(S3DIS_CLASSES), point_extra=3 if cfg.color else 0, hidden=cfg.head_hidden)
     with run_files(out_dir, cfg) as main:
         task = SegmentTask(model, cfg)
-        best = "instance_miou" if cfg.task == "part" else "miou"
+        best = "val_instance_miou" if cfg.task == "part" else "val_miou"
         result = fit(task, train_data, cfg.optim, cfg.runtime, out_dir, to_dict(cfg), resume=resume,
-                     evaluate=lambda m: evaluate(task, test_data), best_metric=best)
+                     evaluate=lambda m: {f"val_{k}": v for k, v in evaluate(task, val_data).items()}, best_metric=best)
+        if result.best is not None:  # the validation-selected model; the test set is read once, here
+            load_model_state(model, load_checkpoint(out_dir / "checkpoints" / "best.pt", KIND)["model"], "best.pt")
         scores = evaluate(task, test_data)
-        results = {"task": cfg.task, "metrics": scores, "best": result.best, "steps": result.steps, "seed": cfg.runtime.seed,
-                   "pretrained": cfg.checkpoint, "test_samples": len(test_data)}
+        results = {"task": cfg.task, "metrics": {f"test_{k}": v for k, v in scores.items()}, "validation": result.best,
+                   "steps": result.steps, "seed": cfg.runtime.seed, "pretrained": cfg.checkpoint,
+                   "val_samples": len(val_data), "test_samples": len(test_data)}
         if main:
             (out_dir / "results.json").write_text(json.dumps(results, indent=2))
             render_predictions(task, test_data, out_dir / "predictions.png", cfg.pictures)
