@@ -13,7 +13,7 @@ from act3d.config import to_dict
 from act3d.errors import CheckpointError
 from act3d.interop import export_official, import_official, to_official
 from act3d.ops.grouping import group_patches
-from act3d.train.checkpoint import save_checkpoint
+from act3d.train.checkpoint import load_checkpoint, save_checkpoint
 from act3d.train.finetune import build_classifier, load_classifier
 from act3d.train.stage1 import build_autoencoder, load_teacher_model
 from act3d.train.stage2 import load_student_encoder
@@ -65,7 +65,7 @@ def test_official_classifier_imports_and_lands_where_it_belongs(finetune_cfg, tm
     path = tmp_path / "ckpt-best.pth"  # as the official trainer writes it: DataParallel prefix, extra entries
     torch.save({"base_model": {f"module.{k}": v for k, v in official.items()}, "epoch": 299,
                 "best_metrics": {"acc": 88.2}}, path)
-    out = import_official(path, "classifier", to_dict(finetune_cfg), tmp_path / "act3d.pt")
+    out, _ = import_official(path, "classifier", to_dict(finetune_cfg), tmp_path / "act3d.pt")
     model, _, names = load_classifier(out)
     assert len(names) == CLASSES
     torch.testing.assert_close(model.encoder.patch_embed.first_conv[0].weight, official["encoder.first_conv.0.weight"][..., 0])
@@ -106,13 +106,13 @@ def test_official_student_round_trip(pretrain_cfg, tmp_path):
                  "ACT_decoder.norm.bias": torch.randn(W), "proj_head.weight": torch.randn(48, W), "proj_head.bias": torch.randn(48)}
     official |= _block("ACT_decoder.blocks.0", W)
     torch.save({"base_model": official}, tmp_path / "pretrain.pth")
-    out = import_official(tmp_path / "pretrain.pth", "student", to_dict(pretrain_cfg), tmp_path / "student.pt")
+    out, _ = import_official(tmp_path / "pretrain.pth", "student", to_dict(pretrain_cfg), tmp_path / "student.pt")
     encoder, _ = load_student_encoder(out)
     torch.testing.assert_close(encoder.cls_token, official["ACT_encoder.cls_token"])
     torch.testing.assert_close(encoder.patch_embed.second_conv[3].weight, official["ACT_encoder.encoder.second_conv.3.weight"][..., 0])
     # the exported safetensors file imports back to the same weights
     weights, _ = export_official(out, tmp_path / "student-official")
-    again = import_official(weights, "student", to_dict(pretrain_cfg), tmp_path / "again.pt")
+    again, _ = import_official(weights, "student", to_dict(pretrain_cfg), tmp_path / "again.pt")
     a, b = torch.load(out, weights_only=True)["model"], torch.load(again, weights_only=True)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
@@ -128,12 +128,67 @@ def test_official_teacher_round_trip(teacher_cfg, tmp_path):
                 "visual_embed.0.1.mlp.fc2.weight", "visual_embed.1.weight", "proj_pre.weight", "proj_post.weight"):
         assert key in official, key
     torch.save({"base_model": official}, tmp_path / "dvae.pth")
-    out = import_official(tmp_path / "dvae.pth", "teacher", to_dict(teacher_cfg), tmp_path / "teacher.pt")
+    out, _ = import_official(tmp_path / "dvae.pth", "teacher", to_dict(teacher_cfg), tmp_path / "teacher.pt")
     loaded = load_teacher_model(out)  # rebuilt from the weights alone, no teacher file needed
     patches = group_patches(torch.randn(2, 64, 3), 8, 8)
     with torch.no_grad():  # the target draws a Gumbel one-hot token per patch: same seed, same draw
         expected = torch.manual_seed(1) and model.teacher_features(patches)
         torch.testing.assert_close(torch.manual_seed(1) and loaded.teacher_features(patches), expected)
+
+
+def _official_stage2_checkpoint(teacher_cfg, path):
+    """Everything tools/runner_pretrain.py saves for ACT_PointDistillation (models/act.py): the student, its
+    decoder and head, the encoder's unused lm_head and cls_head, the cls_loss position and the whole frozen
+    Stage I model under dvae_tokenizer., with DataParallel's prefix, next to optimizer state and metrics."""
+    torch.manual_seed(0)
+    teacher = build_autoencoder(teacher_cfg).eval()
+    state = _official_student_encoder("ACT_encoder.")
+    state |= {"ACT_encoder.lm_head.weight": torch.randn(16, W), "ACT_encoder.lm_head.bias": torch.randn(16),
+              "ACT_encoder.cls_head.0.weight": torch.randn(W, W), "ACT_encoder.cls_head.0.bias": torch.randn(W),
+              "ACT_encoder.cls_head.2.weight": torch.randn(W, W), "ACT_encoder.cls_head.2.bias": torch.randn(W),
+              "cls_pos": torch.randn(1, 1, W), "mask_token": torch.randn(1, 1, W),
+              "decoder_pos_embed.0.weight": torch.randn(128, 3), "decoder_pos_embed.0.bias": torch.randn(128),
+              "decoder_pos_embed.2.weight": torch.randn(W, 128), "decoder_pos_embed.2.bias": torch.randn(W),
+              "ACT_decoder.norm.weight": torch.randn(W), "ACT_decoder.norm.bias": torch.randn(W),
+              "proj_head.weight": torch.randn(32, W), "proj_head.bias": torch.randn(32)}
+    state |= _block("ACT_decoder.blocks.0", W)
+    state |= {f"dvae_tokenizer.{k}": v for k, v in to_official(teacher.state_dict(), "teacher").items()}
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=1e-3)
+    torch.save({"base_model": {f"module.{k}": v for k, v in state.items()}, "optimizer": optimizer.state_dict(),
+                "epoch": 300, "metrics": {"acc": 0.0}, "best_metrics": {"acc": 0.0}}, path)
+    return state, teacher
+
+
+def test_official_stage2_checkpoint_imports_as_student_and_as_teacher(teacher_cfg, pretrain_cfg, tmp_path):
+    state, teacher = _official_stage2_checkpoint(teacher_cfg, tmp_path / "ckpt-last.pth")
+    out, ignored = import_official(tmp_path / "ckpt-last.pth", "student", to_dict(pretrain_cfg), tmp_path / "s.pt")
+    assert {k.split(".")[0] for k in ignored} == {"ACT_encoder", "cls_pos", "dvae_tokenizer"}
+    assert "ACT_encoder.lm_head.weight" in ignored and "ACT_encoder.cls_head.2.bias" in ignored
+    encoder, _ = load_student_encoder(out)
+    torch.testing.assert_close(encoder.blocks.blocks[1].mlp.fc1.weight, state["ACT_encoder.blocks.blocks.1.mlp.fc1.weight"])
+    assert load_checkpoint(out)["ignored_official_keys"] == ignored
+    # the same file's dvae_tokenizer is the Stage I teacher: its targets equal the original's
+    out, ignored = import_official(tmp_path / "ckpt-last.pth", "teacher", to_dict(teacher_cfg), tmp_path / "t.pt")
+    assert "ACT_encoder.cls_token" in ignored and not any(k.startswith("dvae_tokenizer.") for k in ignored)
+    loaded = load_teacher_model(out)
+    patches = group_patches(torch.randn(2, 64, 3), 8, 8)
+    with torch.no_grad():
+        expected = torch.manual_seed(1) and teacher.teacher_features(patches)
+        torch.testing.assert_close(torch.manual_seed(1) and loaded.teacher_features(patches), expected)
+
+
+def test_official_linear_probe_round_trips_with_official_names(finetune_cfg, tmp_path):
+    official = _official_student_encoder("") | {"cls_head_finetune.0.weight": torch.randn(CLASSES, 2 * W),
+                                                "cls_head_finetune.0.bias": torch.randn(CLASSES)}
+    torch.save({"base_model": official}, tmp_path / "linear.pth")
+    finetune_cfg.transfer = "linear"
+    out, _ = import_official(tmp_path / "linear.pth", "classifier", to_dict(finetune_cfg), tmp_path / "linear.pt")
+    model, cfg, _ = load_classifier(out)
+    assert cfg.transfer == "linear"
+    torch.testing.assert_close(model.head[0].weight, official["cls_head_finetune.0.weight"])
+    back = load_file(str(export_official(out, tmp_path / "linear-official")[0]))
+    assert back.keys() == official.keys()
+    assert all(torch.equal(back[k], v) for k, v in official.items())
 
 
 def test_foreign_pickles_and_act3d_files_are_refused(finetune_cfg, tmp_path):

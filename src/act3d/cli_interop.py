@@ -32,7 +32,10 @@ def _import(args: argparse.Namespace) -> int:
 
     preset = args.preset or _DEFAULT_PRESET[args.layout]
     cfg = load_config(_config_class(args.layout), _CONFIG_KIND[args.layout], preset, args.config, args.overrides)
-    path = import_official(args.checkpoint, args.layout, to_dict(cfg), args.out)
+    path, ignored = import_official(args.checkpoint, args.layout, to_dict(cfg), args.out)
+    if ignored:
+        groups = sorted({k.split(".")[0] + ("." + k.split(".")[1] if k.startswith("ACT_encoder.") else "") for k in ignored})
+        log.info("set aside %d official weights the act3d %s does not use: %s", len(ignored), args.layout, ", ".join(groups))
     log.info("wrote act3d %s checkpoint %s", args.layout, path)
     return 0
 

@@ -10,6 +10,11 @@ Official checkpoints (see ACT_SPEC.md section 7) are `torch.save` dicts with the
 
 `import_official` reads one (`weights_only=True`, or a safetensors file) into an act3d checkpoint;
 `export_official` writes an act3d checkpoint in the official layout as safetensors + a JSON of metadata.
+
+An official Stage II checkpoint (`ACT_PointDistillation`, models/act.py) also carries weights act3d's
+student does not use: the encoder's unused `lm_head` and `cls_head`, and the whole frozen Stage I model
+under `dvae_tokenizer.`. Imported as a student they are set aside and listed; imported as a teacher, the
+`dvae_tokenizer.` part is the Stage I model.
 """
 
 from __future__ import annotations
@@ -60,6 +65,11 @@ RENAMES: dict[str, list[tuple[str, str]]] = {
     ],
     "classifier": [("encoder." + a, o) for a, o in _ENCODER] + [("head.", "cls_head_finetune.")],
 }
+
+# official Stage II weights with no act3d student counterpart (ACT_PointDistillation / VisableOnlyMaskTransformer)
+UNUSED_BY_STUDENT = ("ACT_encoder.lm_head.", "ACT_encoder.cls_head.", "dvae_tokenizer.")  # prefixes
+UNUSED_BY_STUDENT_NAMES = ("cls_pos",)  # the decoder's cls position of the cls_loss variant
+TOKENIZER_PREFIX = "dvae_tokenizer."
 
 # official weights stored as 1x1 convolutions: Conv1d `(out, in, 1)` and, in DGCNN's edge convs, Conv2d
 _CONV1D = re.compile(r"(^|\.)(encoder\.(first|second)_conv\.[03]|input_trans|layer5\.0|final_conv\.[036])\.weight$")
@@ -200,19 +210,36 @@ def _vit_arch(state: dict[str, torch.Tensor], heads: int | None) -> dict[str, An
             "name": "official ACT teacher"}
 
 
-def import_official(path: str | Path, layout: Layout, config: dict[str, Any], out: str | Path) -> Path:
+def select_layout_weights(official: dict[str, torch.Tensor], layout: Layout) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The weights of `official` that the act3d `layout` model takes, and the names set aside.
+
+    A student drops the Stage II extras (`UNUSED_BY_STUDENT`); a teacher read from a Stage II checkpoint is
+    its `dvae_tokenizer.` part."""
+    if layout == "teacher" and any(k.startswith(TOKENIZER_PREFIX) for k in official):
+        kept = {k.removeprefix(TOKENIZER_PREFIX): v for k, v in official.items() if k.startswith(TOKENIZER_PREFIX)}
+        return kept, sorted(k for k in official if not k.startswith(TOKENIZER_PREFIX))
+    if layout == "student":
+        unused = sorted(k for k in official if k in UNUSED_BY_STUDENT_NAMES or k.startswith(UNUSED_BY_STUDENT))
+        return {k: v for k, v in official.items() if k not in unused}, unused
+    return official, []
+
+
+def import_official(path: str | Path, layout: Layout, config: dict[str, Any], out: str | Path) -> tuple[Path, list[str]]:
     """Convert an official checkpoint into an act3d checkpoint at `out` (loadable by every act3d command).
 
-    `config` is the act3d run configuration (e.g. a paper preset) describing the architecture.
+    `config` is the act3d run configuration (e.g. a paper preset) describing the architecture. Returns the
+    written path and the official weight names that were set aside (see `select_layout_weights`).
     """
     from act3d.train.checkpoint import save_checkpoint
 
-    official = read_official_state(path)
+    official, ignored = select_layout_weights(read_official_state(path), layout)
     model, extra = _build(layout, config, official)
     state = from_official(official, layout, model.state_dict())
     model.load_state_dict(state)
     kind = {v: k for k, v in LAYOUT_OF_KIND.items()}[layout]
-    return save_checkpoint(out, {"kind": kind, "model": model.state_dict(), "step": 0, "source": str(path), **extra})
+    saved = save_checkpoint(out, {"kind": kind, "model": model.state_dict(), "step": 0, "source": str(path),
+                                  "ignored_official_keys": ignored, **extra})
+    return saved, ignored
 
 
 def export_official(checkpoint: str | Path, out: str | Path) -> tuple[Path, Path]:
