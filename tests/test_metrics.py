@@ -58,7 +58,7 @@ def test_svm_selection_never_touches_test_data(monkeypatch):
     a = svm_probe(train_x, train_y, test_x, test_y, 3)
     # scrambling the test labels cannot change the chosen C: selection sees the training split only
     b = svm_probe(train_x, train_y, test_x, rng.permutation(test_y), 3)
-    assert seen == [60, 60] and a["C"] == b["C"] and a["cv_acc"] == b["cv_acc"]
+    assert seen == [60, 60] and a["C"] == b["C"] and a["val_acc"] == b["val_acc"]
     assert a["test_acc"] >= 0.8
 
 

@@ -40,7 +40,8 @@ def _finetune(args: argparse.Namespace) -> int:
         res = finetune(cfg, out, resume=args.resume)
         accs.append(res["test_acc"])
         h = config_hash(to_dict(cfg))
-        rows += [{"metric": "overall_accuracy", "value": res["test_acc"], "split": "test", "seed": seed, "config_hash": h},
+        rows += [{"metric": "overall_accuracy", "value": res["val_acc"], "split": "val", "seed": seed, "config_hash": h},
+                 {"metric": "overall_accuracy", "value": res["test_acc"], "split": "test", "seed": seed, "config_hash": h},
                  {"metric": "mean_class_accuracy", "value": res["test_macc"], "split": "test", "seed": seed, "config_hash": h}]
         log.info("seed %d: OA %.2f%%, mAcc %.2f%% (votes %d)", seed, 100 * res["test_acc"], 100 * res["test_macc"], res["votes"])
     mean, std = mean_std(accs)
@@ -71,9 +72,9 @@ def _eval_svm(args: argparse.Namespace) -> int:
     h = config_hash(vars(args) | {"run": None})
     rows = [{"metric": "overall_accuracy", "value": res["test_acc"], "split": "test", "seed": args.seed, "config_hash": h},
             {"metric": "mean_class_accuracy", "value": res["test_macc"], "split": "test", "seed": args.seed, "config_hash": h}]
-    write_results(Path(args.out), rows, {"svm_C": res["C"], "cv_accuracy": res["cv_acc"], "checkpoint": args.checkpoint})
+    write_results(Path(args.out), rows, {"svm_C": res["C"], "val_acc": res["val_acc"], "test_acc": res["test_acc"], "checkpoint": args.checkpoint})
     print(f"linear SVM probe: OA {100 * res['test_acc']:.2f}%  mAcc {100 * res['test_macc']:.2f}%  "
-          f"(C={res['C']} chosen by {res['cv_acc']:.3f} cross-validated accuracy on the training split)")
+          f"(C={res['C']} chosen by {res['val_acc']:.3f} cross-validated accuracy on the training split)")
     return 0
 
 

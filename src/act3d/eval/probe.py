@@ -52,7 +52,7 @@ def svm_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test
     search.fit(train_x, train_y)
     pred = search.predict(test_x)
     return {"test_acc": overall_accuracy(pred, test_y), "test_macc": mean_class_accuracy(pred, test_y, num_classes),
-            "C": float(search.best_params_["svc__C"]), "cv_acc": float(search.best_score_)}
+            "C": float(search.best_params_["svc__C"]), "val_acc": float(search.best_score_)}
 
 
 def draw_fewshot_episode(labels: np.ndarray, test_labels: np.ndarray, way: int, shot: int, queries: int,

@@ -12,6 +12,7 @@ import contextlib
 import csv
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -50,6 +51,9 @@ class RuntimeConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: Literal["none", "bf16", "fp16"] = "none"  # mixed precision, CUDA only
     tf32: bool = True
+    # bit-identical reruns on CUDA too: PyTorch's deterministic algorithms, no cuDNN autotuning, no TF32
+    # (CPU runs are repeatable without it: every step is seeded)
+    deterministic: bool = False
     compile: bool = False  # torch.compile the model (opt-in)
     activation_checkpointing: bool = False  # recompute Transformer blocks in backward (less memory, more time)
     num_workers: int = 0
@@ -234,8 +238,12 @@ def fit(
     device = resolve_device(runtime.device, dist_info.local_rank if dist_info.enabled else None)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-        torch.backends.cuda.matmul.allow_tf32 = runtime.tf32
-        torch.backends.cudnn.allow_tf32 = runtime.tf32
+        torch.backends.cuda.matmul.allow_tf32 = runtime.tf32 and not runtime.deterministic
+        torch.backends.cudnn.allow_tf32 = runtime.tf32 and not runtime.deterministic
+    if runtime.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's deterministic mode
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     micro = optim.batch_size // (optim.accum_steps * dist_info.world_size)
     if micro * optim.accum_steps * dist_info.world_size != optim.batch_size:
         raise Act3dError(f"batch_size {optim.batch_size} must be divisible by accum_steps {optim.accum_steps} "
