@@ -270,6 +270,7 @@ def collect_results(opts: DemoOptions, teachers: dict, students: dict, probes: d
             "name": arm.name, "label": arm.label,
             "finetune_scan_acc_mean": acc_mean, "finetune_scan_acc_std": acc_std,
             "finetune_scan_accs": [r["test_acc"] for r in ft],
+            "finetune_scan_val_acc_mean": mean_std([r["val_acc"] for r in ft])[0],
             "svm_scan_acc": probes[arm.name]["svm_scan"]["test_acc"], "svm_clean_acc": probes[arm.name]["svm_clean"]["test_acc"],
             "fewshot": fs, "stage2": students[arm.name],
         })

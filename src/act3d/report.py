@@ -82,6 +82,7 @@ def results_rows(results: dict) -> list[dict[str, str]]:
     for arm in results["arms"]:
         row = {
             "arm": arm["label"],
+            "finetune_val": f"{_pct(arm['finetune_scan_val_acc_mean'])}" if "finetune_scan_val_acc_mean" in arm else "-",
             "finetune": f"{_pct(arm['finetune_scan_acc_mean'])} ± {_pct(arm['finetune_scan_acc_std'])}",
             "svm_scan": _pct(arm["svm_scan_acc"]),
             "svm_clean": _pct(arm["svm_clean_acc"]),
@@ -92,7 +93,7 @@ def results_rows(results: dict) -> list[dict[str, str]]:
     return rows
 
 
-COLUMNS = [("arm", "arm"), ("finetune", "fine-tune, scan split, OA %"), ("svm_scan", "SVM, scan split, OA %"),
+COLUMNS = [("arm", "arm"), ("finetune_val", "fine-tune, validation OA % (selects)"), ("finetune", "fine-tune, scan test OA %"), ("svm_scan", "SVM, scan split, OA %"),
            ("svm_clean", "SVM, clean split, OA %"), ("fewshot_5w10s", "few-shot 5w10s, scan %"),
            ("fewshot_5w20s", "5w20s %"), ("fewshot_10w10s", "10w10s %"), ("fewshot_10w20s", "10w20s %")]
 

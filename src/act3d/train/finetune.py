@@ -170,6 +170,9 @@ def finetune(cfg: FinetuneRunConfig, out_dir: str | Path, resume: bool = False) 
                                 evaluate_every=cfg.eval_every, extra=extra)
         if result.best is not None:  # the validation-selected model
             load_model_state(model, load_checkpoint(out_dir / "checkpoints" / "best.pt", KIND)["model"], "best.pt")
+            val_acc = result.best["val_acc"]
+        else:  # eval_every 0: the last model, still scored on validation
+            val_acc = evaluate_classifier(model, *val, cfg, seed=cfg.runtime.seed)["acc"] if val is not None else None
         final = evaluate_classifier(model, test_points, test_labels, cfg, votes=cfg.votes, seed=cfg.runtime.seed)
         logits = classify(model, test_points, cfg)
         cm = confusion_matrix(logits.argmax(-1).numpy(), test_labels.numpy(), len(names))
@@ -177,7 +180,7 @@ def finetune(cfg: FinetuneRunConfig, out_dir: str | Path, resume: bool = False) 
             "task": "classification", "dataset": test_source.name, "transfer": cfg.transfer,
             "pretrained": cfg.checkpoint, "seed": cfg.runtime.seed, "steps": result.steps, "seconds": round(result.seconds, 1),
             "selected_step": result.best["step"] if result.best else result.steps,
-            "val_acc": result.best["val_acc"] if result.best else None, "val_samples": len(val[1]) if val else 0,
+            "val_acc": val_acc, "val_samples": len(val[1]) if val else 0,
             "test_acc": final["acc"], "test_macc": final["macc"], "votes": cfg.votes,
             "class_names": names, "confusion": cm.tolist(),
         }
