@@ -181,3 +181,19 @@ def test_same_config_same_seed_same_bits(teacher_cfg, pretrain_cfg, finetune_cfg
     first[3].pop("pretrained"), second[3].pop("pretrained")
     assert first[3] == second[3]
     assert calls == [True] * 6
+
+
+def test_weight_decay_groups_are_the_official_ones(teacher_cfg, pretrain_cfg):
+    from act3d.models.student import MaskedPointModel
+    from act3d.train.loop import param_groups
+
+    def no_decay_names(module):
+        groups = param_groups(module, 0.05)
+        ids = {id(p) for p in groups[1]["params"]}
+        return {n for n, p in module.named_parameters() if id(p) in ids}
+
+    teacher = no_decay_names(build_autoencoder(teacher_cfg))
+    assert {"teacher.prompt_tokens", "teacher.deep_prompt_tokens", "proj_pre.bias"} <= teacher
+    assert not {"codebook", "teacher.prompt_pos", "teacher.deep_prompt_pos", "proj_pre.weight"} & teacher
+    student = no_decay_names(MaskedPointModel(pretrain_cfg.student, 8, 32))
+    assert {"encoder.cls_token", "mask_token", "encoder.norm.weight"} <= student and "encoder.cls_pos" not in student

@@ -159,13 +159,14 @@ class EpochSampler(Sampler[int]):
         return len(self.indices)
 
 
-def _param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
+def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups as the official `add_weight_decay` (tools/builder.py): no decay for 1-D parameters
+    (norms, biases) and learnable tokens (`*token*`: cls, mask and prompt tokens); everything else decays,
+    the codebook and the learnable positions (`cls_pos`, prompt positions) included."""
     decay, no_decay = [], []
     for name, p in module.named_parameters():
-        if not p.requires_grad:
-            continue
-        # norms, biases, tokens, prompts and codebooks are not decayed (standard ViT practice)
-        (no_decay if p.dim() <= 1 or "token" in name or "prompt" in name or name.endswith("pos") else decay).append(p)
+        if p.requires_grad:
+            (no_decay if p.dim() <= 1 or name.endswith(".bias") or "token" in name else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
@@ -266,7 +267,7 @@ def fit(
         model = nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
     if runtime.compile:
         model = torch.compile(model)
-    optimizer = torch.optim.AdamW(_param_groups(module, optim.weight_decay), lr=optim.lr)
+    optimizer = torch.optim.AdamW(param_groups(module, optim.weight_decay), lr=optim.lr)
     use_amp = runtime.amp != "none" and device.type == "cuda"
     amp_dtype = torch.bfloat16 if runtime.amp == "bf16" else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and runtime.amp == "fp16")
