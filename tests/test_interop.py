@@ -1,5 +1,5 @@
 """Official ACT checkpoints: small files written here with the official key names and shape conventions
-(ACT_SPEC.md section 7) are imported, used, exported and refused when they do not fit."""
+(RunpeiDong/ACT tools/builder.py, models/act.py) are imported, used, exported and refused when they do not fit."""
 
 import json
 import pickle

@@ -1,4 +1,4 @@
-"""Every named preset resolves, and the paper presets build models of the sizes in ACT_SPEC.md."""
+"""Every named preset resolves, and the paper presets build models of the sizes in docs/method.md."""
 
 import pytest
 
@@ -37,7 +37,7 @@ def test_finetune_presets_build_the_paper_classifier(name):
     if name == "cpu":
         assert _count(model) < 3
         return
-    # 12 blocks of width 384, 6 heads; 22.1M parameters with the mlp3 head (ACT_SPEC.md section 3)
+    # 12 blocks of width 384, 6 heads; 22.1M parameters with the mlp3 head (docs/method.md section 3)
     assert (cfg.student.depth, cfg.student.width, cfg.student.heads) == (12, 384, 6)
     encoder = _count(model.encoder)
     if cfg.transfer == "linear":

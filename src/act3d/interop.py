@@ -1,6 +1,6 @@
 """The ACT authors' released checkpoints <-> act3d models, by renaming keys at the edge.
 
-Official checkpoints (see ACT_SPEC.md section 7) are `torch.save` dicts with the weights under
+Official checkpoints (docs/method.md; RunpeiDong/ACT tools/builder.py `save_checkpoint`) are `torch.save` dicts with the weights under
 `base_model`, keys in the official module names, and 1x1 convolutions where act3d uses `Linear`
 (`(out, in, 1)` / `(out, in, 1, 1)` weights instead of `(out, in)`). Three layouts:
 
