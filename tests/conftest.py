@@ -55,3 +55,11 @@ def finetune_cfg(scan_root):
         "data": {**TINY_DATA, "root": scan_root}, "patches": TINY_PATCHES, "student": TINY_STUDENT,
         "optim": {"epochs": 2, "batch_size": 4, "lr": 1e-3, "warmup_epochs": 0.5}, "runtime": TINY_RUNTIME,
     })
+
+
+def load_classifier(path):
+    """A fine-tuned classifier checkpoint: (model in eval mode, its arch, its class names)."""
+    from act3d.models import zoo
+
+    model, ckpt = zoo.load(path, zoo.CLASSIFIER)
+    return model, ckpt["arch"], ckpt["arch"]["class_names"]

@@ -13,10 +13,11 @@ from act3d.config import to_dict
 from act3d.errors import CheckpointError
 from act3d.interop import export_official, import_official, to_official
 from act3d.ops.grouping import group_patches
-from act3d.train.checkpoint import load_checkpoint, save_checkpoint
-from act3d.train.finetune import build_classifier, load_classifier
-from act3d.train.stage1 import build_autoencoder, load_teacher_model
-from act3d.train.stage2 import load_student_encoder
+from act3d.models.checkpoint import load_checkpoint, save_checkpoint
+from act3d.models import zoo
+from act3d.train.finetune import build_classifier, classifier_arch
+from act3d.train.stage1 import build_autoencoder
+from conftest import load_classifier
 
 W, DEPTH, CLASSES = 32, 2, 5  # TINY_STUDENT: width 32, depth 2; mini-PointNet 16 -> 32, 64 -> 32
 
@@ -107,7 +108,7 @@ def test_official_student_round_trip(pretrain_cfg, tmp_path):
     official |= _block("ACT_decoder.blocks.0", W)
     torch.save({"base_model": official}, tmp_path / "pretrain.pth")
     out, _ = import_official(tmp_path / "pretrain.pth", "student", to_dict(pretrain_cfg), tmp_path / "student.pt")
-    encoder, _ = load_student_encoder(out)
+    encoder, _ = zoo.load_student(out)
     torch.testing.assert_close(encoder.cls_token, official["ACT_encoder.cls_token"])
     torch.testing.assert_close(encoder.patch_embed.second_conv[3].weight, official["ACT_encoder.encoder.second_conv.3.weight"][..., 0])
     # the exported safetensors file imports back to the same weights
@@ -129,7 +130,7 @@ def test_official_teacher_round_trip(teacher_cfg, tmp_path):
         assert key in official, key
     torch.save({"base_model": official}, tmp_path / "dvae.pth")
     out, _ = import_official(tmp_path / "dvae.pth", "teacher", to_dict(teacher_cfg), tmp_path / "teacher.pt")
-    loaded = load_teacher_model(out)  # rebuilt from the weights alone, no teacher file needed
+    loaded = zoo.load_teacher(out)  # rebuilt from the weights alone, no teacher file needed
     patches = group_patches(torch.randn(2, 64, 3), 8, 8)
     with torch.no_grad():  # the target draws a Gumbel one-hot token per patch: same seed, same draw
         expected = torch.manual_seed(1) and model.teacher_features(patches)
@@ -164,13 +165,13 @@ def test_official_stage2_checkpoint_imports_as_student_and_as_teacher(teacher_cf
     out, ignored = import_official(tmp_path / "ckpt-last.pth", "student", to_dict(pretrain_cfg), tmp_path / "s.pt")
     assert {k.split(".")[0] for k in ignored} == {"ACT_encoder", "cls_pos", "dvae_tokenizer"}
     assert "ACT_encoder.lm_head.weight" in ignored and "ACT_encoder.cls_head.2.bias" in ignored
-    encoder, _ = load_student_encoder(out)
+    encoder, _ = zoo.load_student(out)
     torch.testing.assert_close(encoder.blocks.blocks[1].mlp.fc1.weight, state["ACT_encoder.blocks.blocks.1.mlp.fc1.weight"])
     assert load_checkpoint(out)["ignored_official_keys"] == ignored
     # the same file's dvae_tokenizer is the Stage I teacher: its targets equal the original's
     out, ignored = import_official(tmp_path / "ckpt-last.pth", "teacher", to_dict(teacher_cfg), tmp_path / "t.pt")
     assert "ACT_encoder.cls_token" in ignored and not any(k.startswith("dvae_tokenizer.") for k in ignored)
-    loaded = load_teacher_model(out)
+    loaded = zoo.load_teacher(out)
     patches = group_patches(torch.randn(2, 64, 3), 8, 8)
     with torch.no_grad():
         expected = torch.manual_seed(1) and teacher.teacher_features(patches)
@@ -183,8 +184,8 @@ def test_official_linear_probe_round_trips_with_official_names(finetune_cfg, tmp
     torch.save({"base_model": official}, tmp_path / "linear.pth")
     finetune_cfg.transfer = "linear"
     out, _ = import_official(tmp_path / "linear.pth", "classifier", to_dict(finetune_cfg), tmp_path / "linear.pt")
-    model, cfg, _ = load_classifier(out)
-    assert cfg.transfer == "linear"
+    model, arch, _ = load_classifier(out)
+    assert arch["transfer"] == "linear"
     torch.testing.assert_close(model.head[0].weight, official["cls_head_finetune.0.weight"])
     back = load_file(str(export_official(out, tmp_path / "linear-official")[0]))
     assert back.keys() == official.keys()
@@ -197,7 +198,7 @@ def test_foreign_pickles_and_act3d_files_are_refused(finetune_cfg, tmp_path):
             return (print, ("code ran",))
 
     (tmp_path / "evil.pth").write_bytes(pickle.dumps({"base_model": Payload()}))
-    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+    with pytest.raises(CheckpointError, match="not a readable weight file"):
         import_official(tmp_path / "evil.pth", "classifier", to_dict(finetune_cfg), tmp_path / "x.pt")
     # an act3d checkpoint of another kind is not exported as a classifier by mistake
     save_checkpoint(tmp_path / "seg.pt", {"kind": "act3d-segmenter", "model": {}})
@@ -206,9 +207,9 @@ def test_foreign_pickles_and_act3d_files_are_refused(finetune_cfg, tmp_path):
 
 
 def test_cli_export_then_import(finetune_cfg, tmp_path):
-    model = build_classifier(finetune_cfg, CLASSES)
+    model = build_classifier(finetune_cfg, list("abcde"))
     save_checkpoint(tmp_path / "mine.pt", {"kind": "act3d-classifier", "model": model.state_dict(), "config": to_dict(finetune_cfg),
-                                           "num_classes": CLASSES, "class_names": list("abcde")})
+                                           "arch": classifier_arch(finetune_cfg, list("abcde"))})
     assert main(["export-official", str(tmp_path / "mine.pt"), "--out", str(tmp_path / "official")]) == 0
     (tmp_path / "tiny.yaml").write_text(json.dumps(to_dict(finetune_cfg)))  # JSON is YAML
     assert main(["import-official", str(tmp_path / "official.safetensors"), "--layout", "classifier",

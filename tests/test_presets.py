@@ -33,7 +33,7 @@ def test_the_paper_presets_exist():
 def test_finetune_presets_build_the_paper_classifier(name):
     cfg = load_config(FinetuneRunConfig, "finetune", name)
     classes = next((n for key, n in CLASSES.items() if key in name), 16)
-    model = build_classifier(cfg, classes)
+    model = build_classifier(cfg, [str(i) for i in range(classes)])
     if name == "cpu":
         assert _count(model) < 3
         return

@@ -4,7 +4,7 @@ __version__ = "0.1.0"
 
 
 def load_model(path):
-    """Load a Stage II student or fine-tuned classifier checkpoint; see `act3d.api`."""
+    """Load a Stage II student, fine-tuned classifier or segmenter checkpoint; see `act3d.api`."""
     from act3d.api import load_model as _load
 
     return _load(path)

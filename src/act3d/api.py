@@ -3,6 +3,7 @@
     model = act3d.load_model("runs/x/checkpoints/last.pt")
     features = model.embed(points)            # (N, 3) or (B, N, 3) -> (B, 2W)
     top = model.predict(points, k=3)           # classifier checkpoints only
+    points, labels = model.segment(points)     # segmenter checkpoints only
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from act3d.data.files import read_cloud
 from act3d.data.sample import normalize_unit_sphere, resample_indices
 from act3d.errors import CheckpointError, DataError
 from act3d.eval.probe import extract_features
-from act3d.models.autoencoder import PatchConfig
+from act3d.ops.grouping import PatchConfig
 from act3d.models.classifier import PointClassifier
 from act3d.models.student import StudentEncoder
-from act3d.ops.grouping import group_patches
-from act3d.train.checkpoint import load_checkpoint
+from act3d.models import zoo
+from act3d.models.segmenter import PointSegmenter
 
 
 @dataclass
@@ -31,12 +32,13 @@ class Prediction:
 
 
 class Act3dModel:
-    """A loaded student (for embeddings) or classifier (for embeddings and predictions)."""
+    """A loaded student (embeddings), classifier (embeddings, class predictions) or segmenter (embeddings,
+    per-point labels)."""
 
     def __init__(self, encoder: StudentEncoder, patches: PatchConfig, num_points: int, path: str,
-                 classifier: PointClassifier | None = None, class_names: list[str] | None = None):
+                 head: PointClassifier | PointSegmenter | None = None, class_names: list[str] | None = None):
         self.encoder, self.patches, self.num_points, self.path = encoder.eval(), patches, num_points, path
-        self.classifier = classifier.eval() if classifier is not None else None
+        self.head = head.eval() if head is not None else None
         self.class_names = class_names or []
 
     def prepare(self, points: np.ndarray | torch.Tensor, seed: int = 0) -> torch.Tensor:
@@ -58,26 +60,37 @@ class Act3dModel:
     @torch.no_grad()
     def predict(self, points: np.ndarray | torch.Tensor, k: int = 5) -> list[Prediction]:
         """Top-`k` classes with probabilities for each cloud (classifier checkpoints only)."""
-        if self.classifier is None:
-            raise CheckpointError(f"{self.path} is a pretrained student, not a fine-tuned classifier: "
-                                  "predict needs a checkpoint from `act3d finetune`")
-        clouds = self.prepare(points)
-        probs = torch.softmax(self.classifier(group_patches(clouds, self.patches.num_groups, self.patches.group_size)), -1)
+        if not isinstance(self.head, PointClassifier):
+            raise CheckpointError(f"{self.path} is not a fine-tuned classifier: predict needs a checkpoint from "
+                                  "`act3d finetune`")
+        probs = torch.softmax(self.head(self.patches.group(self.prepare(points))), -1)
         top = probs.topk(min(k, probs.shape[-1]), dim=-1)
         return [Prediction([self.class_names[i] for i in idx.tolist()], p.tolist()) for p, idx in zip(top.values, top.indices)]
 
+    @torch.no_grad()
+    def segment(self, points: np.ndarray | torch.Tensor, category: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Per-point labels `(B, num_points)` of the resampled clouds `(B, num_points, 3)` (segmenter
+        checkpoints only); part segmentation needs the object `category` (an index into the categories)."""
+        if not isinstance(self.head, PointSegmenter):
+            raise CheckpointError(f"{self.path} is not a segmenter: segment needs a checkpoint from `act3d segment`")
+        clouds = self.prepare(points)
+        cats = None
+        if self.head.num_categories:
+            if category is None or not 0 <= category < self.head.num_categories:
+                raise DataError(f"part segmentation needs category in 0..{self.head.num_categories - 1}, got {category}")
+            cats = torch.full((len(clouds),), category, dtype=torch.long)
+        logits = self.head(self.patches.group(clouds), clouds, None, cats)
+        return clouds.numpy(), logits.argmax(-1).numpy()
+
 
 def load_model(path: str | Path) -> Act3dModel:
-    """Load a Stage II student or a fine-tuned classifier checkpoint."""
-    from act3d.train.finetune import load_classifier
-    from act3d.train.stage2 import load_student_encoder
-
-    ckpt = load_checkpoint(path, ("act3d-student", "act3d-classifier"))
-    if ckpt["kind"] == "act3d-classifier":
-        clf, cfg, names = load_classifier(path, ckpt)
-        return Act3dModel(clf.encoder, cfg.patches, cfg.data.num_points, str(path), clf, names)
-    encoder, cfg = load_student_encoder(path, ckpt)
-    return Act3dModel(encoder, cfg.patches, cfg.data.num_points, str(path))
+    """Load a Stage II student, a fine-tuned classifier or a segmenter checkpoint."""
+    model, ckpt = zoo.load(path, (zoo.STUDENT, zoo.CLASSIFIER, zoo.SEGMENTER))
+    arch = ckpt["arch"]
+    patches, encoder = zoo.patch_config(arch), model.encoder
+    if ckpt["kind"] == zoo.STUDENT:
+        return Act3dModel(encoder, patches, arch["num_points"], str(path))
+    return Act3dModel(encoder, patches, arch["num_points"], str(path), model, arch["class_names"])
 
 
 def read_clouds(files: list[str | Path]) -> list[np.ndarray]:

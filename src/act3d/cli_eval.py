@@ -53,14 +53,14 @@ def _finetune(args: argparse.Namespace) -> int:
 def _features_for(args: argparse.Namespace, split: str):
     from act3d.data.dataset import DataConfig, open_source, stack_clouds
     from act3d.eval.probe import extract_features
-    from act3d.train.stage2 import load_student_encoder
+    from act3d.models import zoo
 
-    encoder, cfg = load_student_encoder(args.checkpoint)
+    encoder, arch = zoo.load_student(args.checkpoint)
     data_cfg = DataConfig(format=args.format, root=args.root, variant=args.variant or ("pb_t50_rs" if args.format == "scanobjectnn" else "scan"),
-                          num_points=args.num_points or cfg.data.num_points)
+                          num_points=args.num_points or arch["num_points"])
     source = open_source(data_cfg, split)
     x, y = stack_clouds(source, data_cfg.num_points)
-    return extract_features(encoder, x, cfg.patches), y.numpy(), source.class_names
+    return extract_features(encoder, x, zoo.patch_config(arch)), y.numpy(), source.class_names
 
 
 def _eval_svm(args: argparse.Namespace) -> int:
@@ -83,20 +83,21 @@ def _eval_fewshot(args: argparse.Namespace) -> int:
     from act3d.data.modelnet import modelnet40_fewshot
     from act3d.eval.metrics import mean_std, overall_accuracy
     from act3d.eval.probe import _svm_pipeline, extract_features, fewshot
-    from act3d.train.stage2 import load_student_encoder
+    from act3d.models import zoo
 
     settings = [(w, s) for w in args.way for s in args.shot]
     rows, table = [], {}
     if args.fewshot_root:  # the official fold pickles
-        encoder, cfg = load_student_encoder(args.checkpoint)
+        encoder, arch = zoo.load_student(args.checkpoint)
+        patches, num_points = zoo.patch_config(arch), arch["num_points"]
         for way, shot in settings:
             accs = []
             for fold in range(args.folds):
                 train, test = modelnet40_fewshot(args.fewshot_root, way, shot, fold)
-                tx, ty = stack_clouds(train, cfg.data.num_points)
-                vx, vy = stack_clouds(test, cfg.data.num_points)
-                clf = _svm_pipeline(1.0).fit(extract_features(encoder, tx, cfg.patches), ty.numpy())
-                accs.append(overall_accuracy(clf.predict(extract_features(encoder, vx, cfg.patches)), vy.numpy()))
+                tx, ty = stack_clouds(train, num_points)
+                vx, vy = stack_clouds(test, num_points)
+                clf = _svm_pipeline(1.0).fit(extract_features(encoder, tx, patches), ty.numpy())
+                accs.append(overall_accuracy(clf.predict(extract_features(encoder, vx, patches)), vy.numpy()))
             mean, std = mean_std(accs)
             table[f"{way}w{shot}s"] = {"mean": mean, "std": std, "folds": accs}
     else:  # folds drawn deterministically from any labelled set

@@ -27,7 +27,8 @@ from act3d.eval.metrics import mean_std
 from act3d.eval.probe import extract_features, fewshot, svm_probe
 from act3d.train.finetune import FinetuneRunConfig, finetune
 from act3d.train.stage1 import TeacherRunConfig, train_teacher
-from act3d.train.stage2 import PretrainRunConfig, load_student_encoder, pretrain
+from act3d.models import zoo
+from act3d.train.stage2 import PretrainRunConfig, pretrain
 
 log = logging.getLogger(__name__)
 
@@ -139,20 +140,20 @@ def estimate_seconds(opts: DemoOptions) -> dict[str, float]:
     pts = torch.randn(t_cfg.optim.batch_size, t_cfg.data.num_points, 3)
 
     def stage1_step():
-        p = group_patches(pts, g.num_groups, g.group_size)
+        p = g.group(pts)
         autoencoder_loss(ae(p, 1.0), p.neighborhood, 0.0)[0].backward()
 
     student = MaskedPointModel(p_cfg.student, g.group_size, ae.feature_dim)
 
     def stage2_step():
-        p = group_patches(pts[: p_cfg.optim.batch_size], g.num_groups, g.group_size)
+        p = g.group(pts[: p_cfg.optim.batch_size])
         mask = student.make_mask(p.center)
         (student(p, mask).sum() + ae.teacher_features(p).sum()).backward()
 
-    clf = build_classifier(f_cfg, 16)
+    clf = build_classifier(f_cfg, [str(i) for i in range(16)])
 
     def finetune_step():
-        p = group_patches(torch.randn(f_cfg.optim.batch_size, f_cfg.data.num_points, 3), g.num_groups, g.group_size)
+        p = g.group(torch.randn(f_cfg.optim.batch_size, f_cfg.data.num_points, 3))
         clf(p).sum().backward()
 
     def steps(optim, size: int) -> int:
@@ -171,14 +172,15 @@ def estimate_seconds(opts: DemoOptions) -> dict[str, float]:
 def _probe_arm(student_ckpt: Path, folds: int, quick: bool) -> dict:
     """SVM probes on both splits; few-shot on the scan split (the clean split saturates: every arm,
     scratch included, separates its classes almost perfectly); the embedding of the clean test split."""
-    encoder, cfg = load_student_encoder(student_ckpt)
+    encoder, arch = zoo.load_student(student_ckpt)
+    patches = zoo.patch_config(arch)
     out = {}
     for variant in ("clean", "scan"):
-        data_cfg = DataConfig(format="default", variant=variant, num_points=cfg.data.num_points)
+        data_cfg = DataConfig(format="default", variant=variant, num_points=arch["num_points"])
         train, test = open_source(data_cfg, "train"), open_source(data_cfg, "test")
         tx, ty = stack_clouds(train, data_cfg.num_points)
         vx, vy = stack_clouds(test, data_cfg.num_points)
-        ftr, fte = extract_features(encoder, tx, cfg.patches), extract_features(encoder, vx, cfg.patches)
+        ftr, fte = extract_features(encoder, tx, patches), extract_features(encoder, vx, patches)
         out[f"svm_{variant}"] = svm_probe(ftr, ty.numpy(), fte, vy.numpy(), len(train.class_names))
         if variant == "scan":
             out["fewshot"] = fewshot(ftr, ty.numpy(), fte, vy.numpy(), FEWSHOT_SETTINGS, folds=3 if quick else folds)

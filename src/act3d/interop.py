@@ -27,6 +27,13 @@ from typing import Any, Literal
 import torch
 
 from act3d.errors import CheckpointError
+from act3d.config import from_dict
+from act3d.models import zoo
+from act3d.models.autoencoder import AutoencoderConfig
+from act3d.models.checkpoint import load_checkpoint, read_weight_file, save_checkpoint
+from act3d.models.student import StudentConfig
+from act3d.models.teachers import TeacherBackbone
+from act3d.ops.grouping import PatchConfig
 
 Layout = Literal["teacher", "student", "classifier"]
 LAYOUT_OF_KIND = {"act3d-teacher": "teacher", "act3d-student": "student", "act3d-classifier": "classifier"}
@@ -142,60 +149,24 @@ def _listing(names: list[str], limit: int = 12) -> str:
     return f"({len(names)}) " + ", ".join(names[:limit]) + more
 
 
-def read_official_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """The weights of an official checkpoint (`.pth` via `weights_only=True`, or `.safetensors`), without
-    DataParallel's `module.` prefix."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            ckpt = load_file(str(path))
-        else:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from None
-    if isinstance(ckpt, dict):
-        for key in ("base_model", "model", "state_dict"):
-            if isinstance(ckpt.get(key), dict):
-                ckpt = ckpt[key]
-                break
-    if not isinstance(ckpt, dict) or not all(isinstance(v, torch.Tensor) for v in ckpt.values()):
-        raise CheckpointError(f"{path}: no state dict found (looked for 'base_model', 'model', 'state_dict')")
-    return {k.removeprefix("module."): v for k, v in ckpt.items()}  # DataParallel's prefix
-
-
-def _build(layout: Layout, config: dict[str, Any], state: dict[str, torch.Tensor]) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The act3d model a layout's weights go into, sized by `config` (and by the weights where it must be)."""
-    from act3d.config import from_dict, to_dict
-
+def _arch(layout: Layout, config: dict[str, Any], state: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """The act3d `arch` a layout's weights go into: sizes from the run configuration `config` (a preset),
+    and from the weights where they tell (class count, teacher blocks, Stage II head width)."""
+    patches, student = from_dict(PatchConfig, config["patches"]), from_dict(StudentConfig, config.get("student", {}))
     if layout == "classifier":
-        from act3d.train.finetune import FinetuneRunConfig, build_classifier
-
-        cfg = from_dict(FinetuneRunConfig, config)
-        cfg.checkpoint = None
         head = [k for k in state if re.fullmatch(r"cls_head_finetune\.(\d+\.)?weight", k)]
         if not head:
             raise CheckpointError("no cls_head_finetune.* weights: not a fine-tuned classifier checkpoint")
         last = max(head, key=lambda k: int(k.split(".")[1]) if k.count(".") == 2 else -1)  # the output layer
-        classes = state[last].shape[0]
-        extra = {"num_classes": classes, "class_names": [f"class_{i}" for i in range(classes)]}
-        return build_classifier(cfg, classes), {"config": to_dict(cfg), **extra}
+        names = [f"class_{i}" for i in range(state[last].shape[0])]
+        return zoo.classifier_arch(student, patches, config["data"]["num_points"], names, config["transfer"],
+                                   config["head_dropout"], config.get("frozen_backbone_mode", "train"))
     if layout == "student":
-        from act3d.models.student import MaskedPointModel
-        from act3d.train.stage2 import PretrainRunConfig
-
-        cfg = from_dict(PretrainRunConfig, config)
-        target = state["proj_head.weight"].shape[0] if "proj_head.weight" in state else None
-        return MaskedPointModel(cfg.student, cfg.patches.group_size, target), {"config": to_dict(cfg)}
-    from act3d.models.teachers import TeacherBackbone
-    from act3d.train.stage1 import TeacherRunConfig, build_autoencoder
-
-    cfg = from_dict(TeacherRunConfig, config)
-    arch = _vit_arch(state, cfg.model.teacher.heads)
-    return build_autoencoder(cfg, TeacherBackbone.skeleton(arch)), {"config": to_dict(cfg), "teacher_arch": arch}
+        target = state["proj_head.weight"].shape[0] if student.target == "act" and "proj_head.weight" in state else None
+        return zoo.student_arch(student, patches, target, config["data"]["num_points"])
+    model_cfg = from_dict(AutoencoderConfig, config["model"])
+    backbone = TeacherBackbone.skeleton(_vit_arch(state, model_cfg.teacher.heads))
+    return zoo.teacher_arch(model_cfg, patches, backbone)
 
 
 def _vit_arch(state: dict[str, torch.Tensor], heads: int | None) -> dict[str, Any]:
@@ -230,23 +201,19 @@ def import_official(path: str | Path, layout: Layout, config: dict[str, Any], ou
     `config` is the act3d run configuration (e.g. a paper preset) describing the architecture. Returns the
     written path and the official weight names that were set aside (see `select_layout_weights`).
     """
-    from act3d.train.checkpoint import save_checkpoint
-
-    official, ignored = select_layout_weights(read_official_state(path), layout)
-    model, extra = _build(layout, config, official)
-    state = from_official(official, layout, model.state_dict())
-    model.load_state_dict(state)
+    official, ignored = select_layout_weights(read_weight_file(path), layout)
     kind = {v: k for k, v in LAYOUT_OF_KIND.items()}[layout]
+    arch = _arch(layout, config, official)
+    model = zoo.build(kind, arch)
+    model.load_state_dict(from_official(official, layout, model.state_dict()))
     saved = save_checkpoint(out, {"kind": kind, "model": model.state_dict(), "step": 0, "source": str(path),
-                                  "ignored_official_keys": ignored, **extra})
+                                  "ignored_official_keys": ignored, "arch": arch, "config": config})
     return saved, ignored
 
 
 def export_official(checkpoint: str | Path, out: str | Path) -> tuple[Path, Path]:
     """Write an act3d checkpoint in the official layout: `out.safetensors` (weights) + `out.json` (metadata)."""
     from safetensors.torch import save_file
-
-    from act3d.train.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(checkpoint, tuple(LAYOUT_OF_KIND))
     layout = LAYOUT_OF_KIND[ckpt["kind"]]
@@ -256,6 +223,6 @@ def export_official(checkpoint: str | Path, out: str | Path) -> tuple[Path, Path
     weights_path, meta_path = out.with_suffix(".safetensors"), out.with_suffix(".json")
     save_file(weights, str(weights_path), metadata={"layout": f"ACT official ({layout})"})
     meta = {"layout": layout, "act3d_kind": ckpt["kind"], "source": str(checkpoint), "step": ckpt.get("step"),
-            "config": ckpt.get("config"), **{k: ckpt[k] for k in ("teacher_arch", "num_classes", "class_names") if k in ckpt}}
+            "arch": ckpt["arch"], "config": ckpt.get("config")}
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
     return weights_path, meta_path

@@ -9,8 +9,8 @@ import torch
 import yaml
 
 from act3d.ops.grouping import group_patches
-from act3d.train.checkpoint import load_checkpoint
-from act3d.train.finetune import load_classifier
+from act3d.models.checkpoint import load_checkpoint
+from conftest import load_classifier
 from conftest import TINY_PATCHES, TINY_STUDENT
 
 

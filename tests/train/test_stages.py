@@ -4,11 +4,13 @@ import pytest
 import torch
 
 from act3d.errors import Act3dError, CheckpointError
-from act3d.train.checkpoint import load_checkpoint, save_checkpoint
-from act3d.train.finetune import build_classifier, finetune, load_classifier
+from act3d.models.checkpoint import load_checkpoint, save_checkpoint
+from act3d.models import zoo
+from act3d.train.finetune import build_classifier, finetune
 from act3d.train.loop import TrainingDiverged
-from act3d.train.stage1 import build_autoencoder, load_teacher_model, train_teacher
-from act3d.train.stage2 import load_student_encoder, pretrain
+from act3d.train.stage1 import build_autoencoder, train_teacher
+from act3d.train.stage2 import pretrain
+from conftest import load_classifier
 
 
 def test_stage1_trains_prompts_only_and_reconstruction_falls(teacher_cfg, tmp_path):
@@ -16,7 +18,7 @@ def test_stage1_trains_prompts_only_and_reconstruction_falls(teacher_cfg, tmp_pa
     model_before = build_autoencoder(teacher_cfg)
     frozen_before = copy.deepcopy(model_before.teacher.backbone.state_dict())
     result = train_teacher(teacher_cfg, tmp_path / "s1")
-    trained = load_teacher_model(result.checkpoint)
+    trained = zoo.load_teacher(result.checkpoint)
     # the pretrained teacher's own weights never move; prompts and the dVAE do
     for k, v in trained.teacher.backbone.state_dict().items():
         torch.testing.assert_close(v, frozen_before[k], rtol=0, atol=0)
@@ -34,7 +36,7 @@ def test_full_tuning_mode_moves_the_teacher(teacher_cfg, tmp_path):
     teacher_cfg.model.tuning = "full"
     teacher_cfg.optim.max_steps = 3
     before = build_autoencoder(teacher_cfg).teacher.backbone.state_dict()
-    trained = load_teacher_model(train_teacher(teacher_cfg, tmp_path / "s1").checkpoint)
+    trained = zoo.load_teacher(train_teacher(teacher_cfg, tmp_path / "s1").checkpoint)
     moved = [k for k, v in trained.teacher.backbone.state_dict().items() if not torch.equal(v, before[k])]
     assert moved
 
@@ -110,7 +112,7 @@ def test_stage2_arms_and_finetune(teacher_cfg, pretrain_cfg, finetune_cfg, tmp_p
     pretrain_cfg.student.target = "none"
     scratch = pretrain(pretrain_cfg, tmp_path / "none")
     for ckpt in (act, centred, mae, scratch):
-        encoder, _ = load_student_encoder(ckpt)
+        encoder, _ = zoo.load_student(ckpt)
         assert encoder.cfg.width == 32
     finetune_cfg.checkpoint = str(act)
     results = finetune(finetune_cfg, tmp_path / "ft")
@@ -120,7 +122,7 @@ def test_stage2_arms_and_finetune(teacher_cfg, pretrain_cfg, finetune_cfg, tmp_p
     # the pretrained student's architecture, the fine-tuning run's own drop-path rate
     pretrain_cfg.student.drop_path, finetune_cfg.student.drop_path = 0.1, 0.0
     finetune_cfg.checkpoint = str(pretrain(pretrain_cfg, tmp_path / "none2"))
-    classifier = build_classifier(finetune_cfg, 15)
+    classifier = build_classifier(finetune_cfg, [str(i) for i in range(15)])
     assert [b.drop_path.p for b in classifier.encoder.blocks.blocks] == [0.0, 0.0]
     assert finetune_cfg.student.width == 32
 

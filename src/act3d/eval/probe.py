@@ -15,7 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from act3d.eval.metrics import mean_class_accuracy, mean_std, overall_accuracy
-from act3d.models.autoencoder import PatchConfig
+from act3d.ops.grouping import PatchConfig
 from act3d.models.student import StudentEncoder
 from act3d.ops.grouping import group_patches
 
@@ -30,7 +30,7 @@ def extract_features(encoder: StudentEncoder, points: torch.Tensor, patches: Pat
     device = next(encoder.parameters()).device
     feats = []
     for chunk in points.split(batch_size):
-        p = group_patches(chunk.to(device), patches.num_groups, patches.group_size)
+        p = patches.group(chunk.to(device))
         tokens = encoder(p.neighborhood, p.center)[:, 1:]
         feats.append(torch.cat([tokens.max(dim=1).values, tokens.mean(dim=1)], dim=-1).cpu())
     return torch.cat(feats).numpy()

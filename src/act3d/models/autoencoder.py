@@ -20,13 +20,7 @@ from act3d.models.dgcnn import DGCNN
 from act3d.models.teachers import TeacherBackbone, TeacherConfig
 from act3d.models.tokenizer import CenterEmbed, PatchEmbed
 from act3d.ops.chamfer import chamfer_distance
-from act3d.ops.grouping import Patches
-
-
-@dataclass
-class PatchConfig:
-    num_groups: int = 64  # G centres per cloud
-    group_size: int = 32  # K points per patch
+from act3d.ops.grouping import PatchConfig, Patches
 
 
 @dataclass

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from act3d.errors import CheckpointError
+from act3d.models.checkpoint import load_state_strict, read_weight_file
 from act3d.models.transformer import Block, PostNormBlock
 
 log = logging.getLogger(__name__)
@@ -110,26 +111,8 @@ def vit_from_timm_state(state: dict[str, torch.Tensor], heads: int, source: str,
             "layer_scale": "blocks.0.ls1.gamma" in state, "qkv_bias": "blocks.0.attn.qkv.bias" in state}
     backbone = TeacherBackbone(arch, source)
     wanted = {k: v for k, v in state.items() if (k.startswith("blocks.") and int(k.split(".")[1]) in use) or k.startswith("norm.")}
-    _load_strict(backbone, wanted, source)
+    load_state_strict(backbone, wanted, source)
     return backbone
-
-
-def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in own
-             if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing keys {missing[:8]}{'...' if len(missing) > 8 else ''}")
-        if unexpected:
-            parts.append(f"unexpected keys {unexpected[:8]}{'...' if len(unexpected) > 8 else ''}")
-        if wrong:
-            parts.append(f"shape mismatches {wrong[:4]}")
-        raise CheckpointError(f"{source} does not match the expected architecture: " + "; ".join(parts))
-    module.load_state_dict(state)
 
 
 def dinov2_hf_to_timm(state: dict[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
@@ -174,31 +157,6 @@ def jax_vit_npz_to_timm(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor
     return out
 
 
-def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """A flat state dict from `.safetensors`, `.pth/.pt/.bin` (weights only) or `.npz`; errors name the file."""
-    if not path.is_file():
-        raise CheckpointError(f"weight file not found: {path}")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(path))
-        if path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as f:
-                return {k: f[k] for k in f.files}
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except CheckpointError:
-        raise
-    except Exception as err:  # corrupt archives raise many types
-        raise CheckpointError(f"{path}: not a readable weight file ({type(err).__name__}: {err})") from None
-    for key in ("state_dict", "model", "base_model", "module"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: expected a state dict, got {type(state).__name__}")
-    return {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
-
-
 def timm_vit(path: str | Path, heads: int | None, depth: int | None = None) -> TeacherBackbone:
     """A timm ViT checkpoint on disk (`.pth`, `.safetensors` or JAX `.npz`)."""
     path = Path(path)
@@ -206,9 +164,9 @@ def timm_vit(path: str | Path, heads: int | None, depth: int | None = None) -> T
         heads = heads_from_model_name(path.stem)
     if heads is None:
         raise CheckpointError(f"{path}: cannot tell the number of attention heads; set teacher.heads")
-    state = read_weights(path)
+    state = read_weight_file(path)
     if path.suffix == ".npz":
-        state = jax_vit_npz_to_timm(state)
+        state = jax_vit_npz_to_timm({k: v.numpy() for k, v in state.items()})
     elif any(k.startswith("encoder.layer.") or k.startswith("embeddings.") for k in state):
         state = dinov2_hf_to_timm(state)
     return vit_from_timm_state(state, heads, str(path), depth)
@@ -317,7 +275,7 @@ def bert_from_hf_state(state: dict[str, torch.Tensor], config: dict, source: str
     except KeyError as err:
         raise CheckpointError(f"{source}: missing BERT weight {err}") from None
     backbone = TeacherBackbone({"type": "bert", "width": width, "depth": n, "heads": heads, "hidden": hidden, "eps": eps}, source)
-    _load_strict(backbone, mapped, source)
+    load_state_strict(backbone, mapped, source)
     return backbone
 
 
@@ -331,7 +289,7 @@ def hf_bert(folder: str | Path, depth: int | None = None) -> TeacherBackbone:
     weights = next((folder / n for n in ("model.safetensors", "pytorch_model.bin") if (folder / n).is_file()), None)
     if weights is None:
         raise CheckpointError(f"{folder}: no model.safetensors or pytorch_model.bin")
-    return bert_from_hf_state(read_weights(weights), config, str(weights), depth)
+    return bert_from_hf_state(read_weight_file(weights), config, str(weights), depth)
 
 
 def minilm(depth: int | None = None) -> TeacherBackbone:

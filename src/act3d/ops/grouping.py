@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -39,6 +40,18 @@ def group_patches(points: torch.Tensor, num_groups: int, group_size: int) -> Pat
     _, neighbor_idx = knn(center, points, group_size)
     neighborhood = gather_points(points, neighbor_idx) - center.unsqueeze(2)
     return Patches(neighborhood, center, center_idx, neighbor_idx)
+
+
+@dataclass
+class PatchConfig:
+    """How a model cuts its clouds into patches."""
+
+    num_groups: int = 64  # G centres per cloud
+    group_size: int = 32  # K points per patch
+
+    def group(self, points: torch.Tensor) -> Patches:
+        """`(B, N, 3)` clouds -> their `Patches` (see `group_patches`)."""
+        return group_patches(points, self.num_groups, self.group_size)
 
 
 def group_patches_naive(points: torch.Tensor, num_groups: int, group_size: int) -> Patches:

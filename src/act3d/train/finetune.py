@@ -16,18 +16,18 @@ from act3d.config import from_dict, to_dict
 from act3d.data.dataset import DataConfig, PointClouds, open_source, split_validation, stack_clouds
 from act3d.data.transforms import AUGMENTATIONS, scale_and_translate
 from act3d.eval.metrics import confusion_matrix, mean_class_accuracy, overall_accuracy
-from act3d.models.autoencoder import PatchConfig
+from act3d.ops.grouping import PatchConfig
 from act3d.models.classifier import PointClassifier, Transfer
 from act3d.models.student import StudentConfig, StudentEncoder
 from act3d.ops.fps import farthest_point_sampling
 from act3d.ops.grouping import group_patches
 from act3d.ops.indexing import gather_points
-from act3d.train.checkpoint import load_checkpoint, load_model_state
+from act3d.models import zoo
+from act3d.models.checkpoint import load_checkpoint, load_state_strict
 from act3d.train.loop import FitResult, OptimConfig, RuntimeConfig, fit, run_files
-from act3d.train.stage2 import load_student_for_transfer
 
 log = logging.getLogger(__name__)
-KIND = "act3d-classifier"
+KIND = zoo.CLASSIFIER
 
 
 @dataclass
@@ -89,21 +89,28 @@ class ClassifierTask:
             pool = fps_points(points, fps_pool_size(self.cfg.data.num_points, points.shape[1]))
             points = random_subset(pool, self.cfg.data.num_points)
         points = AUGMENTATIONS[self.cfg.augmentation](points, None)
-        logits = model(group_patches(points, self.cfg.patches.num_groups, self.cfg.patches.group_size))
+        logits = model(self.cfg.patches.group(points))
         loss = F.cross_entropy(logits, labels)
         return loss, {"train_acc": (logits.argmax(-1) == labels).float().mean().item()}
 
 
-def build_classifier(cfg: FinetuneRunConfig, num_classes: int) -> PointClassifier:
+def build_classifier(cfg: FinetuneRunConfig, class_names: list[str]) -> PointClassifier:
+    """A classifier from scratch or on the pretrained student `cfg.checkpoint` (whose architecture then
+    replaces `cfg.student`, with the run's own drop path)."""
     if cfg.checkpoint is None:
         encoder = StudentEncoder(cfg.student)
     else:
-        encoder, pre_cfg = load_student_for_transfer(cfg.checkpoint, cfg.student.drop_path)
-        if pre_cfg.patches.group_size != cfg.patches.group_size:
+        encoder, arch = zoo.load_student(cfg.checkpoint, cfg.student.drop_path)
+        if arch["patches"]["group_size"] != cfg.patches.group_size:
             log.warning("the student was pretrained on %d-point patches, fine-tuning uses %d",
-                        pre_cfg.patches.group_size, cfg.patches.group_size)
-        cfg.student = pre_cfg.student
-    return PointClassifier(encoder, num_classes, cfg.transfer, cfg.head_dropout, cfg.frozen_backbone_mode)
+                        arch["patches"]["group_size"], cfg.patches.group_size)
+        cfg.student = zoo.student_config(arch)
+    return PointClassifier(encoder, len(class_names), cfg.transfer, cfg.head_dropout, cfg.frozen_backbone_mode)
+
+
+def classifier_arch(cfg: FinetuneRunConfig, class_names: list[str]) -> dict:
+    return zoo.classifier_arch(cfg.student, cfg.patches, cfg.data.num_points, class_names, cfg.transfer,
+                               cfg.head_dropout, cfg.frozen_backbone_mode)
 
 
 @torch.no_grad()
@@ -124,13 +131,13 @@ def classify(model: PointClassifier, points: torch.Tensor, cfg: FinetuneRunConfi
         if cfg.sampling == "fps":
             chunk = fps_points(chunk, fps_pool_size(n, chunk.shape[1]) if votes > 1 else min(n, chunk.shape[1]))
         if votes == 1:
-            out.append(model(group_patches(chunk, p.num_groups, p.group_size)).float())
+            out.append(model(p.group(chunk)).float())
             continue
         total = 0
         for _ in range(votes):
             cols = torch.randperm(chunk.shape[1], generator=generator)[:n].to(device)
             pts = scale_and_translate(chunk[:, cols], generator=generator)
-            total = total + model(group_patches(pts, p.num_groups, p.group_size)).float()
+            total = total + model(p.group(pts)).float()
         out.append(total / votes)
     return torch.cat(out).cpu()
 
@@ -150,7 +157,7 @@ def finetune(cfg: FinetuneRunConfig, out_dir: str | Path, resume: bool = False) 
     full_train, test_source = open_source(cfg.data, "train"), open_source(cfg.data, "test")
     names = list(full_train.class_names)
     train_source, val_source = split_validation(full_train, cfg.val_fraction, cfg.runtime.seed)
-    model = build_classifier(cfg, len(names))  # fills cfg.student from the checkpoint
+    model = build_classifier(cfg, names)  # fills cfg.student from the checkpoint
     load = cfg.data.load_points or cfg.data.num_points
     with run_files(out_dir, cfg) as main:
         test_points, test_labels = stack_clouds(test_source, load, seed=cfg.runtime.seed)
@@ -164,12 +171,12 @@ def finetune(cfg: FinetuneRunConfig, out_dir: str | Path, resume: bool = False) 
                 test_history.append(evaluate_classifier(m, test_points, test_labels, cfg)["acc"])
             return scores
 
-        extra = {"num_classes": len(names), "class_names": names}
+        extra = {"arch": classifier_arch(cfg, names)}
         result: FitResult = fit(ClassifierTask(model, cfg), train_data, cfg.optim, cfg.runtime, out_dir, to_dict(cfg),
                                 resume=resume, evaluate=evaluate if val is not None else None, best_metric="val_acc",
                                 evaluate_every=cfg.eval_every, extra=extra)
         if result.best is not None:  # the validation-selected model
-            load_model_state(model, load_checkpoint(out_dir / "checkpoints" / "best.pt", KIND)["model"], "best.pt")
+            load_state_strict(model, load_checkpoint(out_dir / "checkpoints" / "best.pt", KIND)["model"], "best.pt")
             val_acc = result.best["val_acc"]
         else:  # eval_every 0: the last model, still scored on validation
             val_acc = evaluate_classifier(model, *val, cfg, seed=cfg.runtime.seed)["acc"] if val is not None else None
@@ -193,15 +200,3 @@ def finetune(cfg: FinetuneRunConfig, out_dir: str | Path, resume: bool = False) 
         if main:
             (out_dir / "results.json").write_text(json.dumps(results, indent=2))
     return results
-
-
-def load_classifier(path: str | Path, ckpt: dict | None = None) -> tuple[PointClassifier, FinetuneRunConfig, list[str]]:
-    """A fine-tuned classifier from its checkpoint (`ckpt`: the file's already-read contents)."""
-    ckpt = ckpt if ckpt is not None else load_checkpoint(path, KIND)
-    cfg = from_dict(FinetuneRunConfig, ckpt["config"])
-    model = PointClassifier(StudentEncoder(cfg.student), ckpt["num_classes"], cfg.transfer, cfg.head_dropout,
-                            cfg.frozen_backbone_mode)
-    load_model_state(model, ckpt["model"], str(path))
-    return model.eval(), cfg, list(ckpt["class_names"])
-
-

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from act3d.errors import Act3dError
 from act3d.models.transformer import TransformerStack
-from act3d.train.checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from act3d.models.checkpoint import load_checkpoint, load_state_strict, save_checkpoint
 from act3d.train.distributed import DistInfo, barrier, init_distributed, mean_across_ranks, synchronise_batchnorm
 from act3d.train.schedule import cosine_with_warmup
 
@@ -277,7 +277,7 @@ def fit(
     step, best = 0, None
     if resume and last_path.is_file():
         ckpt = load_checkpoint(last_path, task.kind)
-        load_model_state(module, ckpt["model"], str(last_path))
+        load_state_strict(module, ckpt["model"], str(last_path))
         optimizer.load_state_dict(ckpt["optimizer"])
         if "scaler" in ckpt:
             scaler.load_state_dict(ckpt["scaler"])

@@ -20,17 +20,17 @@ from act3d.data.segmentation import PartShapes, RoomBlocks
 from act3d.data.transforms import scale_and_shift
 from act3d.data.shapenet import NUM_PARTS, PART_IDS
 from act3d.eval.metrics import iou_per_class, mean_class_accuracy, overall_accuracy, part_segmentation_miou
-from act3d.models.autoencoder import PatchConfig
+from act3d.ops.grouping import PatchConfig
 from act3d.models.segmenter import PointSegmenter
 from act3d.models.student import StudentConfig, StudentEncoder
 from act3d.ops.grouping import group_patches
 from act3d.errors import ConfigError
-from act3d.train.checkpoint import load_checkpoint, load_model_state
+from act3d.models import zoo
+from act3d.models.checkpoint import load_checkpoint, load_state_strict
 from act3d.train.loop import OptimConfig, RuntimeConfig, fit, run_files
-from act3d.train.stage2 import load_student_for_transfer
 
 log = logging.getLogger(__name__)
-KIND = "act3d-segmenter"
+KIND = zoo.SEGMENTER
 
 
 @dataclass
@@ -64,7 +64,7 @@ class SegmentTask:
         else:
             points, color, labels, category = batch
             extra = color if self.cfg.color else None
-        patches = group_patches(points, self.cfg.patches.num_groups, self.cfg.patches.group_size)
+        patches = self.cfg.patches.group(points)
         return model(patches, points, extra, category if self.cfg.task == "part" else None), labels
 
     def step(self, model: nn.Module, batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
@@ -135,20 +135,23 @@ def segment(cfg: SegmentRunConfig, out_dir: str | Path, resume: bool = False) ->
     if cfg.checkpoint is None:
         encoder = StudentEncoder(cfg.student)
     else:
-        encoder, pre = load_student_for_transfer(cfg.checkpoint, cfg.student.drop_path)
-        cfg.student = pre.student
+        encoder, arch = zoo.load_student(cfg.checkpoint, cfg.student.drop_path)
+        cfg.student = zoo.student_config(arch)
     train_src, train_data, val_data, test_data = _datasets(cfg)
-    if cfg.task == "part":
-        model = PointSegmenter(encoder, NUM_PARTS, num_categories=len(train_src.class_names), hidden=cfg.head_hidden)
-    else:
-        model = PointSegmenter(encoder, len(S3DIS_CLASSES), point_extra=3 if cfg.color else 0, hidden=cfg.head_hidden)
+    names = list(train_src.class_names) if cfg.task == "part" else list(S3DIS_CLASSES)
+    arch = zoo.segmenter_arch(cfg.student, cfg.patches, cfg.data.num_points, cfg.task, names,
+                              num_classes=NUM_PARTS if cfg.task == "part" else len(S3DIS_CLASSES),
+                              num_categories=len(names) if cfg.task == "part" else 0,
+                              point_extra=3 if cfg.task == "semantic" and cfg.color else 0, hidden=cfg.head_hidden)
+    model = PointSegmenter(encoder, arch["num_classes"], arch["num_categories"], arch["point_extra"], arch["hidden"])
     with run_files(out_dir, cfg) as main:
         task = SegmentTask(model, cfg)
         best = "val_instance_miou" if cfg.task == "part" else "val_miou"
         result = fit(task, train_data, cfg.optim, cfg.runtime, out_dir, to_dict(cfg), resume=resume,
-                     evaluate=lambda m: {f"val_{k}": v for k, v in evaluate(task, val_data).items()}, best_metric=best)
+                     evaluate=lambda m: {f"val_{k}": v for k, v in evaluate(task, val_data).items()}, best_metric=best,
+                     extra={"arch": arch})
         if result.best is not None:  # the validation-selected model; the test set is read once, here
-            load_model_state(model, load_checkpoint(out_dir / "checkpoints" / "best.pt", KIND)["model"], "best.pt")
+            load_state_strict(model, load_checkpoint(out_dir / "checkpoints" / "best.pt", KIND)["model"], "best.pt")
         scores = evaluate(task, test_data)
         results = {"task": cfg.task, "metrics": {f"test_{k}": v for k, v in scores.items()}, "validation": result.best,
                    "steps": result.steps, "seed": cfg.runtime.seed, "pretrained": cfg.checkpoint,

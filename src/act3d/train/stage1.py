@@ -11,15 +11,16 @@ from torch import nn
 
 from act3d.config import to_dict
 from act3d.data.dataset import DataConfig, PointClouds, open_source
-from act3d.models.autoencoder import AutoencoderConfig, CrossModalAutoencoder, PatchConfig, autoencoder_loss
+from act3d.models.autoencoder import AutoencoderConfig, CrossModalAutoencoder, autoencoder_loss
+from act3d.ops.grouping import PatchConfig
 from act3d.models.teachers import TeacherBackbone, build_teacher
 from act3d.ops.grouping import group_patches
-from act3d.train.checkpoint import load_checkpoint, load_model_state
+from act3d.models import zoo
 from act3d.train.loop import FitResult, OptimConfig, RuntimeConfig, fit, run_files
 from act3d.train.schedule import cosine_anneal
 
 log = logging.getLogger(__name__)
-KIND = "act3d-teacher"
+KIND = zoo.TEACHER
 
 
 @dataclass
@@ -55,7 +56,7 @@ class TeacherTask:
 
     def step(self, model: nn.Module, batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         points, _ = batch  # no augmentation: the official autoencoder runner applies none
-        patches = group_patches(points, self.cfg.patches.num_groups, self.cfg.patches.group_size)
+        patches = self.cfg.patches.group(points)
         a = self.cfg.anneal
         tau = cosine_anneal(step, a.steps, a.tau_start, a.tau_end)
         kl_weight = cosine_anneal(max(0, step - a.kl_delay), a.steps, a.kl_start, a.kl_end)
@@ -65,17 +66,6 @@ class TeacherTask:
 
 def build_autoencoder(cfg: TeacherRunConfig, teacher: TeacherBackbone | None = None) -> CrossModalAutoencoder:
     return CrossModalAutoencoder(cfg.model, cfg.patches, teacher if teacher is not None else build_teacher(cfg.model.teacher))
-
-
-def load_teacher_model(path: str | Path) -> CrossModalAutoencoder:
-    """A trained Stage I autoencoder from its checkpoint, frozen and in eval mode (the Stage II target)."""
-    from act3d.config import from_dict
-
-    ckpt = load_checkpoint(path, KIND)
-    cfg = from_dict(TeacherRunConfig, ckpt["config"])
-    model = build_autoencoder(cfg, TeacherBackbone.skeleton(ckpt["teacher_arch"]))
-    load_model_state(model, ckpt["model"], str(path))
-    return model.eval().requires_grad_(False)
 
 
 def train_teacher(cfg: TeacherRunConfig, out_dir: str | Path, resume: bool = False) -> FitResult:
@@ -91,7 +81,7 @@ def train_teacher(cfg: TeacherRunConfig, out_dir: str | Path, resume: bool = Fal
                  sum(p.numel() for p in model.parameters()) / 1e6)
         data = PointClouds(open_source(cfg.data, "pretrain"), cfg.data.num_points, train=True, seed=cfg.runtime.seed)
         # the architecture lets Stage II rebuild the teacher without its original weight file
-        extra = {"teacher_arch": {**teacher.arch, "name": teacher.name}}
+        extra = {"arch": zoo.teacher_arch(cfg.model, cfg.patches, teacher)}
         result = fit(TeacherTask(model, cfg), data, cfg.optim, cfg.runtime, out_dir, to_dict(cfg), resume=resume, extra=extra)
         if main:
             render_reconstructions(model, data, cfg, out_dir / "reconstructions.png")
@@ -107,7 +97,7 @@ def render_reconstructions(model: CrossModalAutoencoder, data: PointClouds, cfg:
     device = next(model.parameters()).device
     n = min(cfg.gallery, len(data))
     points = torch.stack([data[i * len(data) // n][0] for i in range(n)]).to(device)
-    patches = group_patches(points, cfg.patches.num_groups, cfg.patches.group_size)
+    patches = cfg.patches.group(points)
     out = model(patches, cosine_anneal(cfg.anneal.steps, cfg.anneal.steps, cfg.anneal.tau_start, cfg.anneal.tau_end))
     recon = (out.fine + patches.center.unsqueeze(2)).reshape(n, -1, 3)
     clouds, titles = [], []

@@ -15,15 +15,16 @@ from act3d.config import from_dict, to_dict
 from act3d.data.dataset import DataConfig, PointClouds, open_source
 from act3d.data.transforms import scale_and_translate
 from act3d.errors import Act3dError
-from act3d.models.autoencoder import CrossModalAutoencoder, PatchConfig
+from act3d.models.autoencoder import CrossModalAutoencoder
+from act3d.ops.grouping import PatchConfig
 from act3d.models.student import MaskedPointModel, StudentConfig, StudentEncoder, act_loss, center_features, mae_loss
 from act3d.ops.grouping import group_patches
-from act3d.train.checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from act3d.models import zoo
+from act3d.models.checkpoint import save_checkpoint
 from act3d.train.loop import OptimConfig, RuntimeConfig, fit, run_files
-from act3d.train.stage1 import load_teacher_model
 
 log = logging.getLogger(__name__)
-KIND = "act3d-student"
+KIND = zoo.STUDENT
 
 
 @dataclass
@@ -49,7 +50,7 @@ class PretrainTask:
 
     def step(self, model: nn.Module, batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         points, _ = batch
-        patches = group_patches(scale_and_translate(points), self.cfg.patches.num_groups, self.cfg.patches.group_size)
+        patches = self.cfg.patches.group(scale_and_translate(points))
         mask = self.module.make_mask(patches.center)
         pred = model(patches, mask)
         if self.cfg.student.target == "mae":
@@ -72,42 +73,26 @@ def pretrain(cfg: PretrainRunConfig, out_dir: str | Path, resume: bool = False) 
         if cfg.student.target == "act":
             if cfg.teacher_checkpoint is None:
                 raise Act3dError("the act target needs teacher_checkpoint: a Stage I checkpoint from `act3d train-teacher`")
-            teacher = load_teacher_model(cfg.teacher_checkpoint).train(cfg.teacher_mode == "train")
+            teacher = zoo.load_teacher(cfg.teacher_checkpoint).train(cfg.teacher_mode == "train")
             if teacher.patch_cfg.group_size != cfg.patches.group_size:
                 raise Act3dError(f"{cfg.teacher_checkpoint}: the teacher was trained on patches of "
                                  f"{teacher.patch_cfg.group_size} points, this run uses {cfg.patches.group_size}")
-        model = MaskedPointModel(cfg.student, cfg.patches.group_size, teacher.feature_dim if teacher else None)
+        target_dim = teacher.feature_dim if teacher else None
+        model = MaskedPointModel(cfg.student, cfg.patches.group_size, target_dim)
+        extra = {"arch": zoo.student_arch(cfg.student, cfg.patches, target_dim, cfg.data.num_points)}
         log.info("Stage II: target %s, student %.2fM parameters, mask %s %.2f", cfg.student.target,
                  sum(p.numel() for p in model.encoder.parameters()) / 1e6, cfg.student.mask_type, cfg.student.mask_ratio)
         if cfg.student.target == "none":
             path = out_dir / "checkpoints" / "last.pt"
             if main:
-                save_checkpoint(path, {"kind": KIND, "model": model.state_dict(), "step": 0, "config": to_dict(cfg)})
+                save_checkpoint(path, {"kind": KIND, "model": model.state_dict(), "step": 0, "config": to_dict(cfg), **extra})
             return path
         data = PointClouds(open_source(cfg.data, "pretrain"), cfg.data.num_points, train=True, seed=cfg.runtime.seed)
-        result = fit(PretrainTask(model, teacher, cfg), data, cfg.optim, cfg.runtime, out_dir, to_dict(cfg), resume=resume)
+        result = fit(PretrainTask(model, teacher, cfg), data, cfg.optim, cfg.runtime, out_dir, to_dict(cfg), resume=resume,
+                     extra=extra)
         if main:
             render_masked_inputs(model, data, cfg, out_dir / "masked_inputs.png")
     return result.checkpoint
-
-
-def load_student_encoder(path: str | Path, ckpt: dict | None = None) -> tuple[StudentEncoder, PretrainRunConfig]:
-    """The pretrained student backbone of a Stage II checkpoint (`ckpt`: the file's already-read contents)."""
-    ckpt = ckpt if ckpt is not None else load_checkpoint(path, KIND)
-    cfg = from_dict(PretrainRunConfig, ckpt["config"])
-    model = MaskedPointModel(cfg.student, cfg.patches.group_size, ckpt["model"]["head.weight"].shape[0]
-                             if cfg.student.target == "act" else None)
-    load_model_state(model, ckpt["model"], str(path))
-    return model.encoder, cfg
-
-
-def load_student_for_transfer(path: str | Path, drop_path: float) -> tuple[StudentEncoder, PretrainRunConfig]:
-    """A pretrained student backbone to train further: its own architecture, the new run's stochastic
-    depth (`drop_path`, also set in the returned config's `student`)."""
-    encoder, cfg = load_student_encoder(path)
-    cfg.student = replace(cfg.student, drop_path=drop_path)
-    encoder.blocks.set_drop_path(drop_path)
-    return encoder, cfg
 
 
 @torch.no_grad()
@@ -120,7 +105,7 @@ def render_masked_inputs(model: MaskedPointModel, data: PointClouds, cfg: Pretra
     device = next(model.parameters()).device
     n = min(cfg.gallery, len(data))
     points = torch.stack([data[i * len(data) // n][0] for i in range(n)]).to(device)
-    patches = group_patches(points, cfg.patches.num_groups, cfg.patches.group_size)
+    patches = cfg.patches.group(points)
     mask = model.make_mask(patches.center)
     absolute = patches.neighborhood + patches.center.unsqueeze(2)
     clouds, titles = [], []

@@ -1,0 +1,106 @@
+"""Weight files in and out: act3d checkpoints (written atomically, read without unpickling code, checked to
+belong to the model that loads them), foreign weight files (safetensors, `.pth` / `.bin`, `.npz`), and the
+one strict state-dict loader every loader uses."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from act3d.errors import CheckpointError
+
+# 2: checkpoints carry "arch", the model-level description `act3d.models.zoo` rebuilds a model from
+FORMAT_VERSION = 2
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Write `payload` (plus the format version) to `path` atomically: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        torch.save({"format_version": FORMAT_VERSION, **payload}, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # only left over when the write failed
+    return path
+
+
+def load_checkpoint(path: str | Path, kind: str | tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Read an act3d checkpoint; with `kind`, refuse one of another kind with a message saying what it is."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated zip, foreign pickle, ...: many exception types, one message
+        raise CheckpointError(f"{path}: not a readable act3d checkpoint ({type(err).__name__}: {err})") from None
+    if not isinstance(ckpt, dict) or "kind" not in ckpt or "model" not in ckpt:
+        raise CheckpointError(f"{path}: not an act3d checkpoint (no 'kind'/'model' entries); official ACT "
+                              "checkpoints are read with `act3d import-official`")
+    version = ckpt.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {version}, this act3d reads format {FORMAT_VERSION}; "
+                              "re-create it with this version (or import it with the act3d that wrote it)")
+    wanted = (kind,) if isinstance(kind, str) else kind
+    if wanted and ckpt["kind"] not in wanted:
+        raise CheckpointError(f"{path} is a {ckpt['kind']} checkpoint, but a {' or '.join(wanted)} checkpoint is needed")
+    return ckpt
+
+
+def _listing(names: list[str], limit: int = 8) -> str:
+    if not names:
+        return "none"
+    more = f" ... and {len(names) - limit} more" if len(names) > limit else ""
+    return f"({len(names)}) " + ", ".join(names[:limit]) + more
+
+
+def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """`load_state_dict` that refuses any mismatch, listing the missing, unexpected and mis-shaped keys and
+    naming the file they came from."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in own
+             if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        raise CheckpointError(f"{source} does not fit this model: missing keys {_listing(missing)}; "
+                              f"unexpected keys {_listing(unexpected)}; shape mismatches {_listing(wrong, 4)}")
+    model.load_state_dict(state)
+
+
+def read_weight_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """A flat state dict from `.safetensors`, `.pth` / `.pt` / `.bin` (read with `weights_only=True`) or
+    `.npz`. The weights may sit under `state_dict`, `model`, `base_model` or `module` (official ACT and
+    timm checkpoints); DataParallel's `module.` prefix is removed. Errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weight file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as f:
+                return {k: torch.from_numpy(np.ascontiguousarray(f[k])) for k in f.files}
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # corrupt archives raise many types
+        raise CheckpointError(f"{path}: not a readable weight file ({type(err).__name__}: {err})") from None
+    for key in ("state_dict", "model", "base_model", "module"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    tensors = {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)} \
+        if isinstance(state, dict) else {}
+    if not tensors:
+        raise CheckpointError(f"{path}: no state dict of tensors found (looked for 'state_dict', 'model', "
+                              "'base_model', 'module' and the top level)")
+    return tensors

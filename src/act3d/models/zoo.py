@@ -1,0 +1,106 @@
+"""The one place that rebuilds act3d models from checkpoints.
+
+Every checkpoint carries `arch`: the model-level description its model is rebuilt from (no run config, no
+training code, no original teacher weight file). The four kinds:
+
+- `act3d-teacher`: `{"patches", "model" (AutoencoderConfig), "teacher" (TeacherBackbone.arch)}`
+- `act3d-student`: `{"patches", "student" (StudentConfig), "target_dim", "num_points"}`
+- `act3d-classifier`: `{"patches", "student", "num_points", "num_classes", "class_names", "transfer",
+  "head_dropout", "frozen_mode"}`
+- `act3d-segmenter`: `{"patches", "student", "num_points", "task", "num_classes", "class_names",
+  "num_categories", "point_extra", "hidden"}`
+
+`*_arch` functions write these descriptions, `build` turns one into a model with fresh weights, and
+`load` reads a checkpoint into its model, strictly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from torch import nn
+
+from act3d.config import from_dict, to_dict
+from act3d.models.autoencoder import AutoencoderConfig, CrossModalAutoencoder
+from act3d.models.checkpoint import load_checkpoint, load_state_strict
+from act3d.models.classifier import PointClassifier, Transfer
+from act3d.models.segmenter import PointSegmenter
+from act3d.models.student import MaskedPointModel, StudentConfig, StudentEncoder
+from act3d.models.teachers import TeacherBackbone
+from act3d.ops.grouping import PatchConfig
+
+TEACHER, STUDENT, CLASSIFIER, SEGMENTER = "act3d-teacher", "act3d-student", "act3d-classifier", "act3d-segmenter"
+KINDS = (TEACHER, STUDENT, CLASSIFIER, SEGMENTER)
+
+
+def teacher_arch(model: AutoencoderConfig, patches: PatchConfig, backbone: TeacherBackbone) -> dict[str, Any]:
+    return {"patches": to_dict(patches), "model": to_dict(model), "teacher": {**backbone.arch, "name": backbone.name}}
+
+
+def student_arch(student: StudentConfig, patches: PatchConfig, target_dim: int | None, num_points: int) -> dict[str, Any]:
+    return {"patches": to_dict(patches), "student": to_dict(student), "target_dim": target_dim, "num_points": num_points}
+
+
+def classifier_arch(student: StudentConfig, patches: PatchConfig, num_points: int, class_names: list[str],
+                    transfer: Transfer, head_dropout: float, frozen_mode: str) -> dict[str, Any]:
+    return {"patches": to_dict(patches), "student": to_dict(student), "num_points": num_points,
+            "num_classes": len(class_names), "class_names": list(class_names), "transfer": transfer,
+            "head_dropout": head_dropout, "frozen_mode": frozen_mode}
+
+
+def segmenter_arch(student: StudentConfig, patches: PatchConfig, num_points: int, task: Literal["part", "semantic"],
+                   class_names: list[str], num_classes: int, num_categories: int, point_extra: int,
+                   hidden: int) -> dict[str, Any]:
+    return {"patches": to_dict(patches), "student": to_dict(student), "num_points": num_points, "task": task,
+            "num_classes": num_classes, "class_names": list(class_names), "num_categories": num_categories,
+            "point_extra": point_extra, "hidden": hidden}
+
+
+def patch_config(arch: dict[str, Any]) -> PatchConfig:
+    return from_dict(PatchConfig, arch["patches"])
+
+
+def student_config(arch: dict[str, Any]) -> StudentConfig:
+    return from_dict(StudentConfig, arch["student"])
+
+
+def build(kind: str, arch: dict[str, Any]) -> nn.Module:
+    """A model of `kind` with the architecture `arch` describes (fresh weights)."""
+    if kind == TEACHER:
+        return CrossModalAutoencoder(from_dict(AutoencoderConfig, arch["model"]), patch_config(arch),
+                                     TeacherBackbone.skeleton(arch["teacher"]))
+    if kind == STUDENT:
+        return MaskedPointModel(student_config(arch), patch_config(arch).group_size, arch["target_dim"])
+    if kind == CLASSIFIER:
+        return PointClassifier(StudentEncoder(student_config(arch)), arch["num_classes"], arch["transfer"],
+                               arch["head_dropout"], arch["frozen_mode"])
+    if kind == SEGMENTER:
+        return PointSegmenter(StudentEncoder(student_config(arch)), arch["num_classes"], arch["num_categories"],
+                              arch["point_extra"], arch["hidden"])
+    raise ValueError(f"unknown model kind {kind!r}; one of {KINDS}")
+
+
+def load(path: str | Path, kind: str | tuple[str, ...] = KINDS) -> tuple[nn.Module, dict[str, Any]]:
+    """The model a checkpoint holds, weights loaded strictly and in eval mode, and the checkpoint itself."""
+    ckpt = load_checkpoint(path, kind)
+    model = build(ckpt["kind"], ckpt["arch"])
+    load_state_strict(model, ckpt["model"], str(path))
+    return model.eval(), ckpt
+
+
+def load_teacher(path: str | Path) -> CrossModalAutoencoder:
+    """A trained Stage I autoencoder, frozen and in eval mode (the Stage II target)."""
+    model, _ = load(path, TEACHER)
+    return model.requires_grad_(False)
+
+
+def load_student(path: str | Path, drop_path: float | None = None) -> tuple[StudentEncoder, dict[str, Any]]:
+    """The pretrained student backbone of a Stage II checkpoint, and its `arch`. With `drop_path`, set up to
+    train further with that stochastic depth (the run's own rate, not the pretraining's); `arch` says so too."""
+    model, ckpt = load(path, STUDENT)
+    arch = ckpt["arch"]
+    if drop_path is not None:
+        model.encoder.blocks.set_drop_path(drop_path)
+        arch = {**arch, "student": {**arch["student"], "drop_path": drop_path}}
+    return model.encoder, arch

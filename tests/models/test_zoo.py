@@ -1,0 +1,52 @@
+"""One loader per model kind: every checkpoint rebuilds its model from its own `arch`, without training code."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from act3d.config import from_dict
+from act3d.errors import CheckpointError, DataError
+from act3d.models import zoo
+from act3d.models.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
+from act3d.train.segment import SegmentRunConfig, segment
+from conftest import TINY_PATCHES, TINY_RUNTIME, TINY_STUDENT
+from layouts import write_shapenetpart
+
+
+def test_the_inference_api_imports_no_training_code():
+    code = "import sys, act3d, act3d.api; print(sorted(m for m in sys.modules if m.startswith('act3d.train')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_a_segmenter_loads_and_segments_through_the_api(tmp_path):
+    cfg = from_dict(SegmentRunConfig, {
+        "task": "part", "data": {"format": "shapenetpart", "root": str(write_shapenetpart(tmp_path)), "num_points": 128},
+        "patches": TINY_PATCHES, "student": {**TINY_STUDENT, "depth": 3}, "head_hidden": 16,
+        "optim": {"epochs": 1, "batch_size": 2, "warmup_epochs": 0.5}, "runtime": TINY_RUNTIME, "pictures": 1})
+    segment(cfg, tmp_path / "seg")
+    import act3d
+
+    model = act3d.load_model(tmp_path / "seg" / "checkpoints" / "last.pt")
+    assert model.class_names == ["Airplane", "Mug"]
+    points, labels = model.segment(np.random.default_rng(0).normal(size=(2, 300, 3)), category=1)
+    assert points.shape == (2, 128, 3) and labels.shape == (2, 128) and labels.max() < 50
+    with pytest.raises(DataError, match="category in 0..1"):
+        model.segment(np.zeros((1, 300, 3)) + np.arange(3))
+    with pytest.raises(CheckpointError, match="is not a fine-tuned classifier"):
+        model.predict(np.zeros((1, 300, 3)))
+    # the same weights, rebuilt by the zoo from the checkpoint's arch alone
+    again, ckpt = zoo.load(tmp_path / "seg" / "checkpoints" / "last.pt", zoo.SEGMENTER)
+    assert ckpt["arch"]["num_categories"] == 2 and all(
+        torch.equal(a, b) for a, b in zip(again.state_dict().values(), model.head.state_dict().values()))
+
+
+def test_checkpoints_of_another_format_are_refused_with_a_reason(tmp_path):
+    save_checkpoint(tmp_path / "new.pt", {"kind": zoo.STUDENT, "model": {}})
+    assert load_checkpoint(tmp_path / "new.pt")["format_version"] == FORMAT_VERSION
+    torch.save({"format_version": 1, "kind": zoo.STUDENT, "model": {}}, tmp_path / "old.pt")
+    with pytest.raises(CheckpointError, match="old.pt: checkpoint format 1, this act3d reads format 2"):
+        zoo.load(tmp_path / "old.pt")
