@@ -8,6 +8,8 @@ import logging
 import time
 from pathlib import Path
 
+from act3d.data.formats import FORMATS
+
 log = logging.getLogger("act3d")
 
 
@@ -62,8 +64,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     check = sub.add_parser("check", help="summarise a dataset on disk, or say precisely what is wrong with it")
     check.add_argument("path", help="dataset root folder (or a single file with --format file)")
     check.add_argument("--format", required=True,
-                       choices=["shapenet55", "modelnet40", "modelnet40-dat", "modelnet40-fewshot", "scanobjectnn",
-                                "shapenetpart", "s3dis", "default", "file"])
+                       choices=[*FORMATS, "file"])
     check.add_argument("--split", default="train", choices=["pretrain", "train", "test"])
     check.add_argument("--variant", help="scanobjectnn: obj_bg | obj_only | pb_t50_rs; default: clean | scan")
     check.add_argument("--way", type=int, default=5, help="few-shot: classes per episode")

@@ -12,19 +12,17 @@ import torch
 from torch.utils.data import Dataset
 
 from act3d.data import default, modelnet, s3dis, scanobjectnn, shapenet
+from act3d.data.formats import FORMATS, DataFormat
 from act3d.data.sample import CloudSource, Sample, normalize_unit_sphere, resample_indices
 from act3d.errors import DataError
 
-FORMATS = ["default", "shapenet55", "modelnet40", "modelnet40-dat", "modelnet40-fewshot", "scanobjectnn", "shapenetpart",
-           "s3dis"]
 
 
 @dataclass
 class DataConfig:
     """Which data a run reads. `split` is `pretrain`, `train` or `test`."""
 
-    format: Literal["default", "shapenet55", "modelnet40", "modelnet40-dat", "modelnet40-fewshot", "scanobjectnn",
-                    "shapenetpart", "s3dis"] = "default"
+    format: DataFormat = "default"
     root: str | None = None  # dataset folder; the default dataset lives in the cache
     variant: str = "clean"  # default: clean | scan; scanobjectnn: obj_bg | obj_only | pb_t50_rs; few-shot: 5way10shot ...
     fold: int = 0  # few-shot episode (0-9)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -19,11 +19,9 @@ class Sample:
 
     points: np.ndarray  # (N, 3) float32
     label: int = -1  # object class, -1 when unlabelled
-    normals: np.ndarray | None = None  # (N, 3)
     colors: np.ndarray | None = None  # (N, 3) in [0, 1]
     point_labels: np.ndarray | None = None  # (N,) part / semantic class per point
     source: str = ""  # file (and entry) it came from, for error messages
-    extra: dict = field(default_factory=dict)
 
 
 class CloudSource(Protocol):

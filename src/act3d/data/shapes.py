@@ -175,7 +175,7 @@ def torus_arc(center, major: float, minor: float, arc: float = 2 * np.pi, plane:
 # ---------------------------------------------------------------------------------------------------
 
 
-def _legs(rng: Rng, width: float, depth: float, height: float, thick: float, inset: float) -> list[Surface]:
+def _legs(width: float, depth: float, height: float, thick: float, inset: float) -> list[Surface]:
     xs, zs = width / 2 - inset, depth / 2 - inset
     return [box((sx * xs, height / 2, sz * zs), (thick, height, thick)) for sx in (-1, 1) for sz in (-1, 1)]
 
@@ -187,7 +187,7 @@ def table(rng: Rng) -> list[Surface]:
     if rng.uniform() < 0.25:  # pedestal table
         parts += [cylinder((0, 0, 0), rng.uniform(0.05, 0.1), h - top), cylinder((0, 0, 0), rng.uniform(0.3, 0.45), 0.04)]
     else:
-        parts += _legs(rng, w, d, h - top, rng.uniform(0.04, 0.09), rng.uniform(0.03, 0.12))
+        parts += _legs(w, d, h - top, rng.uniform(0.04, 0.09), rng.uniform(0.03, 0.12))
         if rng.uniform() < 0.4:  # lower shelf
             parts.append(box((0, rng.uniform(0.15, 0.3), 0), (w * 0.9, 0.03, d * 0.9)))
     return parts
@@ -198,7 +198,7 @@ def chair(rng: Rng) -> list[Surface]:
     seat_h, back_h = rng.uniform(0.4, 0.5), rng.uniform(0.4, 0.7)
     t = rng.uniform(0.03, 0.06)
     parts = [box((0, seat_h, 0), (w, t, d)), box((0, seat_h + back_h / 2, -d / 2 + t / 2), (w, back_h, t))]
-    parts += _legs(rng, w, d, seat_h, rng.uniform(0.03, 0.05), 0.03)
+    parts += _legs(w, d, seat_h, rng.uniform(0.03, 0.05), 0.03)
     if rng.uniform() < 0.35:  # arm rests
         for sx in (-1, 1):
             parts.append(box((sx * w / 2, seat_h + 0.22, 0), (0.04, 0.04, d)))
@@ -259,7 +259,7 @@ def mug(rng: Rng) -> list[Surface]:
     return parts
 
 
-def _profile_object(rng: Rng, radii: list[float], heights: list[float], open_top: bool) -> list[Surface]:
+def _profile_object(radii: list[float], heights: list[float], open_top: bool) -> list[Surface]:
     return [revolve((0, 0, 0), radii, heights, caps=(True, not open_top))]
 
 
@@ -268,7 +268,7 @@ def bottle(rng: Rng) -> list[Surface]:
     shoulder, neck_r, neck_h = rng.uniform(0.15, 0.35), rng.uniform(0.06, 0.1), rng.uniform(0.2, 0.45)
     radii = [r, r, neck_r, neck_r, neck_r * 1.2]
     heights = [0, body, body + shoulder, body + shoulder + neck_h, body + shoulder + neck_h + 0.03]
-    return _profile_object(rng, radii, heights, open_top=False)
+    return _profile_object(radii, heights, open_top=False)
 
 
 def vase(rng: Rng) -> list[Surface]:
@@ -277,14 +277,14 @@ def vase(rng: Rng) -> list[Surface]:
     belly_at = rng.uniform(0.3, 0.55)
     radii = [r0, r_belly, r_neck, r_lip]
     heights = [0, belly_at * h, 0.85 * h, h]
-    return _profile_object(rng, radii, heights, open_top=True)
+    return _profile_object(radii, heights, open_top=True)
 
 
 def bowl(rng: Rng) -> list[Surface]:
     r, h = rng.uniform(0.5, 0.8), rng.uniform(0.25, 0.45)
     k = np.linspace(0, 1, 6)
     radii = list(0.45 * r + (r - 0.45 * r) * np.sqrt(k))
-    return _profile_object(rng, radii, list(k * h), open_top=True) + [cylinder((0, -0.05, 0), 0.3 * r, 0.05, caps=(True, False))]
+    return _profile_object(radii, list(k * h), open_top=True) + [cylinder((0, -0.05, 0), 0.3 * r, 0.05, caps=(True, False))]
 
 
 def shelf(rng: Rng) -> list[Surface]:

@@ -39,28 +39,6 @@ def rotate_about_up(points: torch.Tensor, max_angle: float = math.pi, generator:
     return points @ rotation_about_up(angles).transpose(1, 2)
 
 
-def jitter(points: torch.Tensor, sigma: float = 0.01, clip: float = 0.05, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Clipped Gaussian noise on every coordinate."""
-    noise = torch.randn(points.shape, generator=generator, device=generator.device if generator else "cpu")
-    return points + (sigma * noise).clamp(-clip, clip).to(points)
-
-
-def random_point_dropout(points: torch.Tensor, max_ratio: float = 0.875, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Drop a random fraction (up to `max_ratio`) of each cloud's points, replacing them by the first
-    point so the shape stays `(B, N, 3)` (PointNet++ recipe)."""
-    b, n, _ = points.shape
-    ratio = _uniform((b, 1), 0.0, max_ratio, points, generator)
-    drop = _uniform((b, n), 0.0, 1.0, points, generator) < ratio
-    return torch.where(drop.unsqueeze(-1), points[:, :1].expand_as(points), points)
-
-
-def normalize_unit_sphere(points: torch.Tensor) -> torch.Tensor:
-    """Centre each cloud and scale it so its farthest point lies at distance 1."""
-    centred = points - points.mean(dim=1, keepdim=True)
-    radius = centred.norm(dim=-1).amax(dim=1, keepdim=True).clamp_min(1e-12)
-    return centred / radius.unsqueeze(-1)
-
-
 AUGMENTATIONS = {
     "none": lambda p, g: p,
     "scale_translate": lambda p, g: scale_and_translate(p, generator=g),

@@ -128,3 +128,10 @@ class TransformerStack(nn.Module):
             if i in return_layers:
                 outs.append(x)
         return outs if return_layers else x
+
+
+def set_activation_checkpointing(module: nn.Module, enabled: bool) -> None:
+    """Recompute the activations of every Transformer stack inside `module` in backward (less memory)."""
+    for stack in module.modules():
+        if isinstance(stack, TransformerStack):
+            stack.checkpointing = enabled

@@ -83,6 +83,9 @@ class ClassifierTask:
     def __init__(self, model: PointClassifier, cfg: FinetuneRunConfig):
         self.module, self.cfg = model, cfg
 
+    def to(self, device: torch.device) -> None:
+        self.module.to(device)
+
     def step(self, model: nn.Module, batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         points, labels = batch
         if self.cfg.sampling == "fps":

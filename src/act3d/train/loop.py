@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from act3d.errors import Act3dError
-from act3d.models.transformer import TransformerStack
+from act3d.models.transformer import set_activation_checkpointing
 from act3d.models.checkpoint import load_checkpoint, load_state_strict, save_checkpoint
 from act3d.train.distributed import DistInfo, barrier, init_distributed, mean_across_ranks, synchronise_batchnorm
 from act3d.train.schedule import cosine_with_warmup
@@ -67,6 +67,10 @@ class Task(Protocol):
 
     kind: str  # checkpoint kind, e.g. "act3d-student"
     module: nn.Module  # the model whose trainable parameters are optimised
+
+    def to(self, device: torch.device) -> None:
+        """Move `module`, and whatever else the loss needs (a frozen teacher), to the training device."""
+        ...
 
     def step(self, model: nn.Module, batch: Any, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         """Loss and metrics of one (micro-)batch; `model` is `module`, possibly DDP-wrapped."""
@@ -257,10 +261,9 @@ def fit(
         total = min(total, optim.max_steps)
     warmup = int(optim.warmup_epochs * steps_per_epoch)
 
-    module = task.module.to(device)
-    for stack in module.modules():
-        if isinstance(stack, TransformerStack):
-            stack.checkpointing = runtime.activation_checkpointing
+    task.to(device)
+    module = task.module
+    set_activation_checkpointing(module, runtime.activation_checkpointing)
     model: nn.Module = module
     if dist_info.enabled:
         module = synchronise_batchnorm(module, device)

@@ -57,6 +57,9 @@ class SegmentTask:
     def __init__(self, model: PointSegmenter, cfg: SegmentRunConfig):
         self.module, self.cfg = model, cfg
 
+    def to(self, device: torch.device) -> None:
+        self.module.to(device)
+
     def forward(self, model: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
         if self.cfg.task == "part":
             points, labels, category = batch

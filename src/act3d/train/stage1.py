@@ -54,6 +54,9 @@ class TeacherTask:
     def __init__(self, model: CrossModalAutoencoder, cfg: TeacherRunConfig):
         self.module, self.cfg = model, cfg
 
+    def to(self, device: torch.device) -> None:
+        self.module.to(device)
+
     def step(self, model: nn.Module, batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         points, _ = batch  # no augmentation: the official autoencoder runner applies none
         patches = self.cfg.patches.group(points)

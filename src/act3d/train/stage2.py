@@ -48,6 +48,11 @@ class PretrainTask:
     def __init__(self, model: MaskedPointModel, teacher: CrossModalAutoencoder | None, cfg: PretrainRunConfig):
         self.module, self.teacher, self.cfg = model, teacher, cfg
 
+    def to(self, device: torch.device) -> None:
+        self.module.to(device)
+        if self.teacher is not None:
+            self.teacher.to(device)
+
     def step(self, model: nn.Module, batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         points, _ = batch
         patches = self.cfg.patches.group(scale_and_translate(points))
@@ -55,8 +60,6 @@ class PretrainTask:
         pred = model(patches, mask)
         if self.cfg.student.target == "mae":
             return mae_loss(pred, patches.neighborhood, mask), {}
-        if next(self.teacher.parameters()).device != points.device:
-            self.teacher.to(points.device)  # once, on whatever device the loop chose
         target = self.teacher.teacher_features(patches)
         if self.cfg.student.center_target:
             target = center_features(target)
