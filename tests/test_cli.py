@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import torch
 import pytest
 
 from act3d.cli import main
@@ -73,7 +74,13 @@ def test_api_embed_and_predict(trained):
     cloud = np.random.default_rng(0).normal(size=(300, 3))
     assert model.embed(cloud).shape == (1, 64)
     pred = model.predict(cloud, k=2)[0]
-    assert len(pred.labels) == 2 and abs(sum(pred.probabilities)) <= 1 + 1e-6
+    # the classifier's own softmax on the same prepared cloud, best first, named by class
+    probs = torch.softmax(model.head(model.patches.group(model.prepare(cloud))), -1)[0]
+    best = probs.argsort(descending=True)[:2]
+    assert pred.labels == [model.class_names[i] for i in best.tolist()]
+    np.testing.assert_allclose(pred.probabilities, probs[best].tolist(), rtol=1e-5)
+    everything = model.predict(cloud, k=len(model.class_names))[0]
+    assert sum(everything.probabilities) == pytest.approx(1, abs=1e-5)
     with pytest.raises(DataError, match="NaN/inf"):
         model.embed(np.full((10, 3), np.nan))
     with pytest.raises(CheckpointError, match="not a fine-tuned classifier"):
