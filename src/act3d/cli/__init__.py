@@ -25,10 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-from act3d import cli_data, cli_demo, cli_eval, cli_interop, cli_train  # noqa: E402
+from act3d.cli import data, demo, evaluate, infer, interop, train  # noqa: E402
 
-_COMMANDS = [cli_demo.register, cli_data.register, cli_train.register, cli_eval.register, cli_eval.register_segment,
-             cli_interop.register]
+_COMMANDS = [demo.register, data.register, train.register, evaluate.register, infer.register, interop.register]
 
 
 def main(argv: list[str] | None = None) -> int:

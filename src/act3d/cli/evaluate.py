@@ -1,0 +1,102 @@
+"""`act3d eval svm` and `act3d eval fewshot`: frozen-feature protocols on a pretrained student."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+
+from act3d.cli.common import config_hash, write_results
+
+log = logging.getLogger("act3d")
+
+
+def _features_for(args: argparse.Namespace, split: str):
+    from act3d.data.dataset import DataConfig, open_source, stack_clouds
+    from act3d.eval.probe import extract_features
+    from act3d.models import zoo
+
+    encoder, arch = zoo.load_student(args.checkpoint)
+    data_cfg = DataConfig(format=args.format, root=args.root, variant=args.variant or ("pb_t50_rs" if args.format == "scanobjectnn" else "scan"),
+                          num_points=args.num_points or arch["num_points"])
+    source = open_source(data_cfg, split)
+    x, y = stack_clouds(source, data_cfg.num_points)
+    return extract_features(encoder, x, zoo.patch_config(arch)), y.numpy(), source.class_names
+
+
+def _eval_svm(args: argparse.Namespace) -> int:
+    from act3d.eval.probe import svm_probe
+
+    ftr, ytr, names = _features_for(args, "train")
+    fte, yte, _ = _features_for(args, "test")
+    res = svm_probe(ftr, ytr, fte, yte, len(names), seed=args.seed)
+    h = config_hash(vars(args) | {"run": None})
+    rows = [{"metric": "overall_accuracy", "value": res["test_acc"], "split": "test", "seed": args.seed, "config_hash": h},
+            {"metric": "mean_class_accuracy", "value": res["test_macc"], "split": "test", "seed": args.seed, "config_hash": h}]
+    write_results(Path(args.out), rows, {"svm_C": res["C"], "val_acc": res["val_acc"], "test_acc": res["test_acc"], "checkpoint": args.checkpoint})
+    print(f"linear SVM probe: OA {100 * res['test_acc']:.2f}%  mAcc {100 * res['test_macc']:.2f}%  "
+          f"(C={res['C']} chosen by {res['val_acc']:.3f} cross-validated accuracy on the training split)")
+    return 0
+
+
+def _eval_fewshot(args: argparse.Namespace) -> int:
+    from act3d.data.dataset import stack_clouds
+    from act3d.data.modelnet import modelnet40_fewshot
+    from act3d.eval.metrics import mean_std, overall_accuracy
+    from act3d.eval.probe import _svm_pipeline, extract_features, fewshot
+    from act3d.models import zoo
+
+    settings = [(w, s) for w in args.way for s in args.shot]
+    rows, table = [], {}
+    if args.fewshot_root:  # the official fold pickles
+        encoder, arch = zoo.load_student(args.checkpoint)
+        patches, num_points = zoo.patch_config(arch), arch["num_points"]
+        for way, shot in settings:
+            accs = []
+            for fold in range(args.folds):
+                train, test = modelnet40_fewshot(args.fewshot_root, way, shot, fold)
+                tx, ty = stack_clouds(train, num_points)
+                vx, vy = stack_clouds(test, num_points)
+                clf = _svm_pipeline(1.0).fit(extract_features(encoder, tx, patches), ty.numpy())
+                accs.append(overall_accuracy(clf.predict(extract_features(encoder, vx, patches)), vy.numpy()))
+            mean, std = mean_std(accs)
+            table[f"{way}w{shot}s"] = {"mean": mean, "std": std, "folds": accs}
+    else:  # folds drawn deterministically from any labelled set
+        ftr, ytr, _ = _features_for(args, "train")
+        fte, yte, _ = _features_for(args, "test")
+        table = fewshot(ftr, ytr, fte, yte, settings, folds=args.folds, seed=args.seed)
+    for key, v in table.items():
+        rows.append({"metric": f"fewshot_{key}_accuracy_mean", "value": v["mean"], "std": v["std"], "split": "test",
+                     "seed": args.seed, "config_hash": config_hash(vars(args) | {"run": None})})
+        print(f"{key}: {100 * v['mean']:.1f} ± {100 * v['std']:.1f} %  ({len(v['folds'])} folds)")
+    write_results(Path(args.out), rows, {"checkpoint": args.checkpoint, "table": table})
+    return 0
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="Stage II student checkpoint")
+    p.add_argument("--format", default="default", help="data format (default: the embedded dataset)")
+    p.add_argument("--root", help="dataset folder")
+    p.add_argument("--variant", help="default: clean | scan; scanobjectnn: obj_bg | obj_only | pb_t50_rs")
+    p.add_argument("--num-points", type=int, help="points per cloud (default: as pretrained)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="folder for results.json")
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    ev = commands.add_parser("eval", help="frozen-feature protocols: linear SVM probe, few-shot")
+    sub = ev.add_subparsers(dest="eval_command", metavar="PROTOCOL", required=True)
+    svm = sub.add_parser("svm", help="linear SVM on frozen features, C chosen by cross-validation on the training split")
+    _data_args(svm)
+    svm.set_defaults(run=_eval_svm)
+    fs = sub.add_parser("fewshot", help="N-way K-shot episodes, mean ± std over folds")
+    _data_args(fs)
+    fs.add_argument("--fewshot-root", help="ModelNetFewshot folder with the official fold pickles")
+    fs.add_argument("--way", type=int, nargs="+", default=[5, 10])
+    fs.add_argument("--shot", type=int, nargs="+", default=[10, 20])
+    fs.add_argument("--folds", type=int, default=10)
+    fs.set_defaults(run=_eval_fewshot)
+
+
+
