@@ -21,8 +21,37 @@ PRESET_DIR = Path(__file__).parent / "presets"
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
+class RawValue(str):
+    """A value typed on the command line (`--set key=value`), parsed by the type of the field it sets:
+    verbatim for text fields (paths stay paths: `runs/exp #1/last.pt`, `2024`), as YAML otherwise."""
+
+
+def _accepts_text(hint: Any) -> bool:
+    if hint is str:
+        return True
+    if get_origin(hint) is Literal:
+        return all(isinstance(a, str) for a in get_args(hint))
+    if get_origin(hint) in (Union, types.UnionType):
+        return any(_accepts_text(a) for a in get_args(hint) if a is not type(None))
+    return False
+
+
+def _parse_raw(value: RawValue, hint: Any, key: str) -> Any:
+    text = str(value)
+    if _accepts_text(hint):
+        allows_none = get_origin(hint) in (Union, types.UnionType) and type(None) in get_args(hint)
+        return None if allows_none and text in ("null", "~", "None") else text
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        problem = str(getattr(err, "problem", None) or err).splitlines()[0]
+        raise ConfigError(f"{key}: cannot read {text!r} as a value ({problem})") from None
+
+
 def _coerce(value: Any, hint: Any, key: str) -> Any:
     origin = get_origin(hint)
+    if isinstance(value, RawValue):
+        value = _parse_raw(value, hint, key)
     if hint is Any:
         return value
     if origin is Literal:
@@ -89,6 +118,8 @@ def from_dict(cls: type[T], data: Any, prefix: str = "") -> T:
         return cls(**kwargs)
     except TypeError as err:  # a field without default was left out
         raise ConfigError(f"{where}: {err}") from None
+    except ConfigError as err:  # a domain check of __post_init__: give the field its full dotted name
+        raise ConfigError(f"{prefix}.{err}" if prefix else str(err)) from None
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -105,12 +136,12 @@ def to_dict(config: Any) -> dict[str, Any]:
     return plain(dataclasses.asdict(config))
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """`"optim.lr=1e-3"` -> `(["optim", "lr"], 0.001)`; the value is parsed as YAML."""
+def parse_override(text: str) -> tuple[list[str], RawValue]:
+    """`"optim.lr=1e-3"` -> `(["optim", "lr"], RawValue("1e-3"))`: the value is read by its field's type."""
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like key.sub=value")
     key, raw = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw)
+    return key.strip().split("."), RawValue(raw.strip())
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -139,8 +170,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file not found: {path}")
     try:
         data = yaml.safe_load(path.read_text()) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (expected a YAML config)") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        raise ConfigError(f"{path}: not valid YAML: " + " ".join(str(err).split())) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return data
@@ -176,6 +209,7 @@ def save_config(config: Any, path: str | Path) -> None:
 
 __all__ = [
     "ConfigError",
+    "RawValue",
     "apply_overrides",
     "from_dict",
     "list_presets",

@@ -15,3 +15,10 @@ class DataError(Act3dError, ValueError):
 
 class CheckpointError(Act3dError, ValueError):
     """A checkpoint or weight file is missing, corrupt, or belongs to another model."""
+
+
+def require(ok: bool, key: str, expected: str, value: object) -> None:
+    """Raise `ConfigError` naming `key` unless `ok`: the domain checks in the config dataclasses'
+    `__post_init__` (`act3d.config.from_dict` prefixes the section, e.g. `optim.lr`)."""
+    if not ok:
+        raise ConfigError(f"{key}: expected {expected}, got {value!r}")

@@ -14,7 +14,8 @@ from torch.utils.data import Dataset
 from act3d.data import default, modelnet, s3dis, scanobjectnn, shapenet
 from act3d.data.formats import FORMATS, DataFormat
 from act3d.data.sample import CloudSource, Sample, normalize_unit_sphere, resample_indices
-from act3d.errors import DataError
+from act3d.errors import DataError, require
+from act3d.ops.grouping import PatchConfig
 
 
 
@@ -34,6 +35,19 @@ class DataConfig:
     # sampling needs the stored cloud: 8192 for the ModelNet40 .dat files, 2048 for ScanObjectNN); 0 = num_points
     load_points: int = 0
     nonfinite: Literal["error", "drop"] = "error"
+
+    def __post_init__(self) -> None:
+        require(self.num_points >= 1, "num_points", "an integer >= 1", self.num_points)
+        require(self.load_points == 0 or self.load_points >= self.num_points, "load_points",
+                f"0 or at least num_points = {self.num_points}", self.load_points)
+        require(self.fold >= 0, "fold", "an integer >= 0", self.fold)
+
+
+def check_points_per_cloud(data: DataConfig, patches: PatchConfig) -> None:
+    """A run's clouds must hold enough points for its patches (FPS centres, kNN neighbours)."""
+    need = max(patches.num_groups, patches.group_size)
+    require(data.num_points >= need, "data.num_points",
+            f"at least max(patches.num_groups, patches.group_size) = {need}", data.num_points)
 
 
 def open_source(cfg: DataConfig, split: str) -> CloudSource:

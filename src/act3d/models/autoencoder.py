@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from act3d.errors import require
 from act3d.models.decoder import FoldingDecoder
 from act3d.models.dgcnn import DGCNN
 from act3d.models.teachers import TeacherBackbone, TeacherConfig
@@ -37,6 +38,18 @@ class AutoencoderConfig:
     prompt_dropout: float = 0.1  # on the prompt tokens (official `prompt_dropout`)
     tuning: Literal["prompt", "full"] = "prompt"  # prompt: teacher frozen; full: the paper's ablation
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
+
+    def __post_init__(self) -> None:
+        # GroupNorm(4) closes both DGCNNs: their outputs (codebook logits, tokens) must split into 4 groups
+        require(self.tokens_dim >= 4 and self.tokens_dim % 4 == 0, "tokens_dim", "a multiple of 4", self.tokens_dim)
+        require(self.codebook_size >= 4 and self.codebook_size % 4 == 0, "codebook_size", "a multiple of 4",
+                self.codebook_size)
+        for key in ("dgcnn_k", "decoder_hidden", "fold_hidden"):
+            require(getattr(self, key) >= 1, key, "an integer >= 1", getattr(self, key))
+        require(self.embed_hidden > 0 and self.dgcnn_hidden > 0, "embed_hidden / dgcnn_hidden", "values > 0",
+                (self.embed_hidden, self.dgcnn_hidden))
+        require(self.num_prompts >= 0, "num_prompts", "an integer >= 0", self.num_prompts)
+        require(0 <= self.prompt_dropout < 1, "prompt_dropout", "a rate in [0, 1)", self.prompt_dropout)
 
 
 class PromptedTeacher(nn.Module):

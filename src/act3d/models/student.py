@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from act3d.errors import require
 from act3d.models.tokenizer import CenterEmbed, PatchEmbed
 from act3d.models.transformer import TransformerStack
 from act3d.ops.chamfer import chamfer_distance
@@ -38,6 +39,18 @@ class StudentConfig:
     # act target: subtract the batch's mean teacher feature first. Teacher features share a large common
     # direction, and predicting that constant alone already scores cos 0.88; centring leaves the per-patch part.
     center_target: bool = False
+
+    def __post_init__(self) -> None:
+        for key in ("width", "depth", "heads", "decoder_depth", "decoder_heads"):
+            require(getattr(self, key) >= 1, key, "an integer >= 1", getattr(self, key))
+        require(self.width % self.heads == 0, "heads", f"a divisor of width = {self.width}", self.heads)
+        require(self.width % self.decoder_heads == 0, "decoder_heads", f"a divisor of width = {self.width}",
+                self.decoder_heads)
+        require(self.mlp_ratio > 0 and self.embed_hidden > 0, "mlp_ratio / embed_hidden", "values > 0",
+                (self.mlp_ratio, self.embed_hidden))
+        require(0 <= self.drop_path < 1, "drop_path", "a rate in [0, 1)", self.drop_path)
+        require(0 <= self.mask_ratio < 1, "mask_ratio", "a ratio in [0, 1) (some patches must stay visible)",
+                self.mask_ratio)
 
 
 def _init_weights(module: nn.Module) -> None:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from act3d.errors import CheckpointError
+from act3d.errors import CheckpointError, require
 from act3d.models.checkpoint import load_state_strict, read_weight_file
 from act3d.models.transformer import Block, PostNormBlock
 
@@ -44,6 +44,13 @@ class TeacherConfig:
     width: int = 384  # random teacher only
     random_depth: int = 12  # random teacher only
     layer_scale: bool = True  # random teacher only: DINOv2-style LayerScale, as in the shipped ViT
+
+    def __post_init__(self) -> None:
+        for key in ("heads", "depth"):
+            value = getattr(self, key)
+            require(value is None or value >= 1, key, "null or an integer >= 1", value)
+        require(self.width >= 1 and self.random_depth >= 1, "width / random_depth", "integers >= 1",
+                (self.width, self.random_depth))
 
 
 class TeacherBackbone(nn.Module):

@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 import torch
 
+from act3d.errors import require
 from act3d.ops._checks import check_cloud, check_count
 from act3d.ops.fps import farthest_point_sampling, farthest_point_sampling_naive
 from act3d.ops.indexing import gather_points, gather_points_naive
@@ -48,6 +49,10 @@ class PatchConfig:
 
     num_groups: int = 64  # G centres per cloud
     group_size: int = 32  # K points per patch
+
+    def __post_init__(self) -> None:
+        require(self.num_groups >= 1, "num_groups", "an integer >= 1", self.num_groups)
+        require(self.group_size >= 1, "group_size", "an integer >= 1", self.group_size)
 
     def group(self, points: torch.Tensor) -> Patches:
         """`(B, N, 3)` clouds -> their `Patches` (see `group_patches`)."""

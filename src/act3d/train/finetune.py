@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from act3d.errors import require
 from act3d.config import from_dict, to_dict
-from act3d.data.dataset import DataConfig, PointClouds, open_source, split_validation, stack_clouds
+from act3d.data.dataset import DataConfig, PointClouds, check_points_per_cloud, open_source, split_validation, stack_clouds
 from act3d.data.transforms import AUGMENTATIONS, scale_and_translate
 from act3d.eval.metrics import confusion_matrix, mean_class_accuracy, overall_accuracy
 from act3d.ops.grouping import PatchConfig
@@ -57,6 +58,15 @@ class FinetuneRunConfig:
     test_selected_vote_rounds: int = 0
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-4, weight_decay=0.05, batch_size=32))
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def __post_init__(self) -> None:
+        check_points_per_cloud(self.data, self.patches)
+        require(0 <= self.head_dropout < 1, "head_dropout", "a rate in [0, 1)", self.head_dropout)
+        require(self.votes >= 1, "votes", "an integer >= 1", self.votes)
+        require(0 <= self.val_fraction < 1, "val_fraction", "a fraction in [0, 1)", self.val_fraction)
+        require(self.eval_every >= 0, "eval_every", "an integer >= 0", self.eval_every)
+        require(self.test_selected_vote_rounds >= 0, "test_selected_vote_rounds", "an integer >= 0",
+                self.test_selected_vote_rounds)
 
 
 # official runner_finetune: the FPS pool a training subset is drawn from, by subset size

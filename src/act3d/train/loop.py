@@ -13,6 +13,7 @@ import csv
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from act3d.errors import Act3dError
+from act3d.errors import Act3dError, require
 from act3d.models.transformer import set_activation_checkpointing
 from act3d.models.checkpoint import load_checkpoint, load_state_strict, save_checkpoint
 from act3d.train.distributed import DistInfo, barrier, init_distributed, mean_across_ranks, synchronise_batchnorm
@@ -44,6 +45,17 @@ class OptimConfig:
     grad_clip: float = 10.0  # 0 disables
     max_steps: int | None = None  # stop after this many optimiser steps (smoke runs)
 
+    def __post_init__(self) -> None:
+        require(self.epochs >= 1, "epochs", "an integer >= 1", self.epochs)
+        require(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
+        require(self.accum_steps >= 1, "accum_steps", "an integer >= 1", self.accum_steps)
+        require(self.lr > 0, "lr", "a learning rate > 0", self.lr)
+        require(0 <= self.min_lr <= self.lr, "min_lr", f"a value in [0, lr = {self.lr}]", self.min_lr)
+        require(self.weight_decay >= 0, "weight_decay", "a value >= 0", self.weight_decay)
+        require(self.warmup_epochs >= 0, "warmup_epochs", "a value >= 0", self.warmup_epochs)
+        require(self.grad_clip >= 0, "grad_clip", "a value >= 0 (0 disables clipping)", self.grad_clip)
+        require(self.max_steps is None or self.max_steps >= 1, "max_steps", "null or an integer >= 1", self.max_steps)
+
 
 @dataclass
 class RuntimeConfig:
@@ -60,6 +72,13 @@ class RuntimeConfig:
     log_every: int = 10
     checkpoint_every: int = 0  # optimiser steps; 0 = at the end of every epoch
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        require(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None, "device", "auto, cpu, cuda or cuda:N",
+                self.device)
+        require(self.num_workers >= 0, "num_workers", "an integer >= 0", self.num_workers)
+        require(self.log_every >= 1, "log_every", "an integer >= 1", self.log_every)
+        require(self.checkpoint_every >= 0, "checkpoint_every", "an integer >= 0 (0: every epoch)", self.checkpoint_every)
 
 
 class Task(Protocol):

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from act3d.config import to_dict
-from act3d.data.dataset import DataConfig, open_source, split_validation
+from act3d.data.dataset import DataConfig, check_points_per_cloud, open_source, split_validation
 from act3d.data.s3dis import CLASSES as S3DIS_CLASSES
 from act3d.data.segmentation import PartShapes, RoomBlocks
 from act3d.data.transforms import scale_and_shift
@@ -24,7 +24,7 @@ from act3d.ops.grouping import PatchConfig
 from act3d.models.segmenter import PointSegmenter
 from act3d.models.student import StudentConfig, StudentEncoder
 from act3d.ops.grouping import group_patches
-from act3d.errors import ConfigError
+from act3d.errors import ConfigError, require
 from act3d.models import zoo
 from act3d.models.checkpoint import load_checkpoint, load_state_strict
 from act3d.train.loop import OptimConfig, RuntimeConfig, fit, run_files
@@ -49,6 +49,13 @@ class SegmentRunConfig:
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-4, weight_decay=0.05, batch_size=16))
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     pictures: int = 4
+
+    def __post_init__(self) -> None:
+        check_points_per_cloud(self.data, self.patches)
+        require(self.block > 0, "block", "a block size in metres > 0", self.block)
+        require(self.blocks_per_room >= 1 and self.head_hidden >= 1, "blocks_per_room / head_hidden", "integers >= 1",
+                (self.blocks_per_room, self.head_hidden))
+        require(0 < self.val_fraction < 1, "val_fraction", "a fraction in (0, 1)", self.val_fraction)
 
 
 class SegmentTask:

@@ -9,8 +9,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from act3d.errors import require
 from act3d.config import to_dict
-from act3d.data.dataset import DataConfig, PointClouds, open_source
+from act3d.data.dataset import DataConfig, PointClouds, check_points_per_cloud, open_source
 from act3d.models.autoencoder import AutoencoderConfig, CrossModalAutoencoder, autoencoder_loss
 from act3d.ops.grouping import PatchConfig
 from act3d.models.teachers import TeacherBackbone, build_teacher
@@ -36,6 +37,12 @@ class AnnealConfig:
     kl_delay: int = 10_000
     steps: int = 100_000
 
+    def __post_init__(self) -> None:
+        require(self.tau_start > 0 and self.tau_end > 0, "tau_start / tau_end", "temperatures > 0",
+                (self.tau_start, self.tau_end))
+        require(self.steps >= 1, "steps", "an integer >= 1", self.steps)
+        require(self.kl_delay >= 0, "kl_delay", "an integer >= 0", self.kl_delay)
+
 
 @dataclass
 class TeacherRunConfig:
@@ -46,6 +53,11 @@ class TeacherRunConfig:
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-4, weight_decay=5e-4, batch_size=64))
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     gallery: int = 8  # clouds shown in the reconstruction gallery
+
+    def __post_init__(self) -> None:
+        require(self.patches.group_size % 4 == 0, "patches.group_size", "a multiple of 4 (the 2x2 folding grid)",
+                self.patches.group_size)
+        check_points_per_cloud(self.data, self.patches)
 
 
 class TeacherTask:

@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from act3d.config import from_dict, to_dict
-from act3d.data.dataset import DataConfig, PointClouds, open_source
+from act3d.data.dataset import DataConfig, PointClouds, check_points_per_cloud, open_source
 from act3d.data.transforms import scale_and_translate
-from act3d.errors import Act3dError
+from act3d.errors import Act3dError, require
 from act3d.models.autoencoder import CrossModalAutoencoder
 from act3d.ops.grouping import PatchConfig
 from act3d.models.student import MaskedPointModel, StudentConfig, StudentEncoder, act_loss, center_features, mae_loss
@@ -40,6 +40,12 @@ class PretrainRunConfig:
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, weight_decay=0.05, batch_size=128))
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     gallery: int = 4
+
+    def __post_init__(self) -> None:
+        check_points_per_cloud(self.data, self.patches)
+        require(round(self.student.mask_ratio * self.patches.num_groups) >= 1 or self.student.target == "none",
+                "student.mask_ratio", f"a ratio that masks at least one of {self.patches.num_groups} patches",
+                self.student.mask_ratio)
 
 
 class PretrainTask:
