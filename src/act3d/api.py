@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from act3d.data.files import read_cloud
-from act3d.data.sample import normalize_unit_sphere, resample_indices
+from act3d.data.sample import check_points, normalize_unit_sphere, resample_indices
 from act3d.errors import CheckpointError, DataError
 from act3d.eval.probe import extract_features
 from act3d.ops.grouping import PatchConfig
@@ -47,15 +47,22 @@ class Act3dModel:
         clouds = arr[None] if arr.ndim == 2 else arr
         if clouds.ndim != 3 or clouds.shape[-1] != 3:
             raise DataError(f"expected points of shape (N, 3) or (B, N, 3), got {arr.shape}")
-        if not np.isfinite(clouds).all():
-            raise DataError(f"{int((~np.isfinite(clouds)).any(-1).sum())} points have NaN/inf coordinates")
         rng = np.random.default_rng(seed)
-        out = [normalize_unit_sphere(c[resample_indices(len(c), self.num_points, rng)]) for c in clouds]
+        out = []
+        for i, cloud in enumerate(clouds):
+            cloud = check_points(cloud, f"cloud {i}")
+            out.append(normalize_unit_sphere(cloud[resample_indices(len(cloud), self.num_points, rng)]))
         return torch.from_numpy(np.stack(out))
+
+    def _finite(self, values: torch.Tensor | np.ndarray, what: str) -> None:
+        if not np.isfinite(np.asarray(values)).all():
+            raise CheckpointError(f"{self.path} gave non-finite {what}; its weights or these clouds are broken")
 
     def embed(self, points: np.ndarray | torch.Tensor) -> np.ndarray:
         """`(B, 2W)` features: max- and mean-pooled student tokens."""
-        return extract_features(self.encoder, self.prepare(points), self.patches)
+        features = extract_features(self.encoder, self.prepare(points), self.patches)
+        self._finite(features, "features")
+        return features
 
     @torch.no_grad()
     def predict(self, points: np.ndarray | torch.Tensor, k: int = 5) -> list[Prediction]:
@@ -64,6 +71,7 @@ class Act3dModel:
             raise CheckpointError(f"{self.path} is not a fine-tuned classifier: predict needs a checkpoint from "
                                   "`act3d finetune`")
         probs = torch.softmax(self.head(self.patches.group(self.prepare(points))), -1)
+        self._finite(probs, "class probabilities")
         top = probs.topk(min(k, probs.shape[-1]), dim=-1)
         return [Prediction([self.class_names[i] for i in idx.tolist()], p.tolist()) for p, idx in zip(top.values, top.indices)]
 
@@ -80,6 +88,7 @@ class Act3dModel:
                 raise DataError(f"part segmentation needs category in 0..{self.head.num_categories - 1}, got {category}")
             cats = torch.full((len(clouds),), category, dtype=torch.long)
         logits = self.head(self.patches.group(clouds), clouds, None, cats)
+        self._finite(logits, "part scores")
         return clouds.numpy(), logits.argmax(-1).numpy()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 
 from act3d import __version__
 from act3d.errors import Act3dError
@@ -12,8 +13,21 @@ from act3d.errors import Act3dError
 log = logging.getLogger("act3d")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (the command's --help says the rest)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        fail(f"{message} (see `{self.prog} --help`)")
+        raise SystemExit(2)
+
+
+def fail(message: str) -> None:
+    """An expected failure, as the one line the user sees on stderr."""
+    print("act3d: error: " + " ".join(str(message).split()), file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="act3d",
         description="Self-supervised 3D point-cloud learning with cross-modal teachers (ACT, ICLR 2023).",
     )
@@ -39,12 +53,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return int(args.run(args) or 0)
-    except Act3dError as err:
-        log.error("error: %s", err)
+    except Act3dError as err:  # bad values, files, checkpoints, devices: the message says which and why
+        fail(str(err))
+        return 2
+    except OSError as err:  # no space, no permission, a folder that vanished
+        fail(f"{err.filename}: {err.strerror}" if err.filename else str(err))
         return 2
     except KeyboardInterrupt:
-        log.error("interrupted; finished stages and the last checkpoint are kept, re-run to continue")
+        fail("interrupted; finished stages and the last checkpoint are kept, re-run with --resume to continue")
         return 130
+    except Exception:  # noqa: BLE001 - anything else is a bug: show it, say so
+        traceback.print_exc()
+        print("act3d: this is a bug in act3d, not a problem with your input (traceback above); please report it",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 from pathlib import Path
 
 from act3d.config import list_presets
+from act3d.errors import Act3dError
 
 
 def add_config_args(parser: argparse.ArgumentParser, kind: str, default_preset: str) -> None:
@@ -19,7 +21,46 @@ def add_config_args(parser: argparse.ArgumentParser, kind: str, default_preset: 
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one value, e.g. --set optim.lr=1e-3 (repeatable)")
     parser.add_argument("--out", required=True, help="output folder (config, log, metrics, checkpoints, pictures)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
+    runs = parser.add_mutually_exclusive_group()
+    runs.add_argument("--resume", action="store_true", help="continue the run in OUT from OUT/checkpoints/last.pt")
+    runs.add_argument("--overwrite", action="store_true",
+                      help="replace the run in OUT (without --resume or --overwrite, a folder holding a run is refused)")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def output_folder(path: str) -> Path:
+    """`--out` as a folder that exists and can be written, checked before any work starts."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise Act3dError(f"--out {out}: exists and is not a folder")
+    probe = out / f".act3d-write-check-{os.getpid()}"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise Act3dError(f"--out {out}: cannot write there ({err.strerror})") from None
+    return out
+
+
+def output_file(path: str, suffix: str) -> Path:
+    """An output file path with `suffix`, whose folder exists or can be made and written."""
+    out = Path(path)
+    out = out if out.suffix == suffix else out.with_name(out.name + suffix)
+    if out.is_dir():
+        raise Act3dError(f"--out {out}: is a folder; expected a {suffix} file name")
+    output_folder(str(out.parent) if str(out.parent) else ".")
+    return out
 
 
 def config_hash(config: dict) -> str:
@@ -27,8 +68,12 @@ def config_hash(config: dict) -> str:
 
 
 def write_results(out: Path, rows: list[dict], extra: dict) -> Path:
-    """`results.json`: one row per metric (metric, value, split, seed, config hash) plus context."""
+    """`results.json`: one row per metric (metric, value, split, seed, config hash) plus context, added to
+    what a run already wrote there."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.json"
-    path.write_text(json.dumps({"results": rows, **extra}, indent=2))
+    existing = json.loads(path.read_text()) if path.is_file() else {}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({**existing, "results": rows, **extra}, indent=2))
+    tmp.replace(path)
     return path

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from act3d.data.formats import FORMATS
 
+from act3d.cli.common import positive_int
+
 log = logging.getLogger("act3d")
 
 
@@ -67,10 +69,10 @@ def register(commands: argparse._SubParsersAction) -> None:
                        choices=[*FORMATS, "file"])
     check.add_argument("--split", default="train", choices=["pretrain", "train", "test"])
     check.add_argument("--variant", help="scanobjectnn: obj_bg | obj_only | pb_t50_rs; default: clean | scan")
-    check.add_argument("--way", type=int, default=5, help="few-shot: classes per episode")
-    check.add_argument("--shot", type=int, default=10, help="few-shot: examples per class")
+    check.add_argument("--way", type=positive_int, default=5, help="few-shot: classes per episode")
+    check.add_argument("--shot", type=positive_int, default=10, help="few-shot: examples per class")
     check.add_argument("--fold", type=int, default=0, help="few-shot: fold number")
-    check.add_argument("--limit", type=int, help="read only the first LIMIT samples")
+    check.add_argument("--limit", type=positive_int, help="read only the first LIMIT samples")
     check.set_defaults(run=_check)
 
     build = sub.add_parser("build-default", help="generate the embedded default dataset (cached) and say where it is")

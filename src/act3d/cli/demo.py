@@ -6,6 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from act3d.cli.common import positive_int
+
 log = logging.getLogger("act3d")
 
 
@@ -28,7 +30,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser("demo", help="run the whole ACT pipeline (I -> II -> III) on the embedded data, with a report")
     demo.add_argument("--out", default="runs/demo", help="output folder (default runs/demo); re-running reuses finished stages")
     demo.add_argument("--quick", action="store_true", help="a 1-2 minute smoke version")
-    demo.add_argument("--seeds", type=int, help="fine-tuning seeds per arm (default 3, 1 with --quick)")
+    demo.add_argument("--seeds", type=positive_int, help="fine-tuning seeds per arm (default 3, 1 with --quick)")
     demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="STAGE:KEY=VALUE",
                       help="change one value of a stage's CPU preset, STAGE = teacher | pretrain | finetune, e.g. "
                            "--set pretrain:optim.epochs=4 (repeatable; use a new --out, finished stages are reused)")

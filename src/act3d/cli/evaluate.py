@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 
-from act3d.cli.common import config_hash, write_results
+from act3d.cli.common import config_hash, output_folder, positive_int, write_results
 
 log = logging.getLogger("act3d")
 
@@ -28,6 +28,7 @@ def _features_for(args: argparse.Namespace, split: str):
 def _eval_svm(args: argparse.Namespace) -> int:
     from act3d.eval.probe import svm_probe
 
+    output_folder(args.out)
     ftr, ytr, names = _features_for(args, "train")
     fte, yte, _ = _features_for(args, "test")
     res = svm_probe(ftr, ytr, fte, yte, len(names), seed=args.seed)
@@ -47,6 +48,7 @@ def _eval_fewshot(args: argparse.Namespace) -> int:
     from act3d.eval.probe import _svm_pipeline, extract_features, fewshot
     from act3d.models import zoo
 
+    output_folder(args.out)
     settings = [(w, s) for w in args.way for s in args.shot]
     rows, table = [], {}
     if args.fewshot_root:  # the official fold pickles
@@ -79,7 +81,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", default="default", help="data format (default: the embedded dataset)")
     p.add_argument("--root", help="dataset folder")
     p.add_argument("--variant", help="default: clean | scan; scanobjectnn: obj_bg | obj_only | pb_t50_rs")
-    p.add_argument("--num-points", type=int, help="points per cloud (default: as pretrained)")
+    p.add_argument("--num-points", type=positive_int, help="points per cloud (default: as pretrained)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="folder for results.json")
 
@@ -93,9 +95,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     fs = sub.add_parser("fewshot", help="N-way K-shot episodes, mean ± std over folds")
     _data_args(fs)
     fs.add_argument("--fewshot-root", help="ModelNetFewshot folder with the official fold pickles")
-    fs.add_argument("--way", type=int, nargs="+", default=[5, 10])
-    fs.add_argument("--shot", type=int, nargs="+", default=[10, 20])
-    fs.add_argument("--folds", type=int, default=10)
+    fs.add_argument("--way", type=positive_int, nargs="+", default=[5, 10])
+    fs.add_argument("--shot", type=positive_int, nargs="+", default=[10, 20])
+    fs.add_argument("--folds", type=positive_int, default=10)
     fs.set_defaults(run=_eval_fewshot)
 
 

@@ -7,7 +7,7 @@ import logging
 
 from pathlib import Path
 
-from act3d.cli.common import add_config_args, config_hash, write_results
+from act3d.cli.common import add_config_args, config_hash, output_folder, positive_int, write_results
 from act3d.config import load_config, to_dict
 
 log = logging.getLogger("act3d")
@@ -17,7 +17,7 @@ def _train_teacher(args: argparse.Namespace) -> int:
     from act3d.train.stage1 import TeacherRunConfig, train_teacher
 
     cfg = load_config(TeacherRunConfig, "teacher", args.preset, args.config, args.overrides)
-    result = train_teacher(cfg, args.out, resume=args.resume)
+    result = train_teacher(cfg, output_folder(args.out), resume=args.resume, overwrite=args.overwrite)
     log.info("Stage I done: %d steps in %.0fs; checkpoint %s", result.steps, result.seconds, result.checkpoint)
     return 0
 
@@ -29,7 +29,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     if args.teacher:
         overrides.append(f"teacher_checkpoint={args.teacher}")
     cfg = load_config(PretrainRunConfig, "pretrain", args.preset, args.config, overrides)
-    path = pretrain(cfg, args.out, resume=args.resume)
+    path = pretrain(cfg, output_folder(args.out), resume=args.resume, overwrite=args.overwrite)
     log.info("Stage II done; student checkpoint %s", path)
     return 0
 
@@ -39,11 +39,13 @@ def _finetune(args: argparse.Namespace) -> int:
     from act3d.train.finetune import FinetuneRunConfig, finetune
 
     overrides = list(args.overrides) + ([f"checkpoint={args.checkpoint}"] if args.checkpoint else [])
+    configs = [load_config(FinetuneRunConfig, "finetune", args.preset, args.config, overrides + [f"runtime.seed={seed}"])
+               for seed in range(args.seeds)]
+    output_folder(args.out)
     accs, rows = [], []
-    for seed in range(args.seeds):
-        cfg = load_config(FinetuneRunConfig, "finetune", args.preset, args.config, overrides + [f"runtime.seed={seed}"])
+    for seed, cfg in enumerate(configs):
         out = Path(args.out) / f"seed{seed}" if args.seeds > 1 else Path(args.out)
-        res = finetune(cfg, out, resume=args.resume)
+        res = finetune(cfg, out, resume=args.resume, overwrite=args.overwrite)
         accs.append(res["test_acc"])
         h = config_hash(to_dict(cfg))
         rows += [{"metric": "overall_accuracy", "value": res["val_acc"], "split": "val", "seed": seed, "config_hash": h},
@@ -67,7 +69,7 @@ def _segment(args: argparse.Namespace) -> int:
     if args.checkpoint:
         overrides.append(f"checkpoint={args.checkpoint}")
     cfg = load_config(SegmentRunConfig, "segment", args.preset, args.config, overrides)
-    res = segment(cfg, args.out, resume=args.resume)
+    res = segment(cfg, output_folder(args.out), resume=args.resume, overwrite=args.overwrite)
     print(", ".join(f"{k} {100 * v:.2f}%" for k, v in res["metrics"].items()))
     return 0
 
@@ -85,7 +87,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     ft = commands.add_parser("finetune", help="Stage III: fine-tune (full) or probe (linear / mlp3) a student on a classification set")
     add_config_args(ft, "finetune", "cpu")
     ft.add_argument("--checkpoint", help="Stage II student checkpoint (omit to train from scratch)")
-    ft.add_argument("--seeds", type=int, default=1, help="repeat with seeds 0..N-1 and report mean ± std")
+    ft.add_argument("--seeds", type=positive_int, default=1, help="repeat with seeds 0..N-1 and report mean ± std")
     ft.set_defaults(run=_finetune)
 
     seg = commands.add_parser("segment", help="part segmentation (ShapeNetPart) or semantic segmentation (S3DIS, Area 5 held out)")

@@ -31,6 +31,13 @@ class H5Clouds:
             raise DataError(f"{self.path}: not a readable HDF5 file ({err})") from None
         if data.ndim != 3 or data.shape[2] < 3:
             raise DataError(f"{self.path}: 'data' must have shape (M, N, 3), got {data.shape}")
+        for key, array in (("data", data), ("label", labels)):
+            if not np.issubdtype(array.dtype, np.number):
+                raise DataError(f"{self.path}: '{key}' holds {array.dtype} values; expected numbers")
+        if nonfinite == "error":  # the whole file now, not when a bad cloud happens to be drawn
+            bad = np.flatnonzero(~np.isfinite(data[:, :, :3]).all(axis=(1, 2)))
+            if len(bad):
+                raise DataError(f"{self.path}: {len(bad)} cloud(s) have NaN/inf coordinates, the first at index {bad[0]}")
         if len(labels) != len(data):
             raise DataError(f"{self.path}: {len(data)} clouds but {len(labels)} labels")
         self.points = data[:, :, :3].astype(np.float32)

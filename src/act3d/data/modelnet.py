@@ -63,6 +63,14 @@ class ModelNet40Txt:
         return Sample(normalize_unit_sphere(points), self.labels[i], source=str(path))
 
 
+def _label(value, source: str) -> int:
+    """A stored label (an int, or a 1-element array as in the official pickles) as an int."""
+    array = np.asarray(value).reshape(-1)
+    if array.size != 1 or not np.issubdtype(array.dtype, np.integer):
+        raise DataError(f"{source}: expected an integer class label, got {value!r}")
+    return int(array[0])
+
+
 class InMemoryClouds:
     """A list of clouds with labels, already in memory; each is normalised to the unit sphere when read."""
 
@@ -70,7 +78,7 @@ class InMemoryClouds:
                  source: str, nonfinite: str = "error"):
         if len(clouds) != len(labels):
             raise DataError(f"{source}: {len(clouds)} clouds but {len(labels)} labels")
-        self.clouds, self.labels = clouds, [int(np.asarray(x).reshape(-1)[0]) for x in labels]
+        self.clouds, self.labels = clouds, [_label(x, f"{source}[{i}]") for i, x in enumerate(labels)]
         self.class_names, self.name, self.source, self.nonfinite = class_names, name, source, nonfinite
         for i, label in enumerate(self.labels):
             check_label(label, len(class_names), f"{source}[{i}]")

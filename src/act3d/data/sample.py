@@ -39,17 +39,23 @@ class CloudSource(Protocol):
     def __getitem__(self, index: int) -> Sample: ...
 
 
+# far beyond any object or room in metres, far below where float32 squares overflow (~1.8e19)
+MAX_COORDINATE = 1e6
+
+
 def check_points(points: np.ndarray, source: str, nonfinite: str = "error") -> np.ndarray:
     """Validate one cloud's coordinates; returns them as float32 `(N, 3)`.
 
     `nonfinite`: `"error"` (default) rejects NaN/inf coordinates with their count, `"drop"` removes
-    those points with a warning.
+    those points with a warning. Coordinates beyond `MAX_COORDINATE` are refused (wrong units or garbage).
     """
     points = np.asarray(points)
     if points.ndim != 2 or points.shape[1] < 3:
         raise DataError(f"{source}: expected points of shape (N, 3+), got {points.shape}")
     if points.shape[0] == 0:
         raise DataError(f"{source}: the cloud is empty")
+    if not np.issubdtype(points.dtype, np.number) or np.issubdtype(points.dtype, np.complexfloating):
+        raise DataError(f"{source}: expected numeric coordinates, got {points.dtype}")
     xyz = points[:, :3].astype(np.float32, copy=False)
     bad = ~np.isfinite(xyz).all(axis=1)
     if bad.any():
@@ -59,6 +65,9 @@ def check_points(points: np.ndarray, source: str, nonfinite: str = "error") -> n
         xyz = xyz[~bad]
         if len(xyz) == 0:
             raise DataError(f"{source}: no finite points left")
+    largest = float(np.abs(xyz).max())
+    if largest > MAX_COORDINATE:
+        raise DataError(f"{source}: coordinates reach {largest:.3g}; expected |x| <= {MAX_COORDINATE:.0g} (check the units)")
     return xyz
 
 

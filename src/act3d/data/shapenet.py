@@ -76,6 +76,8 @@ class ShapeNetPart:
         synset_to_cat = {}
         for line in cat_file.read_text().splitlines():
             if line.strip():
+                if len(line.split()) != 2:
+                    raise DataError(f"{cat_file}: line {line!r} is not '<category> <synset>'")
                 cat, synset = line.split()
                 synset_to_cat[synset] = cat
         self.class_names = sorted(synset_to_cat.values())
@@ -84,8 +86,14 @@ class ShapeNetPart:
         except json.JSONDecodeError as err:
             raise DataError(f"{split_file}: not valid JSON ({err})") from None
         self.items = []
+        unknown = sorted(set(synset_to_cat.values()) - set(PART_IDS))
+        if unknown:
+            raise DataError(f"{cat_file}: unknown ShapeNetPart categories {unknown}; expected among {sorted(PART_IDS)}")
         for entry in entries:  # "shape_data/<synset>/<id>"
-            _, synset, shape_id = entry.split("/")
+            parts = entry.split("/") if isinstance(entry, str) else []
+            if len(parts) != 3 or not all(parts):
+                raise DataError(f"{split_file}: entry {entry!r} is not of the form shape_data/<synset>/<model id>")
+            _, synset, shape_id = parts
             if synset not in synset_to_cat:
                 raise DataError(f"{split_file}: synset {synset} is not in synsetoffset2category.txt")
             self.items.append((synset, shape_id, self.class_names.index(synset_to_cat[synset])))

@@ -14,6 +14,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
+from act3d.errors import DataError
 from act3d.eval.metrics import mean_class_accuracy, mean_std, overall_accuracy
 from act3d.ops.grouping import PatchConfig
 from act3d.models.student import StudentEncoder
@@ -61,7 +62,7 @@ def draw_fewshot_episode(labels: np.ndarray, test_labels: np.ndarray, way: int, 
     samples each; returns (classes, support indices, query indices)."""
     eligible = [c for c in np.unique(labels) if (labels == c).sum() >= shot and (test_labels == c).sum() > 0]
     if len(eligible) < way:
-        raise ValueError(f"only {len(eligible)} classes have {shot} training samples; cannot draw {way}-way episodes")
+        raise DataError(f"only {len(eligible)} classes have {shot} training samples and test samples; cannot draw {way}-way episodes")
     classes = rng.choice(eligible, way, replace=False)
     support = np.concatenate([rng.choice(np.flatnonzero(labels == c), shot, replace=False) for c in classes])
     query = np.concatenate([rng.permutation(np.flatnonzero(test_labels == c))[:queries] for c in classes])

@@ -73,6 +73,9 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: 
     if missing or unexpected or wrong:
         raise CheckpointError(f"{source} does not fit this model: missing keys {_listing(missing)}; "
                               f"unexpected keys {_listing(unexpected)}; shape mismatches {_listing(wrong, 4)}")
+    broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        raise CheckpointError(f"{source} holds NaN/inf weights ({_listing(broken, 4)}): it comes from a diverged run")
     model.load_state_dict(state)
 
 
@@ -94,6 +97,8 @@ def read_weight_file(path: str | Path) -> dict[str, torch.Tensor]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # corrupt archives raise many types
         raise CheckpointError(f"{path}: not a readable weight file ({type(err).__name__}: {err})") from None
+    if isinstance(state, dict) and str(state.get("kind", "")).startswith("act3d-") and "format_version" in state:
+        raise CheckpointError(f"{path} is already an act3d checkpoint ({state['kind']}); use it as it is")
     for key in ("state_dict", "model", "base_model", "module"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

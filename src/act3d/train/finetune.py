@@ -162,7 +162,7 @@ def evaluate_classifier(model: PointClassifier, points: torch.Tensor, labels: to
     return {"acc": overall_accuracy(pred, truth), "macc": mean_class_accuracy(pred, truth, logits.shape[-1])}
 
 
-def finetune(cfg: FinetuneRunConfig, out_dir: str | Path, resume: bool = False) -> dict:
+def finetune(cfg: FinetuneRunConfig, out_dir: str | Path, resume: bool = False, overwrite: bool = False) -> dict:
     """Train a classifier, select its checkpoint on a validation split, and score it once on the test split;
     writes `results.json` (and the usual run files) to `out_dir`."""
     out_dir = Path(out_dir)
@@ -172,7 +172,7 @@ def finetune(cfg: FinetuneRunConfig, out_dir: str | Path, resume: bool = False) 
     train_source, val_source = split_validation(full_train, cfg.val_fraction, cfg.runtime.seed)
     model = build_classifier(cfg, names)  # fills cfg.student from the checkpoint
     load = cfg.data.load_points or cfg.data.num_points
-    with run_files(out_dir, cfg) as main:
+    with run_files(out_dir, cfg, resume, overwrite) as main:
         test_points, test_labels = stack_clouds(test_source, load, seed=cfg.runtime.seed)
         train_data = PointClouds(train_source, load, train=True, seed=cfg.runtime.seed)
         val = stack_clouds(val_source, load, seed=cfg.runtime.seed) if val_source is not None else None

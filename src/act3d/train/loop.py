@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -97,7 +98,7 @@ class Task(Protocol):
 
 
 class TrainingDiverged(Act3dError):
-    """The loss became NaN or infinite."""
+    """The loss or the weights became NaN or infinite."""
 
 
 @dataclass
@@ -109,10 +110,36 @@ class FitResult:
     checkpoint: Path
 
 
+class RunExistsError(Act3dError):
+    """The output folder already holds a run, and neither resuming nor overwriting was asked for."""
+
+
+# what a run writes into its folder; `overwrite` removes exactly these
+RUN_OUTPUTS = ("config.yaml", "log.txt", "metrics.csv", "results.json", "checkpoints", "tensorboard", "done.json")
+
+
+def claim_run_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Make `out_dir` ready for a run without losing one: a folder that holds a started or finished run is
+    continued (`resume`), replaced (`overwrite`: its run files and pictures are removed first) or refused.
+    Temporary checkpoint files a killed run left behind are removed."""
+    held = [name for name in RUN_OUTPUTS if (out_dir / name).exists()]
+    if held and not (resume or overwrite):
+        raise RunExistsError(f"{out_dir} already holds a run ({', '.join(held)}); continue it with --resume, replace "
+                             "it with --overwrite, or choose another --out")
+    if held and overwrite and not resume:
+        for name in held:
+            path = out_dir / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        for picture in out_dir.glob("*.png"):
+            picture.unlink()
+    for stale in (out_dir / "checkpoints").glob(".*.tmp*"):  # save_checkpoint's temporary files
+        stale.unlink()
+
+
 @contextlib.contextmanager
-def run_files(out_dir: Path, config: Any) -> Iterator[bool]:
-    """Prepare a run folder: `config.yaml` and a `log.txt` that receives this process's log records.
-    Only rank 0 writes; yields whether this process is the one that writes."""
+def run_files(out_dir: Path, config: Any, resume: bool = False, overwrite: bool = False) -> Iterator[bool]:
+    """Prepare a run folder (see `claim_run_dir`): `config.yaml` and a `log.txt` that receives this process's
+    log records. Only rank 0 writes; yields whether this process is the one that writes."""
     from act3d.config import save_config
     from act3d.train.distributed import is_main_process
 
@@ -120,6 +147,7 @@ def run_files(out_dir: Path, config: Any) -> Iterator[bool]:
     if not main:
         yield False
         return
+    claim_run_dir(out_dir, resume, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, out_dir / "config.yaml")
     handler = logging.FileHandler(out_dir / "log.txt")
@@ -309,13 +337,37 @@ def fit(
     elif resume:
         log.info("nothing to resume in %s; starting fresh", ckpt_dir)
 
+    # The NaN guard. A checkpoint is written only with finite weights; last.pt's predecessor is kept as
+    # previous.pt, because when a loss goes non-finite, last.pt may hold the very weights that produced it
+    # (saved after the update that ruined them), and then previous.pt is the last good one.
+    previous_path = ckpt_dir / "previous.pt"
+    saved_steps = [step] if last_path.is_file() and resume else []  # steps of the checkpoints in last.pt's history
+
+    def diverged(reason: str) -> TrainingDiverged:
+        if dist_info.is_main and saved_steps and saved_steps[-1] == step:  # last.pt holds the failing weights
+            saved_steps.pop()
+            if previous_path.is_file() and saved_steps:
+                os.replace(previous_path, last_path)
+            else:
+                last_path.unlink(missing_ok=True)
+                saved_steps.clear()
+        kept = (f"the last good checkpoint, of step {saved_steps[-1]}, is kept at {last_path}" if saved_steps
+                else "no checkpoint with finite weights was written")
+        return TrainingDiverged(f"{reason} at step {step}; {kept} (a lower optim.lr or optim.grad_clip may help)")
+
     def save(path: Path, metrics: dict[str, float]) -> None:
+        if not torch.stack([p.detach().isfinite().all() for p in module.parameters()]).all():
+            raise diverged("the weights became non-finite")
         if dist_info.is_main:
+            if path == last_path and last_path.is_file():
+                keep_previous(last_path, previous_path)
             save_checkpoint(path, {
                 "kind": task.kind, "model": module.state_dict(), "optimizer": optimizer.state_dict(),
                 "scaler": scaler.state_dict(), "step": step, "epoch": step / steps_per_epoch, "best": best,
                 "metrics": metrics, "config": config, "rng": {"torch": torch.get_rng_state()}, **(extra or {}),
             })
+        if path == last_path:
+            saved_steps[:] = [*saved_steps[-1:], step]
         barrier(dist_info)
 
     metrics_log = MetricsLog(out_dir, step, dist_info.is_main)
@@ -351,8 +403,7 @@ def fit(
             with sync, torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 loss, metrics = task.step(model, batch, step)
             if not math.isfinite(loss.item()):
-                raise TrainingDiverged(f"loss became {loss.item()} at step {step} (epoch {epoch}); the last good "
-                                       f"checkpoint is kept at {last_path if last_path.is_file() else '(none yet)'}")
+                raise diverged(f"the loss became {loss.item()}")
             scaler.scale(loss / optim.accum_steps).backward()
             loss_sum += loss.item() / optim.accum_steps
             for k, v in metrics.items():
@@ -395,6 +446,15 @@ def fit(
     if not last_path.is_file():  # resumed a finished run: nothing was trained, nothing saved yet
         save(last_path, last_metrics)
     return FitResult(step, time.perf_counter() - started, last_metrics, best, last_path)
+
+
+def keep_previous(last: Path, previous: Path) -> None:
+    """`previous` becomes a second name of `last`'s current file (a hard link; a copy where links fail)."""
+    previous.unlink(missing_ok=True)
+    try:
+        os.link(last, previous)
+    except OSError:
+        shutil.copy2(last, previous)
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:

@@ -138,7 +138,7 @@ def evaluate(task: SegmentTask, data) -> dict[str, float]:
             "miou": float(np.nanmean(iou_per_class(p, t, len(S3DIS_CLASSES))))}
 
 
-def segment(cfg: SegmentRunConfig, out_dir: str | Path, resume: bool = False) -> dict:
+def segment(cfg: SegmentRunConfig, out_dir: str | Path, resume: bool = False, overwrite: bool = False) -> dict:
     """Train and evaluate a segmenter; writes `results.json`, `predictions.png` and the usual run files."""
     out_dir = Path(out_dir)
     torch.manual_seed(cfg.runtime.seed)
@@ -154,7 +154,7 @@ def segment(cfg: SegmentRunConfig, out_dir: str | Path, resume: bool = False) ->
                               num_categories=len(names) if cfg.task == "part" else 0,
                               point_extra=3 if cfg.task == "semantic" and cfg.color else 0, hidden=cfg.head_hidden)
     model = PointSegmenter(encoder, arch["num_classes"], arch["num_categories"], arch["point_extra"], arch["hidden"])
-    with run_files(out_dir, cfg) as main:
+    with run_files(out_dir, cfg, resume, overwrite) as main:
         task = SegmentTask(model, cfg)
         best = "val_instance_miou" if cfg.task == "part" else "val_miou"
         result = fit(task, train_data, cfg.optim, cfg.runtime, out_dir, to_dict(cfg), resume=resume,

@@ -83,10 +83,10 @@ def build_autoencoder(cfg: TeacherRunConfig, teacher: TeacherBackbone | None = N
     return CrossModalAutoencoder(cfg.model, cfg.patches, teacher if teacher is not None else build_teacher(cfg.model.teacher))
 
 
-def train_teacher(cfg: TeacherRunConfig, out_dir: str | Path, resume: bool = False) -> FitResult:
+def train_teacher(cfg: TeacherRunConfig, out_dir: str | Path, resume: bool = False, overwrite: bool = False) -> FitResult:
     """Run Stage I; writes config, log, metrics, checkpoints and a reconstruction gallery to `out_dir`."""
     out_dir = Path(out_dir)
-    with run_files(out_dir, cfg) as main:
+    with run_files(out_dir, cfg, resume, overwrite) as main:
         torch.manual_seed(cfg.runtime.seed)
         teacher = build_teacher(cfg.model.teacher)
         model = build_autoencoder(cfg, teacher)

@@ -73,10 +73,10 @@ class PretrainTask:
         return act_loss(pred, target[mask].reshape(b, -1, target.shape[-1])), {}
 
 
-def pretrain(cfg: PretrainRunConfig, out_dir: str | Path, resume: bool = False) -> Path:
+def pretrain(cfg: PretrainRunConfig, out_dir: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
     """Run Stage II; returns the student checkpoint. The `none` target writes the untrained student."""
     out_dir = Path(out_dir)
-    with run_files(out_dir, cfg) as main:
+    with run_files(out_dir, cfg, resume, overwrite) as main:
         torch.manual_seed(cfg.runtime.seed)
         teacher = None
         if cfg.student.target == "act":
