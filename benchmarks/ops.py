@@ -11,6 +11,7 @@ import argparse
 from collections.abc import Callable
 
 import torch
+from timing import median_seconds  # benchmarks/timing.py
 
 from act3d.ops import (
     chamfer_distance,
@@ -23,7 +24,6 @@ from act3d.ops import (
 )
 from act3d.ops.fps import farthest_point_sampling_naive as fps_ref
 from act3d.ops.indexing import gather_points
-from timing import median_seconds  # benchmarks/timing.py
 
 PAPER_SIZES = [(1024, 64), (2048, 128), (8192, 512)]  # (points, centres); 32 neighbours each
 GROUP_SIZE = 32
@@ -51,7 +51,9 @@ def fpsample_ms(points: torch.Tensor, groups: int, repeats: int) -> float | None
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -65,14 +67,34 @@ def main() -> None:
     for n, g in PAPER_SIZES:
         points = torch.rand(b, n, 3, device=dev) * 2 - 1
         centres = points[:, :g].contiguous()
-        patch = points[:, :GROUP_SIZE].reshape(b, 1, GROUP_SIZE, 3).expand(b, g, GROUP_SIZE, 3).reshape(-1, GROUP_SIZE, 3)
+        patch = (
+            points[:, :GROUP_SIZE]
+            .reshape(b, 1, GROUP_SIZE, 3)
+            .expand(b, g, GROUP_SIZE, 3)
+            .reshape(-1, GROUP_SIZE, 3)
+        )
         recon = patch + 0.01 * torch.randn_like(patch)
         rows = [
-            ("fps", lambda: farthest_point_sampling(points, g), lambda: farthest_point_sampling_naive(points, g)),
-            ("knn (32)", lambda: knn(centres, points, GROUP_SIZE), lambda: knn_naive(centres, points, GROUP_SIZE)),
-            ("group (fps+knn+gather)", lambda: group_patches(points, g, GROUP_SIZE), lambda: reference_grouping(points, g)),
-            ("chamfer-l1 patches", lambda: chamfer_distance(recon, patch, "l1"),
-             lambda: chamfer_distance_naive(recon, patch, "l1")),
+            (
+                "fps",
+                lambda: farthest_point_sampling(points, g),
+                lambda: farthest_point_sampling_naive(points, g),
+            ),
+            (
+                "knn (32)",
+                lambda: knn(centres, points, GROUP_SIZE),
+                lambda: knn_naive(centres, points, GROUP_SIZE),
+            ),
+            (
+                "group (fps+knn+gather)",
+                lambda: group_patches(points, g, GROUP_SIZE),
+                lambda: reference_grouping(points, g),
+            ),
+            (
+                "chamfer-l1 patches",
+                lambda: chamfer_distance(recon, patch, "l1"),
+                lambda: chamfer_distance_naive(recon, patch, "l1"),
+            ),
         ]
         for name, fast, ref in rows:
             fast_ms = timed(fast, dev, r)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 
 import torch
+from timing import median_seconds  # benchmarks/timing.py
 
 from act3d.config import load_config
 from act3d.models.classifier import PointClassifier
@@ -20,7 +21,6 @@ from act3d.models.student import MaskedPointModel, StudentEncoder
 from act3d.ops import group_patches
 from act3d.train.finetune import ClassifierTask, FinetuneRunConfig
 from act3d.train.stage2 import PretrainRunConfig, PretrainTask
-from timing import median_seconds  # benchmarks/timing.py
 
 GROUP_SIZE = 32
 TARGET_DIM = 384  # Stage II regresses teacher features of this width; a stand-in teacher provides them
@@ -42,13 +42,29 @@ class _StandInTeacher(torch.nn.Module):
 def make_task(kind: str, preset: str, points: int):
     groups = points // 16
     if kind == "stage2":
-        cfg = load_config(PretrainRunConfig, "pretrain", preset, overrides=[f"data.num_points={points}",
-                          f"patches.num_groups={groups}", f"patches.group_size={GROUP_SIZE}"])
+        cfg = load_config(
+            PretrainRunConfig,
+            "pretrain",
+            preset,
+            overrides=[
+                f"data.num_points={points}",
+                f"patches.num_groups={groups}",
+                f"patches.group_size={GROUP_SIZE}",
+            ],
+        )
         model = MaskedPointModel(cfg.student, GROUP_SIZE, TARGET_DIM)
         return PretrainTask(model, _StandInTeacher().requires_grad_(False), cfg), model
     ft_preset = "cpu" if preset == "cpu" else "scanobjectnn_pb_t50_rs"
-    cfg = load_config(FinetuneRunConfig, "finetune", ft_preset, overrides=[f"data.num_points={points}",
-                      f"patches.num_groups={groups}", f"patches.group_size={GROUP_SIZE}"])
+    cfg = load_config(
+        FinetuneRunConfig,
+        "finetune",
+        ft_preset,
+        overrides=[
+            f"data.num_points={points}",
+            f"patches.num_groups={groups}",
+            f"patches.group_size={GROUP_SIZE}",
+        ],
+    )
     if preset == "cpu":
         cfg.student = load_config(PretrainRunConfig, "pretrain", "cpu").student
     model = PointClassifier(StudentEncoder(cfg.student), 15, cfg.transfer)
@@ -76,8 +92,14 @@ def measure(kind: str, preset: str, points: int, batch: int, device: str, repeat
         group_patches(clouds, points // 16, GROUP_SIZE)
 
     step_s, group_s = median_seconds(step, device, repeats), median_seconds(grouping, device, repeats)
-    return {"kind": kind, "points": points, "batch": batch, "step_ms": step_s * 1e3, "samples_s": batch / step_s,
-            "grouping": group_s / step_s}
+    return {
+        "kind": kind,
+        "points": points,
+        "batch": batch,
+        "step_ms": step_s * 1e3,
+        "samples_s": batch / step_s,
+        "grouping": group_s / step_s,
+    }
 
 
 def plot(rows: list[dict], base_batch: int, base_points: int, path: str) -> None:
@@ -88,12 +110,21 @@ def plot(rows: list[dict], base_batch: int, base_points: int, path: str) -> None
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for kind, label in (("stage2", "Stage II (masked modelling)"), ("finetune", "fine-tuning")):
-        by_points = sorted((r for r in rows if r["kind"] == kind and r["batch"] == base_batch), key=lambda r: r["points"])
-        by_batch = sorted((r for r in rows if r["kind"] == kind and r["points"] == base_points), key=lambda r: r["batch"])
+        by_points = sorted(
+            (r for r in rows if r["kind"] == kind and r["batch"] == base_batch), key=lambda r: r["points"]
+        )
+        by_batch = sorted(
+            (r for r in rows if r["kind"] == kind and r["points"] == base_points), key=lambda r: r["batch"]
+        )
         axes[0].plot([r["points"] for r in by_points], [r["step_ms"] for r in by_points], "o-", label=label)
         axes[1].plot([r["batch"] for r in by_batch], [r["samples_s"] for r in by_batch], "o-", label=label)
-    axes[0].set(xscale="log", yscale="log", xlabel="points per cloud (centres = N / 16)", ylabel="step time (ms)",
-                title=f"batch {base_batch}")
+    axes[0].set(
+        xscale="log",
+        yscale="log",
+        xlabel="points per cloud (centres = N / 16)",
+        ylabel="step time (ms)",
+        title=f"batch {base_batch}",
+    )
     axes[1].set(xscale="log", xlabel="batch size", ylabel="samples / s", title=f"{base_points} points")
     for ax in axes:
         ax.grid(alpha=0.3)
@@ -116,13 +147,18 @@ def main() -> None:
 
     print(f"device {args.device}, {torch.get_num_threads()} threads, {args.preset} model sizes")
     print(f"{'run':9} {'points':>6} {'batch':>5} {'step ms':>9} {'samples/s':>9} {'grouping':>8}")
-    sweep = [(n, args.batch) for n in args.points] + [(args.base_points, b) for b in args.batches if b != args.batch]
+    sweep = [(n, args.batch) for n in args.points] + [
+        (args.base_points, b) for b in args.batches if b != args.batch
+    ]
     rows = []
     for kind in ("stage2", "finetune"):
         for points, batch in sweep:
             r = measure(kind, args.preset, points, batch, args.device, args.repeats)
             rows.append(r)
-            print(f"{kind:9} {points:6d} {batch:5d} {r['step_ms']:9.0f} {r['samples_s']:9.1f} {r['grouping']:8.1%}", flush=True)
+            print(
+                f"{kind:9} {points:6d} {batch:5d} {r['step_ms']:9.0f} {r['samples_s']:9.1f} {r['grouping']:8.1%}",
+                flush=True,
+            )
     plot(rows, args.batch, args.base_points, args.out)
     print(f"plot: {args.out}")
 

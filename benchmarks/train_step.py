@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 
 import torch
+from timing import median_seconds  # benchmarks/timing.py
 from torch.utils.flop_counter import FlopCounterMode
 
 from act3d.config import load_config
@@ -20,9 +21,16 @@ from act3d.models.teachers import TeacherBackbone
 from act3d.ops import chamfer_distance, group_patches
 from act3d.train.stage1 import TeacherRunConfig, TeacherTask, build_autoencoder
 from act3d.train.stage2 import PretrainRunConfig, PretrainTask
-from timing import median_seconds  # benchmarks/timing.py
 
-VIT_S14 = {"type": "vit", "width": 384, "depth": 12, "heads": 6, "hidden": 1536, "layer_scale": True, "qkv_bias": True}
+VIT_S14 = {
+    "type": "vit",
+    "width": 384,
+    "depth": 12,
+    "heads": 6,
+    "hidden": 1536,
+    "layer_scale": True,
+    "qkv_bias": True,
+}
 
 
 def matmul_peak(device: str, n: int = 2048) -> float:
@@ -57,8 +65,13 @@ def point_op_seconds(stage: str, task, points: torch.Tensor, device: str, repeat
         patches = group_patches(points, g, k).neighborhood.reshape(-1, k, 3)
         coarse = torch.randn(patches.shape[0], k // 4, 3, device=device, requires_grad=True)
         fine = torch.randn(patches.shape[0], k, 3, device=device, requires_grad=True)
-        seconds += median_seconds(lambda: (chamfer_distance(coarse, patches).mean() + chamfer_distance(fine, patches).mean()).backward(),
-                         device, repeats)
+        seconds += median_seconds(
+            lambda: (
+                chamfer_distance(coarse, patches).mean() + chamfer_distance(fine, patches).mean()
+            ).backward(),
+            device,
+            repeats,
+        )
     return seconds
 
 
@@ -87,9 +100,18 @@ def benchmark(stage: str, preset: str, batch: int, device: str, repeats: int, pe
     optimizer.zero_grad(set_to_none=True)
     flops = counter.get_total_flops()
     point_ops = point_op_seconds(stage, task, points, device, repeats)
-    return {"stage": stage, "preset": preset, "batch": batch, "step_ms": seconds * 1e3, "samples_s": batch / seconds,
-            "gflop": flops / 1e9, "gflop_s": flops / seconds / 1e9, "of_peak": flops / seconds / peak,
-            "point_ops": point_ops / seconds, "trainable_m": sum(p.numel() for p in params) / 1e6}
+    return {
+        "stage": stage,
+        "preset": preset,
+        "batch": batch,
+        "step_ms": seconds * 1e3,
+        "samples_s": batch / seconds,
+        "gflop": flops / 1e9,
+        "gflop_s": flops / seconds / 1e9,
+        "of_peak": flops / seconds / peak,
+        "point_ops": point_ops / seconds,
+        "trainable_m": sum(p.numel() for p in params) / 1e6,
+    }
 
 
 def main() -> None:
@@ -102,15 +124,22 @@ def main() -> None:
     args = parser.parse_args()
 
     peak = matmul_peak(args.device)
-    print(f"device {args.device}, {torch.get_num_threads()} threads; dense float32 matmul peak {peak / 1e9:.0f} GFLOP/s")
-    print(f"{'stage':7} {'preset':6} {'batch':>5} {'step ms':>9} {'samples/s':>9} {'GFLOP':>8} {'GFLOP/s':>8} "
-          f"{'of peak':>8} {'point ops':>9} {'trainable':>9}")
+    print(
+        f"device {args.device}, {torch.get_num_threads()} threads; dense float32 matmul peak {peak / 1e9:.0f} GFLOP/s"
+    )
+    print(
+        f"{'stage':7} {'preset':6} {'batch':>5} {'step ms':>9} {'samples/s':>9} {'GFLOP':>8} {'GFLOP/s':>8} "
+        f"{'of peak':>8} {'point ops':>9} {'trainable':>9}"
+    )
     for preset in args.presets:
         for stage in args.stages:
             r = benchmark(stage, preset, args.batch, args.device, args.repeats, peak)
-            print(f"{r['stage']:7} {r['preset']:6} {r['batch']:5d} {r['step_ms']:9.0f} {r['samples_s']:9.1f} "
-                  f"{r['gflop']:8.1f} {r['gflop_s']:8.1f} {r['of_peak']:8.1%} {r['point_ops']:9.1%} {r['trainable_m']:8.2f}M",
-                  flush=True)
+            print(
+                f"{r['stage']:7} {r['preset']:6} {r['batch']:5d} {r['step_ms']:9.0f} {r['samples_s']:9.1f} "
+                f"{r['gflop']:8.1f} {r['gflop_s']:8.1f} {r['of_peak']:8.1%} {r['point_ops']:9.1%} "
+                f"{r['trainable_m']:8.2f}M",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 import pytest
 import torch
+from layouts import write_tiny_scan_h5
 
 from act3d.config import from_dict
 from act3d.train.finetune import FinetuneRunConfig
 from act3d.train.stage1 import TeacherRunConfig
 from act3d.train.stage2 import PretrainRunConfig
-from layouts import write_tiny_scan_h5
 
 torch.set_num_threads(2)
 
@@ -20,7 +20,14 @@ def device(request) -> str:
 TINY_DATA = {"format": "scanobjectnn", "variant": "obj_bg", "num_points": 64}
 TINY_PATCHES = {"num_groups": 8, "group_size": 8}
 TINY_RUNTIME = {"progress": False, "log_every": 1}
-TINY_STUDENT = {"width": 32, "depth": 2, "heads": 2, "decoder_heads": 2, "decoder_depth": 1, "embed_hidden": 0.125}
+TINY_STUDENT = {
+    "width": 32,
+    "depth": 2,
+    "heads": 2,
+    "decoder_heads": 2,
+    "decoder_depth": 1,
+    "embed_hidden": 0.125,
+}
 
 
 @pytest.fixture
@@ -30,31 +37,56 @@ def scan_root(tmp_path):
 
 @pytest.fixture
 def teacher_cfg(scan_root):
-    return from_dict(TeacherRunConfig, {
-        "data": {**TINY_DATA, "root": scan_root}, "patches": TINY_PATCHES,
-        "model": {"tokens_dim": 32, "codebook_size": 16, "embed_hidden": 0.125, "dgcnn_hidden": 0.0625,
-                  "decoder_hidden": 32, "fold_hidden": 16, "num_prompts": 2,
-                  "teacher": {"kind": "random", "width": 32, "heads": 2, "random_depth": 2}},
-        "anneal": {"steps": 10},
-        "optim": {"epochs": 2, "batch_size": 4, "lr": 1e-3, "warmup_epochs": 0.5},
-        "runtime": TINY_RUNTIME, "gallery": 2,
-    })
+    return from_dict(
+        TeacherRunConfig,
+        {
+            "data": {**TINY_DATA, "root": scan_root},
+            "patches": TINY_PATCHES,
+            "model": {
+                "tokens_dim": 32,
+                "codebook_size": 16,
+                "embed_hidden": 0.125,
+                "dgcnn_hidden": 0.0625,
+                "decoder_hidden": 32,
+                "fold_hidden": 16,
+                "num_prompts": 2,
+                "teacher": {"kind": "random", "width": 32, "heads": 2, "random_depth": 2},
+            },
+            "anneal": {"steps": 10},
+            "optim": {"epochs": 2, "batch_size": 4, "lr": 1e-3, "warmup_epochs": 0.5},
+            "runtime": TINY_RUNTIME,
+            "gallery": 2,
+        },
+    )
 
 
 @pytest.fixture
 def pretrain_cfg(scan_root):
-    return from_dict(PretrainRunConfig, {
-        "data": {**TINY_DATA, "root": scan_root}, "patches": TINY_PATCHES, "student": TINY_STUDENT,
-        "optim": {"epochs": 2, "batch_size": 4, "lr": 1e-3, "warmup_epochs": 0.5}, "runtime": TINY_RUNTIME, "gallery": 2,
-    })
+    return from_dict(
+        PretrainRunConfig,
+        {
+            "data": {**TINY_DATA, "root": scan_root},
+            "patches": TINY_PATCHES,
+            "student": TINY_STUDENT,
+            "optim": {"epochs": 2, "batch_size": 4, "lr": 1e-3, "warmup_epochs": 0.5},
+            "runtime": TINY_RUNTIME,
+            "gallery": 2,
+        },
+    )
 
 
 @pytest.fixture
 def finetune_cfg(scan_root):
-    return from_dict(FinetuneRunConfig, {
-        "data": {**TINY_DATA, "root": scan_root}, "patches": TINY_PATCHES, "student": TINY_STUDENT,
-        "optim": {"epochs": 2, "batch_size": 4, "lr": 1e-3, "warmup_epochs": 0.5}, "runtime": TINY_RUNTIME,
-    })
+    return from_dict(
+        FinetuneRunConfig,
+        {
+            "data": {**TINY_DATA, "root": scan_root},
+            "patches": TINY_PATCHES,
+            "student": TINY_STUDENT,
+            "optim": {"epochs": 2, "batch_size": 4, "lr": 1e-3, "warmup_epochs": 0.5},
+            "runtime": TINY_RUNTIME,
+        },
+    )
 
 
 def load_classifier(path):

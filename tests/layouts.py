@@ -70,7 +70,9 @@ def write_scanobjectnn(root: Path, count: int = 6) -> Path:
     for folder in ("main_split", "main_split_nobg"):
         (base / folder).mkdir(parents=True)
         for split in ("training", "test"):
-            names = [f"{split}_objectdataset.h5"] + ([f"{split}_objectdataset_augmentedrot_scale75.h5"] if folder == "main_split" else [])
+            names = [f"{split}_objectdataset.h5"] + (
+                [f"{split}_objectdataset_augmentedrot_scale75.h5"] if folder == "main_split" else []
+            )
             for name in names:
                 with h5py.File(base / folder / name, "w") as f:
                     f.create_dataset("data", data=RNG.normal(size=(count, 2048, 3)).astype(np.float32))
@@ -84,14 +86,18 @@ SHAPENETPART_CATS = {"Airplane": ("02691156", [0, 1, 2, 3]), "Mug": ("03797390",
 def write_shapenetpart(root: Path, per_cat: int = 2) -> Path:
     base = root / "shapenetcore_partanno_segmentation_benchmark_v0_normal"
     (base / "train_test_split").mkdir(parents=True)
-    (base / "synsetoffset2category.txt").write_text("".join(f"{c}\t{s}\n" for c, (s, _) in SHAPENETPART_CATS.items()))
+    (base / "synsetoffset2category.txt").write_text(
+        "".join(f"{c}\t{s}\n" for c, (s, _) in SHAPENETPART_CATS.items())
+    )
     lists = {"train": [], "val": [], "test": []}
-    for cat, (synset, parts) in SHAPENETPART_CATS.items():
+    for synset, parts in SHAPENETPART_CATS.values():
         (base / synset).mkdir()
         for split in lists:
             for k in range(per_cat):
                 shape_id = f"{split}{k}{synset[-3:]}"
-                data = np.concatenate([cloud(300, 6), RNG.choice(parts, size=(300, 1)).astype(np.float32)], axis=1)
+                data = np.concatenate(
+                    [cloud(300, 6), RNG.choice(parts, size=(300, 1)).astype(np.float32)], axis=1
+                )
                 np.savetxt(base / synset / f"{shape_id}.txt", data, fmt="%.6f")
                 lists[split].append(f"shape_data/{synset}/{shape_id}")
     for split, entries in lists.items():
@@ -108,7 +114,10 @@ def write_s3dis(root: Path, areas=(1, 5), rooms: int = 2) -> Path:
             xyz = RNG.uniform(0, [6, 5, 3], size=(n, 3))
             rgb = RNG.integers(0, 256, size=(n, 3))
             label = RNG.integers(0, 13, size=(n, 1))
-            np.save(base / f"Area_{area}_office_{r + 1}.npy", np.concatenate([xyz, rgb, label], axis=1).astype(np.float32))
+            np.save(
+                base / f"Area_{area}_office_{r + 1}.npy",
+                np.concatenate([xyz, rgb, label], axis=1).astype(np.float32),
+            )
     return base
 
 
@@ -123,7 +132,9 @@ def write_tiny_scan_h5(root: Path, count: int = 16, points: int = 96, classes: i
                 labels = np.arange(count) % classes
                 u = rng.normal(size=(count, points, 3))
                 u /= np.linalg.norm(u, axis=-1, keepdims=True)
-                stretch = np.stack([np.ones(count), 0.5 + (labels % 3) / 3, np.ones(count)], axis=1)[:, None, :]
+                stretch = np.stack([np.ones(count), 0.5 + (labels % 3) / 3, np.ones(count)], axis=1)[
+                    :, None, :
+                ]
                 data = u * (1 + 0.3 * labels[:, None, None] / classes) * stretch
                 with h5py.File(base / folder / name, "w") as f:
                     f.create_dataset("data", data=data.astype(np.float32))

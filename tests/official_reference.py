@@ -27,9 +27,12 @@ class Encoder(nn.Module):
     def __init__(self, channel: int):
         super().__init__()
         self.channel = channel
-        self.first_conv = nn.Sequential(nn.Conv1d(3, 128, 1), nn.BatchNorm1d(128), nn.ReLU(), nn.Conv1d(128, 256, 1))
-        self.second_conv = nn.Sequential(nn.Conv1d(512, 512, 1), nn.BatchNorm1d(512), nn.ReLU(),
-                                         nn.Conv1d(512, channel, 1))
+        self.first_conv = nn.Sequential(
+            nn.Conv1d(3, 128, 1), nn.BatchNorm1d(128), nn.ReLU(), nn.Conv1d(128, 256, 1)
+        )
+        self.second_conv = nn.Sequential(
+            nn.Conv1d(512, 512, 1), nn.BatchNorm1d(512), nn.ReLU(), nn.Conv1d(512, channel, 1)
+        )
 
     def forward(self, groups: torch.Tensor) -> torch.Tensor:
         b, g, n, _ = groups.shape
@@ -51,7 +54,9 @@ class DGCNN(nn.Module):
 
         self.layer1, self.layer2 = edge(256, 256), edge(512, 512)
         self.layer3, self.layer4 = edge(1024, 512), edge(1024, 1024)
-        self.layer5 = nn.Sequential(nn.Conv1d(2304, cout, 1, bias=False), nn.GroupNorm(4, cout), nn.LeakyReLU(0.2))
+        self.layer5 = nn.Sequential(
+            nn.Conv1d(2304, cout, 1, bias=False), nn.GroupNorm(4, cout), nn.LeakyReLU(0.2)
+        )
 
     @staticmethod
     def graph_feature(coor: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -77,10 +82,22 @@ class Decoder(nn.Module):
     def __init__(self, channel: int, num_fine: int):
         super().__init__()
         self.num_fine, self.num_coarse = num_fine, num_fine // 4
-        self.mlp = nn.Sequential(nn.Linear(channel, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(),
-                                 nn.Linear(1024, 3 * self.num_coarse))
-        self.final_conv = nn.Sequential(nn.Conv1d(channel + 5, 512, 1), nn.BatchNorm1d(512), nn.ReLU(),
-                                        nn.Conv1d(512, 512, 1), nn.BatchNorm1d(512), nn.ReLU(), nn.Conv1d(512, 3, 1))
+        self.mlp = nn.Sequential(
+            nn.Linear(channel, 1024),
+            nn.ReLU(),
+            nn.Linear(1024, 1024),
+            nn.ReLU(),
+            nn.Linear(1024, 3 * self.num_coarse),
+        )
+        self.final_conv = nn.Sequential(
+            nn.Conv1d(channel + 5, 512, 1),
+            nn.BatchNorm1d(512),
+            nn.ReLU(),
+            nn.Conv1d(512, 512, 1),
+            nn.BatchNorm1d(512),
+            nn.ReLU(),
+            nn.Conv1d(512, 3, 1),
+        )
         s = torch.tensor([-0.05, 0.05])
         self.seed = torch.stack([s.repeat(2), s.repeat_interleave(2)])  # (2, 4): x varies fastest
 
@@ -92,7 +109,9 @@ class Decoder(nn.Module):
         seed = self.seed.repeat(1, self.num_coarse).unsqueeze(0).expand(b * g, -1, -1)
         x = torch.cat([feat.unsqueeze(2).expand(-1, -1, self.num_fine), seed, centres], dim=1)
         fine = self.final_conv(x) + centres
-        return coarse.reshape(b, g, self.num_coarse, 3), fine.reshape(b, g, 3, self.num_fine).transpose(-1, -2)
+        return coarse.reshape(b, g, self.num_coarse, 3), fine.reshape(b, g, 3, self.num_fine).transpose(
+            -1, -2
+        )
 
 
 class Block(nn.Module):
@@ -127,8 +146,17 @@ class Block(nn.Module):
 class PromptedDVAE(nn.Module):
     """`ACTPromptedDiscreteVAEwithVIT` with deep prompts (dvae.py l.266-544)."""
 
-    def __init__(self, channel: int, num_tokens: int, group_size: int, width: int, depth: int, heads: int,
-                 num_prompts: int, layer_scale: bool = True):
+    def __init__(
+        self,
+        channel: int,
+        num_tokens: int,
+        group_size: int,
+        width: int,
+        depth: int,
+        heads: int,
+        num_prompts: int,
+        layer_scale: bool = True,
+    ):
         super().__init__()
         self.num_prompts, self.depth = num_prompts, depth
         self.encoder = Encoder(channel)
@@ -136,8 +164,10 @@ class PromptedDVAE(nn.Module):
         self.codebook = nn.Parameter(torch.randn(num_tokens, channel))
         self.dgcnn_2 = DGCNN(channel, channel)
         self.decoder = Decoder(channel, group_size)
-        self.visual_embed = nn.Sequential(nn.ModuleList(Block(width, heads, layer_scale) for _ in range(depth)),
-                                          nn.LayerNorm(width, eps=1e-6))
+        self.visual_embed = nn.Sequential(
+            nn.ModuleList(Block(width, heads, layer_scale) for _ in range(depth)),
+            nn.LayerNorm(width, eps=1e-6),
+        )
         self.proj_pre, self.proj_post = nn.Linear(channel, width), nn.Linear(width, channel)
         self.visual_pos_embed = nn.Sequential(nn.Linear(3, 128), nn.GELU(), nn.Linear(128, width))
         self.prompt_dropout = nn.Dropout(0.1)
@@ -150,10 +180,14 @@ class PromptedDVAE(nn.Module):
         """dvae.py `visual_embedding_deep_prompt` (l.489-527): positions added before every block."""
         b, p = x.shape[0], self.num_prompts
         pos = torch.cat([self.visual_prompt_pos.expand(b, -1, -1), self.visual_pos_embed(center)], dim=1)
-        h = torch.cat([self.prompt_dropout(self.visual_prompt_token.expand(b, -1, -1)), self.proj_pre(x)], dim=1)
+        h = torch.cat(
+            [self.prompt_dropout(self.visual_prompt_token.expand(b, -1, -1)), self.proj_pre(x)], dim=1
+        )
         for i, block in enumerate(self.visual_embed[0]):
             if i > 0:
-                h = torch.cat([self.prompt_dropout(self.deep_prompt_tokens[i - 1].expand(b, -1, -1)), h[:, p:]], dim=1)
+                h = torch.cat(
+                    [self.prompt_dropout(self.deep_prompt_tokens[i - 1].expand(b, -1, -1)), h[:, p:]], dim=1
+                )
                 pos = torch.cat([self.deep_prompt_pos[i - 1].expand(b, -1, -1), pos[:, p:]], dim=1)
             h = block(h + pos)
         return self.proj_post(self.visual_embed[1](h)[:, p:])
@@ -185,5 +219,7 @@ class PromptedDVAE(nn.Module):
 
         log_q = torch.log(F.softmax(logits, dim=-1).mean(dim=1))
         log_uniform = torch.log(torch.tensor([1.0 / logits.shape[-1]]))
-        kl = F.kl_div(log_q, log_uniform.expand(log_q.size(0), log_q.size(1)), None, None, "batchmean", log_target=True)
+        kl = F.kl_div(
+            log_q, log_uniform.expand(log_q.size(0), log_q.size(1)), None, None, "batchmean", log_target=True
+        )
         return cd_l1(coarse) + cd_l1(fine), kl

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import TINY_PATCHES, TINY_STUDENT
+from layouts import write_shapenetpart
 
 from act3d.cli import main
 from act3d.models.checkpoint import load_checkpoint
-from conftest import TINY_PATCHES, TINY_STUDENT
-from layouts import write_shapenetpart
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
@@ -34,65 +34,131 @@ def fails(capsys, argv: list[str], *words: str, code: int = 2) -> str:
 @pytest.fixture
 def tiny(scan_root, tmp_path):
     """A tiny fine-tuning config file and a finished run made with it."""
-    cfg = {"data": {"format": "scanobjectnn", "variant": "obj_bg", "root": scan_root, "num_points": 64},
-           "patches": TINY_PATCHES, "student": TINY_STUDENT, "val_fraction": 0.0,
-           "optim": {"epochs": 1, "batch_size": 4, "lr": 1e-3, "warmup_epochs": 0.5},
-           "runtime": {"progress": False, "log_every": 1}}
+    cfg = {
+        "data": {"format": "scanobjectnn", "variant": "obj_bg", "root": scan_root, "num_points": 64},
+        "patches": TINY_PATCHES,
+        "student": TINY_STUDENT,
+        "val_fraction": 0.0,
+        "optim": {"epochs": 1, "batch_size": 4, "lr": 1e-3, "warmup_epochs": 0.5},
+        "runtime": {"progress": False, "log_every": 1},
+    }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg))
     assert main(["finetune", "--config", str(path), "--out", str(tmp_path / "run")]) == 0
-    return {"config": path, "run": tmp_path / "run", "root": scan_root,
-            "classifier": tmp_path / "run" / "checkpoints" / "last.pt"}
+    return {
+        "config": path,
+        "run": tmp_path / "run",
+        "root": scan_root,
+        "classifier": tmp_path / "run" / "checkpoints" / "last.pt",
+    }
 
 
 def test_a_finished_run_is_never_overwritten_by_accident(tiny, capsys):
     before = snapshot(tiny["run"])
-    fails(capsys, ["finetune", "--config", tiny["config"], "--out", tiny["run"]], "already holds a run", "--resume",
-          "--overwrite")
+    fails(
+        capsys,
+        ["finetune", "--config", tiny["config"], "--out", tiny["run"]],
+        "already holds a run",
+        "--resume",
+        "--overwrite",
+    )
     assert snapshot(tiny["run"]) == before
     # explicit: --overwrite replaces it, --resume continues it (here: nothing left to train)
     assert main(["finetune", "--config", str(tiny["config"]), "--out", str(tiny["run"]), "--resume"]) == 0
     assert main(["finetune", "--config", str(tiny["config"]), "--out", str(tiny["run"]), "--overwrite"]) == 0
 
 
-@pytest.mark.parametrize("setting, words", [
-    ("optim.max_steps=-5", ["optim.max_steps", ">= 1"]),
-    ("student.mask_ratio=1.5", ["student.mask_ratio", "[0, 1)"]),
-    ("student.heads=5", ["student.heads", "divisor of width"]),
-    ("optim.lr=[1,", ["optim.lr", "cannot read"]),
-    ("optim.lr=-1", ["optim.lr", "> 0"]),
-    ("optim.batch_size=0", ["optim.batch_size", ">= 1"]),
-    ("patches.num_groups=0", ["patches.num_groups", ">= 1"]),
-    ("runtime.device=banana", ["runtime.device", "auto, cpu, cuda"]),
-    ("data.root=2024", ["2024"]),  # a path, not the integer 2024: the folder is named in the error
-])
+@pytest.mark.parametrize(
+    "setting, words",
+    [
+        ("optim.max_steps=-5", ["optim.max_steps", ">= 1"]),
+        ("student.mask_ratio=1.5", ["student.mask_ratio", "[0, 1)"]),
+        ("student.heads=5", ["student.heads", "divisor of width"]),
+        ("optim.lr=[1,", ["optim.lr", "cannot read"]),
+        ("optim.lr=-1", ["optim.lr", "> 0"]),
+        ("optim.batch_size=0", ["optim.batch_size", ">= 1"]),
+        ("patches.num_groups=0", ["patches.num_groups", ">= 1"]),
+        ("runtime.device=banana", ["runtime.device", "auto, cpu, cuda"]),
+        ("data.root=2024", ["2024"]),  # a path, not the integer 2024: the folder is named in the error
+    ],
+)
 def test_bad_values_are_one_line_naming_the_field(tiny, tmp_path, capsys, setting, words):
-    fails(capsys, ["finetune", "--config", tiny["config"], "--set", setting, "--out", tmp_path / "new"], *words)
+    fails(
+        capsys, ["finetune", "--config", tiny["config"], "--set", setting, "--out", tmp_path / "new"], *words
+    )
 
 
 def test_bad_command_line_values(tiny, tmp_path, capsys):
-    fails(capsys, ["finetune", "--config", tiny["config"], "--seeds", "0", "--out", tmp_path / "s"], "--seeds", ">= 1")
-    fails(capsys, ["predict", tmp_path / "tiny.yaml", "--checkpoint", tiny["classifier"], "--top-k", "-1"], "--top-k")
+    fails(
+        capsys,
+        ["finetune", "--config", tiny["config"], "--seeds", "0", "--out", tmp_path / "s"],
+        "--seeds",
+        ">= 1",
+    )
+    fails(
+        capsys,
+        ["predict", tmp_path / "tiny.yaml", "--checkpoint", tiny["classifier"], "--top-k", "-1"],
+        "--top-k",
+    )
     (tmp_path / "binary.yaml").write_bytes(bytes(range(256)))
-    fails(capsys, ["finetune", "--config", tmp_path / "binary.yaml", "--out", tmp_path / "b"], "binary.yaml", "not a text file")
-    common = ["--checkpoint", tiny["classifier"], "--format", "scanobjectnn", "--root", tiny["root"], "--variant", "obj_bg"]
-    fails(capsys, ["eval", "fewshot", *common, "--way", "20", "--shot", "1", "--out", tmp_path / "fs"],
-          "is a act3d-classifier checkpoint, but a act3d-student checkpoint is needed")
+    fails(
+        capsys,
+        ["finetune", "--config", tmp_path / "binary.yaml", "--out", tmp_path / "b"],
+        "binary.yaml",
+        "not a text file",
+    )
+    common = [
+        "--checkpoint",
+        tiny["classifier"],
+        "--format",
+        "scanobjectnn",
+        "--root",
+        tiny["root"],
+        "--variant",
+        "obj_bg",
+    ]
+    fails(
+        capsys,
+        ["eval", "fewshot", *common, "--way", "20", "--shot", "1", "--out", tmp_path / "fs"],
+        "is a act3d-classifier checkpoint, but a act3d-student checkpoint is needed",
+    )
 
 
 def test_no_gpu_is_one_line(tiny, tmp_path, capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    fails(capsys, ["finetune", "--config", tiny["config"], "--set", "runtime.device=cuda", "--out", tmp_path / "g"],
-          "runtime.device", "sees none")
+    fails(
+        capsys,
+        ["finetune", "--config", tiny["config"], "--set", "runtime.device=cuda", "--out", tmp_path / "g"],
+        "runtime.device",
+        "sees none",
+    )
 
 
 def test_outputs_that_cannot_be_written(tiny, tmp_path, capsys):
     (tmp_path / "a_file").write_text("keep me")
-    fails(capsys, ["finetune", "--config", tiny["config"], "--out", tmp_path / "a_file"], "a_file", "not a folder")
+    fails(
+        capsys,
+        ["finetune", "--config", tiny["config"], "--out", tmp_path / "a_file"],
+        "a_file",
+        "not a folder",
+    )
     assert (tmp_path / "a_file").read_text() == "keep me"
-    fails(capsys, ["finetune", "--config", tiny["config"], "--out", "/proc/act3d-cannot-be-here"], "cannot write there")
-    common = ["--checkpoint", tiny["classifier"], "--format", "scanobjectnn", "--root", tiny["root"], "--variant", "obj_bg"]
+    fails(
+        capsys,
+        ["finetune", "--config", tiny["config"], "--out", "/proc/act3d-cannot-be-here"],
+        "cannot write there",
+    )
+    common = [
+        "--checkpoint",
+        tiny["classifier"],
+        "--format",
+        "scanobjectnn",
+        "--root",
+        tiny["root"],
+        "--variant",
+        "obj_bg",
+    ]
     fails(capsys, ["eval", "svm", *common, "--out", tmp_path / "a_file"], "not a folder")
 
 
@@ -104,8 +170,11 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_and_loses_nothing(tiny, tmp
         raise OSError(28, "No space left on device", str(f))
 
     monkeypatch.setattr(torch, "save", no_space)
-    fails(capsys, ["finetune", "--config", tiny["config"], "--set", "optim.epochs=2", "--out", tiny["run"], "--resume"],
-          "No space left on device")
+    fails(
+        capsys,
+        ["finetune", "--config", tiny["config"], "--set", "optim.epochs=2", "--out", tiny["run"], "--resume"],
+        "No space left on device",
+    )
     monkeypatch.undo()
     after = snapshot(tiny["run"])
     assert not [k for k in after if ".tmp" in k]  # the partial temporary file is gone
@@ -121,8 +190,23 @@ def test_orphaned_temporaries_are_removed_at_the_next_start(tiny, capsys):
 
 def test_divergence_keeps_a_finite_checkpoint_and_says_which(tiny, tmp_path, capsys):
     out = tmp_path / "diverged"
-    err = fails(capsys, ["finetune", "--config", tiny["config"], "--set", "optim.lr=1e6", "--set", "optim.epochs=6",
-                         "--set", "runtime.checkpoint_every=1", "--out", out], "became")
+    err = fails(
+        capsys,
+        [
+            "finetune",
+            "--config",
+            tiny["config"],
+            "--set",
+            "optim.lr=1e6",
+            "--set",
+            "optim.epochs=6",
+            "--set",
+            "runtime.checkpoint_every=1",
+            "--out",
+            out,
+        ],
+        "became",
+    )
     last = out / "checkpoints" / "last.pt"
     if last.is_file():  # whatever is kept loads, and is finite
         state = load_checkpoint(last)["model"]
@@ -138,13 +222,22 @@ def test_a_checkpoint_with_nan_weights_is_refused(tiny, tmp_path, capsys):
     torch.save(ckpt, tmp_path / "nan.pt")
     (tmp_path / "c.npy").write_bytes(b"")
     np.save(tmp_path / "c.npy", np.random.default_rng(0).normal(size=(80, 3)))
-    fails(capsys, ["predict", tmp_path / "c.npy", "--checkpoint", tmp_path / "nan.pt"], "nan.pt", "NaN/inf weights")
+    fails(
+        capsys,
+        ["predict", tmp_path / "c.npy", "--checkpoint", tmp_path / "nan.pt"],
+        "nan.pt",
+        "NaN/inf weights",
+    )
 
 
 def test_extreme_and_nan_coordinates(tiny, tmp_path, capsys):
     np.save(tmp_path / "far.npy", np.full((50, 3), 1e37, dtype=np.float32))
-    fails(capsys, ["embed", tmp_path / "far.npy", "--checkpoint", tiny["classifier"], "--out", tmp_path / "e"],
-          "far.npy", "coordinates reach")
+    fails(
+        capsys,
+        ["embed", tmp_path / "far.npy", "--checkpoint", tiny["classifier"], "--out", tmp_path / "e"],
+        "far.npy",
+        "coordinates reach",
+    )
     fails(capsys, ["data", "check", tmp_path / "far.npy", "--format", "file"], "coordinates reach")
     # one NaN cloud in a training file is found when the file is opened, not when (if ever) it is drawn
     root = tmp_path / "nan_scan" / "main_split"
@@ -155,9 +248,27 @@ def test_extreme_and_nan_coordinates(tiny, tmp_path, capsys):
         with h5py.File(root / f"{split}_objectdataset.h5", "w") as f:
             f.create_dataset("data", data=data)
             f.create_dataset("label", data=np.arange(8) % 2)
-    fails(capsys, ["finetune", "--config", tiny["config"], "--set", f"data.root={tmp_path / 'nan_scan'}",
-                   "--set", "optim.max_steps=1", "--out", tmp_path / "n"], "training_objectdataset.h5", "index 5")
-    fails(capsys, ["data", "check", tmp_path / "nan_scan", "--format", "scanobjectnn", "--variant", "obj_bg"], "NaN/inf")
+    fails(
+        capsys,
+        [
+            "finetune",
+            "--config",
+            tiny["config"],
+            "--set",
+            f"data.root={tmp_path / 'nan_scan'}",
+            "--set",
+            "optim.max_steps=1",
+            "--out",
+            tmp_path / "n",
+        ],
+        "training_objectdataset.h5",
+        "index 5",
+    )
+    fails(
+        capsys,
+        ["data", "check", tmp_path / "nan_scan", "--format", "scanobjectnn", "--variant", "obj_bg"],
+        "NaN/inf",
+    )
 
 
 def test_paths_are_never_read_as_yaml(tiny, tmp_path, capsys):
@@ -166,27 +277,69 @@ def test_paths_are_never_read_as_yaml(tiny, tmp_path, capsys):
     (odd / "last.pt").write_bytes(tiny["classifier"].read_bytes())
     np.save(tmp_path / "c.npy", np.random.default_rng(0).normal(size=(80, 3)))
     assert main(["predict", str(tmp_path / "c.npy"), "--checkpoint", str(odd / "last.pt")]) == 0
-    fails(capsys, ["predict", tmp_path / "c.npy", "--checkpoint", "a: b/last.pt"], "a: b/last.pt", "not found")
-    fails(capsys, ["finetune", "--config", tiny["config"], "--checkpoint", "runs/exp #2/last.pt", "--out", tmp_path / "p"],
-          "runs/exp #2/last.pt")
+    fails(
+        capsys, ["predict", tmp_path / "c.npy", "--checkpoint", "a: b/last.pt"], "a: b/last.pt", "not found"
+    )
+    fails(
+        capsys,
+        [
+            "finetune",
+            "--config",
+            tiny["config"],
+            "--checkpoint",
+            "runs/exp #2/last.pt",
+            "--out",
+            tmp_path / "p",
+        ],
+        "runs/exp #2/last.pt",
+    )
 
 
 def test_embed_says_which_file_it_wrote(tiny, tmp_path, capsys):
     np.save(tmp_path / "c.npy", np.random.default_rng(0).normal(size=(80, 3)))
-    assert main(["embed", str(tmp_path / "c.npy"), "--checkpoint", str(tiny["classifier"]), "--out", str(tmp_path / "feat")]) == 0
+    assert (
+        main(
+            [
+                "embed",
+                str(tmp_path / "c.npy"),
+                "--checkpoint",
+                str(tiny["classifier"]),
+                "--out",
+                str(tmp_path / "feat"),
+            ]
+        )
+        == 0
+    )
     assert f"wrote {tmp_path / 'feat.npy'}" in capsys.readouterr().out and (tmp_path / "feat.npy").is_file()
 
 
 def test_meshes_with_latin1_comments_read(tiny, tmp_path, capsys):
     verts = "\n".join(f"{x} {y} {z}" for x, y, z in np.random.default_rng(0).normal(size=(8, 3)))
     faces = "\n".join(f"3 {a} {b} {c}" for a, b, c in [(0, 1, 2), (2, 3, 4), (4, 5, 6), (5, 6, 7), (0, 4, 7)])
-    (tmp_path / "m.off").write_bytes(b"OFF\n# caf\xe9 mod\xe8le\n8 5 0\n" + verts.encode() + b"\n" + faces.encode() + b"\n")
-    assert main(["embed", str(tmp_path / "m.off"), "--checkpoint", str(tiny["classifier"]), "--out", str(tmp_path / "m")]) == 0
+    (tmp_path / "m.off").write_bytes(
+        b"OFF\n# caf\xe9 mod\xe8le\n8 5 0\n" + verts.encode() + b"\n" + faces.encode() + b"\n"
+    )
+    assert (
+        main(
+            [
+                "embed",
+                str(tmp_path / "m.off"),
+                "--checkpoint",
+                str(tiny["classifier"]),
+                "--out",
+                str(tmp_path / "m"),
+            ]
+        )
+        == 0
+    )
 
 
 def test_import_official_refuses_an_act3d_checkpoint(tiny, tmp_path, capsys):
-    fails(capsys, ["import-official", tiny["classifier"], "--layout", "student", "--out", tmp_path / "x.pt"],
-          "already an act3d checkpoint")
+    fails(
+        capsys,
+        ["import-official", tiny["classifier"], "--layout", "student", "--out", tmp_path / "x.pt"],
+        "already an act3d checkpoint",
+    )
     assert not (tmp_path / "x.pt").exists()
 
 
@@ -194,7 +347,12 @@ def test_malformed_dataset_files_are_named(tmp_path, capsys):
     part = write_shapenetpart(tmp_path / "part")
     split = part / "train_test_split" / "shuffled_train_file_list.json"
     split.write_text('["shape_data/02691156"]')
-    fails(capsys, ["data", "check", part, "--format", "shapenetpart"], "shuffled_train_file_list.json", "<model id>")
+    fails(
+        capsys,
+        ["data", "check", part, "--format", "shapenetpart"],
+        "shuffled_train_file_list.json",
+        "<model id>",
+    )
     cats = part / "synsetoffset2category.txt"
     cats.write_text(cats.read_text() + "Spaceship\t99999999\n")
     fails(capsys, ["data", "check", part, "--format", "shapenetpart"], "Spaceship")
@@ -204,10 +362,19 @@ def test_malformed_dataset_files_are_named(tmp_path, capsys):
     for labels, words in (([["x"], ["y"]], "integer class label"), ([[], [1]], "integer class label")):
         with open(base / "modelnet40_train_8192pts_fps.dat", "wb") as f:
             pickle.dump([[np.zeros((10, 6), np.float32)] * 2, [np.array(v) for v in labels]], f)
-        fails(capsys, ["data", "check", base, "--format", "modelnet40-dat"], "modelnet40_train_8192pts_fps.dat", words)
+        fails(
+            capsys,
+            ["data", "check", base, "--format", "modelnet40-dat"],
+            "modelnet40_train_8192pts_fps.dat",
+            words,
+        )
     h5 = tmp_path / "str_scan" / "main_split"
     h5.mkdir(parents=True)
     with h5py.File(h5 / "training_objectdataset.h5", "w") as f:
         f.create_dataset("data", data=np.array([["a", "b"]], dtype="S1"))
         f.create_dataset("label", data=np.array([0]))
-    fails(capsys, ["data", "check", tmp_path / "str_scan", "--format", "scanobjectnn", "--variant", "obj_bg"], "'data'")
+    fails(
+        capsys,
+        ["data", "check", tmp_path / "str_scan", "--format", "scanobjectnn", "--variant", "obj_bg"],
+        "'data'",
+    )

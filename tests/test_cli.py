@@ -1,14 +1,14 @@
 import json
 
 import numpy as np
-import torch
 import pytest
+import torch
+from layouts import write_fewshot, write_scanobjectnn
 
 from act3d.cli import main
 from act3d.train.finetune import finetune
 from act3d.train.stage1 import train_teacher
 from act3d.train.stage2 import pretrain
-from layouts import write_fewshot, write_scanobjectnn
 
 
 def test_help_lists_the_commands(capsys):
@@ -20,11 +20,29 @@ def test_help_lists_the_commands(capsys):
 
 def test_data_check_summarises_and_reports_problems(tmp_path, capsys):
     root = write_scanobjectnn(tmp_path)
-    assert main(["data", "check", str(root), "--format", "scanobjectnn", "--variant", "obj_only", "--split", "test"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "check",
+                str(root),
+                "--format",
+                "scanobjectnn",
+                "--variant",
+                "obj_only",
+                "--split",
+                "test",
+            ]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out)
     assert summary["samples"] == 6 and summary["classes"] == 15 and summary["points_max"] == 2048
     assert main(["data", "check", str(tmp_path / "nowhere"), "--format", "modelnet40"]) == 2
-    assert main(["data", "check", str(write_fewshot(tmp_path)), "--format", "modelnet40-fewshot", "--fold", "1"]) == 0
+    assert (
+        main(["data", "check", str(write_fewshot(tmp_path)), "--format", "modelnet40-fewshot", "--fold", "1"])
+        == 0
+    )
 
 
 def test_data_show_renders_a_png(tmp_path):
@@ -42,28 +60,83 @@ def trained(teacher_cfg, pretrain_cfg, finetune_cfg, tmp_path):
     finetune_cfg.checkpoint = str(student)
     finetune_cfg.optim.max_steps = 2
     finetune(finetune_cfg, tmp_path / "ft")
-    return {"student": str(student), "classifier": str(tmp_path / "ft" / "checkpoints" / "last.pt"),
-            "root": finetune_cfg.data.root}
+    return {
+        "student": str(student),
+        "classifier": str(tmp_path / "ft" / "checkpoints" / "last.pt"),
+        "root": finetune_cfg.data.root,
+    }
 
 
 def test_eval_embed_predict(trained, tmp_path, capsys):
-    common = ["--checkpoint", trained["student"], "--format", "scanobjectnn", "--root", trained["root"], "--variant", "obj_bg"]
+    common = [
+        "--checkpoint",
+        trained["student"],
+        "--format",
+        "scanobjectnn",
+        "--root",
+        trained["root"],
+        "--variant",
+        "obj_bg",
+    ]
     assert main(["eval", "svm", *common, "--out", str(tmp_path / "svm")]) == 0
     rows = json.loads((tmp_path / "svm" / "results.json").read_text())["results"]
     assert {r["metric"] for r in rows} == {"overall_accuracy", "mean_class_accuracy"}
     assert all({"value", "split", "seed", "config_hash"} <= set(r) for r in rows)
-    assert main(["eval", "fewshot", *common, "--way", "2", "--shot", "1", "--folds", "3", "--out", str(tmp_path / "fs")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "fewshot",
+                *common,
+                "--way",
+                "2",
+                "--shot",
+                "1",
+                "--folds",
+                "3",
+                "--out",
+                str(tmp_path / "fs"),
+            ]
+        )
+        == 0
+    )
     assert "2w1s:" in capsys.readouterr().out
     np.save(tmp_path / "a.npy", np.random.default_rng(0).normal(size=(100, 3)))
     np.savetxt(tmp_path / "b.xyz", np.random.default_rng(1).normal(size=(50, 3)))
-    assert main(["embed", str(tmp_path / "a.npy"), str(tmp_path / "b.xyz"), "--checkpoint", trained["student"],
-                 "--out", str(tmp_path / "e.npy")]) == 0
+    assert (
+        main(
+            [
+                "embed",
+                str(tmp_path / "a.npy"),
+                str(tmp_path / "b.xyz"),
+                "--checkpoint",
+                trained["student"],
+                "--out",
+                str(tmp_path / "e.npy"),
+            ]
+        )
+        == 0
+    )
     assert np.load(tmp_path / "e.npy").shape == (2, 64)
-    assert main(["predict", str(tmp_path / "a.npy"), "--checkpoint", trained["classifier"], "--top-k", "3"]) == 0
+    assert (
+        main(["predict", str(tmp_path / "a.npy"), "--checkpoint", trained["classifier"], "--top-k", "3"]) == 0
+    )
     assert capsys.readouterr().out.count("%") == 3
     # a student cannot predict classes; a missing file is named
     assert main(["predict", str(tmp_path / "a.npy"), "--checkpoint", trained["student"]]) == 2
-    assert main(["embed", str(tmp_path / "none.ply"), "--checkpoint", trained["student"], "--out", str(tmp_path / "x.npy")]) == 2
+    assert (
+        main(
+            [
+                "embed",
+                str(tmp_path / "none.ply"),
+                "--checkpoint",
+                trained["student"],
+                "--out",
+                str(tmp_path / "x.npy"),
+            ]
+        )
+        == 2
+    )
 
 
 def test_api_embed_and_predict(trained):

@@ -14,7 +14,15 @@ from act3d.train.stage1 import TeacherRunConfig, build_autoencoder
 from act3d.train.stage2 import PretrainRunConfig
 
 # the shipped ViT-S/14 teacher's architecture (DINOv2 layout), as a skeleton: no weight file needed
-VIT_S14 = {"type": "vit", "width": 384, "depth": 12, "heads": 6, "hidden": 1536, "layer_scale": True, "qkv_bias": True}
+VIT_S14 = {
+    "type": "vit",
+    "width": 384,
+    "depth": 12,
+    "heads": 6,
+    "hidden": 1536,
+    "layer_scale": True,
+    "qkv_bias": True,
+}
 CLASSES = {"obj_bg": 15, "obj_only": 15, "pb_t50_rs": 15, "modelnet40": 40, "fewshot": 5}
 
 
@@ -23,9 +31,13 @@ def _count(module, trainable_only: bool = False) -> float:
 
 
 def test_the_paper_presets_exist():
-    assert {"paper", "cpu"} <= set(list_presets("teacher")) and {"paper", "cpu"} <= set(list_presets("pretrain"))
+    assert {"paper", "cpu"} <= set(list_presets("teacher")) and {"paper", "cpu"} <= set(
+        list_presets("pretrain")
+    )
     assert {"paper_part", "paper_semantic"} <= set(list_presets("segment"))
-    wanted = {f"scanobjectnn_{v}{t}" for v in ("obj_bg", "obj_only", "pb_t50_rs") for t in ("", "_linear", "_mlp3")}
+    wanted = {
+        f"scanobjectnn_{v}{t}" for v in ("obj_bg", "obj_only", "pb_t50_rs") for t in ("", "_linear", "_mlp3")
+    }
     assert wanted | {"modelnet40_1k", "modelnet40_8k", "modelnet40_fewshot"} <= set(list_presets("finetune"))
 
 
@@ -48,7 +60,8 @@ def test_finetune_presets_build_the_paper_classifier(name):
         assert _count(model, trainable_only=True) == pytest.approx(_count(model) - encoder + 2 * 384 / 1e6)
     if "scanobjectnn" in name:
         assert (cfg.data.num_points, cfg.patches.num_groups, cfg.patches.group_size) == (2048, 128, 32)
-    # the official cfgs: lr 1e-3 for linear / mlp3 probing, 5e-4 for full fine-tuning; rotation only; FPS sampling
+    # the official cfgs: lr 1e-3 for linear / mlp3 probing, 5e-4 for full fine-tuning; rotation only; FPS
+    # sampling
     lr = 1e-3 if cfg.transfer != "full" else 5e-4
     assert (cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.batch_size) == (lr, 0.05, 32)
     assert (cfg.augmentation, cfg.sampling, cfg.frozen_backbone_mode) == ("rotate", "fps", "train")
@@ -59,7 +72,12 @@ def test_pretrain_paper_preset_is_the_22m_student():
     cfg = load_config(PretrainRunConfig, "pretrain", "paper")
     model = MaskedPointModel(cfg.student, cfg.patches.group_size, target_dim=384)
     assert _count(model.encoder) == pytest.approx(22.1, rel=0.02)
-    assert (cfg.student.mask_ratio, cfg.student.decoder_depth, cfg.optim.batch_size, cfg.optim.lr) == (0.8, 2, 128, 1e-3)
+    assert (cfg.student.mask_ratio, cfg.student.decoder_depth, cfg.optim.batch_size, cfg.optim.lr) == (
+        0.8,
+        2,
+        128,
+        1e-3,
+    )
     assert (cfg.data.num_points, cfg.patches.num_groups, cfg.patches.group_size) == (1024, 64, 32)
     assert (cfg.data.pretrain_split, cfg.teacher_mode) == ("train+test", "train")  # official Stage II
 
@@ -73,12 +91,19 @@ def test_teacher_paper_preset_has_the_spec_sizes():
     backbone = _count(model.teacher.backbone)
     assert backbone == pytest.approx(21.3, abs=0.1)  # 12 ViT-S blocks with LayerScale + final norm
     assert _count(model, trainable_only=True) == pytest.approx(_count(model) - backbone)  # frozen teacher
-    assert (cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.batch_size, cfg.anneal.steps) == (5e-4, 5e-4, 64, 100000)
+    assert (cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.batch_size, cfg.anneal.steps) == (
+        5e-4,
+        5e-4,
+        64,
+        100000,
+    )
     assert (cfg.anneal.kl_delay, cfg.model.prompt_dropout, cfg.optim.grad_clip) == (10000, 0.1, 0.0)
 
 
-@pytest.mark.parametrize("name,classes,categories,extra", [("paper_part", NUM_PARTS, 16, 0),
-                                                          ("paper_semantic", len(S3DIS_CLASSES), 0, 0)])
+@pytest.mark.parametrize(
+    "name,classes,categories,extra",
+    [("paper_part", NUM_PARTS, 16, 0), ("paper_semantic", len(S3DIS_CLASSES), 0, 0)],
+)
 def test_segmentation_presets_build(name, classes, categories, extra):
     cfg = load_config(SegmentRunConfig, "segment", name)
     model = PointSegmenter(StudentEncoder(cfg.student), classes, categories, extra, cfg.head_hidden)

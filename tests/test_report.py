@@ -18,17 +18,37 @@ def fake_results() -> dict:
     arms = []
     for i, (name, label) in enumerate([("act", "ACT"), ("scratch", "no pretraining (scratch)")]):
         accs = [0.7 + 0.01 * i + 0.001 * s for s in range(3)]
-        arms.append({"name": name, "label": label, "finetune_scan_acc_mean": float(np.mean(accs)),
-                     "finetune_scan_acc_std": float(np.std(accs)), "finetune_scan_accs": accs,
-                     "svm_scan_acc": 0.55 + i / 100, "svm_clean_acc": 0.99,
-                     "fewshot": {k: {"mean": 0.8, "std": 0.05} for k in ("5w10s", "5w20s", "10w10s", "10w20s")},
-                     "stage2": {}})
-    return {"quick": True, "seeds": 3, "wall_seconds": 123.4, "torch": "x", "threads": 2, "fewshot_folds": 10,
-            "teachers": {"pretrained": {"steps": 10, "chamfer_fine_first": 0.4, "chamfer_fine_last": 0.1}},
-            "arms": arms, "timings": {"stage1": 1.0},
-            "confusion_act": (np.eye(3, dtype=int) * 5).tolist(), "class_names": ["a", "b", "c"],
-            "embedding_act": {"features": rng.normal(size=(60, 8)).tolist(), "labels": (np.arange(60) % 3).tolist(),
-                              "class_names": ["a", "b", "c"]}}
+        arms.append(
+            {
+                "name": name,
+                "label": label,
+                "finetune_scan_acc_mean": float(np.mean(accs)),
+                "finetune_scan_acc_std": float(np.std(accs)),
+                "finetune_scan_accs": accs,
+                "svm_scan_acc": 0.55 + i / 100,
+                "svm_clean_acc": 0.99,
+                "fewshot": {k: {"mean": 0.8, "std": 0.05} for k in ("5w10s", "5w20s", "10w10s", "10w20s")},
+                "stage2": {},
+            }
+        )
+    return {
+        "quick": True,
+        "seeds": 3,
+        "wall_seconds": 123.4,
+        "torch": "x",
+        "threads": 2,
+        "fewshot_folds": 10,
+        "teachers": {"pretrained": {"steps": 10, "chamfer_fine_first": 0.4, "chamfer_fine_last": 0.1}},
+        "arms": arms,
+        "timings": {"stage1": 1.0},
+        "confusion_act": (np.eye(3, dtype=int) * 5).tolist(),
+        "class_names": ["a", "b", "c"],
+        "embedding_act": {
+            "features": rng.normal(size=(60, 8)).tolist(),
+            "labels": (np.arange(60) % 3).tolist(),
+            "class_names": ["a", "b", "c"],
+        },
+    }
 
 
 def test_report_files_and_numbers(tmp_path):
@@ -41,24 +61,42 @@ def test_report_files_and_numbers(tmp_path):
     assert "70.1 ± 0.1" in page  # mean and std of the three seeds, in percent
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian package 'chromium'; .ci/run installs it)")
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="Chromium is not installed (Debian package 'chromium'; .ci/run installs it)"
+)
 def test_report_renders_in_headless_chromium(tmp_path):
     results = fake_results()
     write_report(tmp_path, results)
     (tmp_path / "results.json").write_text(json.dumps(results))
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
-    dom = subprocess.run(cmd + ["--dump-dom", (tmp_path / "report.html").as_uri()], capture_output=True, text=True,
-                         timeout=120).stdout
+    cmd = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=5000",
+    ]
+    dom = subprocess.run(
+        cmd + ["--dump-dom", (tmp_path / "report.html").as_uri()], capture_output=True, text=True, timeout=120
+    ).stdout
     shot = tmp_path / "shot.png"
-    subprocess.run(cmd + [f"--screenshot={shot}", "--window-size=1200,2400", (tmp_path / "report.html").as_uri()],
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        cmd + [f"--screenshot={shot}", "--window-size=1200,2400", (tmp_path / "report.html").as_uri()],
+        capture_output=True,
+        timeout=120,
+    )
     assert shot.is_file() and shot.stat().st_size > 10_000
     # the rendered page holds the results table with the numbers of results.json, and the images
     shown = re.findall(r'<td data-key="finetune">([^<]*)</td>', dom)
-    expected = [f"{100 * a['finetune_scan_acc_mean']:.1f} ± {100 * a['finetune_scan_acc_std']:.1f}"
-                for a in json.loads((tmp_path / "results.json").read_text())["arms"]]
+    expected = [
+        f"{100 * a['finetune_scan_acc_mean']:.1f} ± {100 * a['finetune_scan_acc_std']:.1f}"
+        for a in json.loads((tmp_path / "results.json").read_text())["arms"]
+    ]
     assert shown == expected
     svm = re.findall(r'<td data-key="svm_scan">([^<]*)</td>', dom)
     assert svm == [f"{100 * a['svm_scan_acc']:.1f}" for a in results["arms"]]
@@ -70,10 +108,16 @@ def test_demo_overrides_reach_their_stage_and_the_report(tmp_path):
     from act3d.cli import main
     from act3d.demo import DemoOptions, _overrides
 
-    opts = DemoOptions(tmp_path, quick=False, overrides=("pretrain:optim.epochs=4", "finetune:head_dropout=0"))
+    opts = DemoOptions(
+        tmp_path, quick=False, overrides=("pretrain:optim.epochs=4", "finetune:head_dropout=0")
+    )
     assert _overrides(opts, "pretrain") == ["optim.epochs=4"] and _overrides(opts, "teacher") == []
     assert main(["demo", "--out", str(tmp_path / "x"), "--set", "optim.epochs=4"]) == 2  # no stage named
-    results = {**fake_results(), "overrides": list(opts.overrides), "reused_stages": ["stage1-pretrained-teacher"]}
+    results = {
+        **fake_results(),
+        "overrides": list(opts.overrides),
+        "reused_stages": ["stage1-pretrained-teacher"],
+    }
     page = write_report(tmp_path, results).read_text()
     assert "changed: pretrain:optim.epochs=4, finetune:head_dropout=0" in page
     assert "reused 1 stage(s) finished earlier" in page

@@ -1,9 +1,9 @@
 """A small Python API over trained checkpoints: embed clouds, classify them.
 
-    model = act3d.load_model("runs/x/checkpoints/last.pt")
-    features = model.embed(points)            # (N, 3) or (B, N, 3) -> (B, 2W)
-    top = model.predict(points, k=3)           # classifier checkpoints only
-    points, labels = model.segment(points)     # segmenter checkpoints only
+model = act3d.load_model("runs/x/checkpoints/last.pt")
+features = model.embed(points)            # (N, 3) or (B, N, 3) -> (B, 2W)
+top = model.predict(points, k=3)           # classifier checkpoints only
+points, labels = model.segment(points)     # segmenter checkpoints only
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from act3d.data.files import read_cloud
 from act3d.data.sample import check_points, normalize_unit_sphere, resample_indices
 from act3d.errors import CheckpointError, DataError
 from act3d.eval.probe import extract_features
-from act3d.ops.grouping import PatchConfig
-from act3d.models.classifier import PointClassifier
-from act3d.models.student import StudentEncoder
 from act3d.models import zoo
+from act3d.models.classifier import PointClassifier
 from act3d.models.segmenter import PointSegmenter
+from act3d.models.student import StudentEncoder
+from act3d.ops.grouping import PatchConfig
 
 
 @dataclass
@@ -35,15 +35,26 @@ class Act3dModel:
     """A loaded student (embeddings), classifier (embeddings, class predictions) or segmenter (embeddings,
     per-point labels)."""
 
-    def __init__(self, encoder: StudentEncoder, patches: PatchConfig, num_points: int, path: str,
-                 head: PointClassifier | PointSegmenter | None = None, class_names: list[str] | None = None):
+    def __init__(
+        self,
+        encoder: StudentEncoder,
+        patches: PatchConfig,
+        num_points: int,
+        path: str,
+        head: PointClassifier | PointSegmenter | None = None,
+        class_names: list[str] | None = None,
+    ):
         self.encoder, self.patches, self.num_points, self.path = encoder.eval(), patches, num_points, path
         self.head = head.eval() if head is not None else None
         self.class_names = class_names or []
 
     def prepare(self, points: np.ndarray | torch.Tensor, seed: int = 0) -> torch.Tensor:
         """Clouds of any size -> `(B, num_points, 3)`: unit-sphere normalised, resampled."""
-        arr = points.detach().cpu().numpy() if isinstance(points, torch.Tensor) else np.asarray(points, dtype=np.float32)
+        arr = (
+            points.detach().cpu().numpy()
+            if isinstance(points, torch.Tensor)
+            else np.asarray(points, dtype=np.float32)
+        )
         clouds = arr[None] if arr.ndim == 2 else arr
         if clouds.ndim != 3 or clouds.shape[-1] != 3:
             raise DataError(f"expected points of shape (N, 3) or (B, N, 3), got {arr.shape}")
@@ -56,7 +67,9 @@ class Act3dModel:
 
     def _finite(self, values: torch.Tensor | np.ndarray, what: str) -> None:
         if not np.isfinite(np.asarray(values)).all():
-            raise CheckpointError(f"{self.path} gave non-finite {what}; its weights or these clouds are broken")
+            raise CheckpointError(
+                f"{self.path} gave non-finite {what}; its weights or these clouds are broken"
+            )
 
     def embed(self, points: np.ndarray | torch.Tensor) -> np.ndarray:
         """`(B, 2W)` features: max- and mean-pooled student tokens."""
@@ -68,24 +81,35 @@ class Act3dModel:
     def predict(self, points: np.ndarray | torch.Tensor, k: int = 5) -> list[Prediction]:
         """Top-`k` classes with probabilities for each cloud (classifier checkpoints only)."""
         if not isinstance(self.head, PointClassifier):
-            raise CheckpointError(f"{self.path} is not a fine-tuned classifier: predict needs a checkpoint from "
-                                  "`act3d finetune`")
+            raise CheckpointError(
+                f"{self.path} is not a fine-tuned classifier: predict needs a checkpoint from "
+                "`act3d finetune`"
+            )
         probs = torch.softmax(self.head(self.patches.group(self.prepare(points))), -1)
         self._finite(probs, "class probabilities")
         top = probs.topk(min(k, probs.shape[-1]), dim=-1)
-        return [Prediction([self.class_names[i] for i in idx.tolist()], p.tolist()) for p, idx in zip(top.values, top.indices)]
+        return [
+            Prediction([self.class_names[i] for i in idx.tolist()], p.tolist())
+            for p, idx in zip(top.values, top.indices)
+        ]
 
     @torch.no_grad()
-    def segment(self, points: np.ndarray | torch.Tensor, category: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def segment(
+        self, points: np.ndarray | torch.Tensor, category: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Per-point labels `(B, num_points)` of the resampled clouds `(B, num_points, 3)` (segmenter
         checkpoints only); part segmentation needs the object `category` (an index into the categories)."""
         if not isinstance(self.head, PointSegmenter):
-            raise CheckpointError(f"{self.path} is not a segmenter: segment needs a checkpoint from `act3d segment`")
+            raise CheckpointError(
+                f"{self.path} is not a segmenter: segment needs a checkpoint from `act3d segment`"
+            )
         clouds = self.prepare(points)
         cats = None
         if self.head.num_categories:
             if category is None or not 0 <= category < self.head.num_categories:
-                raise DataError(f"part segmentation needs category in 0..{self.head.num_categories - 1}, got {category}")
+                raise DataError(
+                    f"part segmentation needs category in 0..{self.head.num_categories - 1}, got {category}"
+                )
             cats = torch.full((len(clouds),), category, dtype=torch.long)
         logits = self.head(self.patches.group(clouds), clouds, None, cats)
         self._finite(logits, "part scores")

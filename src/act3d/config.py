@@ -124,6 +124,7 @@ def from_dict(cls: type[T], data: Any, prefix: str = "") -> T:
 
 def to_dict(config: Any) -> dict[str, Any]:
     """The plain, YAML-ready dict of a dataclass config."""
+
     def plain(v: Any) -> Any:
         if isinstance(v, tuple):
             return [plain(x) for x in v]
@@ -180,7 +181,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def load_config(
-    cls: type[T], kind: str, preset: str | None = None, file: str | Path | None = None, overrides: list[str] = ()
+    cls: type[T],
+    kind: str,
+    preset: str | None = None,
+    file: str | Path | None = None,
+    overrides: list[str] = (),
 ) -> T:
     """Resolve a config: dataclass defaults <- preset <- file <- `key=value` overrides."""
     data: dict[str, Any] = {}

@@ -25,9 +25,9 @@ from act3d.data.default import build_default, default_data_dir
 from act3d.errors import ConfigError
 from act3d.eval.metrics import mean_std
 from act3d.eval.probe import extract_features, fewshot, svm_probe
+from act3d.models import zoo
 from act3d.train.finetune import FinetuneRunConfig, finetune
 from act3d.train.stage1 import TeacherRunConfig, train_teacher
-from act3d.models import zoo
 from act3d.train.stage2 import PretrainRunConfig, pretrain
 
 log = logging.getLogger(__name__)
@@ -64,15 +64,24 @@ STAGE_KINDS = ("teacher", "pretrain", "finetune")
 
 def _overrides(opts: DemoOptions, kind: str) -> list[str]:
     """The CPU preset's changes for one stage kind: the quick run's limits, then the user's."""
-    quick = {"teacher": ["optim.max_steps=15", "anneal.steps=15"], "pretrain": ["optim.max_steps=15"],
-             "finetune": ["optim.epochs=1", "optim.max_steps=8"]}[kind] if opts.quick else []
+    quick = (
+        {
+            "teacher": ["optim.max_steps=15", "anneal.steps=15"],
+            "pretrain": ["optim.max_steps=15"],
+            "finetune": ["optim.epochs=1", "optim.max_steps=8"],
+        }[kind]
+        if opts.quick
+        else []
+    )
     return quick + [o.split(":", 1)[1] for o in opts.overrides if o.split(":", 1)[0] == kind]
 
 
 def check_overrides(overrides: tuple[str, ...]) -> None:
     for o in overrides:
         if o.split(":", 1)[0] not in STAGE_KINDS or ":" not in o:
-            raise ConfigError(f"demo override {o!r} must look like STAGE:KEY=VALUE with STAGE one of {', '.join(STAGE_KINDS)}")
+            raise ConfigError(
+                f"demo override {o!r} must look like STAGE:KEY=VALUE with STAGE one of {', '.join(STAGE_KINDS)}"
+            )
 
 
 def teacher_config(kind: str, opts: DemoOptions) -> TeacherRunConfig:
@@ -119,7 +128,6 @@ def estimate_seconds(opts: DemoOptions) -> dict[str, float]:
     """Rough plan: time two optimiser steps of each stage's model here, times the planned step counts."""
     from act3d.models.autoencoder import autoencoder_loss
     from act3d.models.student import MaskedPointModel
-    from act3d.ops.grouping import group_patches
     from act3d.train.finetune import build_classifier
     from act3d.train.stage1 import build_autoencoder
 
@@ -164,9 +172,12 @@ def estimate_seconds(opts: DemoOptions) -> dict[str, float]:
     s1 = per_step(stage1_step) * steps(t_cfg.optim, spec["pretrain"])
     s2 = per_step(stage2_step) * steps(p_cfg.optim, spec["pretrain"])
     s3 = per_step(finetune_step) * steps(f_cfg.optim, spec["scan_train"])
-    return {"stage I (x2 teachers)": 2 * s1, "stage II (x3 students)": 3 * s2,
-            f"fine-tuning (x{len(ARMS)} arms x {opts.seeds} seeds)": len(ARMS) * opts.seeds * s3 * 1.15,
-            "probes, few-shot, report": 30.0}
+    return {
+        "stage I (x2 teachers)": 2 * s1,
+        "stage II (x3 students)": 3 * s2,
+        f"fine-tuning (x{len(ARMS)} arms x {opts.seeds} seeds)": len(ARMS) * opts.seeds * s3 * 1.15,
+        "probes, few-shot, report": 30.0,
+    }
 
 
 def _probe_arm(student_ckpt: Path, folds: int, quick: bool) -> dict:
@@ -183,9 +194,15 @@ def _probe_arm(student_ckpt: Path, folds: int, quick: bool) -> dict:
         ftr, fte = extract_features(encoder, tx, patches), extract_features(encoder, vx, patches)
         out[f"svm_{variant}"] = svm_probe(ftr, ty.numpy(), fte, vy.numpy(), len(train.class_names))
         if variant == "scan":
-            out["fewshot"] = fewshot(ftr, ty.numpy(), fte, vy.numpy(), FEWSHOT_SETTINGS, folds=3 if quick else folds)
+            out["fewshot"] = fewshot(
+                ftr, ty.numpy(), fte, vy.numpy(), FEWSHOT_SETTINGS, folds=3 if quick else folds
+            )
         else:
-            out["embedding"] = {"features": fte.tolist(), "labels": vy.numpy().tolist(), "class_names": list(train.class_names)}
+            out["embedding"] = {
+                "features": fte.tolist(),
+                "labels": vy.numpy().tolist(),
+                "class_names": list(train.class_names),
+            }
     return out
 
 
@@ -209,15 +226,25 @@ def run_demo(opts: DemoOptions) -> dict:
         teachers[kind] = stages.run(f"stage1-{kind}-teacher", lambda d, k=kind: _teacher_stage(k, d, opts))
     students = {}
     for arm in ARMS:
-        students[arm.name] = stages.run(f"stage2-{arm.name}", lambda d, a=arm: _student_stage(a, teachers, d, opts))
+        students[arm.name] = stages.run(
+            f"stage2-{arm.name}", lambda d, a=arm: _student_stage(a, teachers, d, opts)
+        )
     probes, finetunes = {}, {}
     for arm in ARMS:
-        probes[arm.name] = stages.run(f"probe-{arm.name}", lambda d, a=arm: _probe_arm(Path(students[a.name]["checkpoint"]),
-                                                                                        opts.fewshot_folds, opts.quick))
+        probes[arm.name] = stages.run(
+            f"probe-{arm.name}",
+            lambda d, a=arm: _probe_arm(Path(students[a.name]["checkpoint"]), opts.fewshot_folds, opts.quick),
+        )
         finetunes[arm.name] = [
-            stages.run(f"finetune-{arm.name}-seed{seed}", lambda d, a=arm, s=seed: _finetune_stage(a, students, s, d, opts))
-            for seed in range(opts.seeds)]
-    results = collect_results(opts, teachers, students, probes, finetunes, stages.timings, time.perf_counter() - started, data_dir)
+            stages.run(
+                f"finetune-{arm.name}-seed{seed}",
+                lambda d, a=arm, s=seed: _finetune_stage(a, students, s, d, opts),
+            )
+            for seed in range(opts.seeds)
+        ]
+    results = collect_results(
+        opts, teachers, students, probes, finetunes, stages.timings, time.perf_counter() - started, data_dir
+    )
     results["reused_stages"] = stages.reused
     (out / "results.json").write_text(json.dumps(results, indent=2))
     write_report(out, results)
@@ -232,9 +259,14 @@ def _teacher_stage(kind: str, folder: Path, opts: DemoOptions) -> dict:
     with open(folder / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     first, last = rows[0], rows[-1]
-    return {"checkpoint": str(result.checkpoint), "steps": result.steps,
-            "chamfer_fine_first": float(first["cd_fine"]), "chamfer_fine_last": float(last["cd_fine"]),
-            "chamfer_coarse_first": float(first["cd_coarse"]), "chamfer_coarse_last": float(last["cd_coarse"])}
+    return {
+        "checkpoint": str(result.checkpoint),
+        "steps": result.steps,
+        "chamfer_fine_first": float(first["cd_fine"]),
+        "chamfer_fine_last": float(last["cd_fine"]),
+        "chamfer_coarse_first": float(first["cd_coarse"]),
+        "chamfer_coarse_last": float(last["cd_coarse"]),
+    }
 
 
 def _student_stage(arm: Arm, teachers: dict, folder: Path, opts: DemoOptions) -> dict:
@@ -255,31 +287,70 @@ def _student_stage(arm: Arm, teachers: dict, folder: Path, opts: DemoOptions) ->
 
 
 def _finetune_stage(arm: Arm, students: dict, seed: int, folder: Path, opts: DemoOptions) -> dict:
-    overrides = _overrides(opts, "finetune") + [f"runtime.seed={seed}", f"checkpoint={students[arm.name]['checkpoint']}"]
+    overrides = _overrides(opts, "finetune") + [
+        f"runtime.seed={seed}",
+        f"checkpoint={students[arm.name]['checkpoint']}",
+    ]
     cfg = load_config(FinetuneRunConfig, "finetune", "cpu", overrides=overrides)
     res = finetune(cfg, folder, resume=True)
-    return {k: res[k] for k in ("val_acc", "test_acc", "test_macc", "seed", "steps", "selected_step", "confusion", "class_names")}
+    return {
+        k: res[k]
+        for k in (
+            "val_acc",
+            "test_acc",
+            "test_macc",
+            "seed",
+            "steps",
+            "selected_step",
+            "confusion",
+            "class_names",
+        )
+    }
 
 
-def collect_results(opts: DemoOptions, teachers: dict, students: dict, probes: dict, finetunes: dict,
-                    timings: dict, seconds: float, data_dir: Path) -> dict:
+def collect_results(
+    opts: DemoOptions,
+    teachers: dict,
+    students: dict,
+    probes: dict,
+    finetunes: dict,
+    timings: dict,
+    seconds: float,
+    data_dir: Path,
+) -> dict:
     arms = []
     for arm in ARMS:
         ft = finetunes[arm.name]
         acc_mean, acc_std = mean_std([r["test_acc"] for r in ft])
         fs = {k: {"mean": v["mean"], "std": v["std"]} for k, v in probes[arm.name]["fewshot"].items()}
-        arms.append({
-            "name": arm.name, "label": arm.label,
-            "finetune_scan_acc_mean": acc_mean, "finetune_scan_acc_std": acc_std,
-            "finetune_scan_accs": [r["test_acc"] for r in ft],
-            "finetune_scan_val_acc_mean": mean_std([r["val_acc"] for r in ft])[0],
-            "svm_scan_acc": probes[arm.name]["svm_scan"]["test_acc"], "svm_clean_acc": probes[arm.name]["svm_clean"]["test_acc"],
-            "fewshot": fs, "stage2": students[arm.name],
-        })
+        arms.append(
+            {
+                "name": arm.name,
+                "label": arm.label,
+                "finetune_scan_acc_mean": acc_mean,
+                "finetune_scan_acc_std": acc_std,
+                "finetune_scan_accs": [r["test_acc"] for r in ft],
+                "finetune_scan_val_acc_mean": mean_std([r["val_acc"] for r in ft])[0],
+                "svm_scan_acc": probes[arm.name]["svm_scan"]["test_acc"],
+                "svm_clean_acc": probes[arm.name]["svm_clean"]["test_acc"],
+                "fewshot": fs,
+                "stage2": students[arm.name],
+            }
+        )
     return {
-        "act3d_demo": 1, "quick": opts.quick, "seeds": opts.seeds, "overrides": list(opts.overrides), "wall_seconds": round(seconds, 1),
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "data": str(data_dir),
-        "teachers": teachers, "arms": arms, "timings": {k: round(v, 1) for k, v in timings.items()},
-        "confusion_act": finetunes["act"][0]["confusion"], "class_names": finetunes["act"][0]["class_names"],
-        "embedding_act": probes["act"]["embedding"], "fewshot_folds": 3 if opts.quick else opts.fewshot_folds,
+        "act3d_demo": 1,
+        "quick": opts.quick,
+        "seeds": opts.seeds,
+        "overrides": list(opts.overrides),
+        "wall_seconds": round(seconds, 1),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "data": str(data_dir),
+        "teachers": teachers,
+        "arms": arms,
+        "timings": {k: round(v, 1) for k, v in timings.items()},
+        "confusion_act": finetunes["act"][0]["confusion"],
+        "class_names": finetunes["act"][0]["class_names"],
+        "embedding_act": probes["act"]["embedding"],
+        "fewshot_folds": 3 if opts.quick else opts.fewshot_folds,
     }

@@ -1,8 +1,8 @@
 """The ACT authors' released checkpoints <-> act3d models, by renaming keys at the edge.
 
-Official checkpoints (docs/method.md; RunpeiDong/ACT tools/builder.py `save_checkpoint`) are `torch.save` dicts with the weights under
-`base_model`, keys in the official module names, and 1x1 convolutions where act3d uses `Linear`
-(`(out, in, 1)` / `(out, in, 1, 1)` weights instead of `(out, in)`). Three layouts:
+Official checkpoints (docs/method.md; RunpeiDong/ACT tools/builder.py `save_checkpoint`) are `torch.save`
+dicts with the weights under `base_model`, keys in the official module names, and 1x1 convolutions where
+act3d uses `Linear` (`(out, in, 1)` / `(out, in, 1, 1)` weights instead of `(out, in)`). Three layouts:
 
 - `teacher`: the Stage I autoencoder (dVAE with the prompted image Transformer),
 - `student`: the Stage II model (encoder under `ACT_encoder.`, decoder under `ACT_decoder.`),
@@ -26,8 +26,8 @@ from typing import Any, Literal
 
 import torch
 
-from act3d.errors import CheckpointError
 from act3d.config import from_dict
+from act3d.errors import CheckpointError
 from act3d.models import zoo
 from act3d.models.autoencoder import AutoencoderConfig
 from act3d.models.checkpoint import load_checkpoint, read_weight_file, save_checkpoint
@@ -63,7 +63,8 @@ RENAMES: dict[str, list[tuple[str, str]]] = {
         ("dgcnn_2.", "dgcnn_2."),
         ("decoder.", "decoder."),
     ],
-    "student": [("encoder." + a, "ACT_encoder." + o) for a, o in _ENCODER] + [
+    "student": [("encoder." + a, "ACT_encoder." + o) for a, o in _ENCODER]
+    + [
         ("mask_token", "mask_token"),
         ("decoder_pos_embed.mlp.", "decoder_pos_embed."),
         ("decoder.blocks.", "ACT_decoder.blocks."),
@@ -73,13 +74,16 @@ RENAMES: dict[str, list[tuple[str, str]]] = {
     "classifier": [("encoder." + a, o) for a, o in _ENCODER] + [("head.", "cls_head_finetune.")],
 }
 
-# official Stage II weights with no act3d student counterpart (ACT_PointDistillation / VisableOnlyMaskTransformer)
+# official Stage II weights with no act3d student counterpart (ACT_PointDistillation /
+# VisableOnlyMaskTransformer)
 UNUSED_BY_STUDENT = ("ACT_encoder.lm_head.", "ACT_encoder.cls_head.", "dvae_tokenizer.")  # prefixes
 UNUSED_BY_STUDENT_NAMES = ("cls_pos",)  # the decoder's cls position of the cls_loss variant
 TOKENIZER_PREFIX = "dvae_tokenizer."
 
 # official weights stored as 1x1 convolutions: Conv1d `(out, in, 1)` and, in DGCNN's edge convs, Conv2d
-_CONV1D = re.compile(r"(^|\.)(encoder\.(first|second)_conv\.[03]|input_trans|layer5\.0|final_conv\.[036])\.weight$")
+_CONV1D = re.compile(
+    r"(^|\.)(encoder\.(first|second)_conv\.[03]|input_trans|layer5\.0|final_conv\.[036])\.weight$"
+)
 _CONV2D = re.compile(r"(^|\.)dgcnn_[12]\.layer[1-4]\.0\.weight$")
 
 
@@ -87,7 +91,7 @@ def _rename(name: str, pairs: list[tuple[str, str]], reverse: bool) -> str | Non
     for act3d_name, official_name in pairs:
         src, dst = (official_name, act3d_name) if reverse else (act3d_name, official_name)
         if src.endswith(".") and name.startswith(src):
-            return dst + name[len(src):]
+            return dst + name[len(src) :]
         if name == src:
             return dst
     return None
@@ -102,8 +106,10 @@ def official_names(names: list[str], layout: Layout) -> dict[str, str]:
     out = {name: _rename(name, RENAMES[layout], reverse=False) for name in names}
     unmapped = [name for name, official in out.items() if official is None]
     if unmapped:
-        raise CheckpointError(f"these act3d weights have no counterpart in the official {layout} layout "
-                              f"(official ACT teachers are ViTs): {_listing(unmapped)}")
+        raise CheckpointError(
+            f"these act3d weights have no counterpart in the official {layout} layout "
+            f"(official ACT teachers are ViTs): {_listing(unmapped)}"
+        )
     return out  # type: ignore[return-value]
 
 
@@ -116,7 +122,9 @@ def to_official(state: dict[str, torch.Tensor], layout: Layout) -> dict[str, tor
     return out
 
 
-def from_official(state: dict[str, torch.Tensor], layout: Layout, expected: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def from_official(
+    state: dict[str, torch.Tensor], layout: Layout, expected: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """Official names and shapes -> an act3d state dict matching `expected` (the target model's state dict).
 
     Raises `CheckpointError` listing the missing keys, the unexpected keys (both in official names) and the
@@ -130,15 +138,17 @@ def from_official(state: dict[str, torch.Tensor], layout: Layout, expected: dict
         if official not in state:
             continue
         tensor, shape = state[official], expected[name].shape
-        if tensor.dim() > len(shape) and all(s == 1 for s in tensor.shape[len(shape):]):
-            tensor = tensor.reshape(tensor.shape[:len(shape)])  # 1x1 convolution -> Linear
+        if tensor.dim() > len(shape) and all(s == 1 for s in tensor.shape[len(shape) :]):
+            tensor = tensor.reshape(tensor.shape[: len(shape)])  # 1x1 convolution -> Linear
         if tensor.shape != shape:
             wrong.append(f"{official} {tuple(state[official].shape)}, act3d needs {tuple(shape)}")
         out[name] = tensor
     if missing or unexpected or wrong:
-        raise CheckpointError(f"the checkpoint does not fit the act3d {layout} model: "
-                              f"missing keys {_listing(missing)}; unexpected keys {_listing(unexpected)}; "
-                              f"shape mismatches {_listing(wrong)}")
+        raise CheckpointError(
+            f"the checkpoint does not fit the act3d {layout} model: "
+            f"missing keys {_listing(missing)}; unexpected keys {_listing(unexpected)}; "
+            f"shape mismatches {_listing(wrong)}"
+        )
     return out
 
 
@@ -152,17 +162,31 @@ def _listing(names: list[str], limit: int = 12) -> str:
 def _arch(layout: Layout, config: dict[str, Any], state: dict[str, torch.Tensor]) -> dict[str, Any]:
     """The act3d `arch` a layout's weights go into: sizes from the run configuration `config` (a preset),
     and from the weights where they tell (class count, teacher blocks, Stage II head width)."""
-    patches, student = from_dict(PatchConfig, config["patches"]), from_dict(StudentConfig, config.get("student", {}))
+    patches, student = (
+        from_dict(PatchConfig, config["patches"]),
+        from_dict(StudentConfig, config.get("student", {})),
+    )
     if layout == "classifier":
         head = [k for k in state if re.fullmatch(r"cls_head_finetune\.(\d+\.)?weight", k)]
         if not head:
             raise CheckpointError("no cls_head_finetune.* weights: not a fine-tuned classifier checkpoint")
         last = max(head, key=lambda k: int(k.split(".")[1]) if k.count(".") == 2 else -1)  # the output layer
         names = [f"class_{i}" for i in range(state[last].shape[0])]
-        return zoo.classifier_arch(student, patches, config["data"]["num_points"], names, config["transfer"],
-                                   config["head_dropout"], config.get("frozen_backbone_mode", "train"))
+        return zoo.classifier_arch(
+            student,
+            patches,
+            config["data"]["num_points"],
+            names,
+            config["transfer"],
+            config["head_dropout"],
+            config.get("frozen_backbone_mode", "train"),
+        )
     if layout == "student":
-        target = state["proj_head.weight"].shape[0] if student.target == "act" and "proj_head.weight" in state else None
+        target = (
+            state["proj_head.weight"].shape[0]
+            if student.target == "act" and "proj_head.weight" in state
+            else None
+        )
         return zoo.student_arch(student, patches, target, config["data"]["num_points"])
     model_cfg = from_dict(AutoencoderConfig, config["model"])
     backbone = TeacherBackbone.skeleton(_vit_arch(state, model_cfg.teacher.heads))
@@ -175,27 +199,41 @@ def _vit_arch(state: dict[str, torch.Tensor], heads: int | None) -> dict[str, An
     if not blocks:
         raise CheckpointError("no visual_embed.0.* weights: not an official Stage I checkpoint")
     width = state["visual_embed.0.0.norm1.weight"].shape[0]
-    return {"type": "vit", "width": width, "depth": max(blocks) + 1, "heads": heads or width // 64,
-            "hidden": state["visual_embed.0.0.mlp.fc1.weight"].shape[0],
-            "layer_scale": "visual_embed.0.0.ls1.gamma" in state, "qkv_bias": "visual_embed.0.0.attn.qkv.bias" in state,
-            "name": "official ACT teacher"}
+    return {
+        "type": "vit",
+        "width": width,
+        "depth": max(blocks) + 1,
+        "heads": heads or width // 64,
+        "hidden": state["visual_embed.0.0.mlp.fc1.weight"].shape[0],
+        "layer_scale": "visual_embed.0.0.ls1.gamma" in state,
+        "qkv_bias": "visual_embed.0.0.attn.qkv.bias" in state,
+        "name": "official ACT teacher",
+    }
 
 
-def select_layout_weights(official: dict[str, torch.Tensor], layout: Layout) -> tuple[dict[str, torch.Tensor], list[str]]:
+def select_layout_weights(
+    official: dict[str, torch.Tensor], layout: Layout
+) -> tuple[dict[str, torch.Tensor], list[str]]:
     """The weights of `official` that the act3d `layout` model takes, and the names set aside.
 
     A student drops the Stage II extras (`UNUSED_BY_STUDENT`); a teacher read from a Stage II checkpoint is
     its `dvae_tokenizer.` part."""
     if layout == "teacher" and any(k.startswith(TOKENIZER_PREFIX) for k in official):
-        kept = {k.removeprefix(TOKENIZER_PREFIX): v for k, v in official.items() if k.startswith(TOKENIZER_PREFIX)}
+        kept = {
+            k.removeprefix(TOKENIZER_PREFIX): v for k, v in official.items() if k.startswith(TOKENIZER_PREFIX)
+        }
         return kept, sorted(k for k in official if not k.startswith(TOKENIZER_PREFIX))
     if layout == "student":
-        unused = sorted(k for k in official if k in UNUSED_BY_STUDENT_NAMES or k.startswith(UNUSED_BY_STUDENT))
+        unused = sorted(
+            k for k in official if k in UNUSED_BY_STUDENT_NAMES or k.startswith(UNUSED_BY_STUDENT)
+        )
         return {k: v for k, v in official.items() if k not in unused}, unused
     return official, []
 
 
-def import_official(path: str | Path, layout: Layout, config: dict[str, Any], out: str | Path) -> tuple[Path, list[str]]:
+def import_official(
+    path: str | Path, layout: Layout, config: dict[str, Any], out: str | Path
+) -> tuple[Path, list[str]]:
     """Convert an official checkpoint into an act3d checkpoint at `out` (loadable by every act3d command).
 
     `config` is the act3d run configuration (e.g. a paper preset) describing the architecture. Returns the
@@ -206,8 +244,18 @@ def import_official(path: str | Path, layout: Layout, config: dict[str, Any], ou
     arch = _arch(layout, config, official)
     model = zoo.build(kind, arch)
     model.load_state_dict(from_official(official, layout, model.state_dict()))
-    saved = save_checkpoint(out, {"kind": kind, "model": model.state_dict(), "step": 0, "source": str(path),
-                                  "ignored_official_keys": ignored, "arch": arch, "config": config})
+    saved = save_checkpoint(
+        out,
+        {
+            "kind": kind,
+            "model": model.state_dict(),
+            "step": 0,
+            "source": str(path),
+            "ignored_official_keys": ignored,
+            "arch": arch,
+            "config": config,
+        },
+    )
     return saved, ignored
 
 
@@ -222,7 +270,13 @@ def export_official(checkpoint: str | Path, out: str | Path) -> tuple[Path, Path
     out.parent.mkdir(parents=True, exist_ok=True)
     weights_path, meta_path = out.with_suffix(".safetensors"), out.with_suffix(".json")
     save_file(weights, str(weights_path), metadata={"layout": f"ACT official ({layout})"})
-    meta = {"layout": layout, "act3d_kind": ckpt["kind"], "source": str(checkpoint), "step": ckpt.get("step"),
-            "arch": ckpt["arch"], "config": ckpt.get("config")}
+    meta = {
+        "layout": layout,
+        "act3d_kind": ckpt["kind"],
+        "source": str(checkpoint),
+        "step": ckpt.get("step"),
+        "arch": ckpt["arch"],
+        "config": ckpt.get("config"),
+    }
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
     return weights_path, meta_path

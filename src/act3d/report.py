@@ -11,8 +11,8 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 
 def _pct(x: float) -> str:
@@ -82,7 +82,9 @@ def results_rows(results: dict) -> list[dict[str, str]]:
     for arm in results["arms"]:
         row = {
             "arm": arm["label"],
-            "finetune_val": f"{_pct(arm['finetune_scan_val_acc_mean'])}" if "finetune_scan_val_acc_mean" in arm else "-",
+            "finetune_val": f"{_pct(arm['finetune_scan_val_acc_mean'])}"
+            if "finetune_scan_val_acc_mean" in arm
+            else "-",
             "finetune": f"{_pct(arm['finetune_scan_acc_mean'])} ± {_pct(arm['finetune_scan_acc_std'])}",
             "svm_scan": _pct(arm["svm_scan_acc"]),
             "svm_clean": _pct(arm["svm_clean_acc"]),
@@ -93,9 +95,17 @@ def results_rows(results: dict) -> list[dict[str, str]]:
     return rows
 
 
-COLUMNS = [("arm", "arm"), ("finetune_val", "fine-tune, validation OA % (selects)"), ("finetune", "fine-tune, scan test OA %"), ("svm_scan", "SVM, scan split, OA %"),
-           ("svm_clean", "SVM, clean split, OA %"), ("fewshot_5w10s", "few-shot 5w10s, scan %"),
-           ("fewshot_5w20s", "5w20s %"), ("fewshot_10w10s", "10w10s %"), ("fewshot_10w20s", "10w20s %")]
+COLUMNS = [
+    ("arm", "arm"),
+    ("finetune_val", "fine-tune, validation OA % (selects)"),
+    ("finetune", "fine-tune, scan test OA %"),
+    ("svm_scan", "SVM, scan split, OA %"),
+    ("svm_clean", "SVM, clean split, OA %"),
+    ("fewshot_5w10s", "few-shot 5w10s, scan %"),
+    ("fewshot_5w20s", "5w20s %"),
+    ("fewshot_10w10s", "10w10s %"),
+    ("fewshot_10w20s", "10w20s %"),
+]
 
 
 def _img(path: Path) -> str:
@@ -109,48 +119,80 @@ def write_report(out: Path, results: dict) -> Path:
     curves = plot_loss_curves(out, out / "loss_curves.png")
     if curves:
         pictures["Loss curves of every training stage"] = curves
-    for folder, name in (("stage1-pretrained-teacher", "reconstructions.png"), ("stage1-random-teacher", "reconstructions.png"),
-                         ("stage2-act", "masked_inputs.png"), ("stage2-point-mae", "masked_inputs.png")):
+    for folder, name in (
+        ("stage1-pretrained-teacher", "reconstructions.png"),
+        ("stage1-random-teacher", "reconstructions.png"),
+        ("stage2-act", "masked_inputs.png"),
+        ("stage2-point-mae", "masked_inputs.png"),
+    ):
         if (out / folder / name).is_file():
             pictures[f"{folder}: {name.removesuffix('.png').replace('_', ' ')}"] = out / folder / name
     pictures["t-SNE of the ACT student's features"] = plot_tsne(results["embedding_act"], out / "tsne.png")
     pictures["Confusion matrix, ACT fine-tuned on the scan split (seed 0)"] = plot_confusion(
-        results["confusion_act"], results["class_names"], out / "confusion.png", "ACT, scan test split")
+        results["confusion_act"], results["class_names"], out / "confusion.png", "ACT, scan test split"
+    )
     rows = results_rows(results)
     timings = results["timings"]
     changes = results.get("overrides") or []
     reused = results.get("reused_stages") or []
-    reuse_note = (f" This invocation reused {len(reused)} stage(s) finished earlier; their own times are in the "
-                  "timings." if reused else "")
-    config_line = ("Configuration: presets teacher.cpu, pretrain.cpu and finetune.cpu (each stage's resolved "
-                   "config.yaml is in its folder)" + (f"; changed: {', '.join(changes)}" if changes else "") + ".")
+    reuse_note = (
+        f" This invocation reused {len(reused)} stage(s) finished earlier; their own times are in the "
+        "timings."
+        if reused
+        else ""
+    )
+    config_line = (
+        "Configuration: presets teacher.cpu, pretrain.cpu and finetune.cpu (each stage's resolved "
+        "config.yaml is in its folder)" + (f"; changed: {', '.join(changes)}" if changes else "") + "."
+    )
 
-    md = ["# act3d demo report", "", f"Wall time: {results['wall_seconds'] / 60:.1f} min "
-          f"({'quick' if results['quick'] else 'full'} run, {results['seeds']} fine-tuning seed(s), "
-          f"{results['fewshot_folds']} few-shot folds, {results['threads']} threads, torch {results['torch']})." + reuse_note, "",
-          config_line, "", "## Results (mean ± std over seeds / folds)", "",
-          "| " + " | ".join(title for _, title in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    md = [
+        "# act3d demo report",
+        "",
+        f"Wall time: {results['wall_seconds'] / 60:.1f} min "
+        f"({'quick' if results['quick'] else 'full'} run, {results['seeds']} fine-tuning seed(s), "
+        f"{results['fewshot_folds']} few-shot folds, {results['threads']} threads, torch {results['torch']})."
+        + reuse_note,
+        "",
+        config_line,
+        "",
+        "## Results (mean ± std over seeds / folds)",
+        "",
+        "| " + " | ".join(title for _, title in COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
     md += ["| " + " | ".join(r.get(k, "") for k, _ in COLUMNS) + " |" for r in rows]
     md += ["", "## Stage I teachers", ""]
     for kind, t in results["teachers"].items():
-        md.append(f"- {kind}: fine Chamfer-L1 {t['chamfer_fine_first']:.4f} -> {t['chamfer_fine_last']:.4f} over {t['steps']} steps")
+        md.append(
+            f"- {kind}: fine Chamfer-L1 {t['chamfer_fine_first']:.4f} -> {t['chamfer_fine_last']:.4f} "
+            f"over {t['steps']} steps"
+        )
     md += ["", "## Timings (s)", ""] + [f"- {k}: {v}" for k, v in timings.items()]
     md += ["", "Pictures: " + ", ".join(p.name for p in pictures.values())]
     (out / "report.md").write_text("\n".join(md) + "\n")
 
     head = "".join(f"<th>{html.escape(t)}</th>" for _, t in COLUMNS)
-    body = "".join("<tr>" + "".join(f'<td data-key="{k}">{html.escape(r.get(k, ""))}</td>' for k, _ in COLUMNS) + "</tr>"
-                   for r in rows)
+    body = "".join(
+        "<tr>" + "".join(f'<td data-key="{k}">{html.escape(r.get(k, ""))}</td>' for k, _ in COLUMNS) + "</tr>"
+        for r in rows
+    )
     teacher_rows = "".join(
         f"<tr><td>{html.escape(k)}</td><td>{t['steps']}</td><td>{t['chamfer_fine_first']:.4f}</td>"
-        f"<td>{t['chamfer_fine_last']:.4f}</td></tr>" for k, t in results["teachers"].items())
+        f"<td>{t['chamfer_fine_last']:.4f}</td></tr>"
+        for k, t in results["teachers"].items()
+    )
     timing_rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.1f}</td></tr>" for k, v in timings.items())
-    figures = "".join(f"<figure>{_img(p)}<figcaption>{html.escape(title)}</figcaption></figure>" for title, p in pictures.items())
+    figures = "".join(
+        f"<figure>{_img(p)}<figcaption>{html.escape(title)}</figcaption></figure>"
+        for title, p in pictures.items()
+    )
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>act3d demo report</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }}
-table {{ border-collapse: collapse; margin: 1em 0; }} th, td {{ border: 1px solid #ccc; padding: 4px 8px; font-size: 14px; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 8px; font-size: 14px; }}
 th {{ background: #f3f3f3; }} figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; }}
 figcaption {{ color: #555; font-size: 13px; }}
 </style></head><body>
@@ -158,13 +200,14 @@ figcaption {{ color: #555; font-size: 13px; }}
 <p>ACT (Autoencoders as Cross-Modal Teachers) on act3d's embedded default data: a pretrained image Transformer
 (ViT-S/14) prompt-tuned into a 3D autoencoder teaches a 3D student by masked feature prediction; compared with a
 randomly initialised teacher, a Point-MAE-style target and no pretraining, on the same budget.</p>
-<p id="walltime">Wall time: {results['wall_seconds'] / 60:.1f} min ({'quick' if results['quick'] else 'full'} run,
-{results['seeds']} fine-tuning seed(s), {results['fewshot_folds']} few-shot folds).{html.escape(reuse_note)}</p>
+<p id="walltime">Wall time: {results["wall_seconds"] / 60:.1f} min ({"quick" if results["quick"] else "full"} run,
+{results["seeds"]} fine-tuning seed(s), {results["fewshot_folds"]} few-shot folds).{html.escape(reuse_note)}</p>
 <p id="config">{html.escape(config_line)}</p>
 <h2>Results</h2>
 <table id="results"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
 <h2>Stage I teachers (fine Chamfer-L1)</h2>
-<table id="teachers"><thead><tr><th>teacher</th><th>steps</th><th>first</th><th>last</th></tr></thead><tbody>{teacher_rows}</tbody></table>
+<table id="teachers"><thead><tr><th>teacher</th><th>steps</th><th>first</th><th>last</th></tr></thead>
+<tbody>{teacher_rows}</tbody></table>
 <h2>Pictures</h2>{figures}
 <h2>Timings (s)</h2>
 <table id="timings"><tbody>{timing_rows}</tbody></table>

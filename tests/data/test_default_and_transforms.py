@@ -27,7 +27,10 @@ def test_build_is_deterministic_and_cached(cache):
     assert build_default(TINY) == root and (root / "meta.json").stat().st_mtime_ns == stamp  # cached
     again = build_default(TINY, force=True, workers=1)
     np.testing.assert_array_equal(H5Clouds(again / "scan_train.h5", CLASSES).points, first)
-    other = build_default(DefaultDataSpec(seed=4, num_points=256, pretrain_per_class=1, train_per_class=2, test_per_class=1), workers=1)
+    other = build_default(
+        DefaultDataSpec(seed=4, num_points=256, pretrain_per_class=1, train_per_class=2, test_per_class=1),
+        workers=1,
+    )
     assert other != root
 
 
@@ -51,7 +54,15 @@ def test_transforms_shapes_and_effects():
     torch.testing.assert_close(rotated.norm(dim=-1), pts.norm(dim=-1))  # rotations keep lengths
     torch.testing.assert_close(rotated[..., 1], pts[..., 1])  # and the up coordinate
     r = transforms.rotation_about_up(torch.tensor([math.pi / 2]))
-    torch.testing.assert_close(r[0] @ torch.tensor([1.0, 0, 0]), torch.tensor([0.0, 0, -1]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        r[0] @ torch.tensor([1.0, 0, 0]), torch.tensor([0.0, 0, -1]), atol=1e-6, rtol=0
+    )
     scaled = transforms.scale_and_shift(pts, generator=g)
-    ratio = (scaled - scaled.mean(1, keepdim=True)).norm(dim=-1) / (pts - pts.mean(1, keepdim=True)).norm(dim=-1)
-    assert ((ratio.amax(1) - ratio.amin(1)) < 1e-4).all() and (ratio >= 0.8 - 1e-5).all() and (ratio <= 1.25 + 1e-5).all()
+    ratio = (scaled - scaled.mean(1, keepdim=True)).norm(dim=-1) / (pts - pts.mean(1, keepdim=True)).norm(
+        dim=-1
+    )
+    assert (
+        ((ratio.amax(1) - ratio.amin(1)) < 1e-4).all()
+        and (ratio >= 0.8 - 1e-5).all()
+        and (ratio <= 1.25 + 1e-5).all()
+    )

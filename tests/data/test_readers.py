@@ -4,6 +4,14 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from layouts import (
+    write_fewshot,
+    write_modelnet40,
+    write_s3dis,
+    write_scanobjectnn,
+    write_shapenet55,
+    write_shapenetpart,
+)
 
 from act3d.data.dataset import DataConfig, PointClouds, describe, open_source
 from act3d.data.files import read_cloud
@@ -13,14 +21,6 @@ from act3d.data.safe_pickle import load_pickle
 from act3d.data.scanobjectnn import scanobjectnn
 from act3d.data.shapenet import ShapeNet55, ShapeNetPart
 from act3d.errors import DataError
-from layouts import (
-    write_fewshot,
-    write_modelnet40,
-    write_s3dis,
-    write_scanobjectnn,
-    write_shapenet55,
-    write_shapenetpart,
-)
 
 
 def test_shapenet55(tmp_path):
@@ -95,7 +95,9 @@ def test_shapenet55_train_plus_test_for_stage2(tmp_path):
     both = open_source(cfg, "pretrain")
     assert len(both) == 6 and both.files[0].startswith("02691150-modeltest")  # the official order: test first
     with pytest.raises(DataError, match="train\\+test"):
-        open_source(DataConfig(format="scanobjectnn", root=str(root), pretrain_split="train+test"), "pretrain")
+        open_source(
+            DataConfig(format="scanobjectnn", root=str(root), pretrain_split="train+test"), "pretrain"
+        )
 
 
 def test_scanobjectnn_variants(tmp_path):
@@ -221,6 +223,7 @@ def test_nonfinite_empty_and_label_errors(tmp_path):
     with pytest.raises(DataError, match="shape \\(N, 3\\+\\)"):
         read_cloud(tmp_path / "flat.npy")
     import h5py
+
     with h5py.File(tmp_path / "bad_label.h5", "w") as f:
         f["data"] = np.zeros((2, 16, 3), np.float32)
         f["label"] = np.array([0, 15])

@@ -3,7 +3,14 @@ from torch import nn
 
 from act3d.models.decoder import FoldingDecoder
 from act3d.models.dgcnn import DGCNN, GroupNormLast
-from act3d.models.student import MaskedPointModel, StudentConfig, act_loss, block_mask, center_features, random_mask
+from act3d.models.student import (
+    MaskedPointModel,
+    StudentConfig,
+    act_loss,
+    block_mask,
+    center_features,
+    random_mask,
+)
 from act3d.models.tokenizer import PatchEmbed
 from act3d.ops import group_patches
 
@@ -56,5 +63,7 @@ def test_act_loss_and_centred_targets():
     assert act_loss(constant, target) < 0.05  # a constant prediction already scores well...
     centred = center_features(target)
     torch.testing.assert_close(centred.mean(dim=(0, 1)), torch.zeros(16), atol=1e-5, rtol=0)
-    assert act_loss(center_features(constant + 1e-3 * torch.randn(2, 8, 16)), centred) > 0.5  # ...not once centred
+    assert (
+        act_loss(center_features(constant + 1e-3 * torch.randn(2, 8, 16)), centred) > 0.5
+    )  # ...not once centred
     assert act_loss(target, target) < 1e-6 and abs(act_loss(-target, target).item() - 2) < 1e-6

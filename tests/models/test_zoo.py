@@ -6,27 +6,38 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_PATCHES, TINY_RUNTIME, TINY_STUDENT
+from layouts import write_shapenetpart
 
 from act3d.config import from_dict
 from act3d.errors import CheckpointError, DataError
 from act3d.models import zoo
 from act3d.models.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
 from act3d.train.segment import SegmentRunConfig, segment
-from conftest import TINY_PATCHES, TINY_RUNTIME, TINY_STUDENT
-from layouts import write_shapenetpart
 
 
 def test_the_inference_api_imports_no_training_code():
-    code = "import sys, act3d, act3d.api; print(sorted(m for m in sys.modules if m.startswith('act3d.train')))"
+    code = (
+        "import sys, act3d, act3d.api; print(sorted(m for m in sys.modules if m.startswith('act3d.train')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
 
 def test_a_segmenter_loads_and_segments_through_the_api(tmp_path):
-    cfg = from_dict(SegmentRunConfig, {
-        "task": "part", "data": {"format": "shapenetpart", "root": str(write_shapenetpart(tmp_path)), "num_points": 128},
-        "patches": TINY_PATCHES, "student": {**TINY_STUDENT, "depth": 3}, "head_hidden": 16,
-        "optim": {"epochs": 1, "batch_size": 2, "warmup_epochs": 0.5}, "runtime": TINY_RUNTIME, "pictures": 1})
+    cfg = from_dict(
+        SegmentRunConfig,
+        {
+            "task": "part",
+            "data": {"format": "shapenetpart", "root": str(write_shapenetpart(tmp_path)), "num_points": 128},
+            "patches": TINY_PATCHES,
+            "student": {**TINY_STUDENT, "depth": 3},
+            "head_hidden": 16,
+            "optim": {"epochs": 1, "batch_size": 2, "warmup_epochs": 0.5},
+            "runtime": TINY_RUNTIME,
+            "pictures": 1,
+        },
+    )
     segment(cfg, tmp_path / "seg")
     import act3d
 
@@ -41,7 +52,8 @@ def test_a_segmenter_loads_and_segments_through_the_api(tmp_path):
     # the same weights, rebuilt by the zoo from the checkpoint's arch alone
     again, ckpt = zoo.load(tmp_path / "seg" / "checkpoints" / "last.pt", zoo.SEGMENTER)
     assert ckpt["arch"]["num_categories"] == 2 and all(
-        torch.equal(a, b) for a, b in zip(again.state_dict().values(), model.head.state_dict().values()))
+        torch.equal(a, b) for a, b in zip(again.state_dict().values(), model.head.state_dict().values())
+    )
 
 
 def test_checkpoints_of_another_format_are_refused_with_a_reason(tmp_path):

@@ -34,7 +34,9 @@ def test_fps_random_start_is_seeded_and_covers_well():
     a = farthest_point_sampling(points, 20, random_start=True, generator=torch.Generator().manual_seed(1))
     b = farthest_point_sampling(points, 20, random_start=True, generator=torch.Generator().manual_seed(1))
     assert torch.equal(a, b)
-    ref = farthest_point_sampling_naive(points, 20, random_start=True, generator=torch.Generator().manual_seed(1))
+    ref = farthest_point_sampling_naive(
+        points, 20, random_start=True, generator=torch.Generator().manual_seed(1)
+    )
     assert torch.equal(a[:, 0], ref[:, 0])
     assert all(len(set(row.tolist())) == 20 for row in a)
 
@@ -129,7 +131,10 @@ BAD_INPUTS = [
     (torch.randn(10, 3), "shape \\(B, N, D\\)"),
     (torch.randn(2, 10, 2), "last dimension 3"),
     (torch.randn(2, 0, 3), "empty"),
-    (torch.tensor([[[0.0, 0, 0], [float("nan"), 0, 0], [1, 1, float("inf")]]]), "2 point\\(s\\) with non-finite"),
+    (
+        torch.tensor([[[0.0, 0, 0], [float("nan"), 0, 0], [1, 1, float("inf")]]]),
+        "2 point\\(s\\) with non-finite",
+    ),
     (torch.zeros(1, 5, 3, dtype=torch.long), "floating-point"),
     ([[0.0, 0.0, 0.0]], "must be a torch.Tensor"),
 ]

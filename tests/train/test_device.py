@@ -38,8 +38,10 @@ def test_explicit_index_and_torchrun_local_rank(fake_gpus):
     assert resolve_device("cpu", local_rank=3) == torch.device("cpu")
 
 
-@pytest.mark.parametrize("name, count, words", [
-    ("cuda", 0, "sees none"), ("cuda:1", 1, "does not exist"), ("banana", 1, "not a device")])
+@pytest.mark.parametrize(
+    "name, count, words",
+    [("cuda", 0, "sees none"), ("cuda:1", 1, "does not exist"), ("banana", 1, "not a device")],
+)
 def test_bad_devices_are_one_clear_error(fake_gpus, name, count, words):
     fake_gpus(count)
     with pytest.raises(Act3dError, match=words):

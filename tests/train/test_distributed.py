@@ -7,17 +7,28 @@ import sys
 import pytest
 import torch
 import yaml
+from conftest import TINY_PATCHES, TINY_STUDENT, load_classifier
 
-from act3d.ops.grouping import group_patches
 from act3d.models.checkpoint import load_checkpoint
-from conftest import load_classifier
-from conftest import TINY_PATCHES, TINY_STUDENT
+from act3d.ops.grouping import group_patches
 
 
 def _run(tmp_path, nproc: int, cfg_path, out) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "act3d", "finetune", "--config", str(cfg_path), "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "act3d",
+        "finetune",
+        "--config",
+        str(cfg_path),
+        "--out",
+        str(out),
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
@@ -35,11 +46,17 @@ def _shifts_absorbed_by_batchnorm(model: torch.nn.Module) -> set[str]:
 
 def test_two_processes_match_one(scan_root, tmp_path):
     # randomness off (no augmentation, dropout or drop path) so both runs see identical computations
-    cfg = {"data": {"format": "scanobjectnn", "variant": "obj_bg", "root": scan_root, "num_points": 64},
-           "patches": TINY_PATCHES, "student": {**TINY_STUDENT, "drop_path": 0.0}, "augmentation": "none",
-           "head_dropout": 0.0, "eval_every": 0, "val_fraction": 0.0,
-           "optim": {"epochs": 2, "batch_size": 8, "lr": 1e-3, "warmup_epochs": 0.5},
-           "runtime": {"progress": False, "log_every": 1}}
+    cfg = {
+        "data": {"format": "scanobjectnn", "variant": "obj_bg", "root": scan_root, "num_points": 64},
+        "patches": TINY_PATCHES,
+        "student": {**TINY_STUDENT, "drop_path": 0.0},
+        "augmentation": "none",
+        "head_dropout": 0.0,
+        "eval_every": 0,
+        "val_fraction": 0.0,
+        "optim": {"epochs": 2, "batch_size": 8, "lr": 1e-3, "warmup_epochs": 0.5},
+        "runtime": {"progress": False, "log_every": 1},
+    }
     cfg_path = tmp_path / "tiny.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     _run(tmp_path, 1, cfg_path, tmp_path / "one")
@@ -51,7 +68,10 @@ def test_two_processes_match_one(scan_root, tmp_path):
     # full-size steps there; such shifts (and the running means tracking them) cannot change the output.
     model, _, _ = load_classifier(tmp_path / "one" / "checkpoints" / "last.pt")
     # also shifts that reach a BatchNorm through max-pooling, concatenation and a Linear
-    absorbed = _shifts_absorbed_by_batchnorm(model) | {"encoder.norm.bias", "encoder.patch_embed.first_conv.3.bias"}
+    absorbed = _shifts_absorbed_by_batchnorm(model) | {
+        "encoder.norm.bias",
+        "encoder.patch_embed.first_conv.3.bias",
+    }
     compared = 0
     for k, v in a["model"].items():
         if v.is_floating_point() and k not in absorbed:
@@ -64,12 +84,16 @@ def test_two_processes_match_one(scan_root, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(other.train()(patches), model.train()(patches), atol=1e-3, rtol=1e-3)
     # metrics are reduced across ranks and written once
-    assert (tmp_path / "two" / "metrics.csv").read_text().count("\n") == (tmp_path / "one" / "metrics.csv").read_text().count("\n")
+    assert (tmp_path / "two" / "metrics.csv").read_text().count("\n") == (
+        tmp_path / "one" / "metrics.csv"
+    ).read_text().count("\n")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_sync_batchnorm_on_cuda_is_pytorchs():
     from act3d.train.distributed import synchronise_batchnorm
 
-    model = synchronise_batchnorm(torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4)), torch.device("cuda"))
+    model = synchronise_batchnorm(
+        torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4)), torch.device("cuda")
+    )
     assert isinstance(model[1], torch.nn.SyncBatchNorm)

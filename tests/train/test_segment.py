@@ -1,21 +1,29 @@
 import json
 
 import pytest
+from conftest import TINY_PATCHES, TINY_RUNTIME, TINY_STUDENT
+from layouts import write_s3dis, write_shapenetpart
 
 from act3d.config import from_dict
 from act3d.errors import DataError
 from act3d.train.segment import SegmentRunConfig, segment
-from layouts import write_s3dis, write_shapenetpart
-
-from conftest import TINY_PATCHES, TINY_RUNTIME, TINY_STUDENT
 
 
 def _cfg(task, root, fmt, points):
-    return from_dict(SegmentRunConfig, {
-        "task": task, "data": {"format": fmt, "root": str(root), "num_points": points}, "patches": TINY_PATCHES,
-        "student": {**TINY_STUDENT, "depth": 3}, "head_hidden": 16, "blocks_per_room": 2,
-        "optim": {"epochs": 1, "batch_size": 2, "warmup_epochs": 0.5}, "runtime": TINY_RUNTIME, "pictures": 2,
-    })
+    return from_dict(
+        SegmentRunConfig,
+        {
+            "task": task,
+            "data": {"format": fmt, "root": str(root), "num_points": points},
+            "patches": TINY_PATCHES,
+            "student": {**TINY_STUDENT, "depth": 3},
+            "head_hidden": 16,
+            "blocks_per_room": 2,
+            "optim": {"epochs": 1, "batch_size": 2, "warmup_epochs": 0.5},
+            "runtime": TINY_RUNTIME,
+            "pictures": 2,
+        },
+    )
 
 
 def _losses(run) -> list[float]:
@@ -33,7 +41,9 @@ def test_part_segmentation_on_official_layout(tmp_path):
     # loss from ~log(50) towards log(parts per category)
     assert sum(losses[-3:]) < 0.8 * sum(losses[:3]), losses
     assert set(res["metrics"]) == {"test_class_miou", "test_instance_miou"}
-    assert 0 <= res["metrics"]["test_instance_miou"] <= 1 and res["val_samples"] == 4  # ShapeNetPart's own val split
+    assert (
+        0 <= res["metrics"]["test_instance_miou"] <= 1 and res["val_samples"] == 4
+    )  # ShapeNetPart's own val split
     assert (tmp_path / "part" / "predictions.png").stat().st_size > 1000
     assert json.loads((tmp_path / "part" / "results.json").read_text())["task"] == "part"
 

@@ -2,15 +2,15 @@ import copy
 
 import pytest
 import torch
+from conftest import load_classifier
 
 from act3d.errors import Act3dError, CheckpointError
-from act3d.models.checkpoint import load_checkpoint, save_checkpoint
 from act3d.models import zoo
+from act3d.models.checkpoint import load_checkpoint, save_checkpoint
 from act3d.train.finetune import build_classifier, finetune
 from act3d.train.loop import TrainingDiverged
 from act3d.train.stage1 import build_autoencoder, train_teacher
 from act3d.train.stage2 import pretrain
-from conftest import load_classifier
 
 
 def test_stage1_trains_prompts_only_and_reconstruction_falls(teacher_cfg, tmp_path):
@@ -25,6 +25,7 @@ def test_stage1_trains_prompts_only_and_reconstruction_falls(teacher_cfg, tmp_pa
     assert not torch.allclose(trained.teacher.prompt_tokens, model_before.teacher.prompt_tokens)
     assert not torch.allclose(trained.codebook, model_before.codebook)
     import csv
+
     rows = list(csv.DictReader(open(tmp_path / "s1" / "metrics.csv")))
     first, last = float(rows[0]["cd_fine"]), float(rows[-1]["cd_fine"])
     assert last < 0.8 * first, (first, last)
@@ -90,14 +91,20 @@ def test_stage2_arms_and_finetune(teacher_cfg, pretrain_cfg, finetune_cfg, tmp_p
     pretrain_cfg.teacher_checkpoint = str(teacher_ckpt)
     act = pretrain(pretrain_cfg, tmp_path / "act")
     import csv
+
     losses = [float(r["loss"]) for r in csv.DictReader(open(tmp_path / "act" / "metrics.csv"))]
     assert losses[-1] < losses[0]
-    # the official code leaves the teacher in train mode (batch statistics, prompt dropout); `eval` is the option
+    # the official code leaves the teacher in train mode (batch statistics, prompt dropout); `eval` is the
+    # option
     from act3d.train import stage2
 
     seen = []
     real_step = stage2.PretrainTask.step
-    monkeypatch.setattr(stage2.PretrainTask, "step", lambda self, *a: (seen.append(self.teacher.training), real_step(self, *a))[1])
+    monkeypatch.setattr(
+        stage2.PretrainTask,
+        "step",
+        lambda self, *a: (seen.append(self.teacher.training), real_step(self, *a))[1],
+    )
     for mode in ("train", "eval"):
         cfg = copy.deepcopy(pretrain_cfg)
         cfg.teacher_mode, cfg.optim.max_steps = mode, 1
@@ -116,7 +123,9 @@ def test_stage2_arms_and_finetune(teacher_cfg, pretrain_cfg, finetune_cfg, tmp_p
         assert encoder.cfg.width == 32
     finetune_cfg.checkpoint = str(act)
     results = finetune(finetune_cfg, tmp_path / "ft")
-    assert len(results["confusion"]) == 15 and sum(map(sum, results["confusion"])) == 16  # every test cloud counted
+    assert (
+        len(results["confusion"]) == 15 and sum(map(sum, results["confusion"])) == 16
+    )  # every test cloud counted
     assert results["val_acc"] is not None and results["selected_step"] <= results["steps"]
     model, cfg, names = load_classifier(tmp_path / "ft" / "checkpoints" / "last.pt")
     assert len(names) == 15 and (tmp_path / "ft" / "checkpoints" / "best.pt").is_file()
@@ -132,7 +141,9 @@ def test_stage2_refuses_a_checkpoint_that_is_not_a_teacher(pretrain_cfg, finetun
     finetune_cfg.optim.max_steps = 1
     finetune(finetune_cfg, tmp_path / "ft")
     pretrain_cfg.teacher_checkpoint = str(tmp_path / "ft" / "checkpoints" / "last.pt")
-    with pytest.raises(CheckpointError, match="is a act3d-classifier checkpoint, but a act3d-teacher checkpoint is needed"):
+    with pytest.raises(
+        CheckpointError, match="is a act3d-classifier checkpoint, but a act3d-teacher checkpoint is needed"
+    ):
         pretrain(pretrain_cfg, tmp_path / "bad")
     pretrain_cfg.teacher_checkpoint = None
     with pytest.raises(Act3dError, match="needs teacher_checkpoint"):
@@ -174,7 +185,9 @@ def test_same_config_same_seed_same_bits(teacher_cfg, pretrain_cfg, finetune_cfg
         finetune_cfg.checkpoint = str(student)
         results = finetune(finetune_cfg, tmp_path / tag / "ft")
         files = [teacher, student, tmp_path / tag / "ft" / "checkpoints" / "last.pt"]
-        return [load_checkpoint(f)["model"] for f in files] + [{k: v for k, v in results.items() if k != "seconds"}]
+        return [load_checkpoint(f)["model"] for f in files] + [
+            {k: v for k, v in results.items() if k != "seconds"}
+        ]
 
     first, second = run("a"), run("b")
     for a, b in zip(first[:3], second[:3]):
@@ -199,7 +212,11 @@ def test_weight_decay_groups_are_the_official_ones(teacher_cfg, pretrain_cfg):
     assert {"teacher.prompt_tokens", "teacher.deep_prompt_tokens", "proj_pre.bias"} <= teacher
     assert not {"codebook", "teacher.prompt_pos", "teacher.deep_prompt_pos", "proj_pre.weight"} & teacher
     student = no_decay_names(MaskedPointModel(pretrain_cfg.student, 8, 32))
-    assert {"encoder.cls_token", "mask_token", "encoder.norm.weight"} <= student and "encoder.cls_pos" not in student
+    assert {
+        "encoder.cls_token",
+        "mask_token",
+        "encoder.norm.weight",
+    } <= student and "encoder.cls_pos" not in student
 
 
 def test_finetuning_learns_separable_shapes(tmp_path):
@@ -207,10 +224,10 @@ def test_finetuning_learns_separable_shapes(tmp_path):
     must tell them apart on held-out clouds, far above chance."""
     import h5py
     import numpy as np
+    from conftest import TINY_PATCHES, TINY_STUDENT
 
     from act3d.config import from_dict
     from act3d.train.finetune import FinetuneRunConfig
-    from conftest import TINY_PATCHES, TINY_STUDENT
 
     rng = np.random.default_rng(0)
     root = tmp_path / "h5_files" / "main_split"
@@ -223,11 +240,24 @@ def test_finetuning_learns_separable_shapes(tmp_path):
         with h5py.File(root / f"{split}_objectdataset.h5", "w") as f:
             f.create_dataset("data", data=u.astype(np.float32))
             f.create_dataset("label", data=labels.astype(np.uint8))
-    cfg = from_dict(FinetuneRunConfig, {
-        "data": {"format": "scanobjectnn", "variant": "obj_bg", "root": str(tmp_path / "h5_files"), "num_points": 64},
-        "patches": TINY_PATCHES, "student": {**TINY_STUDENT, "drop_path": 0.0}, "head_dropout": 0.0,
-        # batch 4: ~130 steps, enough for the batch-norm running variance to forget its initial 1.0 (0.9^130),
-        # which dwarfs these patch features' variance (~1e-4) for the first ~100 steps
-        "optim": {"epochs": 12, "batch_size": 4, "lr": 2e-3, "warmup_epochs": 1}, "runtime": {"progress": False}})
+    cfg = from_dict(
+        FinetuneRunConfig,
+        {
+            "data": {
+                "format": "scanobjectnn",
+                "variant": "obj_bg",
+                "root": str(tmp_path / "h5_files"),
+                "num_points": 64,
+            },
+            "patches": TINY_PATCHES,
+            "student": {**TINY_STUDENT, "drop_path": 0.0},
+            "head_dropout": 0.0,
+            # batch 4: ~130 steps, enough for the batch-norm running variance to forget its initial 1.0
+            # (0.9^130),
+            # which dwarfs these patch features' variance (~1e-4) for the first ~100 steps
+            "optim": {"epochs": 12, "batch_size": 4, "lr": 2e-3, "warmup_epochs": 1},
+            "runtime": {"progress": False},
+        },
+    )
     results = finetune(cfg, tmp_path / "ft")
     assert results["val_acc"] >= 0.8 and results["test_acc"] >= 0.9, results

@@ -41,7 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 from act3d.cli import data, demo, evaluate, infer, interop, train  # noqa: E402
 
-_COMMANDS = [demo.register, data.register, train.register, evaluate.register, infer.register, interop.register]
+_COMMANDS = [
+    demo.register,
+    data.register,
+    train.register,
+    evaluate.register,
+    infer.register,
+    interop.register,
+]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,12 +70,16 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"{err.filename}: {err.strerror}" if err.filename else str(err))
         return 2
     except KeyboardInterrupt:
-        fail("interrupted; finished stages and the last checkpoint are kept, re-run with --resume to continue")
+        fail(
+            "interrupted; finished stages and the last checkpoint are kept, re-run with --resume to continue"
+        )
         return 130
-    except Exception:  # noqa: BLE001 - anything else is a bug: show it, say so
+    except Exception:
         traceback.print_exc()
-        print("act3d: this is a bug in act3d, not a problem with your input (traceback above); please report it",
-              file=sys.stderr)
+        print(
+            "act3d: this is a bug in act3d, not a problem with your input (traceback above); please report it",
+            file=sys.stderr,
+        )
         return 1
 
 

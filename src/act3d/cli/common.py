@@ -14,17 +14,35 @@ from act3d.errors import Act3dError
 
 def add_config_args(parser: argparse.ArgumentParser, kind: str, default_preset: str) -> None:
     presets = list_presets(kind)
-    parser.add_argument("--preset", default=default_preset, choices=presets, metavar="NAME",
-                        help=f"named configuration, default {default_preset}; one of: {', '.join(presets)} "
-                             "('cpu' fits a laptop in minutes, the others have the paper's sizes and want a GPU)")
+    parser.add_argument(
+        "--preset",
+        default=default_preset,
+        choices=presets,
+        metavar="NAME",
+        help=f"named configuration, default {default_preset}; one of: {', '.join(presets)} "
+        "('cpu' fits a laptop in minutes, the others have the paper's sizes and want a GPU)",
+    )
     parser.add_argument("--config", help="YAML file overriding the preset")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one value, e.g. --set optim.lr=1e-3 (repeatable)")
-    parser.add_argument("--out", required=True, help="output folder (config, log, metrics, checkpoints, pictures)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one value, e.g. --set optim.lr=1e-3 (repeatable)",
+    )
+    parser.add_argument(
+        "--out", required=True, help="output folder (config, log, metrics, checkpoints, pictures)"
+    )
     runs = parser.add_mutually_exclusive_group()
-    runs.add_argument("--resume", action="store_true", help="continue the run in OUT from OUT/checkpoints/last.pt")
-    runs.add_argument("--overwrite", action="store_true",
-                      help="replace the run in OUT (without --resume or --overwrite, a folder holding a run is refused)")
+    runs.add_argument(
+        "--resume", action="store_true", help="continue the run in OUT from OUT/checkpoints/last.pt"
+    )
+    runs.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in OUT (without --resume or --overwrite, a folder holding a run is refused)",
+    )
 
 
 def positive_int(text: str) -> int:

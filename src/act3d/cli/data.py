@@ -8,9 +8,8 @@ import logging
 import time
 from pathlib import Path
 
-from act3d.data.formats import FORMATS
-
 from act3d.cli.common import positive_int
+from act3d.data.formats import FORMATS
 
 log = logging.getLogger("act3d")
 
@@ -22,8 +21,13 @@ def _check(args: argparse.Namespace) -> int:
 
     if args.format == "file":
         points = read_cloud(args.path)
-        summary = {"name": args.path, "samples": 1, "points": len(points),
-                   "bbox_min": points.min(0).round(4).tolist(), "bbox_max": points.max(0).round(4).tolist()}
+        summary = {
+            "name": args.path,
+            "samples": 1,
+            "points": len(points),
+            "bbox_min": points.min(0).round(4).tolist(),
+            "bbox_max": points.max(0).round(4).tolist(),
+        }
     elif args.format == "modelnet40-fewshot":
         train, test = modelnet40_fewshot(args.path, args.way, args.shot, args.fold)
         summary = {"train": describe(train, args.limit), "test": describe(test, args.limit)}
@@ -54,7 +58,9 @@ def _show(args: argparse.Namespace) -> int:
     from act3d.viz import render_clouds
 
     points = read_cloud(args.file)
-    out = render_clouds([points], args.out, titles=[f"{Path(args.file).name} ({len(points)} points)"], ncols=1, size=3)
+    out = render_clouds(
+        [points], args.out, titles=[f"{Path(args.file).name} ({len(points)} points)"], ncols=1, size=3
+    )
     print(f"wrote {out}")
     return 0
 
@@ -63,10 +69,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     data = commands.add_parser("data", help="build, check and look at datasets")
     sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
-    check = sub.add_parser("check", help="summarise a dataset on disk, or say precisely what is wrong with it")
+    check = sub.add_parser(
+        "check", help="summarise a dataset on disk, or say precisely what is wrong with it"
+    )
     check.add_argument("path", help="dataset root folder (or a single file with --format file)")
-    check.add_argument("--format", required=True,
-                       choices=[*FORMATS, "file"])
+    check.add_argument("--format", required=True, choices=[*FORMATS, "file"])
     check.add_argument("--split", default="train", choices=["pretrain", "train", "test"])
     check.add_argument("--variant", help="scanobjectnn: obj_bg | obj_only | pb_t50_rs; default: clean | scan")
     check.add_argument("--way", type=positive_int, default=5, help="few-shot: classes per episode")
@@ -75,7 +82,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     check.add_argument("--limit", type=positive_int, help="read only the first LIMIT samples")
     check.set_defaults(run=_check)
 
-    build = sub.add_parser("build-default", help="generate the embedded default dataset (cached) and say where it is")
+    build = sub.add_parser(
+        "build-default", help="generate the embedded default dataset (cached) and say where it is"
+    )
     build.add_argument("--force", action="store_true", help="rebuild even if cached")
     build.set_defaults(run=_build_default)
 

@@ -14,24 +14,48 @@ log = logging.getLogger("act3d")
 def _demo(args: argparse.Namespace) -> int:
     from act3d.demo import DemoOptions, run_demo
 
-    opts = DemoOptions(Path(args.out), quick=args.quick, seeds=args.seeds if args.seeds else (1 if args.quick else 3),
-                       overrides=tuple(args.overrides))
+    opts = DemoOptions(
+        Path(args.out),
+        quick=args.quick,
+        seeds=args.seeds if args.seeds else (1 if args.quick else 3),
+        overrides=tuple(args.overrides),
+    )
     results = run_demo(opts)
     log.info("")
     log.info("%-36s %18s %10s %10s", "arm", "fine-tune OA %", "SVM scan", "5w10s")
     for arm in results["arms"]:
-        log.info("%-36s %10.1f ± %5.1f %10.1f %10.1f", arm["label"], 100 * arm["finetune_scan_acc_mean"],
-                 100 * arm["finetune_scan_acc_std"], 100 * arm["svm_scan_acc"], 100 * arm["fewshot"]["5w10s"]["mean"])
+        log.info(
+            "%-36s %10.1f ± %5.1f %10.1f %10.1f",
+            arm["label"],
+            100 * arm["finetune_scan_acc_mean"],
+            100 * arm["finetune_scan_acc_std"],
+            100 * arm["svm_scan_acc"],
+            100 * arm["fewshot"]["5w10s"]["mean"],
+        )
     log.info("report: %s (wall %.1f min)", Path(args.out) / "report.html", results["wall_seconds"] / 60)
     return 0
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    demo = commands.add_parser("demo", help="run the whole ACT pipeline (I -> II -> III) on the embedded data, with a report")
-    demo.add_argument("--out", default="runs/demo", help="output folder (default runs/demo); re-running reuses finished stages")
+    demo = commands.add_parser(
+        "demo", help="run the whole ACT pipeline (I -> II -> III) on the embedded data, with a report"
+    )
+    demo.add_argument(
+        "--out",
+        default="runs/demo",
+        help="output folder (default runs/demo); re-running reuses finished stages",
+    )
     demo.add_argument("--quick", action="store_true", help="a 1-2 minute smoke version")
-    demo.add_argument("--seeds", type=positive_int, help="fine-tuning seeds per arm (default 3, 1 with --quick)")
-    demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="STAGE:KEY=VALUE",
-                      help="change one value of a stage's CPU preset, STAGE = teacher | pretrain | finetune, e.g. "
-                           "--set pretrain:optim.epochs=4 (repeatable; use a new --out, finished stages are reused)")
+    demo.add_argument(
+        "--seeds", type=positive_int, help="fine-tuning seeds per arm (default 3, 1 with --quick)"
+    )
+    demo.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="STAGE:KEY=VALUE",
+        help="change one value of a stage's CPU preset, STAGE = teacher | pretrain | finetune, e.g. "
+        "--set pretrain:optim.epochs=4 (repeatable; use a new --out, finished stages are reused)",
+    )
     demo.set_defaults(run=_demo)

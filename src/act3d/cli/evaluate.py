@@ -6,7 +6,6 @@ import argparse
 import logging
 from pathlib import Path
 
-
 from act3d.cli.common import config_hash, output_folder, positive_int, write_results
 
 log = logging.getLogger("act3d")
@@ -18,8 +17,12 @@ def _features_for(args: argparse.Namespace, split: str):
     from act3d.models import zoo
 
     encoder, arch = zoo.load_student(args.checkpoint)
-    data_cfg = DataConfig(format=args.format, root=args.root, variant=args.variant or ("pb_t50_rs" if args.format == "scanobjectnn" else "scan"),
-                          num_points=args.num_points or arch["num_points"])
+    data_cfg = DataConfig(
+        format=args.format,
+        root=args.root,
+        variant=args.variant or ("pb_t50_rs" if args.format == "scanobjectnn" else "scan"),
+        num_points=args.num_points or arch["num_points"],
+    )
     source = open_source(data_cfg, split)
     x, y = stack_clouds(source, data_cfg.num_points)
     return extract_features(encoder, x, zoo.patch_config(arch)), y.numpy(), source.class_names
@@ -33,11 +36,36 @@ def _eval_svm(args: argparse.Namespace) -> int:
     fte, yte, _ = _features_for(args, "test")
     res = svm_probe(ftr, ytr, fte, yte, len(names), seed=args.seed)
     h = config_hash(vars(args) | {"run": None})
-    rows = [{"metric": "overall_accuracy", "value": res["test_acc"], "split": "test", "seed": args.seed, "config_hash": h},
-            {"metric": "mean_class_accuracy", "value": res["test_macc"], "split": "test", "seed": args.seed, "config_hash": h}]
-    write_results(Path(args.out), rows, {"svm_C": res["C"], "val_acc": res["val_acc"], "test_acc": res["test_acc"], "checkpoint": args.checkpoint})
-    print(f"linear SVM probe: OA {100 * res['test_acc']:.2f}%  mAcc {100 * res['test_macc']:.2f}%  "
-          f"(C={res['C']} chosen by {res['val_acc']:.3f} cross-validated accuracy on the training split)")
+    rows = [
+        {
+            "metric": "overall_accuracy",
+            "value": res["test_acc"],
+            "split": "test",
+            "seed": args.seed,
+            "config_hash": h,
+        },
+        {
+            "metric": "mean_class_accuracy",
+            "value": res["test_macc"],
+            "split": "test",
+            "seed": args.seed,
+            "config_hash": h,
+        },
+    ]
+    write_results(
+        Path(args.out),
+        rows,
+        {
+            "svm_C": res["C"],
+            "val_acc": res["val_acc"],
+            "test_acc": res["test_acc"],
+            "checkpoint": args.checkpoint,
+        },
+    )
+    print(
+        f"linear SVM probe: OA {100 * res['test_acc']:.2f}%  mAcc {100 * res['test_macc']:.2f}%  "
+        f"(C={res['C']} chosen by {res['val_acc']:.3f} cross-validated accuracy on the training split)"
+    )
     return 0
 
 
@@ -69,8 +97,16 @@ def _eval_fewshot(args: argparse.Namespace) -> int:
         fte, yte, _ = _features_for(args, "test")
         table = fewshot(ftr, ytr, fte, yte, settings, folds=args.folds, seed=args.seed)
     for key, v in table.items():
-        rows.append({"metric": f"fewshot_{key}_accuracy_mean", "value": v["mean"], "std": v["std"], "split": "test",
-                     "seed": args.seed, "config_hash": config_hash(vars(args) | {"run": None})})
+        rows.append(
+            {
+                "metric": f"fewshot_{key}_accuracy_mean",
+                "value": v["mean"],
+                "std": v["std"],
+                "split": "test",
+                "seed": args.seed,
+                "config_hash": config_hash(vars(args) | {"run": None}),
+            }
+        )
         print(f"{key}: {100 * v['mean']:.1f} ± {100 * v['std']:.1f} %  ({len(v['folds'])} folds)")
     write_results(Path(args.out), rows, {"checkpoint": args.checkpoint, "table": table})
     return 0
@@ -89,7 +125,9 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 def register(commands: argparse._SubParsersAction) -> None:
     ev = commands.add_parser("eval", help="frozen-feature protocols: linear SVM probe, few-shot")
     sub = ev.add_subparsers(dest="eval_command", metavar="PROTOCOL", required=True)
-    svm = sub.add_parser("svm", help="linear SVM on frozen features, C chosen by cross-validation on the training split")
+    svm = sub.add_parser(
+        "svm", help="linear SVM on frozen features, C chosen by cross-validation on the training split"
+    )
     _data_args(svm)
     svm.set_defaults(run=_eval_svm)
     fs = sub.add_parser("fewshot", help="N-way K-shot episodes, mean ± std over folds")
@@ -99,6 +137,3 @@ def register(commands: argparse._SubParsersAction) -> None:
     fs.add_argument("--shot", type=positive_int, nargs="+", default=[10, 20])
     fs.add_argument("--folds", type=positive_int, default=10)
     fs.set_defaults(run=_eval_fewshot)
-
-
-

@@ -31,14 +31,32 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    emb = commands.add_parser("embed", help="features of your own point-cloud / mesh files from a trained checkpoint")
-    emb.add_argument("files", nargs="+", help="point clouds (.npy .npz .ply .xyz .txt .pts) or meshes (.off .obj .ply .stl)")
-    emb.add_argument("--checkpoint", required=True, help="Stage II student or fine-tuned classifier checkpoint")
-    emb.add_argument("--out", required=True, help=".npy file to write, one feature row per input file (.npy is added when missing)")
+    emb = commands.add_parser(
+        "embed", help="features of your own point-cloud / mesh files from a trained checkpoint"
+    )
+    emb.add_argument(
+        "files",
+        nargs="+",
+        help="point clouds (.npy .npz .ply .xyz .txt .pts) or meshes (.off .obj .ply .stl)",
+    )
+    emb.add_argument(
+        "--checkpoint", required=True, help="Stage II student or fine-tuned classifier checkpoint"
+    )
+    emb.add_argument(
+        "--out",
+        required=True,
+        help=".npy file to write, one feature row per input file (.npy is added when missing)",
+    )
     emb.set_defaults(run=_embed)
 
     pred = commands.add_parser("predict", help="top-k classes of your own files from a fine-tuned classifier")
-    pred.add_argument("files", nargs="+", help="point clouds (.npy .npz .ply .xyz .txt .pts) or meshes (.off .obj .ply .stl)")
-    pred.add_argument("--checkpoint", required=True, help="fine-tuned classifier checkpoint (from act3d finetune)")
+    pred.add_argument(
+        "files",
+        nargs="+",
+        help="point clouds (.npy .npz .ply .xyz .txt .pts) or meshes (.off .obj .ply .stl)",
+    )
+    pred.add_argument(
+        "--checkpoint", required=True, help="fine-tuned classifier checkpoint (from act3d finetune)"
+    )
     pred.add_argument("--top-k", type=positive_int, default=5, help="classes listed per file (default 5)")
     pred.set_defaults(run=_predict)

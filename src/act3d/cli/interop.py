@@ -31,11 +31,23 @@ def _import(args: argparse.Namespace) -> int:
     from act3d.interop import import_official
 
     preset = args.preset or _DEFAULT_PRESET[args.layout]
-    cfg = load_config(_config_class(args.layout), _CONFIG_KIND[args.layout], preset, args.config, args.overrides)
+    cfg = load_config(
+        _config_class(args.layout), _CONFIG_KIND[args.layout], preset, args.config, args.overrides
+    )
     path, ignored = import_official(args.checkpoint, args.layout, to_dict(cfg), args.out)
     if ignored:
-        groups = sorted({k.split(".")[0] + ("." + k.split(".")[1] if k.startswith("ACT_encoder.") else "") for k in ignored})
-        log.info("set aside %d official weights the act3d %s does not use: %s", len(ignored), args.layout, ", ".join(groups))
+        groups = sorted(
+            {
+                k.split(".")[0] + ("." + k.split(".")[1] if k.startswith("ACT_encoder.") else "")
+                for k in ignored
+            }
+        )
+        log.info(
+            "set aside %d official weights the act3d %s does not use: %s",
+            len(ignored),
+            args.layout,
+            ", ".join(groups),
+        )
     log.info("wrote act3d %s checkpoint %s", args.layout, path)
     return 0
 
@@ -50,22 +62,34 @@ def _export(args: argparse.Namespace) -> int:
 
 def register(commands: argparse._SubParsersAction) -> None:
     imp = commands.add_parser(
-        "import-official", help="convert an official ACT checkpoint (.pth / .safetensors) into an act3d checkpoint",
+        "import-official",
+        help="convert an official ACT checkpoint (.pth / .safetensors) into an act3d checkpoint",
         description="Read a checkpoint released by the ACT authors (weights under 'base_model', official key "
-                    "names; loaded with weights_only=True) into the act3d model that a preset or config describes.")
+        "names; loaded with weights_only=True) into the act3d model that a preset or config describes.",
+    )
     imp.add_argument("checkpoint", help="official checkpoint file")
-    imp.add_argument("--layout", required=True, choices=list(_CONFIG_KIND),
-                     help="teacher = Stage I dVAE with its ViT, student = Stage II, classifier = fine-tuned")
-    imp.add_argument("--preset", help="act3d preset giving the architecture (default: the paper preset of the layout)")
+    imp.add_argument(
+        "--layout",
+        required=True,
+        choices=list(_CONFIG_KIND),
+        help="teacher = Stage I dVAE with its ViT, student = Stage II, classifier = fine-tuned",
+    )
+    imp.add_argument(
+        "--preset", help="act3d preset giving the architecture (default: the paper preset of the layout)"
+    )
     imp.add_argument("--config", help="YAML file overriding the preset")
-    imp.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override one value")
+    imp.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override one value"
+    )
     imp.add_argument("--out", required=True, help="act3d checkpoint to write (.pt)")
     imp.set_defaults(run=_import)
 
     exp = commands.add_parser(
-        "export-official", help="write an act3d checkpoint in the official ACT layout (safetensors + JSON)",
+        "export-official",
+        help="write an act3d checkpoint in the official ACT layout (safetensors + JSON)",
         description="Rename an act3d teacher / student / classifier checkpoint's weights to the official ACT "
-                    "names and shapes; writes OUT.safetensors and OUT.json (metadata, act3d config).")
+        "names and shapes; writes OUT.safetensors and OUT.json (metadata, act3d config).",
+    )
     exp.add_argument("checkpoint", help="act3d checkpoint (.pt)")
     exp.add_argument("--out", required=True, help="output path without suffix")
     exp.set_defaults(run=_export)

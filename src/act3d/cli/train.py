@@ -1,10 +1,10 @@
-"""The training commands: `act3d train-teacher` (Stage I), `pretrain` (Stage II), `finetune` and `segment` (Stage III)."""
+"""The training commands: `act3d train-teacher` (Stage I), `pretrain` (Stage II), `finetune` and `segment`
+(Stage III)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
-
 from pathlib import Path
 
 from act3d.cli.common import add_config_args, config_hash, output_folder, positive_int, write_results
@@ -18,7 +18,9 @@ def _train_teacher(args: argparse.Namespace) -> int:
 
     cfg = load_config(TeacherRunConfig, "teacher", args.preset, args.config, args.overrides)
     result = train_teacher(cfg, output_folder(args.out), resume=args.resume, overwrite=args.overwrite)
-    log.info("Stage I done: %d steps in %.0fs; checkpoint %s", result.steps, result.seconds, result.checkpoint)
+    log.info(
+        "Stage I done: %d steps in %.0fs; checkpoint %s", result.steps, result.seconds, result.checkpoint
+    )
     return 0
 
 
@@ -39,8 +41,12 @@ def _finetune(args: argparse.Namespace) -> int:
     from act3d.train.finetune import FinetuneRunConfig, finetune
 
     overrides = list(args.overrides) + ([f"checkpoint={args.checkpoint}"] if args.checkpoint else [])
-    configs = [load_config(FinetuneRunConfig, "finetune", args.preset, args.config, overrides + [f"runtime.seed={seed}"])
-               for seed in range(args.seeds)]
+    configs = [
+        load_config(
+            FinetuneRunConfig, "finetune", args.preset, args.config, overrides + [f"runtime.seed={seed}"]
+        )
+        for seed in range(args.seeds)
+    ]
     output_folder(args.out)
     accs, rows = [], []
     for seed, cfg in enumerate(configs):
@@ -48,12 +54,42 @@ def _finetune(args: argparse.Namespace) -> int:
         res = finetune(cfg, out, resume=args.resume, overwrite=args.overwrite)
         accs.append(res["test_acc"])
         h = config_hash(to_dict(cfg))
-        rows += [{"metric": "overall_accuracy", "value": res["val_acc"], "split": "val", "seed": seed, "config_hash": h},
-                 {"metric": "overall_accuracy", "value": res["test_acc"], "split": "test", "seed": seed, "config_hash": h},
-                 {"metric": "mean_class_accuracy", "value": res["test_macc"], "split": "test", "seed": seed, "config_hash": h}]
-        log.info("seed %d: OA %.2f%%, mAcc %.2f%% (votes %d)", seed, 100 * res["test_acc"], 100 * res["test_macc"], res["votes"])
+        rows += [
+            {
+                "metric": "overall_accuracy",
+                "value": res["val_acc"],
+                "split": "val",
+                "seed": seed,
+                "config_hash": h,
+            },
+            {
+                "metric": "overall_accuracy",
+                "value": res["test_acc"],
+                "split": "test",
+                "seed": seed,
+                "config_hash": h,
+            },
+            {
+                "metric": "mean_class_accuracy",
+                "value": res["test_macc"],
+                "split": "test",
+                "seed": seed,
+                "config_hash": h,
+            },
+        ]
+        log.info(
+            "seed %d: OA %.2f%%, mAcc %.2f%% (votes %d)",
+            seed,
+            100 * res["test_acc"],
+            100 * res["test_macc"],
+            res["votes"],
+        )
     mean, std = mean_std(accs)
-    write_results(Path(args.out), rows, {"overall_accuracy_mean": mean, "overall_accuracy_std": std, "seeds": args.seeds})
+    write_results(
+        Path(args.out),
+        rows,
+        {"overall_accuracy_mean": mean, "overall_accuracy_std": std, "seeds": args.seeds},
+    )
     log.info("overall accuracy: %.2f ± %.2f %% over %d seed(s)", 100 * mean, 100 * std, args.seeds)
     return 0
 
@@ -75,24 +111,38 @@ def _segment(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    teacher = commands.add_parser("train-teacher", help="Stage I: prompt-tune a pretrained Transformer into a 3D autoencoder")
+    teacher = commands.add_parser(
+        "train-teacher", help="Stage I: prompt-tune a pretrained Transformer into a 3D autoencoder"
+    )
     add_config_args(teacher, "teacher", "cpu")
     teacher.set_defaults(run=_train_teacher)
 
-    student = commands.add_parser("pretrain", help="Stage II: masked point modelling of the 3D student, taught by Stage I")
+    student = commands.add_parser(
+        "pretrain", help="Stage II: masked point modelling of the 3D student, taught by Stage I"
+    )
     add_config_args(student, "pretrain", "cpu")
     student.add_argument("--teacher", help="Stage I checkpoint (the act target needs one)")
     student.set_defaults(run=_pretrain)
 
-    ft = commands.add_parser("finetune", help="Stage III: fine-tune (full) or probe (linear / mlp3) a student on a classification set")
+    ft = commands.add_parser(
+        "finetune",
+        help="Stage III: fine-tune (full) or probe (linear / mlp3) a student on a classification set",
+    )
     add_config_args(ft, "finetune", "cpu")
     ft.add_argument("--checkpoint", help="Stage II student checkpoint (omit to train from scratch)")
-    ft.add_argument("--seeds", type=positive_int, default=1, help="repeat with seeds 0..N-1 and report mean ± std")
+    ft.add_argument(
+        "--seeds", type=positive_int, default=1, help="repeat with seeds 0..N-1 and report mean ± std"
+    )
     ft.set_defaults(run=_finetune)
 
-    seg = commands.add_parser("segment", help="part segmentation (ShapeNetPart) or semantic segmentation (S3DIS, Area 5 held out)")
+    seg = commands.add_parser(
+        "segment", help="part segmentation (ShapeNetPart) or semantic segmentation (S3DIS, Area 5 held out)"
+    )
     add_config_args(seg, "segment", "paper_part")
     seg.add_argument("--task", choices=["part", "semantic"], default="part")
-    seg.add_argument("--root", help="dataset folder (shapenetcore_partanno_segmentation_benchmark_v0_normal or stanford_indoor3d)")
+    seg.add_argument(
+        "--root",
+        help="dataset folder (shapenetcore_partanno_segmentation_benchmark_v0_normal or stanford_indoor3d)",
+    )
     seg.add_argument("--checkpoint", help="Stage II student checkpoint (omit to train from scratch)")
     seg.set_defaults(run=_segment)

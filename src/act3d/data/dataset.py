@@ -18,36 +18,45 @@ from act3d.errors import DataError, require
 from act3d.ops.grouping import PatchConfig
 
 
-
 @dataclass
 class DataConfig:
     """Which data a run reads. `split` is `pretrain`, `train` or `test`."""
 
     format: DataFormat = "default"
     root: str | None = None  # dataset folder; the default dataset lives in the cache
-    variant: str = "clean"  # default: clean | scan; scanobjectnn: obj_bg | obj_only | pb_t50_rs; few-shot: 5way10shot ...
+    # default: clean | scan; scanobjectnn: obj_bg | obj_only | pb_t50_rs; few-shot: 5way10shot ...
+    variant: str = "clean"
     fold: int = 0  # few-shot episode (0-9)
     # what the `pretrain` split reads: `train`, or `train+test` (the official Stage II on ShapeNet-55,
     # `whole: True` in cfgs/pretrain: 52,470 clouds)
     pretrain_split: Literal["train", "train+test"] = "train"
     num_points: int = 1024
     # points read per cloud before a run samples its `num_points` on the device (fine-tuning's `fps`
-    # sampling needs the stored cloud: 8192 for the ModelNet40 .dat files, 2048 for ScanObjectNN); 0 = num_points
+    # sampling needs the stored cloud: 8192 for the ModelNet40 .dat files, 2048 for ScanObjectNN); 0 =
+    # num_points
     load_points: int = 0
     nonfinite: Literal["error", "drop"] = "error"
 
     def __post_init__(self) -> None:
         require(self.num_points >= 1, "num_points", "an integer >= 1", self.num_points)
-        require(self.load_points == 0 or self.load_points >= self.num_points, "load_points",
-                f"0 or at least num_points = {self.num_points}", self.load_points)
+        require(
+            self.load_points == 0 or self.load_points >= self.num_points,
+            "load_points",
+            f"0 or at least num_points = {self.num_points}",
+            self.load_points,
+        )
         require(self.fold >= 0, "fold", "an integer >= 0", self.fold)
 
 
 def check_points_per_cloud(data: DataConfig, patches: PatchConfig) -> None:
     """A run's clouds must hold enough points for its patches (FPS centres, kNN neighbours)."""
     need = max(patches.num_groups, patches.group_size)
-    require(data.num_points >= need, "data.num_points",
-            f"at least max(patches.num_groups, patches.group_size) = {need}", data.num_points)
+    require(
+        data.num_points >= need,
+        "data.num_points",
+        f"at least max(patches.num_groups, patches.group_size) = {need}",
+        data.num_points,
+    )
 
 
 def open_source(cfg: DataConfig, split: str) -> CloudSource:
@@ -127,7 +136,9 @@ class SubsetSource:
         return self.source[self.indices[index]]
 
 
-def split_validation(source: CloudSource, fraction: float, seed: int) -> tuple[CloudSource, CloudSource | None]:
+def split_validation(
+    source: CloudSource, fraction: float, seed: int
+) -> tuple[CloudSource, CloudSource | None]:
     """Hold out a stratified, seeded `fraction` of a labelled source for validation: `(train, val)`.
 
     Each class gives `ceil(fraction * count)` samples, keeping at least one for training (a class with one
@@ -145,10 +156,14 @@ def split_validation(source: CloudSource, fraction: float, seed: int) -> tuple[C
         members = rng.permutation(np.flatnonzero(labels == c))
         val += members[: min(len(members) - 1, math.ceil(fraction * len(members)))].tolist()
     if not val:
-        raise DataError(f"{source.name}: too few samples to hold out {fraction:.0%} for validation; set val_fraction=0")
+        raise DataError(
+            f"{source.name}: too few samples to hold out {fraction:.0%} for validation; set val_fraction=0"
+        )
     chosen = set(val)
     train = [i for i in range(len(source)) if i not in chosen]
-    return SubsetSource(source, train, f"{source.name}-train"), SubsetSource(source, sorted(val), f"{source.name}-val")
+    return SubsetSource(source, train, f"{source.name}-train"), SubsetSource(
+        source, sorted(val), f"{source.name}-val"
+    )
 
 
 def label_of(source: CloudSource, index: int) -> int:
@@ -176,12 +191,25 @@ def describe(source: CloudSource, limit: int | None = None) -> dict:
         sizes.append(len(s.points))
         lo, hi = np.minimum(lo, s.points.min(0)), np.maximum(hi, s.points.max(0))
     return {
-        "name": source.name, "samples": len(source), "checked": n, "classes": len(source.class_names),
+        "name": source.name,
+        "samples": len(source),
+        "checked": n,
+        "classes": len(source.class_names),
         "per_class": {c: int(k) for c, k in zip(source.class_names, counts) if k},
-        "points_min": int(min(sizes)) if sizes else 0, "points_max": int(max(sizes)) if sizes else 0,
-        "bbox_min": [round(float(v), 4) for v in lo], "bbox_max": [round(float(v), 4) for v in hi],
+        "points_min": int(min(sizes)) if sizes else 0,
+        "points_max": int(max(sizes)) if sizes else 0,
+        "bbox_min": [round(float(v), 4) for v in lo],
+        "bbox_max": [round(float(v), 4) for v in hi],
     }
 
 
-__all__ = ["FORMATS", "DataConfig", "PointClouds", "SubsetSource", "describe", "open_source", "split_validation",
-           "stack_clouds"]
+__all__ = [
+    "FORMATS",
+    "DataConfig",
+    "PointClouds",
+    "SubsetSource",
+    "describe",
+    "open_source",
+    "split_validation",
+    "stack_clouds",
+]

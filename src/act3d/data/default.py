@@ -115,13 +115,17 @@ def scanned_object(cls: str, num_points: int, rng: np.random.Generator) -> np.nd
         other = FAMILIES[CLASSES[int(rng.integers(len(CLASSES)))]](rng)
         factor = rng.uniform(0.6, 1.0) * np.sqrt(obj_area / sum(p.area for p in other))
         angle = rng.uniform(0, 2 * np.pi)
-        offset = np.array([np.cos(angle) * rng.uniform(1.1, 1.6), floor_y, np.sin(angle) * rng.uniform(1.1, 1.6)])
+        offset = np.array(
+            [np.cos(angle) * rng.uniform(1.1, 1.6), floor_y, np.sin(angle) * rng.uniform(1.1, 1.6)]
+        )
         scene += [_scaled(p, factor, offset) for p in other]
     # the same sampling density on the background as on the object
     bg, bg_n = sample_object(scene, int(8000 * sum(p.area for p in scene) / obj_area), rng)
     points, normals = np.concatenate([obj, bg]), np.concatenate([obj_n, bg_n])
     azimuth, elevation = rng.uniform(0, 2 * np.pi), rng.uniform(np.radians(10), np.radians(45))
-    camera = 3.5 * np.array([np.cos(elevation) * np.cos(azimuth), np.sin(elevation), np.cos(elevation) * np.sin(azimuth)])
+    camera = 3.5 * np.array(
+        [np.cos(elevation) * np.cos(azimuth), np.sin(elevation), np.cos(elevation) * np.sin(azimuth)]
+    )
     points = points[_visible(points, normals, camera)]
     points = points + rng.normal(scale=0.01, size=points.shape)
     # PB_T50_RS: the object's box, enlarged, shifted by up to 50% of its size, cuts the scan
@@ -151,15 +155,24 @@ def _scaled(surface: Surface, factor: float, offset: np.ndarray) -> Surface:
 
 
 def _build_split(spec: DefaultDataSpec, split: str) -> tuple[np.ndarray, np.ndarray]:
-    per_class = {"pretrain": spec.pretrain_per_class, "train": spec.train_per_class, "test": spec.test_per_class,
-                 "scan_train": spec.train_per_class, "scan_test": spec.test_per_class}[split]
+    per_class = {
+        "pretrain": spec.pretrain_per_class,
+        "train": spec.train_per_class,
+        "test": spec.test_per_class,
+        "scan_train": spec.train_per_class,
+        "scan_test": spec.test_per_class,
+    }[split]
     make = scanned_object if split.startswith("scan") else clean_object
     labels = np.repeat(np.arange(len(CLASSES)), per_class)
-    clouds = np.stack([make(CLASSES[label], spec.num_points, _rng(spec, split, i)) for i, label in enumerate(labels)])
+    clouds = np.stack(
+        [make(CLASSES[label], spec.num_points, _rng(spec, split, i)) for i, label in enumerate(labels)]
+    )
     return clouds, labels
 
 
-def build_default(spec: DefaultDataSpec = DefaultDataSpec(), force: bool = False, workers: int | None = None) -> Path:
+def build_default(
+    spec: DefaultDataSpec = DefaultDataSpec(), force: bool = False, workers: int | None = None
+) -> Path:
     """Generate the default dataset into the cache (once); returns its folder."""
     out = default_data_dir(spec)
     if (out / "meta.json").is_file() and not force:
@@ -176,8 +189,13 @@ def build_default(spec: DefaultDataSpec = DefaultDataSpec(), force: bool = False
         write_h5_clouds(tmp / f"{split}.h5", clouds, labels)
         counts[split] = int(len(labels))
     (tmp / "classes.txt").write_text("\n".join(CLASSES) + "\n")
-    meta = {"format_version": FORMAT_VERSION, "spec": asdict(spec), "classes": CLASSES, "counts": counts,
-            "build_seconds": round(time.perf_counter() - start, 2)}
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "spec": asdict(spec),
+        "classes": CLASSES,
+        "counts": counts,
+        "build_seconds": round(time.perf_counter() - start, 2),
+    }
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     if out.exists():
         shutil.rmtree(out)
@@ -186,7 +204,9 @@ def build_default(spec: DefaultDataSpec = DefaultDataSpec(), force: bool = False
     return out
 
 
-def default_split(split: str, spec: DefaultDataSpec = DefaultDataSpec(), nonfinite: str = "error") -> H5Clouds:
+def default_split(
+    split: str, spec: DefaultDataSpec = DefaultDataSpec(), nonfinite: str = "error"
+) -> H5Clouds:
     """Open one split of the default dataset, building it first if needed."""
     if split not in SPLITS:
         raise DataError(f"unknown default split {split!r}; choose from {list(SPLITS)}")

@@ -30,7 +30,9 @@ def _read_mesh_or_ply(path: Path, num_samples: int, seed: int) -> np.ndarray:
     try:
         loaded = trimesh.load(path, force=None, process=False)
     except Exception as err:  # trimesh raises many kinds on malformed files
-        raise DataError(f"{path}: could not be read as a mesh or point cloud ({type(err).__name__}: {err})") from None
+        raise DataError(
+            f"{path}: could not be read as a mesh or point cloud ({type(err).__name__}: {err})"
+        ) from None
     if isinstance(loaded, trimesh.Scene):
         loaded = loaded.to_geometry() if hasattr(loaded, "to_geometry") else loaded.dump(concatenate=True)
     if isinstance(loaded, trimesh.Trimesh) and len(loaded.faces) > 0:
@@ -42,7 +44,9 @@ def _read_mesh_or_ply(path: Path, num_samples: int, seed: int) -> np.ndarray:
     return vertices
 
 
-def read_cloud(path: str | Path, num_mesh_samples: int = MESH_SAMPLES, seed: int = 0, nonfinite: str = "error") -> np.ndarray:
+def read_cloud(
+    path: str | Path, num_mesh_samples: int = MESH_SAMPLES, seed: int = 0, nonfinite: str = "error"
+) -> np.ndarray:
     """Read one point cloud (or sample one from a mesh) as float32 `(N, 3)`."""
     path = Path(path)
     if not path.is_file():
@@ -67,6 +71,7 @@ def read_cloud(path: str | Path, num_mesh_samples: int = MESH_SAMPLES, seed: int
     elif suffix in MESH_SUFFIXES:
         data = _read_mesh_or_ply(path, num_mesh_samples, seed)
     else:
-        raise DataError(f"{path}: unsupported file type {suffix!r}; use one of "
-                        f"{sorted(CLOUD_SUFFIXES | MESH_SUFFIXES)}")
+        raise DataError(
+            f"{path}: unsupported file type {suffix!r}; use one of {sorted(CLOUD_SUFFIXES | MESH_SUFFIXES)}"
+        )
     return check_points(data, str(path), nonfinite)

@@ -2,6 +2,14 @@
 
 from typing import Literal, get_args
 
-DataFormat = Literal["default", "shapenet55", "modelnet40", "modelnet40-dat", "modelnet40-fewshot", "scanobjectnn",
-                     "shapenetpart", "s3dis"]
+DataFormat = Literal[
+    "default",
+    "shapenet55",
+    "modelnet40",
+    "modelnet40-dat",
+    "modelnet40-fewshot",
+    "scanobjectnn",
+    "shapenetpart",
+    "s3dis",
+]
 FORMATS: list[str] = list(get_args(DataFormat))

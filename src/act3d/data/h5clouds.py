@@ -37,7 +37,9 @@ class H5Clouds:
         if nonfinite == "error":  # the whole file now, not when a bad cloud happens to be drawn
             bad = np.flatnonzero(~np.isfinite(data[:, :, :3]).all(axis=(1, 2)))
             if len(bad):
-                raise DataError(f"{self.path}: {len(bad)} cloud(s) have NaN/inf coordinates, the first at index {bad[0]}")
+                raise DataError(
+                    f"{self.path}: {len(bad)} cloud(s) have NaN/inf coordinates, the first at index {bad[0]}"
+                )
         if len(labels) != len(data):
             raise DataError(f"{self.path}: {len(data)} clouds but {len(labels)} labels")
         self.points = data[:, :, :3].astype(np.float32)
@@ -51,7 +53,9 @@ class H5Clouds:
 
     def __getitem__(self, index: int) -> Sample:
         source = f"{self.path}[{index}]"
-        return Sample(check_points(self.points[index], source, self.nonfinite), int(self.labels[index]), source=source)
+        return Sample(
+            check_points(self.points[index], source, self.nonfinite), int(self.labels[index]), source=source
+        )
 
 
 def write_h5_clouds(path: str | Path, points: np.ndarray, labels: np.ndarray) -> None:

@@ -38,8 +38,10 @@ class ModelNet40Txt:
     def __init__(self, root: str | Path, split: str = "train", nonfinite: str = "error"):
         self.root = Path(root)
         if not self.root.is_dir():
-            raise DataError(f"ModelNet40 root not found: {self.root} (expected modelnet40_shape_names.txt, "
-                            "modelnet40_{train,test}.txt and <class>/<id>.txt inside)")
+            raise DataError(
+                f"ModelNet40 root not found: {self.root} (expected modelnet40_shape_names.txt, "
+                "modelnet40_{train,test}.txt and <class>/<id>.txt inside)"
+            )
         self.class_names = _read_lines(self.root / "modelnet40_shape_names.txt")
         self.ids = _read_lines(self.root / f"modelnet40_{split}.txt")
         self.name = f"modelnet40-{split}"
@@ -49,7 +51,9 @@ class ModelNet40Txt:
         for shape_id in self.ids:
             cls = shape_id.rsplit("_", 1)[0]
             if cls not in index:
-                raise DataError(f"{self.root}: shape {shape_id!r} has class {cls!r}, not in modelnet40_shape_names.txt")
+                raise DataError(
+                    f"{self.root}: shape {shape_id!r} has class {cls!r}, not in modelnet40_shape_names.txt"
+                )
             self.labels.append(index[cls])
 
     def __len__(self) -> int:
@@ -74,8 +78,15 @@ def _label(value, source: str) -> int:
 class InMemoryClouds:
     """A list of clouds with labels, already in memory; each is normalised to the unit sphere when read."""
 
-    def __init__(self, clouds: list[np.ndarray], labels: list[int], class_names: list[str], name: str,
-                 source: str, nonfinite: str = "error"):
+    def __init__(
+        self,
+        clouds: list[np.ndarray],
+        labels: list[int],
+        class_names: list[str],
+        name: str,
+        source: str,
+        nonfinite: str = "error",
+    ):
         if len(clouds) != len(labels):
             raise DataError(f"{source}: {len(clouds)} clouds but {len(labels)} labels")
         self.clouds, self.labels = clouds, [_label(x, f"{source}[{i}]") for i, x in enumerate(labels)]
@@ -89,7 +100,9 @@ class InMemoryClouds:
     def __getitem__(self, i: int) -> Sample:
         src = f"{self.source}[{i}]"
         data = np.asarray(self.clouds[i])
-        return Sample(normalize_unit_sphere(check_points(data, src, self.nonfinite)), self.labels[i], source=src)
+        return Sample(
+            normalize_unit_sphere(check_points(data, src, self.nonfinite)), self.labels[i], source=src
+        )
 
 
 def modelnet40_dat(root: str | Path, split: str = "train", nonfinite: str = "error") -> InMemoryClouds:
@@ -101,10 +114,14 @@ def modelnet40_dat(root: str | Path, split: str = "train", nonfinite: str = "err
         raise DataError(f"{path}: expected a pickled (points_list, labels_list) pair")
     names_file = root / "modelnet40_shape_names.txt"
     class_names = _read_lines(names_file) if names_file.is_file() else [str(i) for i in range(40)]
-    return InMemoryClouds(list(data[0]), list(data[1]), class_names, f"modelnet40-{split}", str(path), nonfinite)
+    return InMemoryClouds(
+        list(data[0]), list(data[1]), class_names, f"modelnet40-{split}", str(path), nonfinite
+    )
 
 
-def modelnet40_fewshot(root: str | Path, way: int, shot: int, fold: int) -> tuple[InMemoryClouds, InMemoryClouds]:
+def modelnet40_fewshot(
+    root: str | Path, way: int, shot: int, fold: int
+) -> tuple[InMemoryClouds, InMemoryClouds]:
     """One few-shot episode: `ModelNetFewshot/{way}way_{shot}shot/{fold}.pkl` -> (train, test)."""
     root = Path(root)
     candidates = [root / f"{way}way_{shot}shot" / f"{fold}.pkl", root / f"{way}way{shot}shot" / f"{fold}.pkl"]
@@ -120,5 +137,7 @@ def modelnet40_fewshot(root: str | Path, way: int, shot: int, fold: int) -> tupl
             clouds, labels = [it[0] for it in items], [it[1] for it in items]
         except (TypeError, IndexError):
             raise DataError(f"{path}: '{split}' must be a list of (points, label, extra) tuples") from None
-        sets.append(InMemoryClouds(clouds, labels, names, f"fewshot-{way}w{shot}s-f{fold}-{split}", f"{path}:{split}"))
+        sets.append(
+            InMemoryClouds(clouds, labels, names, f"fewshot-{way}w{shot}s-f{fold}-{split}", f"{path}:{split}")
+        )
     return sets[0], sets[1]

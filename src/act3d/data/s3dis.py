@@ -10,8 +10,21 @@ from act3d.data.sample import Sample, check_points
 from act3d.data.shapenet import _load_npy
 from act3d.errors import DataError
 
-CLASSES = ["ceiling", "floor", "wall", "beam", "column", "window", "door", "table", "chair", "sofa",
-           "bookcase", "board", "clutter"]
+CLASSES = [
+    "ceiling",
+    "floor",
+    "wall",
+    "beam",
+    "column",
+    "window",
+    "door",
+    "table",
+    "chair",
+    "sofa",
+    "bookcase",
+    "board",
+    "clutter",
+]
 
 
 class S3DISRooms:
@@ -23,7 +36,9 @@ class S3DISRooms:
             raise DataError(f"S3DIS root not found: {self.root} (expected Area_<k>_<room>.npy files)")
         self.files = sorted(p for a in areas for p in self.root.glob(f"Area_{a}_*.npy"))
         if not self.files:
-            raise DataError(f"{self.root}: no rooms for areas {areas} (expected files named Area_<k>_<room>.npy)")
+            raise DataError(
+                f"{self.root}: no rooms for areas {areas} (expected files named Area_<k>_<room>.npy)"
+            )
         self.class_names = CLASSES
         self.name = "s3dis-areas-" + "-".join(map(str, areas))
         self.nonfinite = nonfinite
@@ -38,6 +53,14 @@ class S3DISRooms:
             raise DataError(f"{path}: expected rows of x y z r g b label, got shape {data.shape}")
         labels = data[:, 6].astype(np.int64)
         if labels.min() < 0 or labels.max() >= len(CLASSES):
-            raise DataError(f"{path}: semantic labels must lie in 0..{len(CLASSES) - 1}, got {labels.min()}..{labels.max()}")
+            raise DataError(
+                f"{path}: semantic labels must lie in 0..{len(CLASSES) - 1}, got {labels.min()}..{labels.max()}"
+            )
         points = check_points(data, str(path))
-        return Sample(points, -1, colors=(data[:, 3:6] / 255.0).astype(np.float32), point_labels=labels, source=str(path))
+        return Sample(
+            points,
+            -1,
+            colors=(data[:, 3:6] / 255.0).astype(np.float32),
+            point_labels=labels,
+            source=str(path),
+        )

@@ -42,7 +42,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _ALLOWED:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only arrays, lists, dicts and numbers are allowed")
+        raise pickle.UnpicklingError(
+            f"refusing to load {module}.{name}: only arrays, lists, dicts and numbers are allowed"
+        )
 
 
 def load_pickle(path: str | Path) -> Any:

@@ -67,7 +67,9 @@ def check_points(points: np.ndarray, source: str, nonfinite: str = "error") -> n
             raise DataError(f"{source}: no finite points left")
     largest = float(np.abs(xyz).max())
     if largest > MAX_COORDINATE:
-        raise DataError(f"{source}: coordinates reach {largest:.3g}; expected |x| <= {MAX_COORDINATE:.0g} (check the units)")
+        raise DataError(
+            f"{source}: coordinates reach {largest:.3g}; expected |x| <= {MAX_COORDINATE:.0g} (check the units)"
+        )
     return xyz
 
 
@@ -78,15 +80,21 @@ def check_label(label: int, num_classes: int, source: str) -> int:
     return int(label)
 
 
-def resample_indices(num_points: int, target: int, rng: np.random.Generator, source: str = "", warn: bool = True) -> np.ndarray:
+def resample_indices(
+    num_points: int, target: int, rng: np.random.Generator, source: str = "", warn: bool = True
+) -> np.ndarray:
     """Indices choosing `target` of `num_points` points: without replacement when possible, else with
     replacement (and a warning, since duplicated points change the patch statistics; `warn=False` where
     that is the protocol, as for sparse S3DIS blocks)."""
     if num_points >= target:
         return rng.choice(num_points, target, replace=False) if num_points > target else np.arange(target)
     if warn:
-        log.warning("%s has %d points, fewer than %d: resampling with replacement", source or "a cloud", num_points,
-                    target)
+        log.warning(
+            "%s has %d points, fewer than %d: resampling with replacement",
+            source or "a cloud",
+            num_points,
+            target,
+        )
     return np.concatenate([np.arange(num_points), rng.choice(num_points, target - num_points, replace=True)])
 
 

@@ -7,8 +7,23 @@ from pathlib import Path
 from act3d.data.h5clouds import H5Clouds
 from act3d.errors import DataError
 
-CLASSES = ["bag", "bin", "box", "cabinet", "chair", "desk", "display", "door", "shelf", "table", "bed",
-           "pillow", "sink", "sofa", "toilet"]
+CLASSES = [
+    "bag",
+    "bin",
+    "box",
+    "cabinet",
+    "chair",
+    "desk",
+    "display",
+    "door",
+    "shelf",
+    "table",
+    "bed",
+    "pillow",
+    "sink",
+    "sofa",
+    "toilet",
+]
 VARIANTS = {
     "obj_bg": ("main_split", "{split}_objectdataset.h5"),
     "obj_only": ("main_split_nobg", "{split}_objectdataset.h5"),
@@ -17,7 +32,9 @@ VARIANTS = {
 _SPLIT_FILE = {"train": "training", "test": "test"}
 
 
-def scanobjectnn(root: str | Path, variant: str = "pb_t50_rs", split: str = "train", nonfinite: str = "error") -> H5Clouds:
+def scanobjectnn(
+    root: str | Path, variant: str = "pb_t50_rs", split: str = "train", nonfinite: str = "error"
+) -> H5Clouds:
     """Read one split of one variant from the official `h5_files` folder (`root/main_split/...`)."""
     if variant not in VARIANTS:
         raise DataError(f"unknown ScanObjectNN variant {variant!r}; choose from {sorted(VARIANTS)}")

@@ -36,7 +36,12 @@ def room_blocks(points: np.ndarray, block: float, stride: float) -> list[tuple[n
     out = []
     for x in xs:
         for y in ys:
-            inside = np.flatnonzero((points[:, 0] >= x) & (points[:, 0] <= x + block) & (points[:, 1] >= y) & (points[:, 1] <= y + block))
+            inside = np.flatnonzero(
+                (points[:, 0] >= x)
+                & (points[:, 0] <= x + block)
+                & (points[:, 1] >= y)
+                & (points[:, 1] <= y + block)
+            )
             if len(inside) >= 16:
                 out.append((inside, np.array([x + block / 2, y + block / 2])))
     return out
@@ -51,14 +56,32 @@ class RoomBlocks(Dataset):
     otherwise kept in metres (z is the height above the room's origin).
     """
 
-    def __init__(self, source: CloudSource, num_points: int, train: bool, block: float = 1.0, blocks_per_room: int = 8,
-                 seed: int = 0):
-        self.source, self.num_points, self.train, self.block, self.seed, self.epoch = source, num_points, train, block, seed, 0
+    def __init__(
+        self,
+        source: CloudSource,
+        num_points: int,
+        train: bool,
+        block: float = 1.0,
+        blocks_per_room: int = 8,
+        seed: int = 0,
+    ):
+        self.source, self.num_points, self.train, self.block, self.seed, self.epoch = (
+            source,
+            num_points,
+            train,
+            block,
+            seed,
+            0,
+        )
         self.rooms = [source[i] for i in range(len(source))]
         if train:
             self.items = [(r, k) for r in range(len(self.rooms)) for k in range(blocks_per_room)]
         else:
-            self.items = [(r, blk) for r, room in enumerate(self.rooms) for blk in room_blocks(room.points, block, block)]
+            self.items = [
+                (r, blk)
+                for r, room in enumerate(self.rooms)
+                for blk in room_blocks(room.points, block, block)
+            ]
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -89,5 +112,9 @@ class RoomBlocks(Dataset):
         idx = inside[resample_indices(len(inside), self.num_points, rng, room.source, warn=False)]
         xyz = room.points[idx].copy()
         xyz[:, :2] -= centre
-        return (torch.from_numpy(xyz.astype(np.float32)), torch.from_numpy(room.colors[idx]),
-                torch.from_numpy(room.point_labels[idx]), 0)
+        return (
+            torch.from_numpy(xyz.astype(np.float32)),
+            torch.from_numpy(room.colors[idx]),
+            torch.from_numpy(room.point_labels[idx]),
+            0,
+        )

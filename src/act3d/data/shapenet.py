@@ -12,10 +12,22 @@ from act3d.errors import DataError
 
 # ShapeNetPart: category -> its global part ids (the standard 16 categories / 50 parts split).
 PART_IDS = {
-    "Airplane": [0, 1, 2, 3], "Bag": [4, 5], "Cap": [6, 7], "Car": [8, 9, 10, 11], "Chair": [12, 13, 14, 15],
-    "Earphone": [16, 17, 18], "Guitar": [19, 20, 21], "Knife": [22, 23], "Lamp": [24, 25, 26, 27],
-    "Laptop": [28, 29], "Motorbike": [30, 31, 32, 33, 34, 35], "Mug": [36, 37], "Pistol": [38, 39, 40],
-    "Rocket": [41, 42, 43], "Skateboard": [44, 45, 46], "Table": [47, 48, 49],
+    "Airplane": [0, 1, 2, 3],
+    "Bag": [4, 5],
+    "Cap": [6, 7],
+    "Car": [8, 9, 10, 11],
+    "Chair": [12, 13, 14, 15],
+    "Earphone": [16, 17, 18],
+    "Guitar": [19, 20, 21],
+    "Knife": [22, 23],
+    "Lamp": [24, 25, 26, 27],
+    "Laptop": [28, 29],
+    "Motorbike": [30, 31, 32, 33, 34, 35],
+    "Mug": [36, 37],
+    "Pistol": [38, 39, 40],
+    "Rocket": [41, 42, 43],
+    "Skateboard": [44, 45, 46],
+    "Table": [47, 48, 49],
 }
 NUM_PARTS = 50
 
@@ -42,11 +54,16 @@ class ShapeNet55:
     def __init__(self, root: str | Path, split: str = "train", nonfinite: str = "error"):
         self.root = Path(root)
         # `train+test`: the official `whole` option, test list first (datasets/ShapeNet55Dataset.py)
-        list_files = [self.root / "ShapeNet-55" / f"{s}.txt" for s in ("test", "train")] if split == "train+test" \
+        list_files = (
+            [self.root / "ShapeNet-55" / f"{s}.txt" for s in ("test", "train")]
+            if split == "train+test"
             else [self.root / "ShapeNet-55" / f"{split}.txt"]
+        )
         if not (self.root / "shapenet_pc").is_dir() or not all(f.is_file() for f in list_files):
-            raise DataError(f"ShapeNet-55 layout not found under {self.root}: expected shapenet_pc/*.npy and "
-                            f"ShapeNet-55/{{train,test}}.txt")
+            raise DataError(
+                f"ShapeNet-55 layout not found under {self.root}: expected shapenet_pc/*.npy and "
+                f"ShapeNet-55/{{train,test}}.txt"
+            )
         self.files = [ln.strip() for f in list_files for ln in f.read_text().splitlines() if ln.strip()]
         synsets = [f.split("-", 1)[0] for f in self.files]
         self.class_names = sorted(set(synsets))
@@ -60,7 +77,9 @@ class ShapeNet55:
 
     def __getitem__(self, i: int) -> Sample:
         path = self.root / "shapenet_pc" / self.files[i]
-        return Sample(check_points(_load_npy(path), str(path), self.nonfinite), self.labels[i], source=str(path))
+        return Sample(
+            check_points(_load_npy(path), str(path), self.nonfinite), self.labels[i], source=str(path)
+        )
 
 
 class ShapeNetPart:
@@ -72,7 +91,9 @@ class ShapeNetPart:
         split_file = self.root / "train_test_split" / f"shuffled_{split}_file_list.json"
         for required in (cat_file, split_file):
             if not required.is_file():
-                raise DataError(f"ShapeNetPart layout incomplete under {self.root}: missing {required.relative_to(self.root)}")
+                raise DataError(
+                    f"ShapeNetPart layout incomplete under {self.root}: missing {required.relative_to(self.root)}"
+                )
         synset_to_cat = {}
         for line in cat_file.read_text().splitlines():
             if line.strip():
@@ -88,11 +109,15 @@ class ShapeNetPart:
         self.items = []
         unknown = sorted(set(synset_to_cat.values()) - set(PART_IDS))
         if unknown:
-            raise DataError(f"{cat_file}: unknown ShapeNetPart categories {unknown}; expected among {sorted(PART_IDS)}")
+            raise DataError(
+                f"{cat_file}: unknown ShapeNetPart categories {unknown}; expected among {sorted(PART_IDS)}"
+            )
         for entry in entries:  # "shape_data/<synset>/<id>"
             parts = entry.split("/") if isinstance(entry, str) else []
             if len(parts) != 3 or not all(parts):
-                raise DataError(f"{split_file}: entry {entry!r} is not of the form shape_data/<synset>/<model id>")
+                raise DataError(
+                    f"{split_file}: entry {entry!r} is not of the form shape_data/<synset>/<model id>"
+                )
             _, synset, shape_id = parts
             if synset not in synset_to_cat:
                 raise DataError(f"{split_file}: synset {synset} is not in synsetoffset2category.txt")
@@ -118,6 +143,9 @@ class ShapeNetPart:
         parts = data[:, 6].astype(np.int64)
         allowed = PART_IDS[self.class_names[label]]
         if not np.isin(parts, allowed).all():
-            raise DataError(f"{path}: part labels {sorted(set(parts) - set(allowed))} do not belong to {self.class_names[label]}")
-        # normalised whole, before any sampling (official part_segmentation dataset: pc_normalize, then choice)
+            raise DataError(
+                f"{path}: part labels {sorted(set(parts) - set(allowed))} do not belong to {self.class_names[label]}"
+            )
+        # normalised whole, before any sampling (official part_segmentation dataset: pc_normalize, then
+        # choice)
         return Sample(normalize_unit_sphere(points), label, point_labels=parts, source=str(path))

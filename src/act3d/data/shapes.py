@@ -185,7 +185,10 @@ def table(rng: Rng) -> list[Surface]:
     h, top = rng.uniform(0.7, 1.0), rng.uniform(0.04, 0.1)
     parts = [box((0, h - top / 2, 0), (w, top, d))]
     if rng.uniform() < 0.25:  # pedestal table
-        parts += [cylinder((0, 0, 0), rng.uniform(0.05, 0.1), h - top), cylinder((0, 0, 0), rng.uniform(0.3, 0.45), 0.04)]
+        parts += [
+            cylinder((0, 0, 0), rng.uniform(0.05, 0.1), h - top),
+            cylinder((0, 0, 0), rng.uniform(0.3, 0.45), 0.04),
+        ]
     else:
         parts += _legs(w, d, h - top, rng.uniform(0.04, 0.09), rng.uniform(0.03, 0.12))
         if rng.uniform() < 0.4:  # lower shelf
@@ -208,7 +211,10 @@ def chair(rng: Rng) -> list[Surface]:
 def sofa(rng: Rng) -> list[Surface]:
     w, d = rng.uniform(1.4, 2.2), rng.uniform(0.7, 0.95)
     base_h, back_h, arm_w = rng.uniform(0.35, 0.45), rng.uniform(0.35, 0.55), rng.uniform(0.12, 0.22)
-    parts = [box((0, base_h / 2, 0), (w, base_h, d)), box((0, base_h + back_h / 2, -d / 2 + 0.1), (w, back_h, 0.2))]
+    parts = [
+        box((0, base_h / 2, 0), (w, base_h, d)),
+        box((0, base_h + back_h / 2, -d / 2 + 0.1), (w, back_h, 0.2)),
+    ]
     arm_h = base_h + rng.uniform(0.1, 0.25)
     for sx in (-1, 1):
         parts.append(box((sx * (w / 2 + arm_w / 2), arm_h / 2, 0), (arm_w, arm_h, d)))
@@ -226,7 +232,9 @@ def stool(rng: Rng) -> list[Surface]:
         rot = _rotation("x", splay) @ _rotation("y", a)
         parts.append(transformed(leg, rot, (0.8 * r * np.cos(a), (h - 0.04) / 2, 0.8 * r * np.sin(a))))
     if rng.uniform() < 0.5:  # foot ring
-        parts.append(transformed(torus_arc((0, 0, 0), 0.8 * r, 0.012, plane="xz"), np.eye(3), (0, h * 0.3, 0)))
+        parts.append(
+            transformed(torus_arc((0, 0, 0), 0.8 * r, 0.012, plane="xz"), np.eye(3), (0, h * 0.3, 0))
+        )
     return parts
 
 
@@ -255,7 +263,9 @@ def mug(rng: Rng) -> list[Surface]:
     parts = [revolve((0, 0, 0), [r, r * rng.uniform(1.0, 1.15)], [0, h], caps=(True, False))]
     parts.append(revolve((0, 0.02, 0), [r * 0.92, r * 0.92], [0, h - 0.02], caps=(True, False)))  # inner wall
     hr = rng.uniform(0.18, 0.3) * h
-    parts.append(torus_arc((r + hr * 0.6, h / 2, 0), hr, rng.uniform(0.025, 0.05), arc=np.pi * 1.3, plane="xy"))
+    parts.append(
+        torus_arc((r + hr * 0.6, h / 2, 0), hr, rng.uniform(0.025, 0.05), arc=np.pi * 1.3, plane="xy")
+    )
     return parts
 
 
@@ -273,7 +283,12 @@ def bottle(rng: Rng) -> list[Surface]:
 
 def vase(rng: Rng) -> list[Surface]:
     h = rng.uniform(0.9, 1.6)
-    r0, r_belly, r_neck, r_lip = rng.uniform(0.15, 0.25), rng.uniform(0.3, 0.5), rng.uniform(0.1, 0.2), rng.uniform(0.18, 0.3)
+    r0, r_belly, r_neck, r_lip = (
+        rng.uniform(0.15, 0.25),
+        rng.uniform(0.3, 0.5),
+        rng.uniform(0.1, 0.2),
+        rng.uniform(0.18, 0.3),
+    )
     belly_at = rng.uniform(0.3, 0.55)
     radii = [r0, r_belly, r_neck, r_lip]
     heights = [0, belly_at * h, 0.85 * h, h]
@@ -284,7 +299,9 @@ def bowl(rng: Rng) -> list[Surface]:
     r, h = rng.uniform(0.5, 0.8), rng.uniform(0.25, 0.45)
     k = np.linspace(0, 1, 6)
     radii = list(0.45 * r + (r - 0.45 * r) * np.sqrt(k))
-    return _profile_object(radii, list(k * h), open_top=True) + [cylinder((0, -0.05, 0), 0.3 * r, 0.05, caps=(True, False))]
+    return _profile_object(radii, list(k * h), open_top=True) + [
+        cylinder((0, -0.05, 0), 0.3 * r, 0.05, caps=(True, False))
+    ]
 
 
 def shelf(rng: Rng) -> list[Surface]:
@@ -301,7 +318,10 @@ def shelf(rng: Rng) -> list[Surface]:
 def bed(rng: Rng) -> list[Surface]:
     w, length = rng.uniform(1.0, 1.8), rng.uniform(1.9, 2.2)
     frame_h, mat_h = rng.uniform(0.25, 0.4), rng.uniform(0.15, 0.25)
-    parts = [box((0, frame_h / 2, 0), (w, frame_h, length)), box((0, frame_h + mat_h / 2, 0), (w * 0.96, mat_h, length * 0.97))]
+    parts = [
+        box((0, frame_h / 2, 0), (w, frame_h, length)),
+        box((0, frame_h + mat_h / 2, 0), (w * 0.96, mat_h, length * 0.97)),
+    ]
     head_h = rng.uniform(0.6, 1.1)
     parts.append(box((0, head_h / 2, -length / 2 - 0.03), (w, head_h, 0.06)))
     if rng.uniform() < 0.5:

@@ -42,8 +42,9 @@ def shape_part_iou(pred: np.ndarray, truth: np.ndarray, parts: list[int]) -> flo
     return float(np.mean(ious))
 
 
-def part_segmentation_miou(preds: list[np.ndarray], truths: list[np.ndarray], categories: list[int],
-                           part_ids: list[list[int]]) -> tuple[float, float]:
+def part_segmentation_miou(
+    preds: list[np.ndarray], truths: list[np.ndarray], categories: list[int], part_ids: list[list[int]]
+) -> tuple[float, float]:
     """ShapeNetPart `(class mIoU, instance mIoU)`: per-shape part mIoU averaged per category then over
     categories, and over all shapes."""
     per_shape = [shape_part_iou(p, t, part_ids[c]) for p, t, c in zip(preds, truths, categories)]

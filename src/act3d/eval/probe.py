@@ -16,16 +16,17 @@ from sklearn.svm import SVC
 
 from act3d.errors import DataError
 from act3d.eval.metrics import mean_class_accuracy, mean_std, overall_accuracy
-from act3d.ops.grouping import PatchConfig
 from act3d.models.student import StudentEncoder
-from act3d.ops.grouping import group_patches
+from act3d.ops.grouping import PatchConfig
 
 log = logging.getLogger(__name__)
 SVM_C_GRID = [0.001, 0.01, 0.1, 1.0, 10.0]
 
 
 @torch.no_grad()
-def extract_features(encoder: StudentEncoder, points: torch.Tensor, patches: PatchConfig, batch_size: int = 64) -> np.ndarray:
+def extract_features(
+    encoder: StudentEncoder, points: torch.Tensor, patches: PatchConfig, batch_size: int = 64
+) -> np.ndarray:
     """`(M, N, 3)` clouds -> `(M, 2W)` frozen features (max and mean of the patch tokens)."""
     encoder.eval()
     device = next(encoder.parameters()).device
@@ -42,35 +43,62 @@ def _svm_pipeline(c: float):
     return make_pipeline(StandardScaler(), SVC(C=c, kernel="linear"))
 
 
-def svm_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, num_classes: int,
-              seed: int = 0, folds: int = 3) -> dict:
+def svm_probe(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    num_classes: int,
+    seed: int = 0,
+    folds: int = 3,
+) -> dict:
     """Linear SVM on frozen features. C is chosen by stratified cross-validation on the training split
     alone; the test split is touched once, for the final score."""
     counts = np.bincount(train_y)
     folds = max(2, min(folds, int(counts[counts > 0].min())))
-    search = GridSearchCV(_svm_pipeline(1.0), {"svc__C": SVM_C_GRID},
-                          cv=StratifiedKFold(folds, shuffle=True, random_state=seed), n_jobs=1)
+    search = GridSearchCV(
+        _svm_pipeline(1.0),
+        {"svc__C": SVM_C_GRID},
+        cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
+        n_jobs=1,
+    )
     search.fit(train_x, train_y)
     pred = search.predict(test_x)
-    return {"test_acc": overall_accuracy(pred, test_y), "test_macc": mean_class_accuracy(pred, test_y, num_classes),
-            "C": float(search.best_params_["svc__C"]), "val_acc": float(search.best_score_)}
+    return {
+        "test_acc": overall_accuracy(pred, test_y),
+        "test_macc": mean_class_accuracy(pred, test_y, num_classes),
+        "C": float(search.best_params_["svc__C"]),
+        "val_acc": float(search.best_score_),
+    }
 
 
-def draw_fewshot_episode(labels: np.ndarray, test_labels: np.ndarray, way: int, shot: int, queries: int,
-                         rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def draw_fewshot_episode(
+    labels: np.ndarray, test_labels: np.ndarray, way: int, shot: int, queries: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pick `way` classes, `shot` support samples each from the training labels and up to `queries` test
     samples each; returns (classes, support indices, query indices)."""
     eligible = [c for c in np.unique(labels) if (labels == c).sum() >= shot and (test_labels == c).sum() > 0]
     if len(eligible) < way:
-        raise DataError(f"only {len(eligible)} classes have {shot} training samples and test samples; cannot draw {way}-way episodes")
+        raise DataError(
+            f"only {len(eligible)} classes have {shot} training samples and test samples; "
+            f"cannot draw {way}-way episodes"
+        )
     classes = rng.choice(eligible, way, replace=False)
     support = np.concatenate([rng.choice(np.flatnonzero(labels == c), shot, replace=False) for c in classes])
     query = np.concatenate([rng.permutation(np.flatnonzero(test_labels == c))[:queries] for c in classes])
     return classes, support, query
 
 
-def fewshot(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
-            settings: list[tuple[int, int]], folds: int = 10, queries: int = 20, seed: int = 0) -> dict:
+def fewshot(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    settings: list[tuple[int, int]],
+    folds: int = 10,
+    queries: int = 20,
+    seed: int = 0,
+) -> dict:
     """Few-shot accuracy per (way, shot) over `folds` deterministic episodes, with a linear SVM (C=1) on
     frozen features; returns `{"5w10s": {"mean":..., "std":..., "folds": [...]}, ...}`."""
     out = {}
@@ -80,7 +108,10 @@ def fewshot(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y
             rng = np.random.default_rng([seed, way, shot, fold])
             classes, support, query = draw_fewshot_episode(train_y, test_y, way, shot, queries, rng)
             remap = {c: i for i, c in enumerate(classes)}
-            ys, yq = np.array([remap[c] for c in train_y[support]]), np.array([remap[c] for c in test_y[query]])
+            ys, yq = (
+                np.array([remap[c] for c in train_y[support]]),
+                np.array([remap[c] for c in test_y[query]]),
+            )
             clf = _svm_pipeline(1.0).fit(train_x[support], ys)
             accs.append(overall_accuracy(clf.predict(test_x[query]), yq))
         mean, std = mean_std(accs)

@@ -41,13 +41,26 @@ class AutoencoderConfig:
 
     def __post_init__(self) -> None:
         # GroupNorm(4) closes both DGCNNs: their outputs (codebook logits, tokens) must split into 4 groups
-        require(self.tokens_dim >= 4 and self.tokens_dim % 4 == 0, "tokens_dim", "a multiple of 4", self.tokens_dim)
-        require(self.codebook_size >= 4 and self.codebook_size % 4 == 0, "codebook_size", "a multiple of 4",
-                self.codebook_size)
+        require(
+            self.tokens_dim >= 4 and self.tokens_dim % 4 == 0,
+            "tokens_dim",
+            "a multiple of 4",
+            self.tokens_dim,
+        )
+        require(
+            self.codebook_size >= 4 and self.codebook_size % 4 == 0,
+            "codebook_size",
+            "a multiple of 4",
+            self.codebook_size,
+        )
         for key in ("dgcnn_k", "decoder_hidden", "fold_hidden"):
             require(getattr(self, key) >= 1, key, "an integer >= 1", getattr(self, key))
-        require(self.embed_hidden > 0 and self.dgcnn_hidden > 0, "embed_hidden / dgcnn_hidden", "values > 0",
-                (self.embed_hidden, self.dgcnn_hidden))
+        require(
+            self.embed_hidden > 0 and self.dgcnn_hidden > 0,
+            "embed_hidden / dgcnn_hidden",
+            "values > 0",
+            (self.embed_hidden, self.dgcnn_hidden),
+        )
         require(self.num_prompts >= 0, "num_prompts", "an integer >= 0", self.num_prompts)
         require(0 <= self.prompt_dropout < 1, "prompt_dropout", "a rate in [0, 1)", self.prompt_dropout)
 
@@ -63,7 +76,9 @@ class PromptedTeacher(nn.Module):
     With `frozen`, the teacher's own weights never change and it always runs in eval mode.
     """
 
-    def __init__(self, backbone: TeacherBackbone, num_prompts: int, deep: bool, frozen: bool, prompt_dropout: float):
+    def __init__(
+        self, backbone: TeacherBackbone, num_prompts: int, deep: bool, frozen: bool, prompt_dropout: float
+    ):
         super().__init__()
         self.backbone, self.num_prompts, self.frozen = backbone, num_prompts, frozen
         self.deep = deep and num_prompts > 0 and backbone.depth > 1
@@ -76,7 +91,7 @@ class PromptedTeacher(nn.Module):
         self.prompt_dropout = nn.Dropout(prompt_dropout)
         backbone.requires_grad_(not frozen)
 
-    def train(self, mode: bool = True) -> "PromptedTeacher":
+    def train(self, mode: bool = True) -> PromptedTeacher:
         super().train(mode)
         if self.frozen:
             self.backbone.eval()
@@ -89,7 +104,9 @@ class PromptedTeacher(nn.Module):
         h = self.backbone.input_norm(h)
         for i, block in enumerate(self.backbone.blocks):
             if i > 0 and self.deep:
-                h = torch.cat([self.prompt_dropout(self.deep_prompt_tokens[i - 1].expand(b, -1, -1)), h[:, p:]], dim=1)
+                h = torch.cat(
+                    [self.prompt_dropout(self.deep_prompt_tokens[i - 1].expand(b, -1, -1)), h[:, p:]], dim=1
+                )
                 pos = torch.cat([self.deep_prompt_pos[i - 1].expand(b, -1, -1), pos[:, p:]], dim=1)
             h = block(h + pos)
         return self.backbone.norm(h)[:, p:]
@@ -114,8 +131,13 @@ class CrossModalAutoencoder(nn.Module):
         self.codebook = nn.Parameter(torch.randn(v, c))
         self.proj_pre = nn.Linear(c, d)
         self.center_embed = CenterEmbed(d)
-        self.teacher = PromptedTeacher(teacher, cfg.num_prompts, cfg.deep_prompts, frozen=cfg.tuning == "prompt",
-                                       prompt_dropout=cfg.prompt_dropout)
+        self.teacher = PromptedTeacher(
+            teacher,
+            cfg.num_prompts,
+            cfg.deep_prompts,
+            frozen=cfg.tuning == "prompt",
+            prompt_dropout=cfg.prompt_dropout,
+        )
         self.proj_post = nn.Linear(d, c)
         self.dgcnn_2 = DGCNN(c, c, cfg.dgcnn_k, cfg.dgcnn_hidden)
         self.decoder = FoldingDecoder(c, patches.group_size, cfg.decoder_hidden, cfg.fold_hidden)
@@ -147,7 +169,9 @@ class CrossModalAutoencoder(nn.Module):
         return self.decode_features(one_hot, patches.center)
 
 
-def autoencoder_loss(out: AutoencoderOutput, neighborhood: torch.Tensor, kl_weight: float) -> tuple[torch.Tensor, dict[str, float]]:
+def autoencoder_loss(
+    out: AutoencoderOutput, neighborhood: torch.Tensor, kl_weight: float
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Chamfer-L1(coarse) + Chamfer-L1(fine) + kl_weight * KL(uniform || q), q = softmax of the logits
     averaged over each cloud's patches, averaged over the batch: the official
     `F.kl_div(log q, log uniform, reduction='batchmean', log_target=True)` (models/dvae.py, `get_loss`)."""
@@ -156,7 +180,9 @@ def autoencoder_loss(out: AutoencoderOutput, neighborhood: torch.Tensor, kl_weig
     cd_coarse = chamfer_distance(out.coarse.reshape(b * g, -1, 3), target, "l1").mean()
     cd_fine = chamfer_distance(out.fine.reshape(b * g, -1, 3), target, "l1").mean()
     v = out.logits.shape[-1]
-    log_q = torch.logsumexp(F.log_softmax(out.logits.float(), dim=-1), dim=1) - math.log(g)  # (B, V): log mean softmax
+    log_q = torch.logsumexp(F.log_softmax(out.logits.float(), dim=-1), dim=1) - math.log(
+        g
+    )  # (B, V): log mean softmax
     kl = (-math.log(v) - log_q).mean(-1).mean()  # sum_v (1/V) (log(1/V) - log q_v), averaged over the batch
     loss = cd_coarse + cd_fine + kl_weight * kl
     return loss, {"cd_coarse": cd_coarse.item(), "cd_fine": cd_fine.item(), "kl": kl.item()}

@@ -41,17 +41,25 @@ def load_checkpoint(path: str | Path, kind: str | tuple[str, ...] | None = None)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated zip, foreign pickle, ...: many exception types, one message
-        raise CheckpointError(f"{path}: not a readable act3d checkpoint ({type(err).__name__}: {err})") from None
+        raise CheckpointError(
+            f"{path}: not a readable act3d checkpoint ({type(err).__name__}: {err})"
+        ) from None
     if not isinstance(ckpt, dict) or "kind" not in ckpt or "model" not in ckpt:
-        raise CheckpointError(f"{path}: not an act3d checkpoint (no 'kind'/'model' entries); official ACT "
-                              "checkpoints are read with `act3d import-official`")
+        raise CheckpointError(
+            f"{path}: not an act3d checkpoint (no 'kind'/'model' entries); official ACT "
+            "checkpoints are read with `act3d import-official`"
+        )
     version = ckpt.get("format_version")
     if version != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format {version}, this act3d reads format {FORMAT_VERSION}; "
-                              "re-create it with this version (or import it with the act3d that wrote it)")
+        raise CheckpointError(
+            f"{path}: checkpoint format {version}, this act3d reads format {FORMAT_VERSION}; "
+            "re-create it with this version (or import it with the act3d that wrote it)"
+        )
     wanted = (kind,) if isinstance(kind, str) else kind
     if wanted and ckpt["kind"] not in wanted:
-        raise CheckpointError(f"{path} is a {ckpt['kind']} checkpoint, but a {' or '.join(wanted)} checkpoint is needed")
+        raise CheckpointError(
+            f"{path} is a {ckpt['kind']} checkpoint, but a {' or '.join(wanted)} checkpoint is needed"
+        )
     return ckpt
 
 
@@ -68,14 +76,21 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: 
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    wrong = [f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in own
-             if k in state and state[k].shape != own[k].shape]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
     if missing or unexpected or wrong:
-        raise CheckpointError(f"{source} does not fit this model: missing keys {_listing(missing)}; "
-                              f"unexpected keys {_listing(unexpected)}; shape mismatches {_listing(wrong, 4)}")
+        raise CheckpointError(
+            f"{source} does not fit this model: missing keys {_listing(missing)}; "
+            f"unexpected keys {_listing(unexpected)}; shape mismatches {_listing(wrong, 4)}"
+        )
     broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if broken:
-        raise CheckpointError(f"{source} holds NaN/inf weights ({_listing(broken, 4)}): it comes from a diverged run")
+        raise CheckpointError(
+            f"{source} holds NaN/inf weights ({_listing(broken, 4)}): it comes from a diverged run"
+        )
     model.load_state_dict(state)
 
 
@@ -97,15 +112,24 @@ def read_weight_file(path: str | Path) -> dict[str, torch.Tensor]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # corrupt archives raise many types
         raise CheckpointError(f"{path}: not a readable weight file ({type(err).__name__}: {err})") from None
-    if isinstance(state, dict) and str(state.get("kind", "")).startswith("act3d-") and "format_version" in state:
+    if (
+        isinstance(state, dict)
+        and str(state.get("kind", "")).startswith("act3d-")
+        and "format_version" in state
+    ):
         raise CheckpointError(f"{path} is already an act3d checkpoint ({state['kind']}); use it as it is")
     for key in ("state_dict", "model", "base_model", "module"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
             break
-    tensors = {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)} \
-        if isinstance(state, dict) else {}
+    tensors = (
+        {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+        if isinstance(state, dict)
+        else {}
+    )
     if not tensors:
-        raise CheckpointError(f"{path}: no state dict of tensors found (looked for 'state_dict', 'model', "
-                              "'base_model', 'module' and the top level)")
+        raise CheckpointError(
+            f"{path}: no state dict of tensors found (looked for 'state_dict', 'model', "
+            "'base_model', 'module' and the top level)"
+        )
     return tensors

@@ -14,9 +14,17 @@ Transfer = Literal["full", "linear", "mlp3"]
 
 
 def mlp3_head(in_dim: int, num_classes: int, dropout: float = 0.5) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(in_dim, 256), nn.BatchNorm1d(256), nn.ReLU(inplace=True), nn.Dropout(dropout),
-                         nn.Linear(256, 256), nn.BatchNorm1d(256), nn.ReLU(inplace=True), nn.Dropout(dropout),
-                         nn.Linear(256, num_classes))
+    return nn.Sequential(
+        nn.Linear(in_dim, 256),
+        nn.BatchNorm1d(256),
+        nn.ReLU(inplace=True),
+        nn.Dropout(dropout),
+        nn.Linear(256, 256),
+        nn.BatchNorm1d(256),
+        nn.ReLU(inplace=True),
+        nn.Dropout(dropout),
+        nn.Linear(256, num_classes),
+    )
 
 
 def pooled_feature(tokens: torch.Tensor) -> torch.Tensor:
@@ -33,18 +41,27 @@ class PointClassifier(nn.Module):
     The linear head is `Sequential(Linear)`, as the official `cls_head_finetune`.
     """
 
-    def __init__(self, encoder: StudentEncoder, num_classes: int, transfer: Transfer = "full", dropout: float = 0.5,
-                 frozen_mode: Literal["train", "eval"] = "train"):
+    def __init__(
+        self,
+        encoder: StudentEncoder,
+        num_classes: int,
+        transfer: Transfer = "full",
+        dropout: float = 0.5,
+        frozen_mode: Literal["train", "eval"] = "train",
+    ):
         super().__init__()
         self.encoder, self.transfer, self.frozen_mode = encoder, transfer, frozen_mode
         width = encoder.cfg.width
-        self.head = nn.Sequential(nn.Linear(2 * width, num_classes)) if transfer == "linear" \
+        self.head = (
+            nn.Sequential(nn.Linear(2 * width, num_classes))
+            if transfer == "linear"
             else mlp3_head(2 * width, num_classes, dropout)
+        )
         if transfer != "full":
             for name, p in encoder.named_parameters():
                 p.requires_grad_(name in ("cls_token", "cls_pos"))
 
-    def train(self, mode: bool = True) -> "PointClassifier":
+    def train(self, mode: bool = True) -> PointClassifier:
         super().train(mode)
         if self.transfer != "full" and self.frozen_mode == "eval":
             self.encoder.eval()  # a frozen backbone keeps its BatchNorm statistics and no drop path

@@ -20,8 +20,13 @@ class FoldingDecoder(nn.Module):
         if num_fine % 4:
             raise ValueError(f"group size must be divisible by 4 for the 2x2 folding grid, got {num_fine}")
         self.num_fine, self.num_coarse = num_fine, num_fine // 4
-        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, hidden),
-                                 nn.ReLU(inplace=True), nn.Linear(hidden, 3 * self.num_coarse))
+        self.mlp = nn.Sequential(
+            nn.Linear(in_dim, hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, 3 * self.num_coarse),
+        )
         self.final_conv = PointwiseMLP(in_dim + 2 + 3, fold_hidden, fold_hidden, 3)
         step = torch.linspace(-0.05, 0.05, 2)
         grid = torch.stack(torch.meshgrid(step, step, indexing="xy"), dim=-1).reshape(4, 2)  # (4, 2)

@@ -51,8 +51,9 @@ class DGCNN(nn.Module):
         self.layer2 = _edge_layer(2 * w1, w2)
         self.layer3 = _edge_layer(2 * w2, w3)
         self.layer4 = _edge_layer(2 * w3, w4)
-        self.layer5 = nn.Sequential(nn.Linear(w1 + w2 + w3 + w4, out_dim, bias=False), GroupNormLast(4, out_dim),
-                                    nn.LeakyReLU(0.2))
+        self.layer5 = nn.Sequential(
+            nn.Linear(w1 + w2 + w3 + w4, out_dim, bias=False), GroupNormLast(4, out_dim), nn.LeakyReLU(0.2)
+        )
 
     def forward(self, tokens: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
         _, idx = knn(center, center, min(self.k, center.shape[1]))

@@ -37,20 +37,33 @@ class StudentConfig:
     mask_type: Literal["random", "block"] = "random"
     target: Literal["act", "mae", "none"] = "act"
     # act target: subtract the batch's mean teacher feature first. Teacher features share a large common
-    # direction, and predicting that constant alone already scores cos 0.88; centring leaves the per-patch part.
+    # direction, and predicting that constant alone already scores cos 0.88; centring leaves the per-patch
+    # part.
     center_target: bool = False
 
     def __post_init__(self) -> None:
         for key in ("width", "depth", "heads", "decoder_depth", "decoder_heads"):
             require(getattr(self, key) >= 1, key, "an integer >= 1", getattr(self, key))
         require(self.width % self.heads == 0, "heads", f"a divisor of width = {self.width}", self.heads)
-        require(self.width % self.decoder_heads == 0, "decoder_heads", f"a divisor of width = {self.width}",
-                self.decoder_heads)
-        require(self.mlp_ratio > 0 and self.embed_hidden > 0, "mlp_ratio / embed_hidden", "values > 0",
-                (self.mlp_ratio, self.embed_hidden))
+        require(
+            self.width % self.decoder_heads == 0,
+            "decoder_heads",
+            f"a divisor of width = {self.width}",
+            self.decoder_heads,
+        )
+        require(
+            self.mlp_ratio > 0 and self.embed_hidden > 0,
+            "mlp_ratio / embed_hidden",
+            "values > 0",
+            (self.mlp_ratio, self.embed_hidden),
+        )
         require(0 <= self.drop_path < 1, "drop_path", "a rate in [0, 1)", self.drop_path)
-        require(0 <= self.mask_ratio < 1, "mask_ratio", "a ratio in [0, 1) (some patches must stay visible)",
-                self.mask_ratio)
+        require(
+            0 <= self.mask_ratio < 1,
+            "mask_ratio",
+            "a ratio in [0, 1) (some patches must stay visible)",
+            self.mask_ratio,
+        )
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -80,8 +93,13 @@ class StudentEncoder(nn.Module):
         self.apply(_init_weights)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
 
-    def forward(self, neighborhood: torch.Tensor, center: torch.Tensor, visible: torch.Tensor | None = None,
-                return_layers: tuple[int, ...] = ()) -> torch.Tensor | list[torch.Tensor]:
+    def forward(
+        self,
+        neighborhood: torch.Tensor,
+        center: torch.Tensor,
+        visible: torch.Tensor | None = None,
+        return_layers: tuple[int, ...] = (),
+    ) -> torch.Tensor | list[torch.Tensor]:
         """`neighborhood (B, G, K, 3)`, `center (B, G, 3)`, `visible (B, G)` bool with the same count per
         row -> normalised tokens `(B, 1 + G', W)`; with `return_layers`, those blocks' normalised outputs."""
         b = neighborhood.shape[0]

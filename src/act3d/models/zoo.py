@@ -30,31 +30,77 @@ from act3d.models.student import MaskedPointModel, StudentConfig, StudentEncoder
 from act3d.models.teachers import TeacherBackbone
 from act3d.ops.grouping import PatchConfig
 
-TEACHER, STUDENT, CLASSIFIER, SEGMENTER = "act3d-teacher", "act3d-student", "act3d-classifier", "act3d-segmenter"
+TEACHER, STUDENT, CLASSIFIER, SEGMENTER = (
+    "act3d-teacher",
+    "act3d-student",
+    "act3d-classifier",
+    "act3d-segmenter",
+)
 KINDS = (TEACHER, STUDENT, CLASSIFIER, SEGMENTER)
 
 
 def teacher_arch(model: AutoencoderConfig, patches: PatchConfig, backbone: TeacherBackbone) -> dict[str, Any]:
-    return {"patches": to_dict(patches), "model": to_dict(model), "teacher": {**backbone.arch, "name": backbone.name}}
+    return {
+        "patches": to_dict(patches),
+        "model": to_dict(model),
+        "teacher": {**backbone.arch, "name": backbone.name},
+    }
 
 
-def student_arch(student: StudentConfig, patches: PatchConfig, target_dim: int | None, num_points: int) -> dict[str, Any]:
-    return {"patches": to_dict(patches), "student": to_dict(student), "target_dim": target_dim, "num_points": num_points}
+def student_arch(
+    student: StudentConfig, patches: PatchConfig, target_dim: int | None, num_points: int
+) -> dict[str, Any]:
+    return {
+        "patches": to_dict(patches),
+        "student": to_dict(student),
+        "target_dim": target_dim,
+        "num_points": num_points,
+    }
 
 
-def classifier_arch(student: StudentConfig, patches: PatchConfig, num_points: int, class_names: list[str],
-                    transfer: Transfer, head_dropout: float, frozen_mode: str) -> dict[str, Any]:
-    return {"patches": to_dict(patches), "student": to_dict(student), "num_points": num_points,
-            "num_classes": len(class_names), "class_names": list(class_names), "transfer": transfer,
-            "head_dropout": head_dropout, "frozen_mode": frozen_mode}
+def classifier_arch(
+    student: StudentConfig,
+    patches: PatchConfig,
+    num_points: int,
+    class_names: list[str],
+    transfer: Transfer,
+    head_dropout: float,
+    frozen_mode: str,
+) -> dict[str, Any]:
+    return {
+        "patches": to_dict(patches),
+        "student": to_dict(student),
+        "num_points": num_points,
+        "num_classes": len(class_names),
+        "class_names": list(class_names),
+        "transfer": transfer,
+        "head_dropout": head_dropout,
+        "frozen_mode": frozen_mode,
+    }
 
 
-def segmenter_arch(student: StudentConfig, patches: PatchConfig, num_points: int, task: Literal["part", "semantic"],
-                   class_names: list[str], num_classes: int, num_categories: int, point_extra: int,
-                   hidden: int) -> dict[str, Any]:
-    return {"patches": to_dict(patches), "student": to_dict(student), "num_points": num_points, "task": task,
-            "num_classes": num_classes, "class_names": list(class_names), "num_categories": num_categories,
-            "point_extra": point_extra, "hidden": hidden}
+def segmenter_arch(
+    student: StudentConfig,
+    patches: PatchConfig,
+    num_points: int,
+    task: Literal["part", "semantic"],
+    class_names: list[str],
+    num_classes: int,
+    num_categories: int,
+    point_extra: int,
+    hidden: int,
+) -> dict[str, Any]:
+    return {
+        "patches": to_dict(patches),
+        "student": to_dict(student),
+        "num_points": num_points,
+        "task": task,
+        "num_classes": num_classes,
+        "class_names": list(class_names),
+        "num_categories": num_categories,
+        "point_extra": point_extra,
+        "hidden": hidden,
+    }
 
 
 def patch_config(arch: dict[str, Any]) -> PatchConfig:
@@ -68,16 +114,29 @@ def student_config(arch: dict[str, Any]) -> StudentConfig:
 def build(kind: str, arch: dict[str, Any]) -> nn.Module:
     """A model of `kind` with the architecture `arch` describes (fresh weights)."""
     if kind == TEACHER:
-        return CrossModalAutoencoder(from_dict(AutoencoderConfig, arch["model"]), patch_config(arch),
-                                     TeacherBackbone.skeleton(arch["teacher"]))
+        return CrossModalAutoencoder(
+            from_dict(AutoencoderConfig, arch["model"]),
+            patch_config(arch),
+            TeacherBackbone.skeleton(arch["teacher"]),
+        )
     if kind == STUDENT:
         return MaskedPointModel(student_config(arch), patch_config(arch).group_size, arch["target_dim"])
     if kind == CLASSIFIER:
-        return PointClassifier(StudentEncoder(student_config(arch)), arch["num_classes"], arch["transfer"],
-                               arch["head_dropout"], arch["frozen_mode"])
+        return PointClassifier(
+            StudentEncoder(student_config(arch)),
+            arch["num_classes"],
+            arch["transfer"],
+            arch["head_dropout"],
+            arch["frozen_mode"],
+        )
     if kind == SEGMENTER:
-        return PointSegmenter(StudentEncoder(student_config(arch)), arch["num_classes"], arch["num_categories"],
-                              arch["point_extra"], arch["hidden"])
+        return PointSegmenter(
+            StudentEncoder(student_config(arch)),
+            arch["num_classes"],
+            arch["num_categories"],
+            arch["point_extra"],
+            arch["hidden"],
+        )
     raise ValueError(f"unknown model kind {kind!r}; one of {KINDS}")
 
 

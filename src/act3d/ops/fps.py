@@ -11,7 +11,9 @@ import torch
 from act3d.ops._checks import check_cloud, check_count
 
 
-def _start_indices(points: torch.Tensor, random_start: bool, generator: torch.Generator | None) -> torch.Tensor:
+def _start_indices(
+    points: torch.Tensor, random_start: bool, generator: torch.Generator | None
+) -> torch.Tensor:
     batch, num_points = points.shape[:2]
     if not random_start:
         return torch.zeros(batch, dtype=torch.long, device=points.device)

@@ -83,7 +83,9 @@ def synchronise_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
     for name, child in module.named_children():
         if type(child) is nn.BatchNorm1d:
-            synced = AllReduceBatchNorm(child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats)
+            synced = AllReduceBatchNorm(
+                child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats
+            )
             synced.load_state_dict(child.state_dict())
             setattr(module, name, synced.to(child.weight.device))
         else:

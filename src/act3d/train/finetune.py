@@ -12,19 +12,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from act3d.errors import require
-from act3d.config import from_dict, to_dict
-from act3d.data.dataset import DataConfig, PointClouds, check_points_per_cloud, open_source, split_validation, stack_clouds
+from act3d.config import to_dict
+from act3d.data.dataset import (
+    DataConfig,
+    PointClouds,
+    check_points_per_cloud,
+    open_source,
+    split_validation,
+    stack_clouds,
+)
 from act3d.data.transforms import AUGMENTATIONS, scale_and_translate
+from act3d.errors import require
 from act3d.eval.metrics import confusion_matrix, mean_class_accuracy, overall_accuracy
-from act3d.ops.grouping import PatchConfig
+from act3d.models import zoo
+from act3d.models.checkpoint import load_checkpoint, load_state_strict
 from act3d.models.classifier import PointClassifier, Transfer
 from act3d.models.student import StudentConfig, StudentEncoder
 from act3d.ops.fps import farthest_point_sampling
-from act3d.ops.grouping import group_patches
+from act3d.ops.grouping import PatchConfig
 from act3d.ops.indexing import gather_points
-from act3d.models import zoo
-from act3d.models.checkpoint import load_checkpoint, load_state_strict
 from act3d.train.loop import FitResult, OptimConfig, RuntimeConfig, fit, run_files
 
 log = logging.getLogger(__name__)
@@ -40,7 +46,8 @@ class FinetuneRunConfig:
     transfer: Transfer = "full"
     head_dropout: float = 0.5
     # linear / mlp3: the frozen backbone's mode while the head trains. `train` is the official code's (its
-    # whole model is in train mode: batch statistics in the mini-PointNet, drop path); `eval` freezes those too.
+    # whole model is in train mode: batch statistics in the mini-PointNet, drop path); `eval` freezes those
+    # too.
     frozen_backbone_mode: Literal["train", "eval"] = "train"
     augmentation: Literal["none", "scale_translate", "rotate", "scale_translate_rotate"] = "rotate"
     # `fps`: the official runner_finetune protocol. Training clouds are FPS-sampled to a pool (1200 points
@@ -65,8 +72,12 @@ class FinetuneRunConfig:
         require(self.votes >= 1, "votes", "an integer >= 1", self.votes)
         require(0 <= self.val_fraction < 1, "val_fraction", "a fraction in [0, 1)", self.val_fraction)
         require(self.eval_every >= 0, "eval_every", "an integer >= 0", self.eval_every)
-        require(self.test_selected_vote_rounds >= 0, "test_selected_vote_rounds", "an integer >= 0",
-                self.test_selected_vote_rounds)
+        require(
+            self.test_selected_vote_rounds >= 0,
+            "test_selected_vote_rounds",
+            "an integer >= 0",
+            self.test_selected_vote_rounds,
+        )
 
 
 # official runner_finetune: the FPS pool a training subset is drawn from, by subset size
@@ -115,20 +126,38 @@ def build_classifier(cfg: FinetuneRunConfig, class_names: list[str]) -> PointCla
     else:
         encoder, arch = zoo.load_student(cfg.checkpoint, cfg.student.drop_path)
         if arch["patches"]["group_size"] != cfg.patches.group_size:
-            log.warning("the student was pretrained on %d-point patches, fine-tuning uses %d",
-                        arch["patches"]["group_size"], cfg.patches.group_size)
+            log.warning(
+                "the student was pretrained on %d-point patches, fine-tuning uses %d",
+                arch["patches"]["group_size"],
+                cfg.patches.group_size,
+            )
         cfg.student = zoo.student_config(arch)
-    return PointClassifier(encoder, len(class_names), cfg.transfer, cfg.head_dropout, cfg.frozen_backbone_mode)
+    return PointClassifier(
+        encoder, len(class_names), cfg.transfer, cfg.head_dropout, cfg.frozen_backbone_mode
+    )
 
 
 def classifier_arch(cfg: FinetuneRunConfig, class_names: list[str]) -> dict:
-    return zoo.classifier_arch(cfg.student, cfg.patches, cfg.data.num_points, class_names, cfg.transfer,
-                               cfg.head_dropout, cfg.frozen_backbone_mode)
+    return zoo.classifier_arch(
+        cfg.student,
+        cfg.patches,
+        cfg.data.num_points,
+        class_names,
+        cfg.transfer,
+        cfg.head_dropout,
+        cfg.frozen_backbone_mode,
+    )
 
 
 @torch.no_grad()
-def classify(model: PointClassifier, points: torch.Tensor, cfg: FinetuneRunConfig, votes: int = 1,
-             generator: torch.Generator | None = None, batch_size: int = 64) -> torch.Tensor:
+def classify(
+    model: PointClassifier,
+    points: torch.Tensor,
+    cfg: FinetuneRunConfig,
+    votes: int = 1,
+    generator: torch.Generator | None = None,
+    batch_size: int = 64,
+) -> torch.Tensor:
     """`(M, N, 3)` clouds -> `(M, classes)` logits.
 
     One pass: the clouds as the test protocol gives them (`fps`: FPS to `num_points`). With `votes > 1`,
@@ -142,7 +171,9 @@ def classify(model: PointClassifier, points: torch.Tensor, cfg: FinetuneRunConfi
     for chunk in points.split(batch_size):
         chunk = chunk.to(device)
         if cfg.sampling == "fps":
-            chunk = fps_points(chunk, fps_pool_size(n, chunk.shape[1]) if votes > 1 else min(n, chunk.shape[1]))
+            chunk = fps_points(
+                chunk, fps_pool_size(n, chunk.shape[1]) if votes > 1 else min(n, chunk.shape[1])
+            )
         if votes == 1:
             out.append(model(p.group(chunk)).float())
             continue
@@ -155,14 +186,22 @@ def classify(model: PointClassifier, points: torch.Tensor, cfg: FinetuneRunConfi
     return torch.cat(out).cpu()
 
 
-def evaluate_classifier(model: PointClassifier, points: torch.Tensor, labels: torch.Tensor, cfg: FinetuneRunConfig,
-                        votes: int = 1, seed: int = 0) -> dict[str, float]:
+def evaluate_classifier(
+    model: PointClassifier,
+    points: torch.Tensor,
+    labels: torch.Tensor,
+    cfg: FinetuneRunConfig,
+    votes: int = 1,
+    seed: int = 0,
+) -> dict[str, float]:
     logits = classify(model, points, cfg, votes, torch.Generator().manual_seed(seed))
     pred, truth = logits.argmax(-1).numpy(), labels.numpy()
     return {"acc": overall_accuracy(pred, truth), "macc": mean_class_accuracy(pred, truth, logits.shape[-1])}
 
 
-def finetune(cfg: FinetuneRunConfig, out_dir: str | Path, resume: bool = False, overwrite: bool = False) -> dict:
+def finetune(
+    cfg: FinetuneRunConfig, out_dir: str | Path, resume: bool = False, overwrite: bool = False
+) -> dict:
     """Train a classifier, select its checkpoint on a validation split, and score it once on the test split;
     writes `results.json` (and the usual run files) to `out_dir`."""
     out_dir = Path(out_dir)
@@ -179,36 +218,69 @@ def finetune(cfg: FinetuneRunConfig, out_dir: str | Path, resume: bool = False, 
         test_history: list[float] = []
 
         def evaluate(m: PointClassifier) -> dict[str, float]:
-            scores = {f"val_{k}": v for k, v in evaluate_classifier(m, *val, cfg, seed=cfg.runtime.seed).items()}
+            scores = {
+                f"val_{k}": v for k, v in evaluate_classifier(m, *val, cfg, seed=cfg.runtime.seed).items()
+            }
             if cfg.report_test_selected:  # the official runner's per-epoch test evaluation
                 test_history.append(evaluate_classifier(m, test_points, test_labels, cfg)["acc"])
             return scores
 
         extra = {"arch": classifier_arch(cfg, names)}
-        result: FitResult = fit(ClassifierTask(model, cfg), train_data, cfg.optim, cfg.runtime, out_dir, to_dict(cfg),
-                                resume=resume, evaluate=evaluate if val is not None else None, best_metric="val_acc",
-                                evaluate_every=cfg.eval_every, extra=extra)
+        result: FitResult = fit(
+            ClassifierTask(model, cfg),
+            train_data,
+            cfg.optim,
+            cfg.runtime,
+            out_dir,
+            to_dict(cfg),
+            resume=resume,
+            evaluate=evaluate if val is not None else None,
+            best_metric="val_acc",
+            evaluate_every=cfg.eval_every,
+            extra=extra,
+        )
         if result.best is not None:  # the validation-selected model
-            load_state_strict(model, load_checkpoint(out_dir / "checkpoints" / "best.pt", KIND)["model"], "best.pt")
+            load_state_strict(
+                model, load_checkpoint(out_dir / "checkpoints" / "best.pt", KIND)["model"], "best.pt"
+            )
             val_acc = result.best["val_acc"]
         else:  # eval_every 0: the last model, still scored on validation
-            val_acc = evaluate_classifier(model, *val, cfg, seed=cfg.runtime.seed)["acc"] if val is not None else None
-        final = evaluate_classifier(model, test_points, test_labels, cfg, votes=cfg.votes, seed=cfg.runtime.seed)
+            val_acc = (
+                evaluate_classifier(model, *val, cfg, seed=cfg.runtime.seed)["acc"]
+                if val is not None
+                else None
+            )
+        final = evaluate_classifier(
+            model, test_points, test_labels, cfg, votes=cfg.votes, seed=cfg.runtime.seed
+        )
         logits = classify(model, test_points, cfg)
         cm = confusion_matrix(logits.argmax(-1).numpy(), test_labels.numpy(), len(names))
         results = {
-            "task": "classification", "dataset": test_source.name, "transfer": cfg.transfer,
-            "pretrained": cfg.checkpoint, "seed": cfg.runtime.seed, "steps": result.steps, "seconds": round(result.seconds, 1),
+            "task": "classification",
+            "dataset": test_source.name,
+            "transfer": cfg.transfer,
+            "pretrained": cfg.checkpoint,
+            "seed": cfg.runtime.seed,
+            "steps": result.steps,
+            "seconds": round(result.seconds, 1),
             "selected_step": result.best["step"] if result.best else result.steps,
-            "val_acc": val_acc, "val_samples": len(val[1]) if val else 0,
-            "test_acc": final["acc"], "test_macc": final["macc"], "votes": cfg.votes,
-            "class_names": names, "confusion": cm.tolist(),
+            "val_acc": val_acc,
+            "val_samples": len(val[1]) if val else 0,
+            "test_acc": final["acc"],
+            "test_macc": final["macc"],
+            "votes": cfg.votes,
+            "class_names": names,
+            "confusion": cm.tolist(),
         }
         if cfg.report_test_selected:
             results["test_acc_selected_on_test"] = max(test_history, default=None)
         if cfg.test_selected_vote_rounds:
-            rounds = [evaluate_classifier(model, test_points, test_labels, cfg, votes=max(cfg.votes, 2), seed=r)["acc"]
-                      for r in range(cfg.test_selected_vote_rounds)]
+            rounds = [
+                evaluate_classifier(model, test_points, test_labels, cfg, votes=max(cfg.votes, 2), seed=r)[
+                    "acc"
+                ]
+                for r in range(cfg.test_selected_vote_rounds)
+            ]
             results["test_vote_acc_selected_on_test"] = max(rounds)
         if main:
             (out_dir / "results.json").write_text(json.dumps(results, indent=2))

@@ -26,9 +26,15 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from act3d.errors import Act3dError, require
-from act3d.models.transformer import set_activation_checkpointing
 from act3d.models.checkpoint import load_checkpoint, load_state_strict, save_checkpoint
-from act3d.train.distributed import DistInfo, barrier, init_distributed, mean_across_ranks, synchronise_batchnorm
+from act3d.models.transformer import set_activation_checkpointing
+from act3d.train.distributed import (
+    DistInfo,
+    barrier,
+    init_distributed,
+    mean_across_ranks,
+    synchronise_batchnorm,
+)
 from act3d.train.schedule import cosine_with_warmup
 
 log = logging.getLogger(__name__)
@@ -55,7 +61,12 @@ class OptimConfig:
         require(self.weight_decay >= 0, "weight_decay", "a value >= 0", self.weight_decay)
         require(self.warmup_epochs >= 0, "warmup_epochs", "a value >= 0", self.warmup_epochs)
         require(self.grad_clip >= 0, "grad_clip", "a value >= 0 (0 disables clipping)", self.grad_clip)
-        require(self.max_steps is None or self.max_steps >= 1, "max_steps", "null or an integer >= 1", self.max_steps)
+        require(
+            self.max_steps is None or self.max_steps >= 1,
+            "max_steps",
+            "null or an integer >= 1",
+            self.max_steps,
+        )
 
 
 @dataclass
@@ -68,18 +79,29 @@ class RuntimeConfig:
     # (CPU runs are repeatable without it: every step is seeded)
     deterministic: bool = False
     compile: bool = False  # torch.compile the model (opt-in)
-    activation_checkpointing: bool = False  # recompute Transformer blocks in backward (less memory, more time)
+    activation_checkpointing: bool = (
+        False  # recompute Transformer blocks in backward (less memory, more time)
+    )
     num_workers: int = 0
     log_every: int = 10
     checkpoint_every: int = 0  # optimiser steps; 0 = at the end of every epoch
     progress: bool = True
 
     def __post_init__(self) -> None:
-        require(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None, "device", "auto, cpu, cuda or cuda:N",
-                self.device)
+        require(
+            re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
+            "device",
+            "auto, cpu, cuda or cuda:N",
+            self.device,
+        )
         require(self.num_workers >= 0, "num_workers", "an integer >= 0", self.num_workers)
         require(self.log_every >= 1, "log_every", "an integer >= 1", self.log_every)
-        require(self.checkpoint_every >= 0, "checkpoint_every", "an integer >= 0 (0: every epoch)", self.checkpoint_every)
+        require(
+            self.checkpoint_every >= 0,
+            "checkpoint_every",
+            "an integer >= 0 (0: every epoch)",
+            self.checkpoint_every,
+        )
 
 
 class Task(Protocol):
@@ -115,7 +137,15 @@ class RunExistsError(Act3dError):
 
 
 # what a run writes into its folder; `overwrite` removes exactly these
-RUN_OUTPUTS = ("config.yaml", "log.txt", "metrics.csv", "results.json", "checkpoints", "tensorboard", "done.json")
+RUN_OUTPUTS = (
+    "config.yaml",
+    "log.txt",
+    "metrics.csv",
+    "results.json",
+    "checkpoints",
+    "tensorboard",
+    "done.json",
+)
 
 
 def claim_run_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
@@ -124,8 +154,10 @@ def claim_run_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
     Temporary checkpoint files a killed run left behind are removed."""
     held = [name for name in RUN_OUTPUTS if (out_dir / name).exists()]
     if held and not (resume or overwrite):
-        raise RunExistsError(f"{out_dir} already holds a run ({', '.join(held)}); continue it with --resume, replace "
-                             "it with --overwrite, or choose another --out")
+        raise RunExistsError(
+            f"{out_dir} already holds a run ({', '.join(held)}); continue it with --resume, replace "
+            "it with --overwrite, or choose another --out"
+        )
     if held and overwrite and not resume:
         for name in held:
             path = out_dir / name
@@ -175,18 +207,24 @@ def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise Act3dError(f"runtime.device: {name!r} is not a device; expected auto, cpu, cuda or cuda:N") from None
+        raise Act3dError(
+            f"runtime.device: {name!r} is not a device; expected auto, cpu, cuda or cuda:N"
+        ) from None
     if device.type != "cuda":
         return device
     if not torch.cuda.is_available():
-        raise Act3dError(f"runtime.device: {name!r} asks for a GPU but PyTorch sees none (CPU build, or no driver); "
-                         "use runtime.device=cpu")
+        raise Act3dError(
+            f"runtime.device: {name!r} asks for a GPU but PyTorch sees none (CPU build, or no driver); "
+            "use runtime.device=cpu"
+        )
     index = local_rank if local_rank is not None else device.index
     if index is None:
         index = torch.cuda.current_device()
     if index >= torch.cuda.device_count():
-        raise Act3dError(f"runtime.device: cuda:{index} does not exist; this machine has "
-                         f"{torch.cuda.device_count()} GPU(s)")
+        raise Act3dError(
+            f"runtime.device: cuda:{index} does not exist; this machine has "
+            f"{torch.cuda.device_count()} GPU(s)"
+        )
     return torch.device("cuda", index)
 
 
@@ -197,7 +235,9 @@ class EpochSampler(Sampler[int]):
     each global batch is split across processes by striding.
     """
 
-    def __init__(self, size: int, batch_size: int, seed: int, epoch: int, start_batch: int, dist_info: DistInfo):
+    def __init__(
+        self, size: int, batch_size: int, seed: int, epoch: int, start_batch: int, dist_info: DistInfo
+    ):
         g = torch.Generator().manual_seed(seed * 10007 + epoch)
         order = torch.randperm(size, generator=g)
         batches = order[: (size // batch_size) * batch_size].reshape(-1, batch_size)[start_batch:]
@@ -282,8 +322,8 @@ def fit(
     """Train `task.module` on `dataset`; everything goes to `out_dir` (`checkpoints/`, `metrics.csv`).
 
     `evaluate(module) -> metrics` (on validation data, names like `val_acc`) runs after every
-    `evaluate_every` epochs (0: never); with `best_metric`, the best value so far is kept as `checkpoints/best.pt`. `extra` is stored in every checkpoint (what a loader needs to rebuild
-    the model).
+    `evaluate_every` epochs (0: never); with `best_metric`, the best value so far is kept as
+    `checkpoints/best.pt`. `extra` is stored in every checkpoint (`arch`: what the zoo rebuilds the model from).
     """
     out_dir = Path(out_dir)
     dist_info = init_distributed(resolve_device(runtime.device))
@@ -298,11 +338,15 @@ def fit(
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     micro = optim.batch_size // (optim.accum_steps * dist_info.world_size)
     if micro * optim.accum_steps * dist_info.world_size != optim.batch_size:
-        raise Act3dError(f"batch_size {optim.batch_size} must be divisible by accum_steps {optim.accum_steps} "
-                         f"x processes {dist_info.world_size}")
+        raise Act3dError(
+            f"batch_size {optim.batch_size} must be divisible by accum_steps {optim.accum_steps} "
+            f"x processes {dist_info.world_size}"
+        )
     steps_per_epoch = len(dataset) // optim.batch_size
     if steps_per_epoch == 0:
-        raise Act3dError(f"the dataset has {len(dataset)} samples, fewer than one batch of {optim.batch_size}")
+        raise Act3dError(
+            f"the dataset has {len(dataset)} samples, fewer than one batch of {optim.batch_size}"
+        )
     total = optim.epochs * steps_per_epoch
     if optim.max_steps is not None:
         total = min(total, optim.max_steps)
@@ -314,7 +358,9 @@ def fit(
     model: nn.Module = module
     if dist_info.enabled:
         module = synchronise_batchnorm(module, device)
-        model = nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+        model = nn.parallel.DistributedDataParallel(
+            module, device_ids=[device.index] if device.type == "cuda" else None
+        )
     if runtime.compile:
         model = torch.compile(model)
     optimizer = torch.optim.AdamW(param_groups(module, optim.weight_decay), lr=optim.lr)
@@ -341,7 +387,9 @@ def fit(
     # previous.pt, because when a loss goes non-finite, last.pt may hold the very weights that produced it
     # (saved after the update that ruined them), and then previous.pt is the last good one.
     previous_path = ckpt_dir / "previous.pt"
-    saved_steps = [step] if last_path.is_file() and resume else []  # steps of the checkpoints in last.pt's history
+    saved_steps = (
+        [step] if last_path.is_file() and resume else []
+    )  # steps of the checkpoints in last.pt's history
 
     def diverged(reason: str) -> TrainingDiverged:
         if dist_info.is_main and saved_steps and saved_steps[-1] == step:  # last.pt holds the failing weights
@@ -351,9 +399,14 @@ def fit(
             else:
                 last_path.unlink(missing_ok=True)
                 saved_steps.clear()
-        kept = (f"the last good checkpoint, of step {saved_steps[-1]}, is kept at {last_path}" if saved_steps
-                else "no checkpoint with finite weights was written")
-        return TrainingDiverged(f"{reason} at step {step}; {kept} (a lower optim.lr or optim.grad_clip may help)")
+        kept = (
+            f"the last good checkpoint, of step {saved_steps[-1]}, is kept at {last_path}"
+            if saved_steps
+            else "no checkpoint with finite weights was written"
+        )
+        return TrainingDiverged(
+            f"{reason} at step {step}; {kept} (a lower optim.lr or optim.grad_clip may help)"
+        )
 
     def save(path: Path, metrics: dict[str, float]) -> None:
         if not torch.stack([p.detach().isfinite().all() for p in module.parameters()]).all():
@@ -361,11 +414,22 @@ def fit(
         if dist_info.is_main:
             if path == last_path and last_path.is_file():
                 keep_previous(last_path, previous_path)
-            save_checkpoint(path, {
-                "kind": task.kind, "model": module.state_dict(), "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict(), "step": step, "epoch": step / steps_per_epoch, "best": best,
-                "metrics": metrics, "config": config, "rng": {"torch": torch.get_rng_state()}, **(extra or {}),
-            })
+            save_checkpoint(
+                path,
+                {
+                    "kind": task.kind,
+                    "model": module.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "step": step,
+                    "epoch": step / steps_per_epoch,
+                    "best": best,
+                    "metrics": metrics,
+                    "config": config,
+                    "rng": {"torch": torch.get_rng_state()},
+                    **(extra or {}),
+                },
+            )
         if path == last_path:
             saved_steps[:] = [*saved_steps[-1:], step]
         barrier(dist_info)
@@ -375,7 +439,9 @@ def fit(
     if runtime.progress and dist_info.is_main:
         from tqdm.auto import tqdm
 
-        progress = tqdm(total=total, initial=step, desc=task.kind.removeprefix("act3d-"), unit="step", dynamic_ncols=True)
+        progress = tqdm(
+            total=total, initial=step, desc=task.kind.removeprefix("act3d-"), unit="step", dynamic_ncols=True
+        )
 
     loader_iter: Iterator | None = None
     last_metrics: dict[str, float] = {}
@@ -388,8 +454,17 @@ def fit(
             if hasattr(dataset, "set_epoch"):
                 dataset.set_epoch(epoch)
             sampler = EpochSampler(len(dataset), optim.batch_size, runtime.seed, epoch, within, dist_info)
-            loader_iter = iter(DataLoader(dataset, batch_size=micro, sampler=sampler, num_workers=runtime.num_workers,
-                                          collate_fn=collate, drop_last=True, persistent_workers=False))
+            loader_iter = iter(
+                DataLoader(
+                    dataset,
+                    batch_size=micro,
+                    sampler=sampler,
+                    num_workers=runtime.num_workers,
+                    collate_fn=collate,
+                    drop_last=True,
+                    persistent_workers=False,
+                )
+            )
         lr = cosine_with_warmup(step, total, warmup, optim.lr, optim.min_lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -399,7 +474,11 @@ def fit(
         loss_sum = 0.0
         for m in range(optim.accum_steps):
             batch = _to_device(next(loader_iter), device)
-            sync = contextlib.nullcontext() if (m == optim.accum_steps - 1 or not dist_info.enabled) else model.no_sync()
+            sync = (
+                contextlib.nullcontext()
+                if (m == optim.accum_steps - 1 or not dist_info.enabled)
+                else model.no_sync()
+            )
             with sync, torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 loss, metrics = task.step(model, batch, step)
             if not math.isfinite(loss.item()):
@@ -427,7 +506,9 @@ def fit(
             last_metrics = {**averaged, "lr": lr, "samples_per_s": window_samples / max(elapsed, 1e-9)}
             metrics_log.add(step, {"epoch": round(step / steps_per_epoch, 4), **last_metrics})
             if progress is not None:
-                progress.set_postfix(loss=f"{averaged['loss']:.4f}", sps=f"{last_metrics['samples_per_s']:.1f}")
+                progress.set_postfix(
+                    loss=f"{averaged['loss']:.4f}", sps=f"{last_metrics['samples_per_s']:.1f}"
+                )
             window, window_start, window_samples = [], time.perf_counter(), 0
         epochs_done = math.ceil(step / steps_per_epoch)
         if at_epoch_end and evaluate is not None and evaluate_every and epochs_done % evaluate_every == 0:

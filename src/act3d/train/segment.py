@@ -17,16 +17,15 @@ from act3d.config import to_dict
 from act3d.data.dataset import DataConfig, check_points_per_cloud, open_source, split_validation
 from act3d.data.s3dis import CLASSES as S3DIS_CLASSES
 from act3d.data.segmentation import PartShapes, RoomBlocks
-from act3d.data.transforms import scale_and_shift
 from act3d.data.shapenet import NUM_PARTS, PART_IDS
-from act3d.eval.metrics import iou_per_class, mean_class_accuracy, overall_accuracy, part_segmentation_miou
-from act3d.ops.grouping import PatchConfig
-from act3d.models.segmenter import PointSegmenter
-from act3d.models.student import StudentConfig, StudentEncoder
-from act3d.ops.grouping import group_patches
+from act3d.data.transforms import scale_and_shift
 from act3d.errors import ConfigError, require
+from act3d.eval.metrics import iou_per_class, mean_class_accuracy, overall_accuracy, part_segmentation_miou
 from act3d.models import zoo
 from act3d.models.checkpoint import load_checkpoint, load_state_strict
+from act3d.models.segmenter import PointSegmenter
+from act3d.models.student import StudentConfig, StudentEncoder
+from act3d.ops.grouping import PatchConfig
 from act3d.train.loop import OptimConfig, RuntimeConfig, fit, run_files
 
 log = logging.getLogger(__name__)
@@ -44,7 +43,9 @@ class SegmentRunConfig:
     block: float = 1.0  # S3DIS block size in metres
     augmentation: Literal["none", "scale_shift"] = "scale_shift"  # part: random scale 0.8-1.25, shift 0.1
     color: bool = False  # S3DIS: feed rgb to the head (the official model sees xyz only)
-    val_fraction: float = 0.1  # S3DIS: training rooms held out to select the checkpoint (ShapeNetPart has its val split)
+    val_fraction: float = (
+        0.1  # S3DIS: training rooms held out to select the checkpoint (ShapeNetPart has its val split)
+    )
     blocks_per_room: int = 8  # S3DIS training blocks drawn per room and epoch
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-4, weight_decay=0.05, batch_size=16))
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
@@ -53,8 +54,12 @@ class SegmentRunConfig:
     def __post_init__(self) -> None:
         check_points_per_cloud(self.data, self.patches)
         require(self.block > 0, "block", "a block size in metres > 0", self.block)
-        require(self.blocks_per_room >= 1 and self.head_hidden >= 1, "blocks_per_room / head_hidden", "integers >= 1",
-                (self.blocks_per_room, self.head_hidden))
+        require(
+            self.blocks_per_room >= 1 and self.head_hidden >= 1,
+            "blocks_per_room / head_hidden",
+            "integers >= 1",
+            (self.blocks_per_room, self.head_hidden),
+        )
         require(0 < self.val_fraction < 1, "val_fraction", "a fraction in (0, 1)", self.val_fraction)
 
 
@@ -92,17 +97,29 @@ def _datasets(cfg: SegmentRunConfig):
     n, seed = cfg.data.num_points, cfg.runtime.seed
     if cfg.task == "part":
         val_src = open_source(cfg.data, "val")
-        return (train_src, PartShapes(train_src, n, True, seed), PartShapes(val_src, n, False, seed),
-                PartShapes(test_src, n, False, seed))
+        return (
+            train_src,
+            PartShapes(train_src, n, True, seed),
+            PartShapes(val_src, n, False, seed),
+            PartShapes(test_src, n, False, seed),
+        )
     fit_src, val_src = split_validation(train_src, cfg.val_fraction, seed)
     if val_src is None:
-        raise ConfigError("segment: val_fraction must be > 0: the checkpoint is selected on held-out training rooms")
-    return (train_src, RoomBlocks(fit_src, n, True, cfg.block, cfg.blocks_per_room, seed),
-            RoomBlocks(val_src, n, False, cfg.block, seed=seed), RoomBlocks(test_src, n, False, cfg.block, seed=seed))
+        raise ConfigError(
+            "segment: val_fraction must be > 0: the checkpoint is selected on held-out training rooms"
+        )
+    return (
+        train_src,
+        RoomBlocks(fit_src, n, True, cfg.block, cfg.blocks_per_room, seed),
+        RoomBlocks(val_src, n, False, cfg.block, seed=seed),
+        RoomBlocks(test_src, n, False, cfg.block, seed=seed),
+    )
 
 
 @torch.no_grad()
-def predict_all(task: SegmentTask, data, class_names: list[str], batch_size: int = 16) -> tuple[list[np.ndarray], list[np.ndarray], list[int], list]:
+def predict_all(
+    task: SegmentTask, data, class_names: list[str], batch_size: int = 16
+) -> tuple[list[np.ndarray], list[np.ndarray], list[int], list]:
     """Per-sample predictions, truths and categories. Part predictions are restricted to the parts of the
     shape's category, as the standard ShapeNetPart evaluation does."""
     model = task.module.eval()
@@ -134,11 +151,16 @@ def evaluate(task: SegmentTask, data) -> dict[str, float]:
         class_miou, instance_miou = part_segmentation_miou(preds, truths, cats, [PART_IDS[n] for n in names])
         return {"class_miou": class_miou, "instance_miou": instance_miou}
     p, t = np.concatenate(preds), np.concatenate(truths)
-    return {"oa": overall_accuracy(p, t), "macc": mean_class_accuracy(p, t, len(S3DIS_CLASSES)),
-            "miou": float(np.nanmean(iou_per_class(p, t, len(S3DIS_CLASSES))))}
+    return {
+        "oa": overall_accuracy(p, t),
+        "macc": mean_class_accuracy(p, t, len(S3DIS_CLASSES)),
+        "miou": float(np.nanmean(iou_per_class(p, t, len(S3DIS_CLASSES)))),
+    }
 
 
-def segment(cfg: SegmentRunConfig, out_dir: str | Path, resume: bool = False, overwrite: bool = False) -> dict:
+def segment(
+    cfg: SegmentRunConfig, out_dir: str | Path, resume: bool = False, overwrite: bool = False
+) -> dict:
     """Train and evaluate a segmenter; writes `results.json`, `predictions.png` and the usual run files."""
     out_dir = Path(out_dir)
     torch.manual_seed(cfg.runtime.seed)
@@ -149,23 +171,50 @@ def segment(cfg: SegmentRunConfig, out_dir: str | Path, resume: bool = False, ov
         cfg.student = zoo.student_config(arch)
     train_src, train_data, val_data, test_data = _datasets(cfg)
     names = list(train_src.class_names) if cfg.task == "part" else list(S3DIS_CLASSES)
-    arch = zoo.segmenter_arch(cfg.student, cfg.patches, cfg.data.num_points, cfg.task, names,
-                              num_classes=NUM_PARTS if cfg.task == "part" else len(S3DIS_CLASSES),
-                              num_categories=len(names) if cfg.task == "part" else 0,
-                              point_extra=3 if cfg.task == "semantic" and cfg.color else 0, hidden=cfg.head_hidden)
-    model = PointSegmenter(encoder, arch["num_classes"], arch["num_categories"], arch["point_extra"], arch["hidden"])
+    arch = zoo.segmenter_arch(
+        cfg.student,
+        cfg.patches,
+        cfg.data.num_points,
+        cfg.task,
+        names,
+        num_classes=NUM_PARTS if cfg.task == "part" else len(S3DIS_CLASSES),
+        num_categories=len(names) if cfg.task == "part" else 0,
+        point_extra=3 if cfg.task == "semantic" and cfg.color else 0,
+        hidden=cfg.head_hidden,
+    )
+    model = PointSegmenter(
+        encoder, arch["num_classes"], arch["num_categories"], arch["point_extra"], arch["hidden"]
+    )
     with run_files(out_dir, cfg, resume, overwrite) as main:
         task = SegmentTask(model, cfg)
         best = "val_instance_miou" if cfg.task == "part" else "val_miou"
-        result = fit(task, train_data, cfg.optim, cfg.runtime, out_dir, to_dict(cfg), resume=resume,
-                     evaluate=lambda m: {f"val_{k}": v for k, v in evaluate(task, val_data).items()}, best_metric=best,
-                     extra={"arch": arch})
+        result = fit(
+            task,
+            train_data,
+            cfg.optim,
+            cfg.runtime,
+            out_dir,
+            to_dict(cfg),
+            resume=resume,
+            evaluate=lambda m: {f"val_{k}": v for k, v in evaluate(task, val_data).items()},
+            best_metric=best,
+            extra={"arch": arch},
+        )
         if result.best is not None:  # the validation-selected model; the test set is read once, here
-            load_state_strict(model, load_checkpoint(out_dir / "checkpoints" / "best.pt", KIND)["model"], "best.pt")
+            load_state_strict(
+                model, load_checkpoint(out_dir / "checkpoints" / "best.pt", KIND)["model"], "best.pt"
+            )
         scores = evaluate(task, test_data)
-        results = {"task": cfg.task, "metrics": {f"test_{k}": v for k, v in scores.items()}, "validation": result.best,
-                   "steps": result.steps, "seed": cfg.runtime.seed, "pretrained": cfg.checkpoint,
-                   "val_samples": len(val_data), "test_samples": len(test_data)}
+        results = {
+            "task": cfg.task,
+            "metrics": {f"test_{k}": v for k, v in scores.items()},
+            "validation": result.best,
+            "steps": result.steps,
+            "seed": cfg.runtime.seed,
+            "pretrained": cfg.checkpoint,
+            "val_samples": len(val_data),
+            "test_samples": len(test_data),
+        }
         if main:
             (out_dir / "results.json").write_text(json.dumps(results, indent=2))
             render_predictions(task, test_data, out_dir / "predictions.png", cfg.pictures)

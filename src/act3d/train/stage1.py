@@ -9,14 +9,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from act3d.errors import require
 from act3d.config import to_dict
 from act3d.data.dataset import DataConfig, PointClouds, check_points_per_cloud, open_source
-from act3d.models.autoencoder import AutoencoderConfig, CrossModalAutoencoder, autoencoder_loss
-from act3d.ops.grouping import PatchConfig
-from act3d.models.teachers import TeacherBackbone, build_teacher
-from act3d.ops.grouping import group_patches
+from act3d.errors import require
 from act3d.models import zoo
+from act3d.models.autoencoder import AutoencoderConfig, CrossModalAutoencoder, autoencoder_loss
+from act3d.models.teachers import TeacherBackbone, build_teacher
+from act3d.ops.grouping import PatchConfig
 from act3d.train.loop import FitResult, OptimConfig, RuntimeConfig, fit, run_files
 from act3d.train.schedule import cosine_anneal
 
@@ -38,8 +37,12 @@ class AnnealConfig:
     steps: int = 100_000
 
     def __post_init__(self) -> None:
-        require(self.tau_start > 0 and self.tau_end > 0, "tau_start / tau_end", "temperatures > 0",
-                (self.tau_start, self.tau_end))
+        require(
+            self.tau_start > 0 and self.tau_end > 0,
+            "tau_start / tau_end",
+            "temperatures > 0",
+            (self.tau_start, self.tau_end),
+        )
         require(self.steps >= 1, "steps", "an integer >= 1", self.steps)
         require(self.kl_delay >= 0, "kl_delay", "an integer >= 0", self.kl_delay)
 
@@ -55,8 +58,12 @@ class TeacherRunConfig:
     gallery: int = 8  # clouds shown in the reconstruction gallery
 
     def __post_init__(self) -> None:
-        require(self.patches.group_size % 4 == 0, "patches.group_size", "a multiple of 4 (the 2x2 folding grid)",
-                self.patches.group_size)
+        require(
+            self.patches.group_size % 4 == 0,
+            "patches.group_size",
+            "a multiple of 4 (the 2x2 folding grid)",
+            self.patches.group_size,
+        )
         check_points_per_cloud(self.data, self.patches)
 
 
@@ -80,31 +87,54 @@ class TeacherTask:
 
 
 def build_autoencoder(cfg: TeacherRunConfig, teacher: TeacherBackbone | None = None) -> CrossModalAutoencoder:
-    return CrossModalAutoencoder(cfg.model, cfg.patches, teacher if teacher is not None else build_teacher(cfg.model.teacher))
+    return CrossModalAutoencoder(
+        cfg.model, cfg.patches, teacher if teacher is not None else build_teacher(cfg.model.teacher)
+    )
 
 
-def train_teacher(cfg: TeacherRunConfig, out_dir: str | Path, resume: bool = False, overwrite: bool = False) -> FitResult:
+def train_teacher(
+    cfg: TeacherRunConfig, out_dir: str | Path, resume: bool = False, overwrite: bool = False
+) -> FitResult:
     """Run Stage I; writes config, log, metrics, checkpoints and a reconstruction gallery to `out_dir`."""
     out_dir = Path(out_dir)
     with run_files(out_dir, cfg, resume, overwrite) as main:
         torch.manual_seed(cfg.runtime.seed)
         teacher = build_teacher(cfg.model.teacher)
         model = build_autoencoder(cfg, teacher)
-        log.info("Stage I: teacher %s (%d blocks, width %d), %s tuning, %d prompts; %.2fM trainable of %.2fM",
-                 teacher.name, teacher.depth, teacher.width, cfg.model.tuning, cfg.model.num_prompts,
-                 sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6,
-                 sum(p.numel() for p in model.parameters()) / 1e6)
-        data = PointClouds(open_source(cfg.data, "pretrain"), cfg.data.num_points, train=True, seed=cfg.runtime.seed)
+        log.info(
+            "Stage I: teacher %s (%d blocks, width %d), %s tuning, %d prompts; %.2fM trainable of %.2fM",
+            teacher.name,
+            teacher.depth,
+            teacher.width,
+            cfg.model.tuning,
+            cfg.model.num_prompts,
+            sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6,
+            sum(p.numel() for p in model.parameters()) / 1e6,
+        )
+        data = PointClouds(
+            open_source(cfg.data, "pretrain"), cfg.data.num_points, train=True, seed=cfg.runtime.seed
+        )
         # the architecture lets Stage II rebuild the teacher without its original weight file
         extra = {"arch": zoo.teacher_arch(cfg.model, cfg.patches, teacher)}
-        result = fit(TeacherTask(model, cfg), data, cfg.optim, cfg.runtime, out_dir, to_dict(cfg), resume=resume, extra=extra)
+        result = fit(
+            TeacherTask(model, cfg),
+            data,
+            cfg.optim,
+            cfg.runtime,
+            out_dir,
+            to_dict(cfg),
+            resume=resume,
+            extra=extra,
+        )
         if main:
             render_reconstructions(model, data, cfg, out_dir / "reconstructions.png")
     return result
 
 
 @torch.no_grad()
-def render_reconstructions(model: CrossModalAutoencoder, data: PointClouds, cfg: TeacherRunConfig, path: Path) -> Path:
+def render_reconstructions(
+    model: CrossModalAutoencoder, data: PointClouds, cfg: TeacherRunConfig, path: Path
+) -> Path:
     """Input clouds beside their reconstructions (fine points of every patch, moved to its centre)."""
     from act3d.viz import render_clouds
 
@@ -113,7 +143,9 @@ def render_reconstructions(model: CrossModalAutoencoder, data: PointClouds, cfg:
     n = min(cfg.gallery, len(data))
     points = torch.stack([data[i * len(data) // n][0] for i in range(n)]).to(device)
     patches = cfg.patches.group(points)
-    out = model(patches, cosine_anneal(cfg.anneal.steps, cfg.anneal.steps, cfg.anneal.tau_start, cfg.anneal.tau_end))
+    out = model(
+        patches, cosine_anneal(cfg.anneal.steps, cfg.anneal.steps, cfg.anneal.tau_start, cfg.anneal.tau_end)
+    )
     recon = (out.fine + patches.center.unsqueeze(2)).reshape(n, -1, 3)
     clouds, titles = [], []
     for i in range(n):

@@ -4,23 +4,28 @@ Point-MAE target, or not at all (scratch)."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import torch
 from torch import nn
 
-from act3d.config import from_dict, to_dict
+from act3d.config import to_dict
 from act3d.data.dataset import DataConfig, PointClouds, check_points_per_cloud, open_source
 from act3d.data.transforms import scale_and_translate
 from act3d.errors import Act3dError, require
-from act3d.models.autoencoder import CrossModalAutoencoder
-from act3d.ops.grouping import PatchConfig
-from act3d.models.student import MaskedPointModel, StudentConfig, StudentEncoder, act_loss, center_features, mae_loss
-from act3d.ops.grouping import group_patches
 from act3d.models import zoo
+from act3d.models.autoencoder import CrossModalAutoencoder
 from act3d.models.checkpoint import save_checkpoint
+from act3d.models.student import (
+    MaskedPointModel,
+    StudentConfig,
+    act_loss,
+    center_features,
+    mae_loss,
+)
+from act3d.ops.grouping import PatchConfig
 from act3d.train.loop import OptimConfig, RuntimeConfig, fit, run_files
 
 log = logging.getLogger(__name__)
@@ -37,21 +42,28 @@ class PretrainRunConfig:
     # eval() on its dvae_tokenizer): batch statistics in the mini-PointNet's batch norm, prompt dropout on.
     # `eval` gives each cloud a target that depends on that cloud alone (running statistics, no dropout).
     teacher_mode: Literal["train", "eval"] = "train"
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, weight_decay=0.05, batch_size=128))
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(lr=1e-3, weight_decay=0.05, batch_size=128)
+    )
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     gallery: int = 4
 
     def __post_init__(self) -> None:
         check_points_per_cloud(self.data, self.patches)
-        require(round(self.student.mask_ratio * self.patches.num_groups) >= 1 or self.student.target == "none",
-                "student.mask_ratio", f"a ratio that masks at least one of {self.patches.num_groups} patches",
-                self.student.mask_ratio)
+        require(
+            round(self.student.mask_ratio * self.patches.num_groups) >= 1 or self.student.target == "none",
+            "student.mask_ratio",
+            f"a ratio that masks at least one of {self.patches.num_groups} patches",
+            self.student.mask_ratio,
+        )
 
 
 class PretrainTask:
     kind = KIND
 
-    def __init__(self, model: MaskedPointModel, teacher: CrossModalAutoencoder | None, cfg: PretrainRunConfig):
+    def __init__(
+        self, model: MaskedPointModel, teacher: CrossModalAutoencoder | None, cfg: PretrainRunConfig
+    ):
         self.module, self.teacher, self.cfg = model, teacher, cfg
 
     def to(self, device: torch.device) -> None:
@@ -73,7 +85,9 @@ class PretrainTask:
         return act_loss(pred, target[mask].reshape(b, -1, target.shape[-1])), {}
 
 
-def pretrain(cfg: PretrainRunConfig, out_dir: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
+def pretrain(
+    cfg: PretrainRunConfig, out_dir: str | Path, resume: bool = False, overwrite: bool = False
+) -> Path:
     """Run Stage II; returns the student checkpoint. The `none` target writes the untrained student."""
     out_dir = Path(out_dir)
     with run_files(out_dir, cfg, resume, overwrite) as main:
@@ -81,31 +95,55 @@ def pretrain(cfg: PretrainRunConfig, out_dir: str | Path, resume: bool = False, 
         teacher = None
         if cfg.student.target == "act":
             if cfg.teacher_checkpoint is None:
-                raise Act3dError("the act target needs teacher_checkpoint: a Stage I checkpoint from `act3d train-teacher`")
+                raise Act3dError(
+                    "the act target needs teacher_checkpoint: a Stage I checkpoint from `act3d train-teacher`"
+                )
             teacher = zoo.load_teacher(cfg.teacher_checkpoint).train(cfg.teacher_mode == "train")
             if teacher.patch_cfg.group_size != cfg.patches.group_size:
-                raise Act3dError(f"{cfg.teacher_checkpoint}: the teacher was trained on patches of "
-                                 f"{teacher.patch_cfg.group_size} points, this run uses {cfg.patches.group_size}")
+                raise Act3dError(
+                    f"{cfg.teacher_checkpoint}: the teacher was trained on patches of "
+                    f"{teacher.patch_cfg.group_size} points, this run uses {cfg.patches.group_size}"
+                )
         target_dim = teacher.feature_dim if teacher else None
         model = MaskedPointModel(cfg.student, cfg.patches.group_size, target_dim)
         extra = {"arch": zoo.student_arch(cfg.student, cfg.patches, target_dim, cfg.data.num_points)}
-        log.info("Stage II: target %s, student %.2fM parameters, mask %s %.2f", cfg.student.target,
-                 sum(p.numel() for p in model.encoder.parameters()) / 1e6, cfg.student.mask_type, cfg.student.mask_ratio)
+        log.info(
+            "Stage II: target %s, student %.2fM parameters, mask %s %.2f",
+            cfg.student.target,
+            sum(p.numel() for p in model.encoder.parameters()) / 1e6,
+            cfg.student.mask_type,
+            cfg.student.mask_ratio,
+        )
         if cfg.student.target == "none":
             path = out_dir / "checkpoints" / "last.pt"
             if main:
-                save_checkpoint(path, {"kind": KIND, "model": model.state_dict(), "step": 0, "config": to_dict(cfg), **extra})
+                save_checkpoint(
+                    path,
+                    {"kind": KIND, "model": model.state_dict(), "step": 0, "config": to_dict(cfg), **extra},
+                )
             return path
-        data = PointClouds(open_source(cfg.data, "pretrain"), cfg.data.num_points, train=True, seed=cfg.runtime.seed)
-        result = fit(PretrainTask(model, teacher, cfg), data, cfg.optim, cfg.runtime, out_dir, to_dict(cfg), resume=resume,
-                     extra=extra)
+        data = PointClouds(
+            open_source(cfg.data, "pretrain"), cfg.data.num_points, train=True, seed=cfg.runtime.seed
+        )
+        result = fit(
+            PretrainTask(model, teacher, cfg),
+            data,
+            cfg.optim,
+            cfg.runtime,
+            out_dir,
+            to_dict(cfg),
+            resume=resume,
+            extra=extra,
+        )
         if main:
             render_masked_inputs(model, data, cfg, out_dir / "masked_inputs.png")
     return result.checkpoint
 
 
 @torch.no_grad()
-def render_masked_inputs(model: MaskedPointModel, data: PointClouds, cfg: PretrainRunConfig, path: Path) -> Path:
+def render_masked_inputs(
+    model: MaskedPointModel, data: PointClouds, cfg: PretrainRunConfig, path: Path
+) -> Path:
     """Input clouds beside their visible patches (what the student sees); for the mae target, also the
     reconstruction of the masked patches."""
     from act3d.viz import render_clouds
@@ -122,7 +160,11 @@ def render_masked_inputs(model: MaskedPointModel, data: PointClouds, cfg: Pretra
         clouds += [points[i].cpu().numpy(), absolute[i][~mask[i]].reshape(-1, 3).cpu().numpy()]
         titles += [f"input {i}", f"visible ({int((~mask[i]).sum())} patches)"]
         if cfg.student.target == "mae":
-            pred = model(patches, mask)[i].reshape(-1, cfg.patches.group_size, 3) + patches.center[i][mask[i]].unsqueeze(1)
-            clouds.append(torch.cat([absolute[i][~mask[i]].reshape(-1, 3), pred.reshape(-1, 3)]).cpu().numpy())
+            pred = model(patches, mask)[i].reshape(-1, cfg.patches.group_size, 3) + patches.center[i][
+                mask[i]
+            ].unsqueeze(1)
+            clouds.append(
+                torch.cat([absolute[i][~mask[i]].reshape(-1, 3), pred.reshape(-1, 3)]).cpu().numpy()
+            )
             titles.append("visible + predicted")
     return render_clouds(clouds, path, titles, ncols=3 if cfg.student.target == "mae" else 4)
