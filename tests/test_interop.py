@@ -291,10 +291,10 @@ def test_foreign_pickles_and_act3d_files_are_refused(finetune_cfg, tmp_path):
     (tmp_path / "evil.pth").write_bytes(pickle.dumps({"base_model": Payload()}))
     with pytest.raises(CheckpointError, match="not a readable weight file"):
         import_official(tmp_path / "evil.pth", "classifier", to_dict(finetune_cfg), tmp_path / "x.pt")
-    # an act3d checkpoint of another kind is not exported as a classifier by mistake
-    save_checkpoint(tmp_path / "seg.pt", {"kind": "act3d-segmenter", "model": {}})
-    with pytest.raises(CheckpointError, match="act3d-segmenter"):
-        export_official(tmp_path / "seg.pt", tmp_path / "out")
+    # a checkpoint of a kind without an official layout is not exported as something else by mistake
+    save_checkpoint(tmp_path / "other.pt", {"kind": "act3d-other", "model": {}})
+    with pytest.raises(CheckpointError, match="is a act3d-other checkpoint"):
+        export_official(tmp_path / "other.pt", tmp_path / "out")
 
 
 def test_cli_export_then_import(finetune_cfg, tmp_path):

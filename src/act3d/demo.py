@@ -26,6 +26,7 @@ from act3d.errors import ConfigError
 from act3d.eval.metrics import mean_std
 from act3d.eval.probe import extract_features, fewshot, svm_probe
 from act3d.models import zoo
+from act3d.stages import Stages
 from act3d.train.finetune import FinetuneRunConfig, finetune
 from act3d.train.stage1 import TeacherRunConfig, train_teacher
 from act3d.train.stage2 import PretrainRunConfig, pretrain
@@ -48,6 +49,16 @@ ARMS = [
     Arm("scratch", "no pretraining (scratch)", None, "none"),
 ]
 FEWSHOT_SETTINGS = [(5, 10), (5, 20), (10, 10), (10, 20)]
+
+
+def teacher_folder(kind: str) -> str:
+    """The run folder of a Stage I teacher (`pretrained` or `random`) inside the demo's output."""
+    return f"stage1-{kind}-teacher"
+
+
+def student_folder(arm: Arm) -> str:
+    """The run folder of an arm's Stage II student inside the demo's output."""
+    return f"stage2-{arm.name}"
 
 
 @dataclass
@@ -94,75 +105,52 @@ def teacher_config(kind: str, opts: DemoOptions) -> TeacherRunConfig:
     return cfg
 
 
-class Stages:
-    """Runs named stages once: a finished stage (its `done.json`) is read back instead of re-run."""
-
-    def __init__(self, out: Path):
-        self.out = out
-        self.timings: dict[str, float] = {}
-        self.reused: list[str] = []
-
-    def run(self, name: str, fn: Callable[[Path], dict]) -> dict:
-        folder = self.out / name
-        done = folder / "done.json"
-        if done.is_file():
-            record = json.loads(done.read_text())
-            self.timings[name] = record["seconds"]
-            self.reused.append(name)
-            log.info("[reuse] %s (finished earlier in %.0fs)", name, record["seconds"])
-            return record["result"]
-        log.info("[run] %s", name)
-        start = time.perf_counter()
-        result = fn(folder)
-        seconds = time.perf_counter() - start
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = done.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"seconds": seconds, "result": result}, indent=2))
-        tmp.replace(done)
-        self.timings[name] = seconds
-        log.info("[done] %s in %.0fs", name, seconds)
-        return result
-
-
 def estimate_seconds(opts: DemoOptions) -> dict[str, float]:
-    """Rough plan: time two optimiser steps of each stage's model here, times the planned step counts."""
+    """A plan for the training steps: one optimiser step of each stage's model, timed on the device the run
+    will use (the best of three after a warm-up), times the planned step counts. Evaluation, probes and the
+    report come on top and are not estimated."""
     from act3d.models.autoencoder import autoencoder_loss
     from act3d.models.student import MaskedPointModel
     from act3d.train.finetune import build_classifier
+    from act3d.train.loop import resolve_device
     from act3d.train.stage1 import build_autoencoder
 
-    def per_step(fn: Callable[[], None]) -> float:  # the best of three calls after a warm-up
+    t_cfg = teacher_config("pretrained", opts)
+    p_cfg = load_config(PretrainRunConfig, "pretrain", "cpu", overrides=_overrides(opts, "pretrain"))
+    f_cfg = load_config(FinetuneRunConfig, "finetune", "cpu", overrides=_overrides(opts, "finetune"))
+    device = resolve_device(t_cfg.runtime.device)
+
+    def per_step(fn: Callable[[], None]) -> float:
         fn()
         times = []
         for _ in range(3):
             start = time.perf_counter()
             fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
             times.append(time.perf_counter() - start)
         return min(times)
 
-    t_cfg = teacher_config("pretrained", opts)
-    p_cfg = load_config(PretrainRunConfig, "pretrain", "cpu", overrides=_overrides(opts, "pretrain"))
-    f_cfg = load_config(FinetuneRunConfig, "finetune", "cpu", overrides=_overrides(opts, "finetune"))
     g = t_cfg.patches
-    ae = build_autoencoder(t_cfg)
-    pts = torch.randn(t_cfg.optim.batch_size, t_cfg.data.num_points, 3)
+    ae = build_autoencoder(t_cfg).to(device)
+    pts = torch.randn(t_cfg.optim.batch_size, t_cfg.data.num_points, 3, device=device)
 
     def stage1_step():
         p = g.group(pts)
         autoencoder_loss(ae(p, 1.0), p.neighborhood, 0.0)[0].backward()
 
-    student = MaskedPointModel(p_cfg.student, g.group_size, ae.feature_dim)
+    student = MaskedPointModel(p_cfg.student, g.group_size, ae.feature_dim).to(device)
 
     def stage2_step():
         p = g.group(pts[: p_cfg.optim.batch_size])
         mask = student.make_mask(p.center)
         (student(p, mask).sum() + ae.teacher_features(p).sum()).backward()
 
-    clf = build_classifier(f_cfg, [str(i) for i in range(16)])
+    clf = build_classifier(f_cfg, [str(i) for i in range(16)]).to(device)
+    clouds = torch.randn(f_cfg.optim.batch_size, f_cfg.data.num_points, 3, device=device)
 
     def finetune_step():
-        p = g.group(torch.randn(f_cfg.optim.batch_size, f_cfg.data.num_points, 3))
-        clf(p).sum().backward()
+        clf(g.group(clouds)).sum().backward()
 
     def steps(optim, size: int) -> int:
         total = optim.epochs * (size // optim.batch_size)
@@ -173,10 +161,9 @@ def estimate_seconds(opts: DemoOptions) -> dict[str, float]:
     s2 = per_step(stage2_step) * steps(p_cfg.optim, spec["pretrain"])
     s3 = per_step(finetune_step) * steps(f_cfg.optim, spec["scan_train"])
     return {
-        "stage I (x2 teachers)": 2 * s1,
-        "stage II (x3 students)": 3 * s2,
-        f"fine-tuning (x{len(ARMS)} arms x {opts.seeds} seeds)": len(ARMS) * opts.seeds * s3 * 1.15,
-        "probes, few-shot, report": 30.0,
+        f"stage I (x2 teachers, {device})": 2 * s1,
+        f"stage II (x3 students, {device})": 3 * s2,
+        f"fine-tuning (x{len(ARMS)} arms x {opts.seeds} seeds, {device})": len(ARMS) * opts.seeds * s3,
     }
 
 
@@ -217,17 +204,20 @@ def run_demo(opts: DemoOptions) -> dict:
     data_dir = build_default()
     plan = estimate_seconds(opts)
     total = sum(plan.values())
-    log.info("plan (estimated on this machine, %.1f min in all):", total / 60)
+    log.info(
+        "plan: %.1f min of training steps, timed here (evaluation, probes and the report come on top):",
+        total / 60,
+    )
     for step, seconds in plan.items():
         log.info("  %-40s ~%4.0fs", step, seconds)
     stages = Stages(out)
     teachers = {}
     for kind in ("pretrained", "random"):
-        teachers[kind] = stages.run(f"stage1-{kind}-teacher", lambda d, k=kind: _teacher_stage(k, d, opts))
+        teachers[kind] = stages.run(teacher_folder(kind), lambda d, k=kind: _teacher_stage(k, d, opts))
     students = {}
     for arm in ARMS:
         students[arm.name] = stages.run(
-            f"stage2-{arm.name}", lambda d, a=arm: _student_stage(a, teachers, d, opts)
+            student_folder(arm), lambda d, a=arm: _student_stage(a, teachers, d, opts)
         )
     probes, finetunes = {}, {}
     for arm in ARMS:

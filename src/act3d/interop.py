@@ -35,8 +35,13 @@ from act3d.models.student import StudentConfig
 from act3d.models.teachers import TeacherBackbone
 from act3d.ops.grouping import PatchConfig
 
-Layout = Literal["teacher", "student", "classifier"]
-LAYOUT_OF_KIND = {"act3d-teacher": "teacher", "act3d-student": "student", "act3d-classifier": "classifier"}
+Layout = Literal["teacher", "student", "classifier", "segmenter"]
+LAYOUT_OF_KIND = {
+    "act3d-teacher": "teacher",
+    "act3d-student": "student",
+    "act3d-classifier": "classifier",
+    "act3d-segmenter": "segmenter",
+}
 
 _ENCODER = [  # student encoder: (act3d name, official name), prefixes unless they end without a dot
     ("cls_token", "cls_token"),
@@ -72,6 +77,14 @@ RENAMES: dict[str, list[tuple[str, str]]] = {
         ("head.", "proj_head."),
     ],
     "classifier": [("encoder." + a, o) for a, o in _ENCODER] + [("head.", "cls_head_finetune.")],
+    # the official part-segmentation model (part_segmentation/models/pt.py) has another head (no cls token,
+    # 1536/1024-wide feature propagation); the backbone travels in the official names, act3d's head as it is
+    "segmenter": [("encoder." + a, o) for a, o in _ENCODER]
+    + [
+        ("category_embed.", "act3d_head.category_embed."),
+        ("propagate.", "act3d_head.propagate."),
+        ("head.", "act3d_head.head."),
+    ],
 }
 
 # official Stage II weights with no act3d student counterpart (ACT_PointDistillation /
@@ -188,6 +201,33 @@ def _arch(layout: Layout, config: dict[str, Any], state: dict[str, torch.Tensor]
             else None
         )
         return zoo.student_arch(student, patches, target, config["data"]["num_points"])
+    if layout == "segmenter":
+        categories = (
+            state["act3d_head.category_embed.0.weight"].shape[1]
+            if "act3d_head.category_embed.0.weight" in state
+            else 0
+        )
+        feat = student.width * len(
+            {max(1, round(student.depth * f)) for f in (1 / 3, 2 / 3, 1.0)}
+        )  # PointSegmenter
+        head_out = max(
+            (k for k in state if k.startswith("act3d_head.head.") and k.endswith(".weight")),
+            key=lambda k: int(k.split(".")[2]),
+        )
+        names = (
+            [f"class_{i}" for i in range(categories)] if categories else list(config.get("class_names", []))
+        )
+        return zoo.segmenter_arch(
+            student,
+            patches,
+            config["data"]["num_points"],
+            config["task"],
+            names,
+            num_classes=state[head_out].shape[0],
+            num_categories=categories,
+            point_extra=state["act3d_head.propagate.0.weight"].shape[1] - feat - 3,
+            hidden=config["head_hidden"],
+        )
     model_cfg = from_dict(AutoencoderConfig, config["model"])
     backbone = TeacherBackbone.skeleton(_vit_arch(state, model_cfg.teacher.heads))
     return zoo.teacher_arch(model_cfg, patches, backbone)

@@ -14,6 +14,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from act3d.demo import ARMS, FEWSHOT_SETTINGS, student_folder, teacher_folder
+from act3d.eval.probe import fewshot_key
+
 
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
@@ -101,10 +104,13 @@ COLUMNS = [
     ("finetune", "fine-tune, scan test OA %"),
     ("svm_scan", "SVM, scan split, OA %"),
     ("svm_clean", "SVM, clean split, OA %"),
-    ("fewshot_5w10s", "few-shot 5w10s, scan %"),
-    ("fewshot_5w20s", "5w20s %"),
-    ("fewshot_10w10s", "10w10s %"),
-    ("fewshot_10w20s", "10w20s %"),
+    *[
+        (
+            f"fewshot_{fewshot_key(w, s)}",
+            f"few-shot {fewshot_key(w, s)}, scan %" if i == 0 else f"{fewshot_key(w, s)} %",
+        )
+        for i, (w, s) in enumerate(FEWSHOT_SETTINGS)
+    ],
 ]
 
 
@@ -119,11 +125,12 @@ def write_report(out: Path, results: dict) -> Path:
     curves = plot_loss_curves(out, out / "loss_curves.png")
     if curves:
         pictures["Loss curves of every training stage"] = curves
+    arms = {arm.name: arm for arm in ARMS}
     for folder, name in (
-        ("stage1-pretrained-teacher", "reconstructions.png"),
-        ("stage1-random-teacher", "reconstructions.png"),
-        ("stage2-act", "masked_inputs.png"),
-        ("stage2-point-mae", "masked_inputs.png"),
+        (teacher_folder("pretrained"), "reconstructions.png"),
+        (teacher_folder("random"), "reconstructions.png"),
+        (student_folder(arms["act"]), "masked_inputs.png"),
+        (student_folder(arms["point-mae"]), "masked_inputs.png"),
     ):
         if (out / folder / name).is_file():
             pictures[f"{folder}: {name.removesuffix('.png').replace('_', ' ')}"] = out / folder / name

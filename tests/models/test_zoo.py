@@ -62,3 +62,37 @@ def test_checkpoints_of_another_format_are_refused_with_a_reason(tmp_path):
     torch.save({"format_version": 1, "kind": zoo.STUDENT, "model": {}}, tmp_path / "old.pt")
     with pytest.raises(CheckpointError, match="old.pt: checkpoint format 1, this act3d reads format 2"):
         zoo.load(tmp_path / "old.pt")
+
+
+def test_a_segmenter_exports_and_imports_back(tmp_path):
+    from safetensors.torch import load_file
+
+    from act3d.config import to_dict
+    from act3d.interop import export_official, import_official
+
+    cfg = from_dict(
+        SegmentRunConfig,
+        {
+            "task": "part",
+            "data": {"format": "shapenetpart", "root": str(write_shapenetpart(tmp_path)), "num_points": 128},
+            "patches": TINY_PATCHES,
+            "student": {**TINY_STUDENT, "depth": 3},
+            "head_hidden": 16,
+            "optim": {"epochs": 1, "batch_size": 2, "warmup_epochs": 0.5},
+            "runtime": TINY_RUNTIME,
+            "pictures": 1,
+        },
+    )
+    segment(cfg, tmp_path / "seg")
+    weights, _ = export_official(tmp_path / "seg" / "checkpoints" / "last.pt", tmp_path / "exported")
+    names = load_file(str(weights)).keys()
+    assert (
+        "blocks.blocks.2.attn.qkv.weight" in names and "encoder.first_conv.0.weight" in names
+    )  # official backbone
+    assert any(n.startswith("act3d_head.propagate.") for n in names)
+    back, _ = import_official(weights, "segmenter", to_dict(cfg), tmp_path / "back.pt")
+    original, _ = zoo.load(tmp_path / "seg" / "checkpoints" / "last.pt")
+    again, ckpt = zoo.load(back)
+    assert ckpt["arch"]["num_categories"] == 2
+    for (k, a), b in zip(original.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(a, b), k

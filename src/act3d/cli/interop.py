@@ -9,8 +9,13 @@ from act3d.config import load_config, to_dict
 
 log = logging.getLogger("act3d")
 
-_CONFIG_KIND = {"teacher": "teacher", "student": "pretrain", "classifier": "finetune"}
-_DEFAULT_PRESET = {"teacher": "paper", "student": "paper", "classifier": "scanobjectnn_pb_t50_rs"}
+_CONFIG_KIND = {"teacher": "teacher", "student": "pretrain", "classifier": "finetune", "segmenter": "segment"}
+_DEFAULT_PRESET = {
+    "teacher": "paper",
+    "student": "paper",
+    "classifier": "scanobjectnn_pb_t50_rs",
+    "segmenter": "paper_part",
+}
 
 
 def _config_class(layout: str) -> type:
@@ -22,6 +27,10 @@ def _config_class(layout: str) -> type:
         from act3d.train.stage2 import PretrainRunConfig
 
         return PretrainRunConfig
+    if layout == "segmenter":
+        from act3d.train.segment import SegmentRunConfig
+
+        return SegmentRunConfig
     from act3d.train.finetune import FinetuneRunConfig
 
     return FinetuneRunConfig
@@ -72,7 +81,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--layout",
         required=True,
         choices=list(_CONFIG_KIND),
-        help="teacher = Stage I dVAE with its ViT, student = Stage II, classifier = fine-tuned",
+        help="teacher = Stage I dVAE with its ViT, student = Stage II, classifier = fine-tuned, "
+        "segmenter = an act3d segmenter exported by export-official (official backbone names, act3d head)",
     )
     imp.add_argument(
         "--preset", help="act3d preset giving the architecture (default: the paper preset of the layout)"

@@ -72,6 +72,11 @@ def svm_probe(
     }
 
 
+def fewshot_key(way: int, shot: int) -> str:
+    """The name of a few-shot setting in results: `5w10s`."""
+    return f"{way}w{shot}s"
+
+
 def draw_fewshot_episode(
     labels: np.ndarray, test_labels: np.ndarray, way: int, shot: int, queries: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -115,5 +120,5 @@ def fewshot(
             clf = _svm_pipeline(1.0).fit(train_x[support], ys)
             accs.append(overall_accuracy(clf.predict(test_x[query]), yq))
         mean, std = mean_std(accs)
-        out[f"{way}w{shot}s"] = {"way": way, "shot": shot, "mean": mean, "std": std, "folds": accs}
+        out[fewshot_key(way, shot)] = {"way": way, "shot": shot, "mean": mean, "std": std, "folds": accs}
     return out

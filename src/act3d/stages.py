@@ -1,0 +1,42 @@
+"""A resumable sequence of named stages: each runs once into its own folder and leaves a `done.json`; a
+re-run reads finished stages back instead of running them again (the demo's main loop)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class Stages:
+    """Runs named stages once: a finished stage (its `done.json`) is read back instead of re-run."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.timings: dict[str, float] = {}
+        self.reused: list[str] = []
+
+    def run(self, name: str, fn: Callable[[Path], dict]) -> dict:
+        folder = self.out / name
+        done = folder / "done.json"
+        if done.is_file():
+            record = json.loads(done.read_text())
+            self.timings[name] = record["seconds"]
+            self.reused.append(name)
+            log.info("[reuse] %s (finished earlier in %.0fs)", name, record["seconds"])
+            return record["result"]
+        log.info("[run] %s", name)
+        start = time.perf_counter()
+        result = fn(folder)
+        seconds = time.perf_counter() - start
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = done.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"seconds": seconds, "result": result}, indent=2))
+        tmp.replace(done)
+        self.timings[name] = seconds
+        log.info("[done] %s in %.0fs", name, seconds)
+        return result
