@@ -378,3 +378,14 @@ def test_malformed_dataset_files_are_named(tmp_path, capsys):
         ["data", "check", tmp_path / "str_scan", "--format", "scanobjectnn", "--variant", "obj_bg"],
         "'data'",
     )
+
+
+def test_a_nan_cloud_in_a_pickle_is_found_when_opened(tmp_path, capsys):
+    base = tmp_path / "mn"
+    base.mkdir()
+    (base / "modelnet40_shape_names.txt").write_text("a\nb\n")
+    clouds = [np.random.default_rng(i).normal(size=(64, 6)).astype(np.float32) for i in range(4)]
+    clouds[2][7, 1] = np.nan
+    with open(base / "modelnet40_train_8192pts_fps.dat", "wb") as f:
+        pickle.dump([clouds, [np.array([i % 2]) for i in range(4)]], f)
+    fails(capsys, ["data", "check", base, "--format", "modelnet40-dat", "--limit", "1"], "[2]", "NaN/inf")

@@ -91,6 +91,11 @@ class InMemoryClouds:
             raise DataError(f"{source}: {len(clouds)} clouds but {len(labels)} labels")
         self.clouds, self.labels = clouds, [_label(x, f"{source}[{i}]") for i, x in enumerate(labels)]
         self.class_names, self.name, self.source, self.nonfinite = class_names, name, source, nonfinite
+        if nonfinite == "error":  # every cloud now, not when a bad one happens to be drawn
+            for i, cloud in enumerate(clouds):
+                cloud = np.asarray(cloud)
+                if cloud.dtype.kind in "fc" and not np.isfinite(cloud[..., :3]).all():
+                    raise DataError(f"{source}[{i}]: NaN/inf coordinates (the first such cloud)")
         for i, label in enumerate(self.labels):
             check_label(label, len(class_names), f"{source}[{i}]")
 
