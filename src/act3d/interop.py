@@ -30,7 +30,7 @@ from act3d.config import from_dict
 from act3d.errors import CheckpointError
 from act3d.models import zoo
 from act3d.models.autoencoder import AutoencoderConfig
-from act3d.models.checkpoint import load_checkpoint, read_weight_file, save_checkpoint
+from act3d.models.checkpoint import listing, load_checkpoint, read_weight_file, save_checkpoint
 from act3d.models.student import StudentConfig
 from act3d.models.teachers import TeacherBackbone
 from act3d.ops.grouping import PatchConfig
@@ -121,7 +121,7 @@ def official_names(names: list[str], layout: Layout) -> dict[str, str]:
     if unmapped:
         raise CheckpointError(
             f"these act3d weights have no counterpart in the official {layout} layout "
-            f"(official ACT teachers are ViTs): {_listing(unmapped)}"
+            f"(official ACT teachers are ViTs): {listing(unmapped)}"
         )
     return out  # type: ignore[return-value]
 
@@ -159,17 +159,10 @@ def from_official(
     if missing or unexpected or wrong:
         raise CheckpointError(
             f"the checkpoint does not fit the act3d {layout} model: "
-            f"missing keys {_listing(missing)}; unexpected keys {_listing(unexpected)}; "
-            f"shape mismatches {_listing(wrong)}"
+            f"missing keys {listing(missing)}; unexpected keys {listing(unexpected)}; "
+            f"shape mismatches {listing(wrong)}"
         )
     return out
-
-
-def _listing(names: list[str], limit: int = 12) -> str:
-    if not names:
-        return "none"
-    more = f" ... and {len(names) - limit} more" if len(names) > limit else ""
-    return f"({len(names)}) " + ", ".join(names[:limit]) + more
 
 
 def _arch(layout: Layout, config: dict[str, Any], state: dict[str, torch.Tensor]) -> dict[str, Any]:

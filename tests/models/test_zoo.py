@@ -16,15 +16,8 @@ from act3d.models.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkp
 from act3d.train.segment import SegmentRunConfig, segment
 
 
-def test_the_inference_api_imports_no_training_code():
-    code = (
-        "import sys, act3d, act3d.api; print(sorted(m for m in sys.modules if m.startswith('act3d.train')))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
-
-
-def test_a_segmenter_loads_and_segments_through_the_api(tmp_path):
+def trained_part_segmenter(tmp_path) -> SegmentRunConfig:
+    """A tiny part segmenter trained for one epoch into tmp_path / "seg"; returns its config."""
     cfg = from_dict(
         SegmentRunConfig,
         {
@@ -39,6 +32,19 @@ def test_a_segmenter_loads_and_segments_through_the_api(tmp_path):
         },
     )
     segment(cfg, tmp_path / "seg")
+    return cfg
+
+
+def test_the_inference_api_imports_no_training_code():
+    code = (
+        "import sys, act3d, act3d.api; print(sorted(m for m in sys.modules if m.startswith('act3d.train')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_a_segmenter_loads_and_segments_through_the_api(tmp_path):
+    trained_part_segmenter(tmp_path)
     import act3d
 
     model = act3d.load_model(tmp_path / "seg" / "checkpoints" / "last.pt")
@@ -70,20 +76,7 @@ def test_a_segmenter_exports_and_imports_back(tmp_path):
     from act3d.config import to_dict
     from act3d.interop import export_official, import_official
 
-    cfg = from_dict(
-        SegmentRunConfig,
-        {
-            "task": "part",
-            "data": {"format": "shapenetpart", "root": str(write_shapenetpart(tmp_path)), "num_points": 128},
-            "patches": TINY_PATCHES,
-            "student": {**TINY_STUDENT, "depth": 3},
-            "head_hidden": 16,
-            "optim": {"epochs": 1, "batch_size": 2, "warmup_epochs": 0.5},
-            "runtime": TINY_RUNTIME,
-            "pictures": 1,
-        },
-    )
-    segment(cfg, tmp_path / "seg")
+    cfg = trained_part_segmenter(tmp_path)
     weights, _ = export_official(tmp_path / "seg" / "checkpoints" / "last.pt", tmp_path / "exported")
     names = load_file(str(weights)).keys()
     assert (

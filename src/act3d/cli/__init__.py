@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             "interrupted; finished stages and the last checkpoint are kept, re-run with --resume to continue"
         )
         return 130
-    except Exception:
+    except Exception:  # anything else is a bug in act3d: show the traceback and say so
         traceback.print_exc()
         print(
             "act3d: this is a bug in act3d, not a problem with your input (traceback above); please report it",

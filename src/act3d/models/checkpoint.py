@@ -63,7 +63,8 @@ def load_checkpoint(path: str | Path, kind: str | tuple[str, ...] | None = None)
     return ckpt
 
 
-def _listing(names: list[str], limit: int = 8) -> str:
+def listing(names: list[str], limit: int = 8) -> str:
+    """`(count) first, second, ... and N more`: key lists in error messages."""
     if not names:
         return "none"
     more = f" ... and {len(names) - limit} more" if len(names) > limit else ""
@@ -83,13 +84,13 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: 
     ]
     if missing or unexpected or wrong:
         raise CheckpointError(
-            f"{source} does not fit this model: missing keys {_listing(missing)}; "
-            f"unexpected keys {_listing(unexpected)}; shape mismatches {_listing(wrong, 4)}"
+            f"{source} does not fit this model: missing keys {listing(missing)}; "
+            f"unexpected keys {listing(unexpected)}; shape mismatches {listing(wrong, 4)}"
         )
     broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if broken:
         raise CheckpointError(
-            f"{source} holds NaN/inf weights ({_listing(broken, 4)}): it comes from a diverged run"
+            f"{source} holds NaN/inf weights ({listing(broken, 4)}): it comes from a diverged run"
         )
     model.load_state_dict(state)
 
