@@ -1,5 +1,6 @@
 """Cost of one Stage I / Stage II training step: wall time, model FLOPs, achieved FLOP/s as a fraction of
-a dense matmul peak measured in the same process, and the share of the step spent in point ops.
+a dense matmul peak measured in the same process, the share of the step spent in point ops, and the number of
+ATen operators one full step (forward, backward, optimiser) dispatches: the host-side work a GPU waits on.
 
     python benchmarks/train_step.py [--presets cpu paper] [--batch 32] [--repeats 3] [--device cpu|cuda]
 
@@ -13,6 +14,7 @@ import argparse
 
 import torch
 from timing import median_seconds  # benchmarks/timing.py
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from act3d.config import load_config
@@ -38,6 +40,18 @@ def matmul_peak(device: str, n: int = 2048) -> float:
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     seconds = min(median_seconds(lambda: a @ b, device, 5) for _ in range(3))
     return 2 * n**3 / seconds
+
+
+class OperatorCounter(TorchDispatchMode):
+    """Counts the ATen operators dispatched while active: the host-side work per step that a GPU waits on."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
 
 
 def teacher_model(preset: str):
@@ -94,6 +108,8 @@ def benchmark(stage: str, preset: str, batch: int, device: str, repeats: int, pe
         optimizer.zero_grad(set_to_none=True)
 
     seconds = median_seconds(step, device, repeats)
+    with OperatorCounter() as operators:
+        step()
     with FlopCounterMode(display=False) as counter:
         loss, _ = task.step(model, (points, labels), 0)
         loss.backward()
@@ -111,6 +127,7 @@ def benchmark(stage: str, preset: str, batch: int, device: str, repeats: int, pe
         "of_peak": flops / seconds / peak,
         "point_ops": point_ops / seconds,
         "trainable_m": sum(p.numel() for p in params) / 1e6,
+        "operators": operators.count,
     }
 
 
@@ -129,7 +146,7 @@ def main() -> None:
     )
     print(
         f"{'stage':7} {'preset':6} {'batch':>5} {'step ms':>9} {'samples/s':>9} {'GFLOP':>8} {'GFLOP/s':>8} "
-        f"{'of peak':>8} {'point ops':>9} {'trainable':>9}"
+        f"{'of peak':>8} {'point ops':>9} {'trainable':>9} {'ATen ops':>9}"
     )
     for preset in args.presets:
         for stage in args.stages:
@@ -137,7 +154,7 @@ def main() -> None:
             print(
                 f"{r['stage']:7} {r['preset']:6} {r['batch']:5d} {r['step_ms']:9.0f} {r['samples_s']:9.1f} "
                 f"{r['gflop']:8.1f} {r['gflop_s']:8.1f} {r['of_peak']:8.1%} {r['point_ops']:9.1%} "
-                f"{r['trainable_m']:8.2f}M",
+                f"{r['trainable_m']:8.2f}M {r['operators']:9d}",
                 flush=True,
             )
 
