@@ -258,3 +258,31 @@ def test_malicious_pickle_is_refused(tmp_path):
     path.write_bytes(b"\x80\x04garbage")
     with pytest.raises(DataError, match="truncated or corrupt pickle|unsafe or corrupt"):
         load_pickle(path)
+
+
+CUBE = [(0, 0, 0), (1, 0, 0), (1, 1, 0), (0, 1, 0), (0, 0, 1), (1, 0, 1), (1, 1, 1), (0, 1, 1)]
+QUADS = ["4 0 1 2 3", "4 4 5 6 7", "4 0 1 5 4", "4 2 3 7 6", "4 1 2 6 5", "4 0 3 7 4"]
+
+
+@pytest.mark.parametrize("quirk", ["run-on header", "comments", "colours after faces", "plain"])
+def test_princeton_off_quirks_read_as_the_right_surface(tmp_path, quirk):
+    """The OFF files of the Princeton ModelNet archives: counts run into the header (`OFF8 6 0`), comments,
+    colour values after the face indices, polygon (here quad) faces; the unit cube must come back sampled on
+    its six faces."""
+    verts = "\n".join(" ".join(map(str, v)) for v in CUBE)
+    faces = "\n".join(q + (" 255 0 0" if quirk == "colours after faces" else "") for q in QUADS)
+    header = {"run-on header": "OFF8 6 0", "comments": "OFF\n# exported\n8 6 0\n# vertices"}.get(
+        quirk, "OFF\n8 6 0"
+    )
+    (tmp_path / "cube.off").write_text(f"{header}\n{verts}\n{faces}\n")
+    points = read_cloud(tmp_path / "cube.off", num_mesh_samples=600)
+    on_a_face = (np.isclose(points, 0, atol=1e-5) | np.isclose(points, 1, atol=1e-5)).any(axis=1)
+    assert points.shape == (600, 3) and on_a_face.all()
+    counts = [((np.isclose(points[:, a], v, atol=1e-5)).sum()) for a in range(3) for v in (0, 1)]
+    assert min(counts) > 50  # all six faces sampled (~100 each): no face lost to the polygon triangulation
+
+
+def test_a_flat_mesh_is_named(tmp_path):
+    (tmp_path / "flat.off").write_text("OFF\n3 1 0\n0 0 0\n1 0 0\n2 0 0\n3 0 1 2\n")
+    with pytest.raises(DataError, match="flat.off: the mesh has zero surface area"):
+        read_cloud(tmp_path / "flat.off")
