@@ -31,6 +31,7 @@ from act3d.errors import CheckpointError
 from act3d.models import zoo
 from act3d.models.autoencoder import AutoencoderConfig
 from act3d.models.checkpoint import listing, load_checkpoint, read_weight_file, save_checkpoint
+from act3d.models.segmenter import feature_layers
 from act3d.models.student import StudentConfig
 from act3d.models.teachers import TeacherBackbone
 from act3d.ops.grouping import PatchConfig
@@ -200,9 +201,7 @@ def _arch(layout: Layout, config: dict[str, Any], state: dict[str, torch.Tensor]
             if "act3d_head.category_embed.0.weight" in state
             else 0
         )
-        feat = student.width * len(
-            {max(1, round(student.depth * f)) for f in (1 / 3, 2 / 3, 1.0)}
-        )  # PointSegmenter
+        feat = student.width * len(feature_layers(student.depth))
         head_out = max(
             (k for k in state if k.startswith("act3d_head.head.") and k.endswith(".weight")),
             key=lambda k: int(k.split(".")[2]),

@@ -28,6 +28,11 @@ def interpolate_to_points(
     return (gather_points(features, idx) * weights.unsqueeze(-1)).sum(2)
 
 
+def feature_layers(depth: int) -> tuple[int, ...]:
+    """The blocks whose outputs the segmenter concatenates: the last of each third (4, 8, 12 of 12)."""
+    return tuple(sorted({max(1, round(depth * f)) for f in (1 / 3, 2 / 3, 1.0)}))
+
+
 class PointSegmenter(nn.Module):
     """Patches + the clouds' points (+ per-point extras such as colour, + an object category) ->
     `(B, N, num_classes)` logits."""
@@ -43,7 +48,7 @@ class PointSegmenter(nn.Module):
         super().__init__()
         self.encoder, self.num_categories = encoder, num_categories
         depth, w = encoder.cfg.depth, encoder.cfg.width
-        self.layers = tuple(sorted({max(1, round(depth * f)) for f in (1 / 3, 2 / 3, 1.0)}))
+        self.layers = feature_layers(depth)
         feat = w * len(self.layers)
         self.category_embed = (
             nn.Sequential(nn.Linear(num_categories, 64), nn.BatchNorm1d(64), nn.LeakyReLU(0.2))
