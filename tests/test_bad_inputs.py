@@ -31,6 +31,20 @@ def fails(capsys, argv: list[str], *words: str, code: int = 2) -> str:
     return err
 
 
+def eval_args(tiny: dict) -> list:
+    """`eval svm|fewshot` arguments reading the tiny run's data with its classifier checkpoint."""
+    return [
+        "--checkpoint",
+        tiny["classifier"],
+        "--format",
+        "scanobjectnn",
+        "--root",
+        tiny["root"],
+        "--variant",
+        "obj_bg",
+    ]
+
+
 @pytest.fixture
 def tiny(scan_root, tmp_path):
     """A tiny fine-tuning config file and a finished run made with it."""
@@ -107,16 +121,7 @@ def test_bad_command_line_values(tiny, tmp_path, capsys):
         "binary.yaml",
         "not a text file",
     )
-    common = [
-        "--checkpoint",
-        tiny["classifier"],
-        "--format",
-        "scanobjectnn",
-        "--root",
-        tiny["root"],
-        "--variant",
-        "obj_bg",
-    ]
+    common = eval_args(tiny)
     fails(
         capsys,
         ["eval", "fewshot", *common, "--way", "20", "--shot", "1", "--out", tmp_path / "fs"],
@@ -149,16 +154,7 @@ def test_outputs_that_cannot_be_written(tiny, tmp_path, capsys):
         ["finetune", "--config", tiny["config"], "--out", "/proc/act3d-cannot-be-here"],
         "cannot write there",
     )
-    common = [
-        "--checkpoint",
-        tiny["classifier"],
-        "--format",
-        "scanobjectnn",
-        "--root",
-        tiny["root"],
-        "--variant",
-        "obj_bg",
-    ]
+    common = eval_args(tiny)
     fails(capsys, ["eval", "svm", *common, "--out", tmp_path / "a_file"], "not a folder")
 
 

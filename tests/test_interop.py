@@ -50,6 +50,22 @@ def _official_student_encoder(prefix: str) -> dict[str, torch.Tensor]:
     return s
 
 
+def _official_student_decoder(target_dim: int) -> dict[str, torch.Tensor]:
+    """ACT_PointDistillation's decoder side (models/act.py): mask token, positions, one block, head."""
+    r = torch.randn
+    return {
+        "mask_token": r(1, 1, W),
+        "decoder_pos_embed.0.weight": r(128, 3),
+        "decoder_pos_embed.0.bias": r(128),
+        "decoder_pos_embed.2.weight": r(W, 128),
+        "decoder_pos_embed.2.bias": r(W),
+        "ACT_decoder.norm.weight": r(W),
+        "ACT_decoder.norm.bias": r(W),
+        "proj_head.weight": r(target_dim, W),
+        "proj_head.bias": r(target_dim),
+    } | _block("ACT_decoder.blocks.0", W)
+
+
 def _block(p: str, w: int) -> dict[str, torch.Tensor]:
     r = torch.randn
     return {
@@ -140,18 +156,7 @@ def test_mismatched_official_checkpoint_lists_missing_unexpected_and_misshaped_k
 
 def test_official_student_round_trip(pretrain_cfg, tmp_path):
     official = _official_student_encoder("ACT_encoder.")
-    official |= {
-        "mask_token": torch.randn(1, 1, W),
-        "decoder_pos_embed.0.weight": torch.randn(128, 3),
-        "decoder_pos_embed.0.bias": torch.randn(128),
-        "decoder_pos_embed.2.weight": torch.randn(W, 128),
-        "decoder_pos_embed.2.bias": torch.randn(W),
-        "ACT_decoder.norm.weight": torch.randn(W),
-        "ACT_decoder.norm.bias": torch.randn(W),
-        "proj_head.weight": torch.randn(48, W),
-        "proj_head.bias": torch.randn(48),
-    }
-    official |= _block("ACT_decoder.blocks.0", W)
+    official |= _official_student_decoder(48)
     torch.save({"base_model": official}, tmp_path / "pretrain.pth")
     out, _ = import_official(
         tmp_path / "pretrain.pth", "student", to_dict(pretrain_cfg), tmp_path / "student.pt"
@@ -215,17 +220,8 @@ def _official_stage2_checkpoint(teacher_cfg, path):
         "ACT_encoder.cls_head.2.weight": torch.randn(W, W),
         "ACT_encoder.cls_head.2.bias": torch.randn(W),
         "cls_pos": torch.randn(1, 1, W),
-        "mask_token": torch.randn(1, 1, W),
-        "decoder_pos_embed.0.weight": torch.randn(128, 3),
-        "decoder_pos_embed.0.bias": torch.randn(128),
-        "decoder_pos_embed.2.weight": torch.randn(W, 128),
-        "decoder_pos_embed.2.bias": torch.randn(W),
-        "ACT_decoder.norm.weight": torch.randn(W),
-        "ACT_decoder.norm.bias": torch.randn(W),
-        "proj_head.weight": torch.randn(32, W),
-        "proj_head.bias": torch.randn(32),
     }
-    state |= _block("ACT_decoder.blocks.0", W)
+    state |= _official_student_decoder(32)
     state |= {f"dvae_tokenizer.{k}": v for k, v in to_official(teacher.state_dict(), "teacher").items()}
     optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=1e-3)
     torch.save(
