@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from act3d.data.fewshot import draw_fewshot_episode
 from act3d.eval.metrics import (
     confusion_matrix,
     iou_per_class,
@@ -11,7 +12,7 @@ from act3d.eval.metrics import (
     part_segmentation_miou,
     shape_part_iou,
 )
-from act3d.eval.probe import draw_fewshot_episode, svm_probe
+from act3d.eval.probe import svm_probe
 
 
 def test_accuracies_by_hand():

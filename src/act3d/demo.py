@@ -3,7 +3,8 @@
 Stage I trains a cross-modal teacher around the shipped pretrained ViT-S/14 (and, for the paper's
 question, around a randomly initialised ViT of the same shape); Stage II distils each into a 3D student,
 beside a Point-MAE-style student and an untrained one (scratch); Stage III measures every arm with the
-same budget: a linear SVM probe, few-shot episodes and fine-tuning on the scan-like split. Every stage
+same budget: a linear SVM probe, few-shot episodes and fine-tuning on the scan-like split; with
+`transfer_data`, the same three on a prepared class-folder dataset of the user's too. Every stage
 writes into its own folder and a `done.json`; re-running reuses finished stages and resumes an
 interrupted one from its last checkpoint.
 """
@@ -17,11 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from act3d.config import load_config
 from act3d.data.dataset import DataConfig, open_source, stack_clouds
 from act3d.data.default import build_default, default_data_dir
+from act3d.data.folders import read_manifest
 from act3d.errors import ConfigError
 from act3d.eval.metrics import mean_std
 from act3d.eval.probe import extract_features, fewshot, svm_probe
@@ -68,6 +71,7 @@ class DemoOptions:
     seeds: int = 3  # fine-tuning seeds per arm
     fewshot_folds: int = 10
     overrides: tuple[str, ...] = ()  # "teacher:KEY=VALUE", "pretrain:KEY=VALUE" or "finetune:KEY=VALUE"
+    transfer_data: Path | None = None  # a prepared class-folder dataset (`act3d data prepare`)
 
 
 STAGE_KINDS = ("teacher", "pretrain", "finetune")
@@ -160,37 +164,71 @@ def estimate_seconds(opts: DemoOptions) -> dict[str, float]:
     s1 = per_step(stage1_step) * steps(t_cfg.optim, spec["pretrain"])
     s2 = per_step(stage2_step) * steps(p_cfg.optim, spec["pretrain"])
     s3 = per_step(finetune_step) * steps(f_cfg.optim, spec["scan_train"])
-    return {
+    plan = {
         f"stage I (x2 teachers, {device})": 2 * s1,
         f"stage II (x3 students, {device})": 3 * s2,
         f"fine-tuning (x{len(ARMS)} arms x {opts.seeds} seeds, {device})": len(ARMS) * opts.seeds * s3,
     }
+    if opts.transfer_data is not None:
+        counts = read_manifest(opts.transfer_data)["counts"].values()
+        train = sum(c["train"] for c in counts) * (1 - f_cfg.val_fraction)
+        per_run = per_step(finetune_step) * steps(f_cfg.optim, int(train))
+        plan[f"transfer fine-tuning (x{len(ARMS)} arms x {opts.seeds} seeds, {device})"] = (
+            len(ARMS) * opts.seeds * per_run
+        )
+    return plan
+
+
+def _frozen_features(encoder, arch: dict, data_cfg: DataConfig):
+    """Features and labels of a dataset's train and test splits: `(ftr, ytr, fte, yte, class_names)`."""
+    patches = zoo.patch_config(arch)
+    train, test = open_source(data_cfg, "train"), open_source(data_cfg, "test")
+    tx, ty = stack_clouds(train, data_cfg.num_points)
+    vx, vy = stack_clouds(test, data_cfg.num_points)
+    ftr, fte = extract_features(encoder, tx, patches), extract_features(encoder, vx, patches)
+    return ftr, ty.numpy(), fte, vy.numpy(), list(train.class_names)
 
 
 def _probe_arm(student_ckpt: Path, folds: int, quick: bool) -> dict:
     """SVM probes on both splits; few-shot on the scan split (the clean split saturates: every arm,
     scratch included, separates its classes almost perfectly); the embedding of the clean test split."""
     encoder, arch = zoo.load_student(student_ckpt)
-    patches = zoo.patch_config(arch)
     out = {}
     for variant in ("clean", "scan"):
         data_cfg = DataConfig(format="default", variant=variant, num_points=arch["num_points"])
-        train, test = open_source(data_cfg, "train"), open_source(data_cfg, "test")
-        tx, ty = stack_clouds(train, data_cfg.num_points)
-        vx, vy = stack_clouds(test, data_cfg.num_points)
-        ftr, fte = extract_features(encoder, tx, patches), extract_features(encoder, vx, patches)
-        out[f"svm_{variant}"] = svm_probe(ftr, ty.numpy(), fte, vy.numpy(), len(train.class_names))
+        ftr, ytr, fte, yte, names = _frozen_features(encoder, arch, data_cfg)
+        out[f"svm_{variant}"] = svm_probe(ftr, ytr, fte, yte, len(names))
         if variant == "scan":
-            out["fewshot"] = fewshot(
-                ftr, ty.numpy(), fte, vy.numpy(), FEWSHOT_SETTINGS, folds=3 if quick else folds
-            )
+            out["fewshot"] = fewshot(ftr, ytr, fte, yte, FEWSHOT_SETTINGS, folds=3 if quick else folds)
         else:
-            out["embedding"] = {
-                "features": fte.tolist(),
-                "labels": vy.numpy().tolist(),
-                "class_names": list(train.class_names),
-            }
+            out["embedding"] = {"features": fte.tolist(), "labels": yte.tolist(), "class_names": names}
     return out
+
+
+def transfer_data_config(root: Path, num_points: int) -> DataConfig:
+    return DataConfig(format="class-folders", root=str(root), num_points=num_points)
+
+
+def fewshot_settings_for(train_y: np.ndarray, test_y: np.ndarray) -> list[tuple[int, int]]:
+    """The demo's few-shot settings that a dataset can fill (enough classes with `shot` training clouds
+    and a test cloud)."""
+
+    def classes_with(shot: int) -> int:
+        return sum((train_y == c).sum() >= shot and (test_y == c).any() for c in np.unique(train_y))
+
+    return [(w, s) for w, s in FEWSHOT_SETTINGS if classes_with(s) >= w]
+
+
+def _transfer_probe_arm(student_ckpt: Path, root: Path, folds: int) -> dict:
+    """The SVM probe and the few-shot settings that fit, on the user's dataset."""
+    encoder, arch = zoo.load_student(student_ckpt)
+    ftr, ytr, fte, yte, names = _frozen_features(
+        encoder, arch, transfer_data_config(root, arch["num_points"])
+    )
+    return {
+        "svm": svm_probe(ftr, ytr, fte, yte, len(names)),
+        "fewshot": fewshot(ftr, ytr, fte, yte, fewshot_settings_for(ytr, yte), folds=folds),
+    }
 
 
 def run_demo(opts: DemoOptions) -> dict:
@@ -199,6 +237,9 @@ def run_demo(opts: DemoOptions) -> dict:
 
     check_overrides(opts.overrides)
     out = opts.out
+    if opts.transfer_data is not None:  # refuse a wrong folder before hours of training, not after
+        for split in ("train", "test"):
+            open_source(transfer_data_config(opts.transfer_data, 1), split)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     data_dir = build_default()
@@ -232,13 +273,59 @@ def run_demo(opts: DemoOptions) -> dict:
             )
             for seed in range(opts.seeds)
         ]
+    transfer = _transfer(stages, students, opts) if opts.transfer_data is not None else None
     results = collect_results(
         opts, teachers, students, probes, finetunes, stages.timings, time.perf_counter() - started, data_dir
     )
+    if transfer is not None:
+        results["transfer"] = transfer
     results["reused_stages"] = stages.reused
     (out / "results.json").write_text(json.dumps(results, indent=2))
     write_report(out, results)
     return results
+
+
+def _transfer(stages: Stages, students: dict, opts: DemoOptions) -> dict:
+    """Every arm's student on the user's dataset: SVM probe, few-shot, fine-tuning with `opts.seeds` seeds."""
+    root = opts.transfer_data
+    folds = 3 if opts.quick else opts.fewshot_folds
+    arms = []
+    for arm in ARMS:
+        ckpt = Path(students[arm.name]["checkpoint"])
+        probe = stages.run(
+            f"transfer-probe-{arm.name}", lambda d, c=ckpt: _transfer_probe_arm(c, root, folds)
+        )
+        runs = [
+            stages.run(
+                f"transfer-finetune-{arm.name}-seed{seed}",
+                lambda d, a=arm, s=seed: _finetune_stage(
+                    a, students, s, d, opts, ["data.format=class-folders", f"data.root={root}"]
+                ),
+            )
+            for seed in range(opts.seeds)
+        ]
+        mean, std = mean_std([r["test_acc"] for r in runs])
+        arms.append(
+            {
+                "name": arm.name,
+                "label": arm.label,
+                "svm_acc": probe["svm"]["test_acc"],
+                "fewshot": {k: {"mean": v["mean"], "std": v["std"]} for k, v in probe["fewshot"].items()},
+                "finetune_acc_mean": mean,
+                "finetune_acc_std": std,
+                "finetune_accs": [r["test_acc"] for r in runs],
+                "finetune_val_acc_mean": mean_std([r["val_acc"] for r in runs])[0],
+            }
+        )
+    manifest = read_manifest(root)
+    return {
+        "data": str(root),
+        "source": manifest["source"],
+        "classes": manifest["classes"],
+        "counts": manifest["counts"],
+        "fewshot_folds": folds,
+        "arms": arms,
+    }
 
 
 def _teacher_stage(kind: str, folder: Path, opts: DemoOptions) -> dict:
@@ -276,11 +363,17 @@ def _student_stage(arm: Arm, teachers: dict, folder: Path, opts: DemoOptions) ->
     return record
 
 
-def _finetune_stage(arm: Arm, students: dict, seed: int, folder: Path, opts: DemoOptions) -> dict:
-    overrides = _overrides(opts, "finetune") + [
-        f"runtime.seed={seed}",
-        f"checkpoint={students[arm.name]['checkpoint']}",
-    ]
+def _finetune_stage(
+    arm: Arm, students: dict, seed: int, folder: Path, opts: DemoOptions, data: list[str] | None = None
+) -> dict:
+    overrides = (
+        (data or [])
+        + _overrides(opts, "finetune")
+        + [
+            f"runtime.seed={seed}",
+            f"checkpoint={students[arm.name]['checkpoint']}",
+        ]
+    )
     cfg = load_config(FinetuneRunConfig, "finetune", "cpu", overrides=overrides)
     res = finetune(cfg, folder, resume=True)
     return {

@@ -14,8 +14,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from act3d.data.fewshot import fewshot_key
 from act3d.demo import ARMS, FEWSHOT_SETTINGS, student_folder, teacher_folder
-from act3d.eval.probe import fewshot_key
 
 
 def _pct(x: float) -> str:
@@ -114,6 +114,25 @@ COLUMNS = [
 ]
 
 
+def transfer_table(results: dict) -> list[dict[str, str]]:
+    """The rows of the transfer table (empty without `--transfer-data`): column title -> shown value."""
+    transfer = results.get("transfer")
+    if not transfer:
+        return []
+    rows = []
+    for arm in transfer["arms"]:
+        row = {
+            "arm": arm["label"],
+            "fine-tune, validation OA % (selects)": _pct(arm["finetune_val_acc_mean"]),
+            "fine-tune, test OA %": f"{_pct(arm['finetune_acc_mean'])} ± {_pct(arm['finetune_acc_std'])}",
+            "SVM, test OA %": _pct(arm["svm_acc"]),
+        }
+        for key, fs in arm["fewshot"].items():
+            row[f"few-shot {key} %"] = f"{_pct(fs['mean'])} ± {_pct(fs['std'])}"
+        rows.append(row)
+    return rows
+
+
 def _img(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
     return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
@@ -169,6 +188,12 @@ def write_report(out: Path, results: dict) -> Path:
         "|" + "---|" * len(COLUMNS),
     ]
     md += ["| " + " | ".join(r.get(k, "") for k, _ in COLUMNS) + " |" for r in rows]
+    transfer_rows = transfer_table(results)
+    if transfer_rows:
+        t = results["transfer"]
+        md += ["", f"## Transfer to {t['data']} ({len(t['classes'])} classes)", ""]
+        md += ["| " + " | ".join(transfer_rows[0]) + " |", "|" + "---|" * len(transfer_rows[0])]
+        md += ["| " + " | ".join(r.values()) + " |" for r in transfer_rows]
     md += ["", "## Stage I teachers", ""]
     for kind, t in results["teachers"].items():
         md.append(
@@ -184,6 +209,20 @@ def write_report(out: Path, results: dict) -> Path:
         "<tr>" + "".join(f'<td data-key="{k}">{html.escape(r.get(k, ""))}</td>' for k, _ in COLUMNS) + "</tr>"
         for r in rows
     )
+    transfer_html = ""
+    if transfer_rows:
+        t = results["transfer"]
+        transfer_html = (
+            f"<h2>Transfer to {html.escape(t['data'])} ({len(t['classes'])} classes)</h2>"
+            '<table id="transfer"><thead><tr>'
+            + "".join(f"<th>{html.escape(k)}</th>" for k in transfer_rows[0])
+            + "</tr></thead><tbody>"
+            + "".join(
+                "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r.values()) + "</tr>"
+                for r in transfer_rows
+            )
+            + "</tbody></table>"
+        )
     teacher_rows = "".join(
         f"<tr><td>{html.escape(k)}</td><td>{t['steps']}</td><td>{t['chamfer_fine_first']:.4f}</td>"
         f"<td>{t['chamfer_fine_last']:.4f}</td></tr>"
@@ -212,6 +251,7 @@ randomly initialised teacher, a Point-MAE-style target and no pretraining, on th
 <p id="config">{html.escape(config_line)}</p>
 <h2>Results</h2>
 <table id="results"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+{transfer_html}
 <h2>Stage I teachers (fine Chamfer-L1)</h2>
 <table id="teachers"><thead><tr><th>teacher</th><th>steps</th><th>first</th><th>last</th></tr></thead>
 <tbody>{teacher_rows}</tbody></table>

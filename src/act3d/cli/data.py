@@ -1,4 +1,5 @@
-"""`act3d data ...`: build the default dataset, check a dataset on disk, render a cloud."""
+"""`act3d data ...`: prepare a class folder, write few-shot episodes, build the default dataset, check a
+dataset on disk, render a cloud."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import logging
 import time
 from pathlib import Path
 
-from act3d.cli.common import positive_int
+from act3d.cli.common import output_folder, positive_int
 from act3d.data.formats import FORMATS
+from act3d.errors import Act3dError
 
 log = logging.getLogger("act3d")
 
@@ -36,6 +38,55 @@ def _check(args: argparse.Namespace) -> int:
         cfg = DataConfig(format=args.format, root=args.path, variant=variant)
         summary = describe(open_source(cfg, args.split), args.limit)
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from act3d.data.folders import PrepareOptions, prepare_class_folder
+
+    options = PrepareOptions(args.points, args.z_up, args.seed, args.test_fraction)
+    report = prepare_class_folder(
+        args.src, output_folder(args.out), options, args.workers, not args.no_progress, args.overwrite
+    )
+    width = max(len(c) for c in report.classes + ["class"])
+    print(f"{'class':<{width}} {'train':>6} {'test':>6} {'skipped':>8}")
+    for name in report.classes:
+        c = report.counts[name]
+        print(f"{name:<{width}} {c['train']:>6} {c['test']:>6} {c['skipped']:>8}")
+    total = {k: sum(c[k] for c in report.counts.values()) for k in ("train", "test", "skipped")}
+    print(f"{'total':<{width}} {total['train']:>6} {total['test']:>6} {total['skipped']:>8}")
+    for entry in report.skipped[:20]:
+        print(f"skipped {entry['source']}: {entry['reason']}")
+    if len(report.skipped) > 20:
+        print(f"... and {len(report.skipped) - 20} more skipped files, listed in manifest.json")
+    if report.ignored:
+        print(f"ignored {len(report.ignored)} files that are not shapes, e.g. {report.ignored[0]}")
+    print(
+        f"{report.out}: {len(report.classes)} classes ({report.layout}); sampled {report.sampled} files, "
+        f"reused {report.reused}, in {report.seconds:.1f}s; read it with "
+        f"--set data.format=class-folders --set data.root={report.out}"
+    )
+    return 0
+
+
+def _fewshot(args: argparse.Namespace) -> int:
+    from act3d.data.dataset import DataConfig, open_source
+    from act3d.data.fewshot import write_fewshot_folds
+
+    out = output_folder(args.out)
+    settings = [(w, s) for w in args.way for s in args.shot]
+    existing = [f"{w}way_{s}shot" for w, s in settings if (out / f"{w}way_{s}shot").exists()]
+    if existing and not args.overwrite:
+        raise Act3dError(f"--out {out}: already holds {existing[0]}/; choose a new --out or pass --overwrite")
+    variant = args.variant or ("pb_t50_rs" if args.format == "scanobjectnn" else "clean")
+    cfg = DataConfig(format=args.format, root=args.root, variant=variant)
+    summary = write_fewshot_folds(
+        open_source(cfg, "train"), open_source(cfg, "test"), out, settings, args.folds, args.points, args.seed
+    )
+    print(
+        f"wrote {len(summary['episodes'])} episodes to {out} ({', '.join(f'{w}way_{s}shot' for w, s in settings)}"
+        f" x {args.folds} folds); read them with --set data.format=modelnet40-fewshot --set data.root={out}"
+    )
     return 0
 
 
@@ -81,6 +132,51 @@ def register(commands: argparse._SubParsersAction) -> None:
     check.add_argument("--fold", type=int, default=0, help="few-shot: fold number")
     check.add_argument("--limit", type=positive_int, help="read only the first LIMIT samples")
     check.set_defaults(run=_check)
+
+    prep = sub.add_parser(
+        "prepare",
+        help="turn a folder of meshes or clouds sorted by class into a dataset (data.format class-folders)",
+        description="SRC is <class>/{train,test}/<file> (the Princeton ModelNet archives) or <class>/<file> "
+        "(split per class by seed). Meshes (.off .obj .stl .ply) are sampled area-weighted with normals, "
+        "clouds (.npy .npz .txt .xyz .ply) taken as they are; each is centred, scaled to the unit sphere "
+        "and stored in farthest-point order. Re-running re-samples only changed files.",
+    )
+    prep.add_argument("--src", required=True, help="class folder to read")
+    prep.add_argument("--out", required=True, help="folder to write (manifest.json, clouds/)")
+    prep.add_argument("--points", type=positive_int, default=8192, help="points per cloud (default 8192)")
+    prep.add_argument(
+        "--z-up",
+        action="store_true",
+        help="rotate z-up shapes (Princeton OFF) to the y-up of the official files",
+    )
+    prep.add_argument(
+        "--test-fraction", type=float, default=0.2, help="flat layout: test share per class (default 0.2)"
+    )
+    prep.add_argument("--seed", type=int, default=0, help="sampling and split seed (default 0)")
+    prep.add_argument("--workers", type=positive_int, help="processes (default: every available core)")
+    prep.add_argument(
+        "--overwrite", action="store_true", help="replace a dataset prepared from another --src"
+    )
+    prep.add_argument("--no-progress", action="store_true", help="no progress bars")
+    prep.set_defaults(run=_prepare)
+
+    few = sub.add_parser(
+        "fewshot",
+        help="write few-shot episodes of any labelled dataset in the official ModelNetFewshot layout",
+        description="Episodes <out>/{way}way_{shot}shot/{fold}.pkl: WAY classes, SHOT training clouds and "
+        "20 test clouds per class, drawn by seed from the dataset's train and test splits.",
+    )
+    few.add_argument("--format", required=True, choices=FORMATS)
+    few.add_argument("--root", help="dataset folder (not needed for the default dataset)")
+    few.add_argument("--variant", help="scanobjectnn: obj_bg | obj_only | pb_t50_rs; default: clean | scan")
+    few.add_argument("--out", required=True, help="folder to write")
+    few.add_argument("--way", type=positive_int, nargs="+", default=[5, 10])
+    few.add_argument("--shot", type=positive_int, nargs="+", default=[10, 20])
+    few.add_argument("--folds", type=positive_int, default=10)
+    few.add_argument("--points", type=positive_int, default=2048, help="points kept per cloud (default 2048)")
+    few.add_argument("--seed", type=int, default=0)
+    few.add_argument("--overwrite", action="store_true", help="replace episodes already in --out")
+    few.set_defaults(run=_fewshot)
 
     build = sub.add_parser(
         "build-default", help="generate the embedded default dataset (cached) and say where it is"

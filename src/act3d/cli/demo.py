@@ -19,6 +19,7 @@ def _demo(args: argparse.Namespace) -> int:
         quick=args.quick,
         seeds=args.seeds if args.seeds else (1 if args.quick else 3),
         overrides=tuple(args.overrides),
+        transfer_data=Path(args.transfer_data) if args.transfer_data else None,
     )
     results = run_demo(opts)
     log.info("")
@@ -32,6 +33,18 @@ def _demo(args: argparse.Namespace) -> int:
             100 * arm["svm_scan_acc"],
             100 * arm["fewshot"]["5w10s"]["mean"],
         )
+    if "transfer" in results:
+        log.info("")
+        log.info("on %s:", results["transfer"]["data"])
+        log.info("%-36s %18s %10s", "arm", "fine-tune OA %", "SVM")
+        for arm in results["transfer"]["arms"]:
+            log.info(
+                "%-36s %10.1f ± %5.1f %10.1f",
+                arm["label"],
+                100 * arm["finetune_acc_mean"],
+                100 * arm["finetune_acc_std"],
+                100 * arm["svm_acc"],
+            )
     log.info("report: %s (wall %.1f min)", Path(args.out) / "report.html", results["wall_seconds"] / 60)
     return 0
 
@@ -57,5 +70,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         metavar="STAGE:KEY=VALUE",
         help="change one value of a stage's CPU preset, STAGE = teacher | pretrain | finetune, e.g. "
         "--set pretrain:optim.epochs=4 (repeatable; use a new --out, finished stages are reused)",
+    )
+    demo.add_argument(
+        "--transfer-data",
+        metavar="DIR",
+        help="also measure every arm on your own dataset (a folder written by `act3d data prepare`): "
+        "SVM probe, few-shot and fine-tuning, in the same report and results.json",
     )
     demo.set_defaults(run=_demo)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from act3d.data import default, modelnet, s3dis, scanobjectnn, shapenet
+from act3d.data import default, folders, modelnet, s3dis, scanobjectnn, shapenet
 from act3d.data.formats import FORMATS, DataFormat
 from act3d.data.sample import CloudSource, Sample, normalize_unit_sphere, resample_indices
 from act3d.errors import DataError, require
@@ -28,7 +28,7 @@ class DataConfig:
     variant: str = "clean"
     fold: int = 0  # few-shot episode (0-9)
     # what the `pretrain` split reads: `train`, or `train+test` (the official Stage II on ShapeNet-55,
-    # `whole: True` in cfgs/pretrain: 52,470 clouds)
+    # `whole: True` in cfgs/pretrain: 52,470 clouds; also for class-folders)
     pretrain_split: Literal["train", "train+test"] = "train"
     num_points: int = 1024
     # points read per cloud before a run samples its `num_points` on the device (fine-tuning's `fps`
@@ -70,8 +70,10 @@ def open_source(cfg: DataConfig, split: str) -> CloudSource:
     if root is None:
         raise DataError(f"data format {fmt!r} needs a root folder (data.root)")
     split_for = cfg.pretrain_split if split == "pretrain" else split
-    if split_for == "train+test" and fmt != "shapenet55":
-        raise DataError(f"data.pretrain_split 'train+test' is for shapenet55; {fmt!r} pretrains on 'train'")
+    if split_for == "train+test" and fmt not in ("shapenet55", "class-folders"):
+        raise DataError(
+            f"data.pretrain_split 'train+test' is for shapenet55 and class-folders; {fmt!r} pretrains on 'train'"
+        )
     if fmt == "shapenet55":
         return shapenet.ShapeNet55(root, split_for, cfg.nonfinite)
     if fmt == "modelnet40":
@@ -88,6 +90,8 @@ def open_source(cfg: DataConfig, split: str) -> CloudSource:
         return scanobjectnn.scanobjectnn(root, cfg.variant, split_for, cfg.nonfinite)
     if fmt == "shapenetpart":
         return shapenet.ShapeNetPart(root, split_for, cfg.nonfinite)
+    if fmt == "class-folders":
+        return folders.ClassFolders(root, split_for, cfg.nonfinite)
     if fmt == "s3dis":
         areas = [5] if split == "test" else [1, 2, 3, 4, 6]
         return s3dis.S3DISRooms(root, areas, cfg.nonfinite)

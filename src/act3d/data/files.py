@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,31 @@ def _read_text_cloud(path: Path) -> np.ndarray:
         raise DataError(f"{path}: not a table of numbers ({err})") from None
 
 
-def _read_mesh_or_ply(path: Path, num_samples: int, seed: int) -> np.ndarray:
+def sample_surface(
+    vertices: np.ndarray, faces: np.ndarray, count: int, rng: np.random.Generator, source: str = "mesh"
+) -> np.ndarray:
+    """`count` points drawn uniformly over a triangle mesh's area, with the normal of the face each lies on:
+    `(count, 6)` float32, xyz then normal. Zero-area faces are never drawn; a mesh of only those is refused."""
+    vertices = np.asarray(vertices, dtype=np.float64)
+    if not np.isfinite(vertices).all():
+        raise DataError(f"{source}: the mesh has NaN/inf vertex coordinates")
+    corners = vertices[np.asarray(faces)]  # (F, 3, 3)
+    cross = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    double_area = np.linalg.norm(cross, axis=1)
+    total = double_area.sum()
+    if not total > 0:
+        raise DataError(f"{source}: the mesh has zero surface area")
+    face = rng.choice(len(corners), count, p=double_area / total)
+    u, v = rng.random((2, count))
+    outside = u + v > 1  # reflect into the triangle: uniform barycentric coordinates
+    u[outside], v[outside] = 1 - u[outside], 1 - v[outside]
+    a, b, c = corners[face, 0], corners[face, 1], corners[face, 2]
+    points = a + u[:, None] * (b - a) + v[:, None] * (c - a)
+    normals = cross[face] / double_area[face, None]
+    return np.concatenate([points, normals], axis=1).astype(np.float32)
+
+
+def _read_mesh_or_ply(path: Path, num_samples: int, rng: np.random.Generator) -> np.ndarray:
     import trimesh
 
     try:
@@ -36,42 +61,44 @@ def _read_mesh_or_ply(path: Path, num_samples: int, seed: int) -> np.ndarray:
     if isinstance(loaded, trimesh.Scene):
         loaded = loaded.to_geometry() if hasattr(loaded, "to_geometry") else loaded.dump(concatenate=True)
     if isinstance(loaded, trimesh.Trimesh) and len(loaded.faces) > 0:
-        if loaded.area <= 0:
-            raise DataError(f"{path}: the mesh has zero surface area")
-        points, _ = trimesh.sample.sample_surface(loaded, num_samples, seed=seed)
-        return np.asarray(points, dtype=np.float32)
-    vertices = np.asarray(getattr(loaded, "vertices", np.empty((0, 3))), dtype=np.float32)
-    return vertices
+        return sample_surface(loaded.vertices, loaded.faces, num_samples, rng, str(path))
+    return np.asarray(getattr(loaded, "vertices", np.empty((0, 3))), dtype=np.float32)
 
 
-def read_cloud(
-    path: str | Path, num_mesh_samples: int = MESH_SAMPLES, seed: int = 0, nonfinite: str = "error"
+def read_rows(
+    path: str | Path, num_mesh_samples: int = MESH_SAMPLES, seed: int | Sequence[int] = 0
 ) -> np.ndarray:
-    """Read one point cloud (or sample one from a mesh) as float32 `(N, 3)`."""
+    """A file's rows, unchecked: `(N, C)` with xyz in the first three columns (a cloud file's own columns;
+    a mesh gives `num_mesh_samples` surface points and their face normals, drawn with `seed`)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"file not found: {path}")
     suffix = path.suffix.lower()
     if suffix == ".npy":
         try:
-            data = np.load(path, allow_pickle=False)
+            return np.load(path, allow_pickle=False)
         except (ValueError, OSError, EOFError) as err:
             raise DataError(f"{path}: truncated or corrupt .npy file ({err})") from None
-    elif suffix == ".npz":
+    if suffix == ".npz":
         try:
             with np.load(path, allow_pickle=False) as archive:
                 key = "points" if "points" in archive.files else (archive.files[0] if archive.files else None)
                 if key is None:
                     raise DataError(f"{path}: the .npz archive is empty")
-                data = archive[key]
+                return archive[key]
         except (ValueError, OSError, EOFError) as err:
             raise DataError(f"{path}: truncated or corrupt .npz file ({err})") from None
-    elif suffix in {".xyz", ".txt", ".pts"}:
-        data = _read_text_cloud(path)
-    elif suffix in MESH_SUFFIXES:
-        data = _read_mesh_or_ply(path, num_mesh_samples, seed)
-    else:
-        raise DataError(
-            f"{path}: unsupported file type {suffix!r}; use one of {sorted(CLOUD_SUFFIXES | MESH_SUFFIXES)}"
-        )
-    return check_points(data, str(path), nonfinite)
+    if suffix in {".xyz", ".txt", ".pts"}:
+        return _read_text_cloud(path)
+    if suffix in MESH_SUFFIXES:
+        return _read_mesh_or_ply(path, num_mesh_samples, np.random.default_rng(seed))
+    raise DataError(
+        f"{path}: unsupported file type {suffix!r}; use one of {sorted(CLOUD_SUFFIXES | MESH_SUFFIXES)}"
+    )
+
+
+def read_cloud(
+    path: str | Path, num_mesh_samples: int = MESH_SAMPLES, seed: int = 0, nonfinite: str = "error"
+) -> np.ndarray:
+    """Read one point cloud (or sample one from a mesh) as float32 `(N, 3)`."""
+    return check_points(read_rows(path, num_mesh_samples, seed), str(path), nonfinite)

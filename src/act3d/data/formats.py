@@ -11,5 +11,6 @@ DataFormat = Literal[
     "scanobjectnn",
     "shapenetpart",
     "s3dis",
+    "class-folders",
 ]
 FORMATS: list[str] = list(get_args(DataFormat))

@@ -14,7 +14,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from act3d.errors import DataError
+from act3d.data.fewshot import QUERIES_PER_CLASS, draw_fewshot_episode, episode_rng, fewshot_key
 from act3d.eval.metrics import mean_class_accuracy, mean_std, overall_accuracy
 from act3d.models.student import StudentEncoder
 from act3d.ops.grouping import PatchConfig
@@ -72,28 +72,6 @@ def svm_probe(
     }
 
 
-def fewshot_key(way: int, shot: int) -> str:
-    """The name of a few-shot setting in results: `5w10s`."""
-    return f"{way}w{shot}s"
-
-
-def draw_fewshot_episode(
-    labels: np.ndarray, test_labels: np.ndarray, way: int, shot: int, queries: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pick `way` classes, `shot` support samples each from the training labels and up to `queries` test
-    samples each; returns (classes, support indices, query indices)."""
-    eligible = [c for c in np.unique(labels) if (labels == c).sum() >= shot and (test_labels == c).sum() > 0]
-    if len(eligible) < way:
-        raise DataError(
-            f"only {len(eligible)} classes have {shot} training samples and test samples; "
-            f"cannot draw {way}-way episodes"
-        )
-    classes = rng.choice(eligible, way, replace=False)
-    support = np.concatenate([rng.choice(np.flatnonzero(labels == c), shot, replace=False) for c in classes])
-    query = np.concatenate([rng.permutation(np.flatnonzero(test_labels == c))[:queries] for c in classes])
-    return classes, support, query
-
-
 def fewshot(
     train_x: np.ndarray,
     train_y: np.ndarray,
@@ -101,7 +79,7 @@ def fewshot(
     test_y: np.ndarray,
     settings: list[tuple[int, int]],
     folds: int = 10,
-    queries: int = 20,
+    queries: int = QUERIES_PER_CLASS,
     seed: int = 0,
 ) -> dict:
     """Few-shot accuracy per (way, shot) over `folds` deterministic episodes, with a linear SVM (C=1) on
@@ -110,7 +88,7 @@ def fewshot(
     for way, shot in settings:
         accs = []
         for fold in range(folds):
-            rng = np.random.default_rng([seed, way, shot, fold])
+            rng = episode_rng(seed, way, shot, fold)
             classes, support, query = draw_fewshot_episode(train_y, test_y, way, shot, queries, rng)
             remap = {c: i for i, c in enumerate(classes)}
             ys, yq = (
