@@ -6,9 +6,17 @@ everything picked so far. Used by ACT (and Point-BERT / Point-MAE) to choose pat
 
 from __future__ import annotations
 
+import importlib.util
+import logging
+
 import torch
 
 from act3d.ops._checks import check_cloud, check_count
+
+log = logging.getLogger(__name__)
+# the Triton kernel keeps a cloud in registers (x, y, z and the running distance): up to 16k points
+TRITON_MAX_POINTS = 16384
+_triton_failed = False
 
 
 def _start_indices(
@@ -20,6 +28,21 @@ def _start_indices(
     gen_device = generator.device if generator is not None else "cpu"
     start = torch.randint(num_points, (batch,), generator=generator, device=gen_device)
     return start.to(points.device)
+
+
+def _fps_triton(points: torch.Tensor, num_samples: int, start: torch.Tensor) -> torch.Tensor | None:
+    """The Triton kernel's answer, or None where Triton is missing or failed once (then the eager loop)."""
+    global _triton_failed
+    if _triton_failed or importlib.util.find_spec("triton") is None:
+        return None
+    try:
+        from act3d.ops.fps_triton import farthest_point_sampling_triton
+
+        return farthest_point_sampling_triton(points, num_samples, start)
+    except Exception as err:  # a compiler or driver that cannot build it: the eager loop still works
+        _triton_failed = True
+        log.warning("the Triton FPS kernel failed (%s: %s); using the PyTorch loop", type(err).__name__, err)
+        return None
 
 
 def farthest_point_sampling(
@@ -38,10 +61,17 @@ def farthest_point_sampling(
 
     Returns:
         `(B, S)` long indices into N, in selection order.
+
+    On CUDA tensors (N <= TRITON_MAX_POINTS) one Triton kernel runs the whole loop (`ops.fps_triton`); elsewhere, this
+    eager loop.
     """
     check_cloud(points)
     batch, num_points, _ = points.shape
     check_count(num_samples, num_points, "num_samples")
+    if points.is_cuda and num_points <= TRITON_MAX_POINTS:
+        selected = _fps_triton(points, num_samples, _start_indices(points, random_start, generator))
+        if selected is not None:
+            return selected
     # One contiguous (B, N) plane per coordinate; each step is a handful of fused in-place passes over
     # them (sub, square, two addcmul, minimum, argmax), which keeps an eager loop fast on CPU and GPU.
     x, y, z = points.detach().permute(2, 0, 1).contiguous()
