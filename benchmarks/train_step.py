@@ -21,6 +21,7 @@ from act3d.config import load_config
 from act3d.models.student import MaskedPointModel
 from act3d.models.teachers import TeacherBackbone
 from act3d.ops import chamfer_distance, group_patches
+from act3d.train.loop import OptimConfig, make_optimizer
 from act3d.train.stage1 import TeacherRunConfig, TeacherTask, build_autoencoder
 from act3d.train.stage2 import PretrainRunConfig, PretrainTask
 
@@ -99,7 +100,7 @@ def benchmark(stage: str, preset: str, batch: int, device: str, repeats: int, pe
     points = points / points.norm(dim=-1).amax(dim=1, keepdim=True)[..., None]
     labels = torch.zeros(batch, dtype=torch.long, device=device)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-4)
+    optimizer = make_optimizer(model, OptimConfig(lr=1e-4))  # as training builds it
 
     def step() -> None:
         loss, _ = task.step(model, (points, labels), 0)

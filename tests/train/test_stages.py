@@ -68,8 +68,11 @@ def test_resume_is_exact(teacher_cfg, tmp_path, monkeypatch):
         assert torch.equal(a[k], b[k]), k
 
 
-def test_nan_loss_stops_with_the_step_and_keeps_the_checkpoint(teacher_cfg, tmp_path, monkeypatch):
-    teacher_cfg.runtime.checkpoint_every = 2
+@pytest.mark.parametrize("log_every", [1, 4])
+def test_nan_loss_stops_with_the_step_and_keeps_the_checkpoint(teacher_cfg, tmp_path, monkeypatch, log_every):
+    """Losses are read from the device every `log_every` steps and before every checkpoint; the error still
+    names the step whose weights gave the NaN, and no checkpoint after it is written."""
+    teacher_cfg.runtime.checkpoint_every, teacher_cfg.runtime.log_every = 2, log_every
     from act3d.train import stage1
 
     real_step = stage1.TeacherTask.step

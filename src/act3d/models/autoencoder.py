@@ -171,7 +171,7 @@ class CrossModalAutoencoder(nn.Module):
 
 def autoencoder_loss(
     out: AutoencoderOutput, neighborhood: torch.Tensor, kl_weight: float
-) -> tuple[torch.Tensor, dict[str, float]]:
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Chamfer-L1(coarse) + Chamfer-L1(fine) + kl_weight * KL(uniform || q), q = softmax of the logits
     averaged over each cloud's patches, averaged over the batch: the official
     `F.kl_div(log q, log uniform, reduction='batchmean', log_target=True)` (models/dvae.py, `get_loss`)."""
@@ -185,4 +185,4 @@ def autoencoder_loss(
     )  # (B, V): log mean softmax
     kl = (-math.log(v) - log_q).mean(-1).mean()  # sum_v (1/V) (log(1/V) - log q_v), averaged over the batch
     loss = cd_coarse + cd_fine + kl_weight * kl
-    return loss, {"cd_coarse": cd_coarse.item(), "cd_fine": cd_fine.item(), "kl": kl.item()}
+    return loss, {"cd_coarse": cd_coarse.detach(), "cd_fine": cd_fine.detach(), "kl": kl.detach()}

@@ -31,7 +31,7 @@ from act3d.models.student import StudentConfig, StudentEncoder
 from act3d.ops.fps import farthest_point_sampling
 from act3d.ops.grouping import PatchConfig
 from act3d.ops.indexing import gather_points
-from act3d.train.loop import FitResult, OptimConfig, RuntimeConfig, fit, run_files
+from act3d.train.loop import FitResult, Metric, OptimConfig, RuntimeConfig, fit, run_files
 
 log = logging.getLogger(__name__)
 KIND = zoo.CLASSIFIER
@@ -107,7 +107,7 @@ class ClassifierTask:
     def to(self, device: torch.device) -> None:
         self.module.to(device)
 
-    def step(self, model: nn.Module, batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def step(self, model: nn.Module, batch, step: int) -> tuple[torch.Tensor, dict[str, Metric]]:
         points, labels = batch
         if self.cfg.sampling == "fps":
             pool = fps_points(points, fps_pool_size(self.cfg.data.num_points, points.shape[1]))
@@ -115,7 +115,7 @@ class ClassifierTask:
         points = AUGMENTATIONS[self.cfg.augmentation](points, None)
         logits = model(self.cfg.patches.group(points))
         loss = F.cross_entropy(logits, labels)
-        return loss, {"train_acc": (logits.argmax(-1) == labels).float().mean().item()}
+        return loss, {"train_acc": (logits.argmax(-1) == labels).float().mean()}
 
 
 def build_classifier(cfg: FinetuneRunConfig, class_names: list[str]) -> PointClassifier:

@@ -26,7 +26,7 @@ from act3d.models.checkpoint import load_checkpoint, load_state_strict
 from act3d.models.segmenter import PointSegmenter
 from act3d.models.student import StudentConfig, StudentEncoder
 from act3d.ops.grouping import PatchConfig
-from act3d.train.loop import OptimConfig, RuntimeConfig, fit, run_files
+from act3d.train.loop import Metric, OptimConfig, RuntimeConfig, fit, run_files
 
 log = logging.getLogger(__name__)
 KIND = zoo.SEGMENTER
@@ -82,12 +82,12 @@ class SegmentTask:
         patches = self.cfg.patches.group(points)
         return model(patches, points, extra, category if self.cfg.task == "part" else None), labels
 
-    def step(self, model: nn.Module, batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def step(self, model: nn.Module, batch, step: int) -> tuple[torch.Tensor, dict[str, Metric]]:
         if self.cfg.task == "part" and self.cfg.augmentation == "scale_shift":
             batch = (scale_and_shift(batch[0]), *batch[1:])
         logits, labels = self.forward(model, batch)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
-        return loss, {"train_acc": (logits.argmax(-1) == labels).float().mean().item()}
+        return loss, {"train_acc": (logits.argmax(-1) == labels).float().mean()}
 
 
 def _datasets(cfg: SegmentRunConfig):

@@ -16,7 +16,7 @@ from act3d.models import zoo
 from act3d.models.autoencoder import AutoencoderConfig, CrossModalAutoencoder, autoencoder_loss
 from act3d.models.teachers import TeacherBackbone, build_teacher
 from act3d.ops.grouping import PatchConfig
-from act3d.train.loop import FitResult, OptimConfig, RuntimeConfig, fit, run_files
+from act3d.train.loop import FitResult, Metric, OptimConfig, RuntimeConfig, fit, run_files
 from act3d.train.schedule import cosine_anneal
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class TeacherTask:
     def to(self, device: torch.device) -> None:
         self.module.to(device)
 
-    def step(self, model: nn.Module, batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def step(self, model: nn.Module, batch, step: int) -> tuple[torch.Tensor, dict[str, Metric]]:
         points, _ = batch  # no augmentation: the official autoencoder runner applies none
         patches = self.cfg.patches.group(points)
         a = self.cfg.anneal

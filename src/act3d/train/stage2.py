@@ -26,7 +26,7 @@ from act3d.models.student import (
     mae_loss,
 )
 from act3d.ops.grouping import PatchConfig
-from act3d.train.loop import OptimConfig, RuntimeConfig, fit, run_files
+from act3d.train.loop import Metric, OptimConfig, RuntimeConfig, fit, run_files
 
 log = logging.getLogger(__name__)
 KIND = zoo.STUDENT
@@ -71,7 +71,7 @@ class PretrainTask:
         if self.teacher is not None:
             self.teacher.to(device)
 
-    def step(self, model: nn.Module, batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def step(self, model: nn.Module, batch, step: int) -> tuple[torch.Tensor, dict[str, Metric]]:
         points, _ = batch
         patches = self.cfg.patches.group(scale_and_translate(points))
         mask = self.module.make_mask(patches.center)
