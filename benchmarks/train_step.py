@@ -1,8 +1,13 @@
 """Cost of one Stage I / Stage II training step: wall time, model FLOPs, achieved FLOP/s as a fraction of
-a dense matmul peak measured in the same process, the share of the step spent in point ops, and the number of
-ATen operators one full step (forward, backward, optimiser) dispatches: the host-side work a GPU waits on.
+a dense matmul peak measured in the same process, the share of the step spent in point ops, the peak memory,
+the number of ATen operators one full step (forward, backward, optimiser) dispatches (the host-side work a
+GPU waits on) and, on CUDA, the number of kernels it launches (from the profiler).
 
     python benchmarks/train_step.py [--presets cpu paper] [--batch 32] [--repeats 3] [--device cpu|cuda]
+
+On CUDA the step runs under the autocast training uses (`--amp bf16` by default) and the peak is a matmul in
+that dtype. The peak is the best of measurements taken before and after every row, so a busy moment in the
+run does not inflate the fractions.
 
 The teachers are skeletons of the shipped ViT-S/14's architecture (random weights, the same compute), so
 the benchmark needs no weight file.
@@ -36,11 +41,22 @@ VIT_S14 = {
 }
 
 
-def matmul_peak(device: str, n: int = 2048) -> float:
-    """Dense float32 matmul FLOP/s on this device (the best of a few runs)."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+def matmul_peak(device: str, dtype: torch.dtype) -> float:
+    """Dense matmul FLOP/s on this device in `dtype` (the best of a few runs)."""
+    n = 8192 if device == "cuda" else 2048
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     seconds = min(median_seconds(lambda: a @ b, device, 5) for _ in range(3))
     return 2 * n**3 / seconds
+
+
+def kernels_per_call(fn) -> int:
+    """CUDA kernels one call of `fn` launches, counted by the profiler."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    return sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
 
 
 class OperatorCounter(TorchDispatchMode):
@@ -90,7 +106,7 @@ def point_op_seconds(stage: str, task, points: torch.Tensor, device: str, repeat
     return seconds
 
 
-def benchmark(stage: str, preset: str, batch: int, device: str, repeats: int, peak: float) -> dict:
+def benchmark(stage: str, preset: str, batch: int, device: str, repeats: int, amp: str) -> dict:
     torch.manual_seed(0)
     task, model = stage_task(stage, preset)
     model.to(device).train()
@@ -101,18 +117,27 @@ def benchmark(stage: str, preset: str, batch: int, device: str, repeats: int, pe
     labels = torch.zeros(batch, dtype=torch.long, device=device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(model, OptimConfig(lr=1e-4))  # as training builds it
+    autocast = torch.autocast(
+        device, dtype=torch.bfloat16 if amp == "bf16" else torch.float16, enabled=amp != "none"
+    )
 
     def step() -> None:
-        loss, _ = task.step(model, (points, labels), 0)
+        with autocast:
+            loss, _ = task.step(model, (points, labels), 0)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     seconds = median_seconds(step, device, repeats)
+    memory = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
     with OperatorCounter() as operators:
         step()
+    kernels = kernels_per_call(step) if device == "cuda" else None
     with FlopCounterMode(display=False) as counter:
-        loss, _ = task.step(model, (points, labels), 0)
+        with autocast:
+            loss, _ = task.step(model, (points, labels), 0)
         loss.backward()
     optimizer.zero_grad(set_to_none=True)
     flops = counter.get_total_flops()
@@ -124,11 +149,12 @@ def benchmark(stage: str, preset: str, batch: int, device: str, repeats: int, pe
         "step_ms": seconds * 1e3,
         "samples_s": batch / seconds,
         "gflop": flops / 1e9,
-        "gflop_s": flops / seconds / 1e9,
-        "of_peak": flops / seconds / peak,
+        "flop_s": flops / seconds,
         "point_ops": point_ops / seconds,
         "trainable_m": sum(p.numel() for p in params) / 1e6,
         "operators": operators.count,
+        "kernels": kernels,
+        "memory_gib": memory,
     }
 
 
@@ -139,25 +165,34 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--amp", default=None, choices=["bf16", "fp16", "none"], help="default: bf16 on cuda")
     args = parser.parse_args()
+    amp = args.amp or ("bf16" if args.device == "cuda" else "none")
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": torch.float32}[amp]
 
-    peak = matmul_peak(args.device)
+    peaks = [matmul_peak(args.device, dtype)]
+    rows = []
+    for preset in args.presets:
+        for stage in args.stages:
+            rows.append(benchmark(stage, preset, args.batch, args.device, args.repeats, amp))
+            peaks.append(matmul_peak(args.device, dtype))
+    peak = max(peaks)
     print(
-        f"device {args.device}, {torch.get_num_threads()} threads; dense float32 matmul peak {peak / 1e9:.0f} GFLOP/s"
+        f"device {torch.cuda.get_device_name() if args.device == 'cuda' else 'cpu'}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, amp {amp}; {str(dtype).removeprefix('torch.')} matmul peak "
+        f"{peak / 1e9:.0f} GFLOP/s (best of {len(peaks)}: {', '.join(f'{p / 1e9:.0f}' for p in peaks)})"
     )
     print(
         f"{'stage':7} {'preset':6} {'batch':>5} {'step ms':>9} {'samples/s':>9} {'GFLOP':>8} {'GFLOP/s':>8} "
-        f"{'of peak':>8} {'point ops':>9} {'trainable':>9} {'ATen ops':>9}"
+        f"{'of peak':>8} {'point ops':>9} {'trainable':>9} {'ATen ops':>9} {'kernels':>8} {'mem GiB':>8}"
     )
-    for preset in args.presets:
-        for stage in args.stages:
-            r = benchmark(stage, preset, args.batch, args.device, args.repeats, peak)
-            print(
-                f"{r['stage']:7} {r['preset']:6} {r['batch']:5d} {r['step_ms']:9.0f} {r['samples_s']:9.1f} "
-                f"{r['gflop']:8.1f} {r['gflop_s']:8.1f} {r['of_peak']:8.1%} {r['point_ops']:9.1%} "
-                f"{r['trainable_m']:8.2f}M {r['operators']:9d}",
-                flush=True,
-            )
+    for r in rows:
+        kernels = f"{r['kernels']:8d}" if r["kernels"] is not None else f"{'-':>8}"
+        print(
+            f"{r['stage']:7} {r['preset']:6} {r['batch']:5d} {r['step_ms']:9.0f} {r['samples_s']:9.1f} "
+            f"{r['gflop']:8.1f} {r['flop_s'] / 1e9:8.1f} {r['flop_s'] / peak:8.1%} {r['point_ops']:9.1%} "
+            f"{r['trainable_m']:8.2f}M {r['operators']:9d} {kernels} {r['memory_gib']:8.2f}"
+        )
 
 
 if __name__ == "__main__":

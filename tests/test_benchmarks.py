@@ -31,3 +31,19 @@ def test_gpu_smoke_script_runs_every_stage_on_cpu(tmp_path):
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
     stages = json.loads(out.read_text())["stages"]
     assert len(stages) == 7 and all(s["status"] == "ok" and s["clouds_per_s"] > 0 for s in stages), stages
+
+
+def test_train_step_benchmark_reports_a_row_per_stage(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "benchmarks/train_step.py", "--presets", "cpu", "--batch", "2", "--repeats", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    lines = run.stdout.splitlines()
+    assert "matmul peak" in lines[0] and "best of 3" in lines[0]
+    rows = [line.split() for line in lines[2:]]
+    assert [r[:2] for r in rows] == [["stage1", "cpu"], ["stage2", "cpu"]]
+    assert all(int(r[10]) > 100 for r in rows)  # ATen operators per step, counted
