@@ -42,7 +42,9 @@ def test_full_tuning_mode_moves_the_teacher(teacher_cfg, tmp_path):
     assert moved
 
 
-def test_resume_is_exact(teacher_cfg, tmp_path, monkeypatch):
+@pytest.mark.parametrize("on_device", [False, True])
+def test_resume_is_exact(teacher_cfg, tmp_path, monkeypatch, on_device):
+    teacher_cfg.data.on_device = on_device  # batches drawn by DeviceClouds from the per-step seed
     teacher_cfg.optim.epochs = 2  # 16 samples, batches of 4 -> 8 steps
     teacher_cfg.runtime.checkpoint_every = 3
     straight = train_teacher(teacher_cfg, tmp_path / "straight")

@@ -36,6 +36,9 @@ class DataConfig:
     # num_points
     load_points: int = 0
     nonfinite: Literal["error", "drop"] = "error"
+    # hold every training cloud on the training device and draw batches there (`DeviceClouds`): one transfer
+    # at the start, no per-cloud NumPy work or worker processes per step; the paper presets turn it on
+    on_device: bool = False
 
     def __post_init__(self) -> None:
         require(self.num_points >= 1, "num_points", "an integer >= 1", self.num_points)
@@ -125,6 +128,66 @@ class PointClouds(Dataset):
         return torch.from_numpy(np.ascontiguousarray(points)), sample.label
 
 
+class DeviceClouds:
+    """Every cloud of a source as one `(M, L, 3)` tensor on the training device; a batch is a fresh random
+    subset of `num_points` of each of its clouds' L stored points (all L in stored order when
+    `num_points == L`, as `PointClouds` gives them), drawn with tensor ops from the default
+    generator of the device (which the training loop seeds per step), so batches repeat across runs and
+    resumes. L is the smallest stored cloud (at least `num_points`: shorter clouds are resampled once, with
+    replacement, as `PointClouds` does); a longer cloud keeps a seeded subset of L points.
+    """
+
+    def __init__(self, source: CloudSource, num_points: int, seed: int = 0, progress: bool = False):
+        from tqdm.auto import tqdm
+
+        self.num_points, self.name = num_points, source.name
+        self.normalize_subset = getattr(source, "normalize_subset", False)
+        samples = [
+            source[i] for i in tqdm(range(len(source)), desc="clouds", unit="cloud", disable=not progress)
+        ]
+        stored = max(num_points, min(len(s.points) for s in samples))
+        clouds = []
+        for i, s in enumerate(samples):
+            rng = np.random.default_rng([seed, i])
+            clouds.append(s.points[resample_indices(len(s.points), stored, rng, s.source)])
+        self.points = torch.from_numpy(np.stack(clouds))
+        self.labels = torch.tensor([s.label for s in samples])
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def to(self, device: torch.device) -> DeviceClouds:
+        self.points, self.labels = self.points.to(device), self.labels.to(device)
+        return self
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One cloud `(num_points, 3)` and its label, as `take` draws them."""
+        points, labels = self.take(torch.tensor([index]))
+        return points[0], labels[0]
+
+    def take(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(b,)` sample indices -> `(b, num_points, 3)` clouds and `(b,)` labels, on the device."""
+        indices = indices.to(self.points.device)
+        points = self.points[indices]
+        if self.num_points < points.shape[1]:  # as PointClouds: all stored points keep their order
+            keys = torch.rand(points.shape[:2], device=points.device)
+            chosen = keys.argsort(dim=1)[:, : self.num_points]
+            points = points.gather(1, chosen.unsqueeze(-1).expand(-1, -1, 3))
+        if self.normalize_subset:
+            points = points - points.mean(dim=1, keepdim=True)
+            points = points / points.norm(dim=-1).amax(dim=1).clamp_min(1e-12)[:, None, None]
+        return points, self.labels[indices]
+
+
+def training_clouds(
+    source: CloudSource, num_points: int, data: DataConfig, seed: int, progress: bool = False
+) -> PointClouds | DeviceClouds:
+    """The training set of a run: on the device (`data.on_device`) or read per sample by a DataLoader."""
+    if data.on_device:
+        return DeviceClouds(source, num_points, seed, progress)
+    return PointClouds(source, num_points, train=True, seed=seed)
+
+
 class SubsetSource:
     """Some samples of a source (a validation split, say), with its class names."""
 
@@ -210,10 +273,12 @@ def describe(source: CloudSource, limit: int | None = None) -> dict:
 __all__ = [
     "FORMATS",
     "DataConfig",
+    "DeviceClouds",
     "PointClouds",
     "SubsetSource",
     "describe",
     "open_source",
     "split_validation",
     "stack_clouds",
+    "training_clouds",
 ]

@@ -15,11 +15,11 @@ from torch import nn
 from act3d.config import to_dict
 from act3d.data.dataset import (
     DataConfig,
-    PointClouds,
     check_points_per_cloud,
     open_source,
     split_validation,
     stack_clouds,
+    training_clouds,
 )
 from act3d.data.transforms import AUGMENTATIONS, scale_and_translate
 from act3d.errors import require
@@ -213,7 +213,7 @@ def finetune(
     load = cfg.data.load_points or cfg.data.num_points
     with run_files(out_dir, cfg, resume, overwrite) as main:
         test_points, test_labels = stack_clouds(test_source, load, seed=cfg.runtime.seed)
-        train_data = PointClouds(train_source, load, train=True, seed=cfg.runtime.seed)
+        train_data = training_clouds(train_source, load, cfg.data, cfg.runtime.seed, cfg.runtime.progress)
         val = stack_clouds(val_source, load, seed=cfg.runtime.seed) if val_source is not None else None
         test_history: list[float] = []
 

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from act3d.data.dataset import DeviceClouds
 from act3d.errors import Act3dError, require
 from act3d.models.checkpoint import load_checkpoint, load_state_strict, save_checkpoint
 from act3d.models.transformer import set_activation_checkpointing
@@ -321,7 +322,7 @@ class MetricsLog:
 
 def fit(
     task: Task,
-    dataset: Dataset,
+    dataset: Dataset | DeviceClouds,
     optim: OptimConfig,
     runtime: RuntimeConfig,
     out_dir: str | Path,
@@ -367,6 +368,8 @@ def fit(
     warmup = int(optim.warmup_epochs * steps_per_epoch)
 
     task.to(device)
+    if isinstance(dataset, DeviceClouds):
+        dataset.to(device)
     module = task.module
     set_activation_checkpointing(module, runtime.activation_checkpointing)
     model: nn.Module = module
@@ -467,21 +470,24 @@ def fit(
     while step < total:
         epoch, within = divmod(step, steps_per_epoch)
         if loader_iter is None or within == 0:
-            if hasattr(dataset, "set_epoch"):
-                dataset.set_epoch(epoch)
             sampler = EpochSampler(len(dataset), optim.batch_size, runtime.seed, epoch, within, dist_info)
-            loader_iter = iter(
-                DataLoader(
-                    dataset,
-                    batch_size=micro,
-                    sampler=sampler,
-                    num_workers=runtime.num_workers,
-                    collate_fn=collate,
-                    drop_last=True,
-                    persistent_workers=False,
-                    pin_memory=device.type == "cuda",
+            if isinstance(dataset, DeviceClouds):  # index the device tensor: no workers, no copies
+                loader_iter = map(dataset.take, torch.tensor(sampler.indices).split(micro))
+            else:
+                if hasattr(dataset, "set_epoch"):
+                    dataset.set_epoch(epoch)
+                loader_iter = iter(
+                    DataLoader(
+                        dataset,
+                        batch_size=micro,
+                        sampler=sampler,
+                        num_workers=runtime.num_workers,
+                        collate_fn=collate,
+                        drop_last=True,
+                        persistent_workers=False,
+                        pin_memory=device.type == "cuda",
+                    )
                 )
-            )
         lr = cosine_with_warmup(step, total, warmup, optim.lr, optim.min_lr)
         for group in optimizer.param_groups:
             group["lr"] = lr

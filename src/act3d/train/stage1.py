@@ -10,7 +10,14 @@ import torch
 from torch import nn
 
 from act3d.config import to_dict
-from act3d.data.dataset import DataConfig, PointClouds, check_points_per_cloud, open_source
+from act3d.data.dataset import (
+    DataConfig,
+    DeviceClouds,
+    PointClouds,
+    check_points_per_cloud,
+    open_source,
+    training_clouds,
+)
 from act3d.errors import require
 from act3d.models import zoo
 from act3d.models.autoencoder import AutoencoderConfig, CrossModalAutoencoder, autoencoder_loss
@@ -111,8 +118,12 @@ def train_teacher(
             sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6,
             sum(p.numel() for p in model.parameters()) / 1e6,
         )
-        data = PointClouds(
-            open_source(cfg.data, "pretrain"), cfg.data.num_points, train=True, seed=cfg.runtime.seed
+        data = training_clouds(
+            open_source(cfg.data, "pretrain"),
+            cfg.data.num_points,
+            cfg.data,
+            cfg.runtime.seed,
+            cfg.runtime.progress,
         )
         # the architecture lets Stage II rebuild the teacher without its original weight file
         extra = {"arch": zoo.teacher_arch(cfg.model, cfg.patches, teacher)}
@@ -133,7 +144,7 @@ def train_teacher(
 
 @torch.no_grad()
 def render_reconstructions(
-    model: CrossModalAutoencoder, data: PointClouds, cfg: TeacherRunConfig, path: Path
+    model: CrossModalAutoencoder, data: PointClouds | DeviceClouds, cfg: TeacherRunConfig, path: Path
 ) -> Path:
     """Input clouds beside their reconstructions (fine points of every patch, moved to its centre)."""
     from act3d.viz import render_clouds

@@ -12,7 +12,14 @@ import torch
 from torch import nn
 
 from act3d.config import to_dict
-from act3d.data.dataset import DataConfig, PointClouds, check_points_per_cloud, open_source
+from act3d.data.dataset import (
+    DataConfig,
+    DeviceClouds,
+    PointClouds,
+    check_points_per_cloud,
+    open_source,
+    training_clouds,
+)
 from act3d.data.transforms import scale_and_translate
 from act3d.errors import Act3dError, require
 from act3d.models import zoo
@@ -122,8 +129,12 @@ def pretrain(
                     {"kind": KIND, "model": model.state_dict(), "step": 0, "config": to_dict(cfg), **extra},
                 )
             return path
-        data = PointClouds(
-            open_source(cfg.data, "pretrain"), cfg.data.num_points, train=True, seed=cfg.runtime.seed
+        data = training_clouds(
+            open_source(cfg.data, "pretrain"),
+            cfg.data.num_points,
+            cfg.data,
+            cfg.runtime.seed,
+            cfg.runtime.progress,
         )
         result = fit(
             PretrainTask(model, teacher, cfg),
@@ -142,7 +153,7 @@ def pretrain(
 
 @torch.no_grad()
 def render_masked_inputs(
-    model: MaskedPointModel, data: PointClouds, cfg: PretrainRunConfig, path: Path
+    model: MaskedPointModel, data: PointClouds | DeviceClouds, cfg: PretrainRunConfig, path: Path
 ) -> Path:
     """Input clouds beside their visible patches (what the student sees); for the mae target, also the
     reconstruction of the masked patches."""
