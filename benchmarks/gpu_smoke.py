@@ -6,7 +6,7 @@ the same code the commands use, with one line per stage (clouds/s, peak memory, 
 
 Stages: Stage I (frozen ViT-S/14-shaped teacher, random weights, so no weight file is needed), Stage II with
 the ACT target and with the Point-MAE target, full fine-tuning at 2048 points, linear probing, part
-segmentation, the SVM probe's feature extraction; `--demo` adds `act3d demo --quick`. Data: the embedded
+segmentation, the SVM probe's feature extraction; `--demo` adds `act3d demo --quick --preset gpu`. Data: the embedded
 default dataset, and a generated ShapeNetPart-layout folder for segmentation. Exit code 1 if any stage fails.
 """
 
@@ -221,7 +221,13 @@ def main() -> int:
         from act3d.demo import DemoOptions, run_demo
 
         stage(
-            "demo --quick", lambda: run_demo(DemoOptions(work / "demo", quick=True, seeds=1)) and float("nan")
+            "demo --quick",
+            lambda: (
+                run_demo(
+                    DemoOptions(work / "demo", quick=True, seeds=1, preset="cpu" if args.tiny else "gpu")
+                )
+                and float("nan")
+            ),
         )
     env = {
         "device": torch.cuda.get_device_name() if cuda else "cpu",

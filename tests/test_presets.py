@@ -1,5 +1,7 @@
 """Every named preset resolves, and the paper presets build models of the sizes in docs/method.md."""
 
+from pathlib import Path
+
 import pytest
 
 from act3d.config import list_presets, load_config
@@ -65,7 +67,30 @@ def test_finetune_presets_build_the_paper_classifier(name):
     lr = 1e-3 if cfg.transfer != "full" else 5e-4
     assert (cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.batch_size) == (lr, 0.05, 32)
     assert (cfg.augmentation, cfg.sampling, cfg.frozen_backbone_mode) == ("rotate", "fps", "train")
-    assert cfg.data.load_points == (2048 if "scanobjectnn" in name else 8192)
+    # every stored point: ScanObjectNN and the demo's scan split hold 2048, the ModelNet40 .dat files 8192
+    assert cfg.data.load_points == (2048 if "scanobjectnn" in name or name == "gpu" else 8192)
+
+
+def test_the_demo_gpu_presets_have_the_paper_models():
+    from act3d.demo import DemoOptions, teacher_config
+
+    opts = DemoOptions(Path("unused"), preset="gpu")
+    teacher = teacher_config("pretrained", opts)
+    assert (teacher.model.num_prompts, teacher.model.codebook_size, teacher.model.teacher.depth) == (
+        64,
+        8192,
+        None,
+    )
+    assert teacher_config("random", opts).model.teacher.random_depth == 12  # all 12 blocks, like the ViT-S/14
+    student = load_config(PretrainRunConfig, "pretrain", "gpu").student
+    assert (student.width, student.depth, student.mask_ratio) == (384, 12, 0.8)
+    for kind, cls in (
+        ("teacher", TeacherRunConfig),
+        ("pretrain", PretrainRunConfig),
+        ("finetune", FinetuneRunConfig),
+    ):
+        cfg = load_config(cls, kind, "gpu")
+        assert cfg.data.format == "default" and cfg.data.on_device and cfg.runtime.amp == "bf16"
 
 
 def test_pretrain_paper_preset_is_the_22m_student():

@@ -72,13 +72,14 @@ class DemoOptions:
     fewshot_folds: int = 10
     overrides: tuple[str, ...] = ()  # "teacher:KEY=VALUE", "pretrain:KEY=VALUE" or "finetune:KEY=VALUE"
     transfer_data: Path | None = None  # a prepared class-folder dataset (`act3d data prepare`)
+    preset: str = "cpu"  # cpu: minutes on a 2-core CPU; gpu: the paper's model sizes, ~10 minutes on one GPU
 
 
 STAGE_KINDS = ("teacher", "pretrain", "finetune")
 
 
 def _overrides(opts: DemoOptions, kind: str) -> list[str]:
-    """The CPU preset's changes for one stage kind: the quick run's limits, then the user's."""
+    """The changes to the demo preset of one stage kind: the quick run's limits, then the user's."""
     quick = (
         {
             "teacher": ["optim.max_steps=15", "anneal.steps=15"],
@@ -100,7 +101,7 @@ def check_overrides(overrides: tuple[str, ...]) -> None:
 
 
 def teacher_config(kind: str, opts: DemoOptions) -> TeacherRunConfig:
-    cfg = load_config(TeacherRunConfig, "teacher", "cpu", overrides=_overrides(opts, "teacher"))
+    cfg = load_config(TeacherRunConfig, "teacher", opts.preset, overrides=_overrides(opts, "teacher"))
     if kind == "random":
         # the same shape as the shipped ViT-S/14 blocks in use, with random weights
         t = cfg.model.teacher
@@ -120,8 +121,8 @@ def estimate_seconds(opts: DemoOptions) -> dict[str, float]:
     from act3d.train.stage1 import build_autoencoder
 
     t_cfg = teacher_config("pretrained", opts)
-    p_cfg = load_config(PretrainRunConfig, "pretrain", "cpu", overrides=_overrides(opts, "pretrain"))
-    f_cfg = load_config(FinetuneRunConfig, "finetune", "cpu", overrides=_overrides(opts, "finetune"))
+    p_cfg = load_config(PretrainRunConfig, "pretrain", opts.preset, overrides=_overrides(opts, "pretrain"))
+    f_cfg = load_config(FinetuneRunConfig, "finetune", opts.preset, overrides=_overrides(opts, "finetune"))
     device = resolve_device(t_cfg.runtime.device)
 
     def per_step(fn: Callable[[], None]) -> float:
@@ -350,7 +351,7 @@ def _student_stage(arm: Arm, teachers: dict, folder: Path, opts: DemoOptions) ->
     overrides = _overrides(opts, "pretrain") + [f"student.target={arm.target}"]
     if arm.teacher is not None:
         overrides.append(f"teacher_checkpoint={teachers[arm.teacher]['checkpoint']}")
-    cfg = load_config(PretrainRunConfig, "pretrain", "cpu", overrides=overrides)
+    cfg = load_config(PretrainRunConfig, "pretrain", opts.preset, overrides=overrides)
     path = pretrain(cfg, folder, resume=True)
     record = {"checkpoint": str(path)}
     metrics = folder / "metrics.csv"
@@ -374,7 +375,7 @@ def _finetune_stage(
             f"checkpoint={students[arm.name]['checkpoint']}",
         ]
     )
-    cfg = load_config(FinetuneRunConfig, "finetune", "cpu", overrides=overrides)
+    cfg = load_config(FinetuneRunConfig, "finetune", opts.preset, overrides=overrides)
     res = finetune(cfg, folder, resume=True)
     return {
         k: res[k]
@@ -423,6 +424,7 @@ def collect_results(
     return {
         "act3d_demo": 1,
         "quick": opts.quick,
+        "preset": opts.preset,
         "seeds": opts.seeds,
         "overrides": list(opts.overrides),
         "wall_seconds": round(seconds, 1),

@@ -167,8 +167,9 @@ def write_report(out: Path, results: dict) -> Path:
         if reused
         else ""
     )
+    preset = results.get("preset", "cpu")
     config_line = (
-        "Configuration: presets teacher.cpu, pretrain.cpu and finetune.cpu (each stage's resolved "
+        f"Configuration: presets teacher.{preset}, pretrain.{preset} and finetune.{preset} (each stage's resolved "
         "config.yaml is in its folder)" + (f"; changed: {', '.join(changes)}" if changes else "") + "."
     )
 

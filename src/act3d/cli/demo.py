@@ -20,6 +20,7 @@ def _demo(args: argparse.Namespace) -> int:
         seeds=args.seeds if args.seeds else (1 if args.quick else 3),
         overrides=tuple(args.overrides),
         transfer_data=Path(args.transfer_data) if args.transfer_data else None,
+        preset=args.preset,
     )
     results = run_demo(opts)
     log.info("")
@@ -60,6 +61,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     demo.add_argument("--quick", action="store_true", help="a 1-2 minute smoke version")
     demo.add_argument(
+        "--preset",
+        default="cpu",
+        choices=["cpu", "gpu"],
+        help="cpu (default): small models, minutes on 2 CPU cores; gpu: the paper's model sizes, bf16, a budget "
+        "of about 10 minutes on one GPU (presets teacher.gpu, pretrain.gpu, finetune.gpu)",
+    )
+    demo.add_argument(
         "--seeds", type=positive_int, help="fine-tuning seeds per arm (default 3, 1 with --quick)"
     )
     demo.add_argument(
@@ -68,7 +76,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="STAGE:KEY=VALUE",
-        help="change one value of a stage's CPU preset, STAGE = teacher | pretrain | finetune, e.g. "
+        help="change one value of a stage's preset, STAGE = teacher | pretrain | finetune, e.g. "
         "--set pretrain:optim.epochs=4 (repeatable; use a new --out, finished stages are reused)",
     )
     demo.add_argument(
