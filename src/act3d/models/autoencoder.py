@@ -150,23 +150,27 @@ class CrossModalAutoencoder(nn.Module):
         """`(B, G, V)` logits over the codebook."""
         return self.dgcnn_1(self.patch_embed(patches.neighborhood), patches.center)
 
-    def decode_features(self, one_hot: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
-        """Codebook weights `(B, G, V)` -> per-patch features `(B, G, C)` through the prompted teacher."""
-        tokens = one_hot @ self.codebook
+    def decode_features(self, tokens: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
+        """Codebook tokens `(B, G, C)` -> per-patch features `(B, G, C)` through the prompted teacher."""
         x = self.teacher(self.proj_pre(tokens), self.center_embed(center))
         return self.dgcnn_2(self.proj_post(x), center)
 
     def forward(self, patches: Patches, tau: float) -> AutoencoderOutput:
         logits = self.token_logits(patches)
         soft = F.gumbel_softmax(logits, tau=tau, dim=-1, hard=False)
-        coarse, fine = self.decoder(self.decode_features(soft, patches.center))
+        coarse, fine = self.decoder(self.decode_features(soft @ self.codebook, patches.center))
         return AutoencoderOutput(logits, coarse, fine)
 
     @torch.no_grad()
     def teacher_features(self, patches: Patches) -> torch.Tensor:
-        """Stage II target: hard Gumbel one-hot (tau 1) tokens through the teacher -> `(B, G, C)`."""
-        one_hot = F.gumbel_softmax(self.token_logits(patches), tau=1.0, dim=-1, hard=True)
-        return self.decode_features(one_hot, patches.center)
+        """Stage II target `(B, G, C)`: each patch's code as the official hard Gumbel-softmax at tau 1 picks it
+        (`F.gumbel_softmax(logits, 1, hard=True)` in models/dvae.py, whose forward value is the one-hot of
+        argmax(logits + Gumbel noise)), from the same noise draw, looked up in the codebook instead of through
+        a softmax and a one-hot matmul, then through the teacher."""
+        logits = self.token_logits(patches)
+        gumbels = -torch.empty_like(logits, memory_format=torch.legacy_contiguous_format).exponential_().log()
+        codes = (logits + gumbels).argmax(dim=-1)
+        return self.decode_features(self.codebook[codes], patches.center)
 
 
 def autoencoder_loss(
