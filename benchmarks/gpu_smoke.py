@@ -5,7 +5,8 @@ the same code the commands use, with one line per stage (clouds/s, peak memory, 
     python benchmarks/gpu_smoke.py --device cpu --tiny   # the same path, tiny models (what the tests run)
 
 Stages: Stage I (frozen ViT-S/14-shaped teacher, random weights, so no weight file is needed), Stage II with
-the ACT target and with the Point-MAE target, full fine-tuning at 2048 points, linear probing, part
+the ACT target and with the Point-MAE target (and, at full size, the ACT target compiled with
+`runtime.compile_mode=reduce-overhead`: CUDA graphs), full fine-tuning at 2048 points, linear probing, part
 segmentation, the SVM probe's feature extraction; `--demo` adds `act3d demo --quick --preset gpu`. Data: the embedded
 default dataset, and a generated ShapeNetPart-layout folder for segmentation. Exit code 1 if any stage fails.
 """
@@ -161,17 +162,18 @@ def main() -> int:
         state["teacher"] = str(train_teacher(cfg, work / "s1").checkpoint)
         return measured(work / "s1")
 
-    def stage2(target: str) -> float:
+    def stage2(target: str, folder: str, extra: tuple[str, ...] = ()) -> float:
         over = (
             runtime(args)
             + default_data
             + tiny_batch
             + (TINY_STUDENT if args.tiny else [])
-            + [f"student.target={target}", f"teacher_checkpoint={state['teacher']}"]
+            + [f"student.target={target}", f"teacher_checkpoint={state['teacher']}", *extra]
         )
         cfg = load_config(PretrainRunConfig, "pretrain", preset, overrides=over)
-        state[target] = str(pretrain(cfg, work / f"s2-{target}"))
-        return measured(work / f"s2-{target}")
+        path = str(pretrain(cfg, work / folder))
+        state.setdefault(target, path)
+        return measured(work / folder)
 
     def transfer(name: str, transfer_type: str) -> float:
         over = (
@@ -211,8 +213,17 @@ def main() -> int:
         return len(points) / (time.perf_counter() - start)
 
     stage("Stage I (teacher)", stage1)
-    stage("Stage II (ACT target)", lambda: stage2("act"))
-    stage("Stage II (Point-MAE target)", lambda: stage2("mae"))
+    stage("Stage II (ACT target)", lambda: stage2("act", "s2-act"))
+    stage("Stage II (Point-MAE target)", lambda: stage2("mae", "s2-mae"))
+    if (
+        not args.tiny
+    ):  # CUDA graphs of the compiled student (falls back to eager, with a warning, if it cannot)
+        stage(
+            "Stage II (ACT, CUDA graphs)",
+            lambda: stage2(
+                "act", "s2-act-graphs", ("runtime.compile=true", "runtime.compile_mode=reduce-overhead")
+            ),
+        )
     stage("fine-tuning (full)", lambda: transfer("ft-full", "full"))
     stage("probing (linear)", lambda: transfer("ft-linear", "linear"))
     stage("part segmentation", part_segmentation)

@@ -266,3 +266,27 @@ def test_finetuning_learns_separable_shapes(tmp_path):
     )
     results = finetune(cfg, tmp_path / "ft")
     assert results["val_acc"] >= 0.8 and results["test_acc"] >= 0.9, results
+
+
+def test_a_failing_torch_compile_falls_back_to_eager(teacher_cfg, tmp_path, monkeypatch, caplog):
+    """torch.compile compiles at the first call, where a missing compiler or an unsupported op raises:
+    training then goes on with the eager model, saying so."""
+
+    class Uncompilable(torch.nn.Module):
+        def __init__(self, module, mode):
+            super().__init__()
+            self.module, self.mode = module, mode
+
+        def forward(self, *args):
+            raise RuntimeError("no C++ compiler found\nmore details")
+
+    modes = []
+    monkeypatch.setattr(torch, "compile", lambda m, mode: modes.append(mode) or Uncompilable(m, mode))
+    teacher_cfg.runtime.compile, teacher_cfg.runtime.compile_mode = True, "reduce-overhead"
+    teacher_cfg.optim.max_steps = 2
+    result = train_teacher(teacher_cfg, tmp_path / "s1")
+    assert result.steps == 2 and modes == ["reduce-overhead"]
+    assert (
+        "torch.compile failed (RuntimeError: no C++ compiler found); training goes on without it"
+        in caplog.text
+    )

@@ -79,7 +79,9 @@ class RuntimeConfig:
     # bit-identical reruns on CUDA too: PyTorch's deterministic algorithms, no cuDNN autotuning, no TF32
     # (CPU runs are repeatable without it: every step is seeded)
     deterministic: bool = False
-    compile: bool = False  # torch.compile the model (opt-in)
+    compile: bool = False  # torch.compile the model (opt-in); where compiling fails, training goes on eagerly
+    # reduce-overhead: the compiled forward and backward replay as CUDA graphs (static shapes, CUDA only)
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
     activation_checkpointing: bool = (
         False  # recompute Transformer blocks in backward (less memory, more time)
     )
@@ -378,8 +380,9 @@ def fit(
         model = nn.parallel.DistributedDataParallel(
             module, device_ids=[device.index] if device.type == "cuda" else None
         )
+    eager_model = model
     if runtime.compile:
-        model = torch.compile(model)
+        model = torch.compile(model, mode=runtime.compile_mode)
     optimizer = make_optimizer(module, optim)
     use_amp = runtime.amp != "none" and device.type == "cuda"
     amp_dtype = torch.bfloat16 if runtime.amp == "bf16" else torch.float16
@@ -502,7 +505,18 @@ def fit(
                 else model.no_sync()
             )
             with sync, torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                loss, metrics = task.step(model, batch, step)
+                try:
+                    loss, metrics = task.step(model, batch, step)
+                except Exception as err:  # torch.compile compiles at the first calls; it can fail there
+                    if model is eager_model:
+                        raise
+                    log.warning(
+                        "torch.compile failed (%s: %s); training goes on without it",
+                        type(err).__name__,
+                        str(err).splitlines()[0] if str(err) else "",
+                    )
+                    model = eager_model
+                    loss, metrics = task.step(model, batch, step)
             scaler.scale(loss / optim.accum_steps).backward()
             for k, v in {"loss": loss.detach(), **metrics}.items():
                 values.setdefault(k, []).append(v)
