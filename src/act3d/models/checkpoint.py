@@ -5,6 +5,7 @@ one strict state-dict loader every loader uses."""
 from __future__ import annotations
 
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,43 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     finally:
         tmp.unlink(missing_ok=True)  # only left over when the write failed
     return path
+
+
+def host_copy(obj: Any) -> Any:
+    """`obj` (dicts, lists, tuples of tensors and values) with every tensor copied to the CPU: a snapshot that
+    training cannot change while a background thread writes it."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: host_copy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(host_copy(v) for v in obj)
+    return obj
+
+
+class BackgroundWriter:
+    """Writes checkpoints (`save_checkpoint`) one at a time on a background thread, so that training goes on
+    while the file is written. `wait` blocks until every submitted write is on disk and re-raises the error
+    of a failed one."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="act3d-checkpoint")
+        self._pending: list[Future] = []
+
+    def submit(self, path: Path, payload: dict[str, Any]) -> None:
+        """Queue a write of `payload`, whose tensors must already be copies (`host_copy`)."""
+        self._pending.append(self._pool.submit(save_checkpoint, path, payload))
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, []
+        for write in pending:
+            write.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown()
 
 
 def load_checkpoint(path: str | Path, kind: str | tuple[str, ...] | None = None) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from act3d.data.dataset import DeviceClouds
 from act3d.errors import Act3dError, require
-from act3d.models.checkpoint import load_checkpoint, load_state_strict, save_checkpoint
+from act3d.models.checkpoint import BackgroundWriter, host_copy, load_checkpoint, load_state_strict
 from act3d.models.transformer import set_activation_checkpointing
 from act3d.train.distributed import (
     DistInfo,
@@ -407,12 +407,14 @@ def fit(
     # previous.pt, because when a loss goes non-finite, last.pt may hold the very weights that produced it
     # (saved after the update that ruined them), and then previous.pt is the last good one.
     previous_path = ckpt_dir / "previous.pt"
+    writer = BackgroundWriter()
     saved_steps = (
         [step] if last_path.is_file() and resume else []
     )  # steps of the checkpoints in last.pt's history
 
     def diverged(reason: str, at: int) -> TrainingDiverged:
         """`at`: the step whose weights gave the non-finite value."""
+        writer.wait()
         if dist_info.is_main and saved_steps and saved_steps[-1] == at:  # last.pt holds the failing weights
             saved_steps.pop()
             if previous_path.is_file() and saved_steps:
@@ -433,23 +435,26 @@ def fit(
         if not torch.stack([p.detach().isfinite().all() for p in module.parameters()]).all():
             raise diverged("the weights became non-finite", step)
         if dist_info.is_main:
+            writer.wait()  # the previous write is on disk before last.pt is linked as previous.pt
             if path == last_path and last_path.is_file():
                 keep_previous(last_path, previous_path)
-            save_checkpoint(
+            writer.submit(  # copied now, written while training goes on
                 path,
-                {
-                    "kind": task.kind,
-                    "model": module.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "step": step,
-                    "epoch": step / steps_per_epoch,
-                    "best": best,
-                    "metrics": metrics,
-                    "config": config,
-                    "rng": {"torch": torch.get_rng_state()},
-                    **(extra or {}),
-                },
+                host_copy(
+                    {
+                        "kind": task.kind,
+                        "model": module.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scaler": scaler.state_dict(),
+                        "step": step,
+                        "epoch": step / steps_per_epoch,
+                        "best": best,
+                        "metrics": metrics,
+                        "config": config,
+                        "rng": {"torch": torch.get_rng_state()},
+                        **(extra or {}),
+                    }
+                ),
             )
         if path == last_path:
             saved_steps[:] = [*saved_steps[-1:], step]
@@ -464,105 +469,108 @@ def fit(
             total=total, initial=step, desc=task.kind.removeprefix("act3d-"), unit="step", dynamic_ncols=True
         )
 
-    loader_iter: Iterator | None = None
-    last_metrics: dict[str, float] = {}
-    # (step, {name: its values over the micro-batches}) since the last flush, read from the device in one go
-    window: list[tuple[int, dict[str, list[Metric]]]] = []
-    started, window_start, window_samples = time.perf_counter(), time.perf_counter(), 0
-    module.train()
-    while step < total:
-        epoch, within = divmod(step, steps_per_epoch)
-        if loader_iter is None or within == 0:
-            sampler = EpochSampler(len(dataset), optim.batch_size, runtime.seed, epoch, within, dist_info)
-            if isinstance(dataset, DeviceClouds):  # index the device tensor: no workers, no copies
-                loader_iter = map(dataset.take, torch.tensor(sampler.indices).split(micro))
-            else:
-                if hasattr(dataset, "set_epoch"):
-                    dataset.set_epoch(epoch)
-                loader_iter = iter(
-                    DataLoader(
-                        dataset,
-                        batch_size=micro,
-                        sampler=sampler,
-                        num_workers=runtime.num_workers,
-                        collate_fn=collate,
-                        drop_last=True,
-                        persistent_workers=False,
-                        pin_memory=device.type == "cuda",
+    try:
+        loader_iter: Iterator | None = None
+        last_metrics: dict[str, float] = {}
+        # (step, {name: its values over the micro-batches}) since the last flush, read from the device in one go
+        window: list[tuple[int, dict[str, list[Metric]]]] = []
+        started, window_start, window_samples = time.perf_counter(), time.perf_counter(), 0
+        module.train()
+        while step < total:
+            epoch, within = divmod(step, steps_per_epoch)
+            if loader_iter is None or within == 0:
+                sampler = EpochSampler(len(dataset), optim.batch_size, runtime.seed, epoch, within, dist_info)
+                if isinstance(dataset, DeviceClouds):  # index the device tensor: no workers, no copies
+                    loader_iter = map(dataset.take, torch.tensor(sampler.indices).split(micro))
+                else:
+                    if hasattr(dataset, "set_epoch"):
+                        dataset.set_epoch(epoch)
+                    loader_iter = iter(
+                        DataLoader(
+                            dataset,
+                            batch_size=micro,
+                            sampler=sampler,
+                            num_workers=runtime.num_workers,
+                            collate_fn=collate,
+                            drop_last=True,
+                            persistent_workers=False,
+                            pin_memory=device.type == "cuda",
+                        )
                     )
+            lr = cosine_with_warmup(step, total, warmup, optim.lr, optim.min_lr)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            torch.manual_seed(_step_seed(runtime.seed, step, dist_info.rank))
+            optimizer.zero_grad(set_to_none=True)
+            values: dict[str, list[Metric]] = {"loss": []}
+            for m in range(optim.accum_steps):
+                batch = _to_device(next(loader_iter), device)
+                sync = (
+                    contextlib.nullcontext()
+                    if (m == optim.accum_steps - 1 or not dist_info.enabled)
+                    else model.no_sync()
                 )
-        lr = cosine_with_warmup(step, total, warmup, optim.lr, optim.min_lr)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        torch.manual_seed(_step_seed(runtime.seed, step, dist_info.rank))
-        optimizer.zero_grad(set_to_none=True)
-        values: dict[str, list[Metric]] = {"loss": []}
-        for m in range(optim.accum_steps):
-            batch = _to_device(next(loader_iter), device)
-            sync = (
-                contextlib.nullcontext()
-                if (m == optim.accum_steps - 1 or not dist_info.enabled)
-                else model.no_sync()
-            )
-            with sync, torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                try:
-                    loss, metrics = task.step(model, batch, step)
-                except Exception as err:  # torch.compile compiles at the first calls; it can fail there
-                    if model is eager_model:
-                        raise
-                    log.warning(
-                        "torch.compile failed (%s: %s); training goes on without it",
-                        type(err).__name__,
-                        str(err).splitlines()[0] if str(err) else "",
-                    )
-                    model = eager_model
-                    loss, metrics = task.step(model, batch, step)
-            scaler.scale(loss / optim.accum_steps).backward()
-            for k, v in {"loss": loss.detach(), **metrics}.items():
-                values.setdefault(k, []).append(v)
-        scaler.unscale_(optimizer)
-        if optim.grad_clip > 0:
-            values["grad_norm"] = [nn.utils.clip_grad_norm_(module.parameters(), optim.grad_clip)]
-        scaler.step(optimizer)
-        scaler.update()
-        window.append((step, values))
-        step += 1
-        window_samples += optim.batch_size
-        if progress is not None:
-            progress.update(1)
-        at_epoch_end = step % steps_per_epoch == 0 or step == total
-        saving = bool(runtime.checkpoint_every and step % runtime.checkpoint_every == 0) or at_epoch_end
-        if step % runtime.log_every == 0 or saving:  # also before every checkpoint: it must hold no NaN
-            rows = _read_window(window)
-            for at, row in rows:
-                if not math.isfinite(row["loss"]):
-                    raise diverged(f"the loss became {row['loss']}", at)
-            averaged = {k: sum(r[k] for _, r in rows) / len(rows) for k in rows[0][1]}
-            averaged = mean_across_ranks(averaged, dist_info)
-            elapsed = time.perf_counter() - window_start
-            last_metrics = {**averaged, "lr": lr, "samples_per_s": window_samples / max(elapsed, 1e-9)}
-            metrics_log.add(step, {"epoch": round(step / steps_per_epoch, 4), **last_metrics})
+                with sync, torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                    try:
+                        loss, metrics = task.step(model, batch, step)
+                    except Exception as err:  # torch.compile compiles at the first calls; it can fail there
+                        if model is eager_model:
+                            raise
+                        log.warning(
+                            "torch.compile failed (%s: %s); training goes on without it",
+                            type(err).__name__,
+                            str(err).splitlines()[0] if str(err) else "",
+                        )
+                        model = eager_model
+                        loss, metrics = task.step(model, batch, step)
+                scaler.scale(loss / optim.accum_steps).backward()
+                for k, v in {"loss": loss.detach(), **metrics}.items():
+                    values.setdefault(k, []).append(v)
+            scaler.unscale_(optimizer)
+            if optim.grad_clip > 0:
+                values["grad_norm"] = [nn.utils.clip_grad_norm_(module.parameters(), optim.grad_clip)]
+            scaler.step(optimizer)
+            scaler.update()
+            window.append((step, values))
+            step += 1
+            window_samples += optim.batch_size
             if progress is not None:
-                progress.set_postfix(
-                    loss=f"{averaged['loss']:.4f}", sps=f"{last_metrics['samples_per_s']:.1f}"
-                )
-            window, window_start, window_samples = [], time.perf_counter(), 0
-        epochs_done = math.ceil(step / steps_per_epoch)
-        if at_epoch_end and evaluate is not None and evaluate_every and epochs_done % evaluate_every == 0:
-            module.eval()
-            scores = mean_across_ranks(evaluate(module), dist_info)
-            module.train()
-            metrics_log.add(step, scores)
-            if best_metric is not None and (best is None or scores[best_metric] > best[best_metric]):
-                best = {**scores, "step": step}
-                save(ckpt_dir / "best.pt", scores)
-        if saving:
+                progress.update(1)
+            at_epoch_end = step % steps_per_epoch == 0 or step == total
+            saving = bool(runtime.checkpoint_every and step % runtime.checkpoint_every == 0) or at_epoch_end
+            if step % runtime.log_every == 0 or saving:  # also before every checkpoint: it must hold no NaN
+                rows = _read_window(window)
+                for at, row in rows:
+                    if not math.isfinite(row["loss"]):
+                        raise diverged(f"the loss became {row['loss']}", at)
+                averaged = {k: sum(r[k] for _, r in rows) / len(rows) for k in rows[0][1]}
+                averaged = mean_across_ranks(averaged, dist_info)
+                elapsed = time.perf_counter() - window_start
+                last_metrics = {**averaged, "lr": lr, "samples_per_s": window_samples / max(elapsed, 1e-9)}
+                metrics_log.add(step, {"epoch": round(step / steps_per_epoch, 4), **last_metrics})
+                if progress is not None:
+                    progress.set_postfix(
+                        loss=f"{averaged['loss']:.4f}", sps=f"{last_metrics['samples_per_s']:.1f}"
+                    )
+                window, window_start, window_samples = [], time.perf_counter(), 0
+            epochs_done = math.ceil(step / steps_per_epoch)
+            if at_epoch_end and evaluate is not None and evaluate_every and epochs_done % evaluate_every == 0:
+                module.eval()
+                scores = mean_across_ranks(evaluate(module), dist_info)
+                module.train()
+                metrics_log.add(step, scores)
+                if best_metric is not None and (best is None or scores[best_metric] > best[best_metric]):
+                    best = {**scores, "step": step}
+                    save(ckpt_dir / "best.pt", scores)
+            if saving:
+                save(last_path, last_metrics)
+        if progress is not None:
+            progress.close()
+        metrics_log.close()
+        if not last_path.is_file():  # resumed a finished run: nothing was trained, nothing saved yet
             save(last_path, last_metrics)
-    if progress is not None:
-        progress.close()
-    metrics_log.close()
-    if not last_path.is_file():  # resumed a finished run: nothing was trained, nothing saved yet
-        save(last_path, last_metrics)
+    finally:
+        writer.close()  # every checkpoint on disk before fit returns or raises
     return FitResult(step, time.perf_counter() - started, last_metrics, best, last_path)
 
 
