@@ -45,6 +45,14 @@ def add_config_args(parser: argparse.ArgumentParser, kind: str, default_preset: 
     )
 
 
+VARIANT_HELP = "scanobjectnn: obj_bg | obj_only | pb_t50_rs (default); the default dataset: clean | scan"
+
+
+def dataset_variant(args: argparse.Namespace, default: str = "clean") -> str:
+    """`--variant`, else PB_T50_RS for ScanObjectNN and `default` for the embedded dataset."""
+    return args.variant or ("pb_t50_rs" if args.format == "scanobjectnn" else default)
+
+
 def positive_int(text: str) -> int:
     """An argparse type: an integer >= 1."""
     try:

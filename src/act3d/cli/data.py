@@ -9,7 +9,7 @@ import logging
 import time
 from pathlib import Path
 
-from act3d.cli.common import output_folder, positive_int
+from act3d.cli.common import VARIANT_HELP, dataset_variant, output_folder, positive_int
 from act3d.data.formats import FORMATS
 from act3d.errors import Act3dError
 
@@ -34,8 +34,7 @@ def _check(args: argparse.Namespace) -> int:
         train, test = modelnet40_fewshot(args.path, args.way, args.shot, args.fold)
         summary = {"train": describe(train, args.limit), "test": describe(test, args.limit)}
     else:
-        variant = args.variant or ("pb_t50_rs" if args.format == "scanobjectnn" else "clean")
-        cfg = DataConfig(format=args.format, root=args.path, variant=variant)
+        cfg = DataConfig(format=args.format, root=args.path, variant=dataset_variant(args))
         summary = describe(open_source(cfg, args.split), args.limit)
     print(json.dumps(summary, indent=2))
     return 0
@@ -78,8 +77,7 @@ def _fewshot(args: argparse.Namespace) -> int:
     existing = [f"{w}way_{s}shot" for w, s in settings if (out / f"{w}way_{s}shot").exists()]
     if existing and not args.overwrite:
         raise Act3dError(f"--out {out}: already holds {existing[0]}/; choose a new --out or pass --overwrite")
-    variant = args.variant or ("pb_t50_rs" if args.format == "scanobjectnn" else "clean")
-    cfg = DataConfig(format=args.format, root=args.root, variant=variant)
+    cfg = DataConfig(format=args.format, root=args.root, variant=dataset_variant(args))
     summary = write_fewshot_folds(
         open_source(cfg, "train"), open_source(cfg, "test"), out, settings, args.folds, args.points, args.seed
     )
@@ -126,7 +124,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     check.add_argument("path", help="dataset root folder (or a single file with --format file)")
     check.add_argument("--format", required=True, choices=[*FORMATS, "file"])
     check.add_argument("--split", default="train", choices=["pretrain", "train", "test"])
-    check.add_argument("--variant", help="scanobjectnn: obj_bg | obj_only | pb_t50_rs; default: clean | scan")
+    check.add_argument("--variant", help=VARIANT_HELP)
     check.add_argument("--way", type=positive_int, default=5, help="few-shot: classes per episode")
     check.add_argument("--shot", type=positive_int, default=10, help="few-shot: examples per class")
     check.add_argument("--fold", type=int, default=0, help="few-shot: fold number")
@@ -168,7 +166,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     few.add_argument("--format", required=True, choices=FORMATS)
     few.add_argument("--root", help="dataset folder (not needed for the default dataset)")
-    few.add_argument("--variant", help="scanobjectnn: obj_bg | obj_only | pb_t50_rs; default: clean | scan")
+    few.add_argument("--variant", help=VARIANT_HELP)
     few.add_argument("--out", required=True, help="folder to write")
     few.add_argument("--way", type=positive_int, nargs="+", default=[5, 10])
     few.add_argument("--shot", type=positive_int, nargs="+", default=[10, 20])

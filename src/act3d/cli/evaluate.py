@@ -6,7 +6,14 @@ import argparse
 import logging
 from pathlib import Path
 
-from act3d.cli.common import config_hash, output_folder, positive_int, write_results
+from act3d.cli.common import (
+    VARIANT_HELP,
+    config_hash,
+    dataset_variant,
+    output_folder,
+    positive_int,
+    write_results,
+)
 
 log = logging.getLogger("act3d")
 
@@ -20,7 +27,7 @@ def _features_for(args: argparse.Namespace, split: str):
     data_cfg = DataConfig(
         format=args.format,
         root=args.root,
-        variant=args.variant or ("pb_t50_rs" if args.format == "scanobjectnn" else "scan"),
+        variant=dataset_variant(args, default="scan"),
         num_points=args.num_points or arch["num_points"],
     )
     source = open_source(data_cfg, split)
@@ -116,7 +123,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="Stage II student checkpoint")
     p.add_argument("--format", default="default", help="data format (default: the embedded dataset)")
     p.add_argument("--root", help="dataset folder")
-    p.add_argument("--variant", help="default: clean | scan; scanobjectnn: obj_bg | obj_only | pb_t50_rs")
+    p.add_argument("--variant", help=VARIANT_HELP + " (default scan)")
     p.add_argument("--num-points", type=positive_int, help="points per cloud (default: as pretrained)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="folder for results.json")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from act3d.cli.common import output_file, positive_int
+from act3d.cli.common import VARIANT_HELP, dataset_variant, output_file, positive_int
 from act3d.data.formats import FORMATS
 from act3d.errors import Act3dError
 
@@ -33,8 +33,9 @@ def _inputs(args: argparse.Namespace, model: Act3dModel) -> Iterator[tuple[str, 
         raise Act3dError("give files or --format, not both")
     from act3d.data.dataset import DataConfig, PointClouds, open_source
 
-    variant = args.variant or ("pb_t50_rs" if args.format == "scanobjectnn" else "clean")
-    source = open_source(DataConfig(format=args.format, root=args.root, variant=variant), args.split)
+    source = open_source(
+        DataConfig(format=args.format, root=args.root, variant=dataset_variant(args)), args.split
+    )
     clouds = PointClouds(source, model.num_points, train=False)
     for i in range(len(clouds)):
         points, label = clouds[i]
@@ -104,7 +105,7 @@ def _input_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--format", choices=FORMATS, help="instead of files: a dataset, e.g. class-folders")
     p.add_argument("--root", help="the dataset's folder")
-    p.add_argument("--variant", help="scanobjectnn: obj_bg | obj_only | pb_t50_rs; default: clean | scan")
+    p.add_argument("--variant", help=VARIANT_HELP)
     p.add_argument(
         "--split", default="test", choices=["train", "test"], help="the dataset's split (default test)"
     )
