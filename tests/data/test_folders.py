@@ -156,6 +156,11 @@ def test_layout_and_reader_errors_are_one_line(tmp_path):
     manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "complete": False}))
     with pytest.raises(DataError, match="interrupted; run `act3d data prepare` again"):
         ClassFolders(tmp_path / "out", "test")
+    manifest.write_text("{ truncated")
+    with pytest.raises(DataError, match="manifest.json: not valid JSON"):
+        prepare_class_folder(src, tmp_path / "out", OPTS, 1, False)
+    with pytest.raises(DataError, match="manifest.json: not valid JSON"):
+        ClassFolders(tmp_path / "out", "test")
 
 
 def test_farthest_point_order_matches_the_torch_op():

@@ -26,7 +26,7 @@ import time
 import zlib
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -210,7 +210,6 @@ class PrepareReport:
     sampled: int  # files sampled by this run
     reused: int  # files whose stored cloud was still valid
     seconds: float
-    options: dict = field(default_factory=dict)
 
 
 def _cloud_path(relative: str) -> str:
@@ -224,7 +223,10 @@ def _read_previous(out: Path, src: Path, overwrite: bool) -> dict:
         if out.exists() and any(out.iterdir()) and not overwrite:
             raise DataError(f"{out}: exists, is not empty and holds no {MANIFEST}; choose a new --out")
         return {}
-    previous = json.loads(manifest.read_text())
+    try:
+        previous = json.loads(manifest.read_text())
+    except ValueError as err:
+        raise DataError(f"{manifest}: not valid JSON ({err}); remove it or choose a new --out") from None
     if previous.get("source") != str(src) and not overwrite:
         raise DataError(
             f"{out}: holds a dataset prepared from {previous.get('source')}, not {src}; "
@@ -350,9 +352,7 @@ def _write_manifest(
     tmp = out / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=1))
     os.replace(tmp, out / MANIFEST)
-    return PrepareReport(
-        out, layout, classes, manifest["counts"], skipped, ignored, 0, 0, 0.0, asdict(options)
-    )
+    return PrepareReport(out, layout, classes, manifest["counts"], skipped, ignored, 0, 0, 0.0)
 
 
 def read_manifest(root: str | Path) -> dict:
