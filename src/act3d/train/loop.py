@@ -85,7 +85,7 @@ class RuntimeConfig:
     activation_checkpointing: bool = (
         False  # recompute Transformer blocks in backward (less memory, more time)
     )
-    num_workers: int = 0
+    num_workers: int = 0  # DataLoader worker processes (none are needed with data.on_device)
     log_every: int = 10
     checkpoint_every: int = 0  # optimiser steps; 0 = at the end of every epoch
     progress: bool = True
