@@ -74,7 +74,7 @@ def _fewshot(args: argparse.Namespace) -> int:
 
     out = output_folder(args.out)
     settings = [(w, s) for w in args.way for s in args.shot]
-    existing = [f"{w}way_{s}shot" for w, s in settings if (out / f"{w}way_{s}shot").exists()]
+    existing = [f"{w}way_{s}shot" for w, s in settings if any((out / f"{w}way_{s}shot").glob("*.pkl"))]
     if existing and not args.overwrite:
         raise Act3dError(f"--out {out}: already holds {existing[0]}/; choose a new --out or pass --overwrite")
     cfg = DataConfig(format=args.format, root=args.root, variant=dataset_variant(args))

@@ -75,12 +75,18 @@ def write_fewshot_folds(
         "seed": seed,
         "episodes": {},
     }
+    drawn = {  # every episode first: a setting the data cannot fill fails before anything is written
+        (way, shot, fold): draw_fewshot_episode(
+            train_y, test_y, way, shot, QUERIES_PER_CLASS, episode_rng(seed, way, shot, fold)
+        )
+        for way, shot in settings
+        for fold in range(folds)
+    }
     for way, shot in settings:
         folder = out / f"{way}way_{shot}shot"
         folder.mkdir(parents=True, exist_ok=True)
         for fold in range(folds):
-            rng = episode_rng(seed, way, shot, fold)
-            classes, support, query = draw_fewshot_episode(train_y, test_y, way, shot, QUERIES_PER_CLASS, rng)
+            classes, support, query = drawn[way, shot, fold]
             remap = {int(c): i for i, c in enumerate(classes)}
             episode = {
                 split: [
