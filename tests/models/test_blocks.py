@@ -67,3 +67,19 @@ def test_act_loss_and_centred_targets():
         act_loss(center_features(constant + 1e-3 * torch.randn(2, 8, 16)), centred) > 0.5
     )  # ...not once centred
     assert act_loss(target, target) < 1e-6 and abs(act_loss(-target, target).item() - 2) < 1e-6
+
+
+def test_split_by_mask_selects_what_boolean_indexing_does():
+    """The student's index selection gives the same rows, in the same order, as `x[~mask]` / `x[mask]`
+    (which would wait for the count on a GPU), for random and block masks."""
+    from act3d.models.student import select_patches, split_by_mask
+    from act3d.ops.indexing import gather_points
+
+    center = torch.randn(5, 64, 3)
+    patches = torch.randn(5, 64, 32, 3)
+    for mask in (random_mask(5, 64, 0.6, "cpu"), block_mask(center, 0.8)):
+        num_mask = int(mask[0].sum())
+        visible, masked = split_by_mask(mask, num_mask)
+        assert torch.equal(gather_points(center, visible), center[~mask].reshape(5, -1, 3))
+        assert torch.equal(gather_points(center, masked), center[mask].reshape(5, -1, 3))
+        assert torch.equal(select_patches(patches, masked), patches[mask].reshape(5, -1, 32, 3))

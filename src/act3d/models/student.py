@@ -100,18 +100,32 @@ class StudentEncoder(nn.Module):
         visible: torch.Tensor | None = None,
         return_layers: tuple[int, ...] = (),
     ) -> torch.Tensor | list[torch.Tensor]:
-        """`neighborhood (B, G, K, 3)`, `center (B, G, 3)`, `visible (B, G)` bool with the same count per
-        row -> normalised tokens `(B, 1 + G', W)`; with `return_layers`, those blocks' normalised outputs."""
+        """`neighborhood (B, G, K, 3)`, `center (B, G, 3)`, `visible (B, G')` indices of the patches to encode
+        (`split_by_mask`) -> normalised tokens `(B, 1 + G', W)`; with `return_layers`, those blocks'
+        normalised outputs."""
         b = neighborhood.shape[0]
         if visible is not None:  # embed only what the encoder will see
-            neighborhood = neighborhood[visible].reshape(b, -1, *neighborhood.shape[2:])
-            center = center[visible].reshape(b, -1, 3)
+            neighborhood, center = select_patches(neighborhood, visible), gather_points(center, visible)
         tokens, pos = self.patch_embed(neighborhood), self.pos_embed(center)
         x = torch.cat([self.cls_token.expand(b, -1, -1), tokens], dim=1)
         pos = torch.cat([self.cls_pos.expand(b, -1, -1), pos], dim=1)
         if return_layers:
             return [self.norm(h) for h in self.blocks(x, pos, return_layers)]
         return self.norm(self.blocks(x, pos))
+
+
+def split_by_mask(mask: torch.Tensor, num_mask: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(B, G)` bool mask with `num_mask` True per row -> the indices of the visible `(B, G - num_mask)` and of
+    the masked `(B, num_mask)` patches, each in patch order: what `x[~mask]` and `x[mask]` select, without
+    reading the count back from the device (a boolean index waits for it on a GPU)."""
+    order = mask.to(torch.uint8).argsort(dim=1, stable=True)  # visible (0) first, then masked (1)
+    return order[:, : mask.shape[1] - num_mask], order[:, mask.shape[1] - num_mask :]
+
+
+def select_patches(neighborhood: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """`(B, G, K, 3)` patches, `(B, M)` indices -> `(B, M, K, 3)`."""
+    b, _, k, _ = neighborhood.shape
+    return gather_points(neighborhood.reshape(b, -1, k * 3), index).reshape(b, -1, k, 3)
 
 
 def random_mask(batch: int, groups: int, ratio: float, device: torch.device | str) -> torch.Tensor:
@@ -157,15 +171,20 @@ class MaskedPointModel(nn.Module):
             return block_mask(center, self.cfg.mask_ratio)
         return random_mask(center.shape[0], center.shape[1], self.cfg.mask_ratio, center.device)
 
+    def num_masked(self, groups: int) -> int:
+        """How many of `groups` patches `make_mask` masks in every cloud."""
+        return int(round(self.cfg.mask_ratio * groups))
+
     def forward(self, patches: Patches, mask: torch.Tensor) -> torch.Tensor:
-        """`mask (B, G)` True = masked -> predictions `(B, M, out_dim)` for the masked patches, in patch order."""
+        """`mask (B, G)` from `make_mask` (True = masked) -> predictions `(B, M, out_dim)` for the masked
+        patches, in patch order."""
         b, g, _ = patches.center.shape
-        visible_tokens = self.encoder(patches.neighborhood, patches.center, visible=~mask)[:, 1:]
-        w = visible_tokens.shape[-1]
-        num_mask = int(mask[0].sum())
+        num_mask = self.num_masked(g)
+        visible, masked = split_by_mask(mask, num_mask)
+        visible_tokens = self.encoder(patches.neighborhood, patches.center, visible=visible)[:, 1:]
         pos = self.decoder_pos_embed(patches.center)
         x = torch.cat([visible_tokens, self.mask_token.expand(b, num_mask, -1)], dim=1)
-        pos = torch.cat([pos[~mask].reshape(b, -1, w), pos[mask].reshape(b, -1, w)], dim=1)
+        pos = torch.cat([gather_points(pos, visible), gather_points(pos, masked)], dim=1)
         x = self.decoder_norm(self.decoder(x, pos))
         return self.head(x[:, -num_mask:])
 
@@ -180,8 +199,7 @@ def center_features(target: torch.Tensor) -> torch.Tensor:
     return target - target.mean(dim=(0, 1), keepdim=True)
 
 
-def mae_loss(pred: torch.Tensor, neighborhood: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Chamfer-L2 between predicted and true masked patches. `pred (B, M, 3K)`."""
-    k = neighborhood.shape[2]
-    truth = neighborhood[mask].reshape(-1, k, 3)
-    return chamfer_distance(pred.reshape(-1, k, 3).float(), truth.float(), "l2").mean()
+def mae_loss(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Chamfer-L2 between predicted `(B, M, 3K)` and true `(B, M, K, 3)` masked patches."""
+    k = truth.shape[2]
+    return chamfer_distance(pred.reshape(-1, k, 3).float(), truth.reshape(-1, k, 3).float(), "l2").mean()

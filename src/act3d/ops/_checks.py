@@ -6,7 +6,7 @@ import torch
 
 
 def check_cloud(points: torch.Tensor, name: str = "points", dim: int | None = 3) -> None:
-    """Raise `ValueError` unless `points` is a finite, non-empty `(B, N, dim)` float tensor."""
+    """Raise `ValueError` unless `points` is a non-empty `(B, N, dim)` float tensor, finite (checked on CPU)."""
     if not isinstance(points, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(points).__name__}")
     if points.dim() != 3:
@@ -17,7 +17,10 @@ def check_cloud(points: torch.Tensor, name: str = "points", dim: int | None = 3)
         raise ValueError(f"{name} must be a floating-point tensor, got {points.dtype}")
     if points.shape[0] == 0 or points.shape[1] == 0:
         raise ValueError(f"{name} is empty: shape {tuple(points.shape)}")
-    if not bool(torch.isfinite(points).all()):
+    # Finiteness needs the answer on the host: on a GPU that would stall every call in a training step, so it
+    # is checked on CPU tensors only (data readers refuse non-finite clouds; the training loop's NaN guard
+    # catches what goes wrong on the device).
+    if not points.is_cuda and not bool(torch.isfinite(points).all()):
         bad = int((~torch.isfinite(points)).any(-1).sum())
         raise ValueError(f"{name} has {bad} point(s) with non-finite (NaN/inf) coordinates")
 

@@ -480,8 +480,9 @@ def fit(
             epoch, within = divmod(step, steps_per_epoch)
             if loader_iter is None or within == 0:
                 sampler = EpochSampler(len(dataset), optim.batch_size, runtime.seed, epoch, within, dist_info)
-                if isinstance(dataset, DeviceClouds):  # index the device tensor: no workers, no copies
-                    loader_iter = map(dataset.take, torch.tensor(sampler.indices).split(micro))
+                # DeviceClouds: the epoch's order is copied to the device once, then batches are indexed there
+                if isinstance(dataset, DeviceClouds):
+                    loader_iter = map(dataset.take, torch.tensor(sampler.indices, device=device).split(micro))
                 else:
                     if hasattr(dataset, "set_epoch"):
                         dataset.set_epoch(epoch)

@@ -31,8 +31,11 @@ from act3d.models.student import (
     act_loss,
     center_features,
     mae_loss,
+    select_patches,
+    split_by_mask,
 )
 from act3d.ops.grouping import PatchConfig
+from act3d.ops.indexing import gather_points
 from act3d.train.loop import Metric, OptimConfig, RuntimeConfig, fit, run_files
 
 log = logging.getLogger(__name__)
@@ -83,13 +86,13 @@ class PretrainTask:
         patches = self.cfg.patches.group(scale_and_translate(points))
         mask = self.module.make_mask(patches.center)
         pred = model(patches, mask)
+        _, masked = split_by_mask(mask, self.module.num_masked(mask.shape[1]))
         if self.cfg.student.target == "mae":
-            return mae_loss(pred, patches.neighborhood, mask), {}
+            return mae_loss(pred, select_patches(patches.neighborhood, masked)), {}
         target = self.teacher.teacher_features(patches)
         if self.cfg.student.center_target:
             target = center_features(target)
-        b = target.shape[0]
-        return act_loss(pred, target[mask].reshape(b, -1, target.shape[-1])), {}
+        return act_loss(pred, gather_points(target, masked)), {}
 
 
 def pretrain(
