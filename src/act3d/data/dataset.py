@@ -145,13 +145,17 @@ class DeviceClouds:
         samples = [
             source[i] for i in tqdm(range(len(source)), desc="clouds", unit="cloud", disable=not progress)
         ]
-        stored = max(num_points, min(len(s.points) for s in samples))
-        clouds = []
-        for i, s in enumerate(samples):
-            rng = np.random.default_rng([seed, i])
-            clouds.append(s.points[resample_indices(len(s.points), stored, rng, s.source)])
-        self.points = torch.from_numpy(np.stack(clouds))
         self.labels = torch.tensor([s.label for s in samples])
+        stored = max(num_points, min(len(s.points) for s in samples))
+        clouds = np.empty((len(samples), stored, 3), dtype=np.float32)
+        for i in range(
+            len(samples)
+        ):  # each read cloud is released once copied: at most twice the set in memory
+            s, samples[i] = samples[i], None
+            clouds[i] = s.points[
+                resample_indices(len(s.points), stored, np.random.default_rng([seed, i]), s.source)
+            ]
+        self.points = torch.from_numpy(clouds)
 
     def __len__(self) -> int:
         return len(self.points)
@@ -169,7 +173,7 @@ class DeviceClouds:
         """`(b,)` sample indices -> `(b, num_points, 3)` clouds and `(b,)` labels, on the device."""
         indices = indices.to(self.points.device)
         points = self.points[indices]
-        if self.num_points < points.shape[1]:  # as PointClouds: all stored points keep their order
+        if self.num_points < points.shape[1]:  # else every stored point, in stored order (as PointClouds)
             keys = torch.rand(points.shape[:2], device=points.device)
             chosen = keys.argsort(dim=1)[:, : self.num_points]
             points = points.gather(1, chosen.unsqueeze(-1).expand(-1, -1, 3))
