@@ -275,6 +275,7 @@ def make_optimizer(module: nn.Module, optim: OptimConfig) -> torch.optim.AdamW:
     try:
         return torch.optim.AdamW(groups, lr=optim.lr, fused=True)
     except (RuntimeError, ValueError):  # torch < 2.4 on CPU, or a device without the fused kernel
+        # fresh groups: the constructor that refused has already filled its defaults into these
         return torch.optim.AdamW(param_groups(module, optim.weight_decay), lr=optim.lr)
 
 
