@@ -10,7 +10,8 @@ import torch
 def _uniform(
     shape, low: float, high: float, like: torch.Tensor, generator: torch.Generator | None
 ) -> torch.Tensor:
-    u = torch.rand(shape, generator=generator, device=generator.device if generator else "cpu")
+    # drawn where the clouds are (a host-drawn tensor copied to a GPU would wait for the GPU every step)
+    u = torch.rand(shape, generator=generator, device=generator.device if generator else like.device)
     return (low + (high - low) * u).to(device=like.device, dtype=like.dtype)
 
 

@@ -95,7 +95,7 @@ def fps_points(points: torch.Tensor, count: int) -> torch.Tensor:
 
 def random_subset(points: torch.Tensor, count: int) -> torch.Tensor:
     """The same random `count` columns of every cloud (official: one `np.random.choice` per batch)."""
-    return points[:, torch.randperm(points.shape[1])[:count].to(points.device)]
+    return points[:, torch.randperm(points.shape[1], device=points.device)[:count]]
 
 
 class ClassifierTask:
