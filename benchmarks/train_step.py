@@ -24,21 +24,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from act3d.config import load_config
 from act3d.models.student import MaskedPointModel
-from act3d.models.teachers import TeacherBackbone
+from act3d.models.teachers import IMGFOCUS_VIT_S14, TeacherBackbone
 from act3d.ops import chamfer_distance, group_patches
 from act3d.train.loop import OptimConfig, make_optimizer
 from act3d.train.stage1 import TeacherRunConfig, TeacherTask, build_autoencoder
 from act3d.train.stage2 import PretrainRunConfig, PretrainTask
-
-VIT_S14 = {
-    "type": "vit",
-    "width": 384,
-    "depth": 12,
-    "heads": 6,
-    "hidden": 1536,
-    "layer_scale": True,
-    "qkv_bias": True,
-}
 
 
 def matmul_peak(device: str, dtype: torch.dtype) -> float:
@@ -73,8 +63,8 @@ class OperatorCounter(TorchDispatchMode):
 
 def teacher_model(preset: str):
     cfg = load_config(TeacherRunConfig, "teacher", preset)
-    depth = cfg.model.teacher.depth or VIT_S14["depth"]
-    return build_autoencoder(cfg, TeacherBackbone.skeleton({**VIT_S14, "depth": depth})), cfg
+    depth = cfg.model.teacher.depth or IMGFOCUS_VIT_S14["depth"]
+    return build_autoencoder(cfg, TeacherBackbone.skeleton({**IMGFOCUS_VIT_S14, "depth": depth})), cfg
 
 
 def stage_task(stage: str, preset: str):

@@ -9,22 +9,12 @@ from act3d.data.s3dis import CLASSES as S3DIS_CLASSES
 from act3d.data.shapenet import NUM_PARTS
 from act3d.models.segmenter import PointSegmenter
 from act3d.models.student import MaskedPointModel, StudentEncoder
-from act3d.models.teachers import TeacherBackbone
+from act3d.models.teachers import IMGFOCUS_VIT_S14, TeacherBackbone
 from act3d.train.finetune import FinetuneRunConfig, build_classifier
 from act3d.train.segment import SegmentRunConfig
 from act3d.train.stage1 import TeacherRunConfig, build_autoencoder
 from act3d.train.stage2 import PretrainRunConfig
 
-# the shipped ViT-S/14 teacher's architecture (DINOv2 layout), as a skeleton: no weight file needed
-VIT_S14 = {
-    "type": "vit",
-    "width": 384,
-    "depth": 12,
-    "heads": 6,
-    "hidden": 1536,
-    "layer_scale": True,
-    "qkv_bias": True,
-}
 CLASSES = {"obj_bg": 15, "obj_only": 15, "pb_t50_rs": 15, "modelnet40": 40, "fewshot": 5}
 
 
@@ -109,7 +99,7 @@ def test_pretrain_paper_preset_is_the_22m_student():
 
 def test_teacher_paper_preset_has_the_spec_sizes():
     cfg = load_config(TeacherRunConfig, "teacher", "paper")
-    model = build_autoencoder(cfg, TeacherBackbone.skeleton(VIT_S14))
+    model = build_autoencoder(cfg, TeacherBackbone.skeleton(IMGFOCUS_VIT_S14))
     assert tuple(model.codebook.shape) == (8192, 384)
     assert model.dgcnn_1.layer5[0].out_features == 8192  # logits over the codebook
     assert model.teacher.prompt_tokens.shape[1] == 64 and model.teacher.deep_prompt_tokens.shape[0] == 11

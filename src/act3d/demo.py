@@ -29,6 +29,7 @@ from act3d.errors import ConfigError
 from act3d.eval.metrics import mean_std
 from act3d.eval.probe import extract_features, fewshot, svm_probe
 from act3d.models import zoo
+from act3d.models.teachers import IMGFOCUS_VIT_S14
 from act3d.stages import Stages
 from act3d.train.finetune import FinetuneRunConfig, finetune
 from act3d.train.stage1 import TeacherRunConfig, train_teacher
@@ -105,7 +106,9 @@ def teacher_config(kind: str, opts: DemoOptions) -> TeacherRunConfig:
     if kind == "random":
         # the same shape as the shipped ViT-S/14 blocks in use, with random weights
         t = cfg.model.teacher
-        t.kind, t.width, t.heads, t.random_depth, t.layer_scale = "random", 384, 6, t.depth or 12, True
+        vit = IMGFOCUS_VIT_S14
+        t.kind, t.width, t.heads, t.layer_scale = "random", vit["width"], vit["heads"], vit["layer_scale"]
+        t.random_depth = t.depth or vit["depth"]
         t.depth = None
     return cfg
 

