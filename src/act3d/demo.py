@@ -22,12 +22,12 @@ import numpy as np
 import torch
 
 from act3d.config import load_config
-from act3d.data.dataset import DataConfig, open_source, stack_clouds
+from act3d.data.dataset import DataConfig, open_source
 from act3d.data.default import build_default, default_data_dir
 from act3d.data.folders import read_manifest
 from act3d.errors import ConfigError
 from act3d.eval.metrics import mean_std
-from act3d.eval.probe import extract_features, fewshot, svm_probe
+from act3d.eval.probe import fewshot, split_features, svm_probe
 from act3d.models import zoo
 from act3d.models.teachers import IMGFOCUS_VIT_S14
 from act3d.stages import Stages
@@ -183,16 +183,6 @@ def estimate_seconds(opts: DemoOptions) -> dict[str, float]:
     return plan
 
 
-def _frozen_features(encoder, arch: dict, data_cfg: DataConfig):
-    """Features and labels of a dataset's train and test splits: `(ftr, ytr, fte, yte, class_names)`."""
-    patches = zoo.patch_config(arch)
-    train, test = open_source(data_cfg, "train"), open_source(data_cfg, "test")
-    tx, ty = stack_clouds(train, data_cfg.num_points)
-    vx, vy = stack_clouds(test, data_cfg.num_points)
-    ftr, fte = extract_features(encoder, tx, patches), extract_features(encoder, vx, patches)
-    return ftr, ty.numpy(), fte, vy.numpy(), list(train.class_names)
-
-
 def _probe_arm(student_ckpt: Path, folds: int, quick: bool) -> dict:
     """SVM probes on both splits; few-shot on the scan split (the clean split saturates: every arm,
     scratch included, separates its classes almost perfectly); the embedding of the clean test split."""
@@ -200,7 +190,7 @@ def _probe_arm(student_ckpt: Path, folds: int, quick: bool) -> dict:
     out = {}
     for variant in ("clean", "scan"):
         data_cfg = DataConfig(format="default", variant=variant, num_points=arch["num_points"])
-        ftr, ytr, fte, yte, names = _frozen_features(encoder, arch, data_cfg)
+        ftr, ytr, fte, yte, names = split_features(encoder, zoo.patch_config(arch), data_cfg)
         out[f"svm_{variant}"] = svm_probe(ftr, ytr, fte, yte, len(names))
         if variant == "scan":
             out["fewshot"] = fewshot(ftr, ytr, fte, yte, FEWSHOT_SETTINGS, folds=3 if quick else folds)
@@ -226,9 +216,8 @@ def fewshot_settings_for(train_y: np.ndarray, test_y: np.ndarray) -> list[tuple[
 def _transfer_probe_arm(student_ckpt: Path, root: Path, folds: int) -> dict:
     """The SVM probe and the few-shot settings that fit, on the user's dataset."""
     encoder, arch = zoo.load_student(student_ckpt)
-    ftr, ytr, fte, yte, names = _frozen_features(
-        encoder, arch, transfer_data_config(root, arch["num_points"])
-    )
+    data = transfer_data_config(root, arch["num_points"])
+    ftr, ytr, fte, yte, names = split_features(encoder, zoo.patch_config(arch), data)
     return {
         "svm": svm_probe(ftr, ytr, fte, yte, len(names)),
         "fewshot": fewshot(ftr, ytr, fte, yte, fewshot_settings_for(ytr, yte), folds=folds),

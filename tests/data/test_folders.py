@@ -247,6 +247,41 @@ def test_every_command_reads_a_prepared_folder(
         == 0
     )
     assert "3w5s" in json.loads((tmp_path / "fs" / "results.json").read_text())["table"]
+    # the same protocol on written episodes in the official layout (eval fewshot --fewshot-root)
+    episodes = ["--way", "3", "--shot", "5", "--folds", "2"]
+    assert (
+        main(
+            [
+                "data",
+                "fewshot",
+                "--format",
+                "class-folders",
+                "--root",
+                str(prepared),
+                "--out",
+                str(tmp_path / "ep"),
+                *episodes,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "eval",
+                "fewshot",
+                "--checkpoint",
+                student,
+                "--fewshot-root",
+                str(tmp_path / "ep"),
+                *episodes,
+                "--out",
+                str(tmp_path / "fs-pkl"),
+            ]
+        )
+        == 0
+    )
+    assert len(json.loads((tmp_path / "fs-pkl" / "results.json").read_text())["table"]["3w5s"]["folds"]) == 2
     assert main(["embed", "--checkpoint", student, *data, "--out", str(tmp_path / "e.npy")]) == 0
     assert np.load(tmp_path / "e.npy").shape[0] == 12
     assert np.load(tmp_path / "e.labels.npy").tolist() == [0] * 4 + [1] * 4 + [2] * 4

@@ -18,9 +18,10 @@ from act3d.cli.common import (
 log = logging.getLogger("act3d")
 
 
-def _features_for(args: argparse.Namespace, split: str):
-    from act3d.data.dataset import DataConfig, open_source, stack_clouds
-    from act3d.eval.probe import extract_features
+def _features(args: argparse.Namespace):
+    """The student's frozen features of the dataset's train and test splits (`eval.probe.split_features`)."""
+    from act3d.data.dataset import DataConfig
+    from act3d.eval.probe import split_features
     from act3d.models import zoo
 
     encoder, arch = zoo.load_student(args.checkpoint)
@@ -30,17 +31,14 @@ def _features_for(args: argparse.Namespace, split: str):
         variant=dataset_variant(args, default="scan"),
         num_points=args.num_points or arch["num_points"],
     )
-    source = open_source(data_cfg, split)
-    x, y = stack_clouds(source, data_cfg.num_points)
-    return extract_features(encoder, x, zoo.patch_config(arch)), y.numpy(), source.class_names
+    return split_features(encoder, zoo.patch_config(arch), data_cfg)
 
 
 def _eval_svm(args: argparse.Namespace) -> int:
     from act3d.eval.probe import svm_probe
 
     output_folder(args.out)
-    ftr, ytr, names = _features_for(args, "train")
-    fte, yte, _ = _features_for(args, "test")
+    ftr, ytr, fte, yte, names = _features(args)
     res = svm_probe(ftr, ytr, fte, yte, len(names), seed=args.seed)
     h = config_hash(vars(args) | {"run": None})
     rows = [
@@ -77,10 +75,9 @@ def _eval_svm(args: argparse.Namespace) -> int:
 
 
 def _eval_fewshot(args: argparse.Namespace) -> int:
-    from act3d.data.dataset import stack_clouds
     from act3d.data.modelnet import modelnet40_fewshot
     from act3d.eval.metrics import mean_std, overall_accuracy
-    from act3d.eval.probe import _svm_pipeline, extract_features, fewshot
+    from act3d.eval.probe import _svm_pipeline, fewshot, source_features
     from act3d.models import zoo
 
     output_folder(args.out)
@@ -93,15 +90,14 @@ def _eval_fewshot(args: argparse.Namespace) -> int:
             accs = []
             for fold in range(args.folds):
                 train, test = modelnet40_fewshot(args.fewshot_root, way, shot, fold)
-                tx, ty = stack_clouds(train, num_points)
-                vx, vy = stack_clouds(test, num_points)
-                clf = _svm_pipeline(1.0).fit(extract_features(encoder, tx, patches), ty.numpy())
-                accs.append(overall_accuracy(clf.predict(extract_features(encoder, vx, patches)), vy.numpy()))
+                train_x, train_y = source_features(encoder, patches, train, num_points)
+                test_x, test_y = source_features(encoder, patches, test, num_points)
+                clf = _svm_pipeline(1.0).fit(train_x, train_y)
+                accs.append(overall_accuracy(clf.predict(test_x), test_y))
             mean, std = mean_std(accs)
             table[f"{way}w{shot}s"] = {"mean": mean, "std": std, "folds": accs}
     else:  # folds drawn deterministically from any labelled set
-        ftr, ytr, _ = _features_for(args, "train")
-        fte, yte, _ = _features_for(args, "test")
+        ftr, ytr, fte, yte, _ = _features(args)
         table = fewshot(ftr, ytr, fte, yte, settings, folds=args.folds, seed=args.seed)
     for key, v in table.items():
         rows.append(

@@ -14,7 +14,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
+from act3d.data.dataset import DataConfig, open_source, stack_clouds
 from act3d.data.fewshot import QUERIES_PER_CLASS, draw_fewshot_episode, episode_rng, fewshot_key
+from act3d.data.sample import CloudSource
 from act3d.eval.metrics import mean_class_accuracy, mean_std, overall_accuracy
 from act3d.models.student import StudentEncoder
 from act3d.ops.grouping import PatchConfig
@@ -36,6 +38,25 @@ def extract_features(
         tokens = encoder(p.neighborhood, p.center)[:, 1:]
         feats.append(torch.cat([tokens.max(dim=1).values, tokens.mean(dim=1)], dim=-1).cpu())
     return torch.cat(feats).numpy()
+
+
+def source_features(
+    encoder: StudentEncoder, patches: PatchConfig, source: CloudSource, num_points: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frozen features `(M, 2W)` and labels `(M,)` of every cloud of a source, resampled to `num_points`."""
+    points, labels = stack_clouds(source, num_points)
+    return extract_features(encoder, points, patches), labels.numpy()
+
+
+def split_features(
+    encoder: StudentEncoder, patches: PatchConfig, data: DataConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Features and labels of a dataset's train and test splits: `(train_x, train_y, test_x, test_y,
+    class_names)`."""
+    train, test = open_source(data, "train"), open_source(data, "test")
+    train_x, train_y = source_features(encoder, patches, train, data.num_points)
+    test_x, test_y = source_features(encoder, patches, test, data.num_points)
+    return train_x, train_y, test_x, test_y, list(train.class_names)
 
 
 def _svm_pipeline(c: float):
