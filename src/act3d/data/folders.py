@@ -116,8 +116,9 @@ def scan_source(src: Path, test_fraction: float, seed: int) -> tuple[str, list[S
                         else:
                             ignored.append(f"{name}/{split}/{p.name}")
         else:
-            shapes = [p for p in _visible_files(folder) if _supported(p)]
-            ignored += [f"{name}/{p.name}" for p in _visible_files(folder) if not _supported(p)]
+            listed = _visible_files(folder)
+            shapes = [p for p in listed if _supported(p)]
+            ignored += [f"{name}/{p.name}" for p in listed if not _supported(p)]
             rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
             n_test = round(test_fraction * len(shapes))
             n_test = (
@@ -216,6 +217,15 @@ def _cloud_path(relative: str) -> str:
     return f"clouds/{relative}.npy"
 
 
+def _parse_manifest(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:
+        raise DataError(
+            f"{path}: not valid JSON ({err}); run `act3d data prepare` again into a new --out"
+        ) from None
+
+
 def _read_previous(out: Path, src: Path, overwrite: bool) -> dict:
     """The manifest of an earlier prepare into `out` (or {}), refusing to mix datasets."""
     manifest = out / MANIFEST
@@ -223,10 +233,7 @@ def _read_previous(out: Path, src: Path, overwrite: bool) -> dict:
         if out.exists() and any(out.iterdir()) and not overwrite:
             raise DataError(f"{out}: exists, is not empty and holds no {MANIFEST}; choose a new --out")
         return {}
-    try:
-        previous = json.loads(manifest.read_text())
-    except ValueError as err:
-        raise DataError(f"{manifest}: not valid JSON ({err}); remove it or choose a new --out") from None
+    previous = _parse_manifest(manifest)
     if previous.get("source") != str(src) and not overwrite:
         raise DataError(
             f"{out}: holds a dataset prepared from {previous.get('source')}, not {src}; "
@@ -307,14 +314,22 @@ def prepare_class_folder(
                 pool.shutdown(cancel_futures=True)
         complete = True
     finally:
-        report = _write_manifest(out, src, layout, options, files, entries, ignored, complete)
-    keep = {out / e["cloud"] for e in entries.values() if "cloud" in e}
+        manifest = _write_manifest(out, src, layout, options, files, entries, ignored, complete)
+    keep = {out / e["cloud"] for e in manifest["files"]}
     for stale in (out / "clouds").rglob("*.npy"):  # files removed from the source, or broken now
         if stale not in keep:
             stale.unlink()
-    report.sampled, report.reused = len(jobs), reused
-    report.seconds = time.perf_counter() - started
-    return report
+    return PrepareReport(
+        out,
+        layout,
+        manifest["classes"],
+        manifest["counts"],
+        manifest["skipped"],
+        ignored,
+        sampled=len(jobs),
+        reused=reused,
+        seconds=time.perf_counter() - started,
+    )
 
 
 def _write_manifest(
@@ -326,7 +341,8 @@ def _write_manifest(
     entries: dict[str, dict],
     ignored: list[str],
     complete: bool,
-) -> PrepareReport:
+) -> dict:
+    """Write `out/manifest.json` atomically; returns it."""
     ordered = [entries[f.relative] for f in files if f.relative in entries]
     stored = [e for e in ordered if "cloud" in e]
     skipped = [e for e in ordered if "reason" in e]
@@ -352,7 +368,7 @@ def _write_manifest(
     tmp = out / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=1))
     os.replace(tmp, out / MANIFEST)
-    return PrepareReport(out, layout, classes, manifest["counts"], skipped, ignored, 0, 0, 0.0)
+    return manifest
 
 
 def read_manifest(root: str | Path) -> dict:
@@ -366,10 +382,7 @@ def read_manifest(root: str | Path) -> dict:
                 f"--out DIR` and use DIR as data.root"
             )
         raise DataError(f"{root}: no {MANIFEST}; expected a folder written by `act3d data prepare`")
-    try:
-        manifest = json.loads(path.read_text())
-    except ValueError as err:
-        raise DataError(f"{path}: not valid JSON ({err})") from None
+    manifest = _parse_manifest(path)
     if manifest.get("act3d_class_folders") != PREPARED_VERSION:
         raise DataError(
             f"{path}: written by another act3d version (format {manifest.get('act3d_class_folders')}, "
