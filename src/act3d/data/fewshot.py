@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from act3d.data.dataset import label_of
 from act3d.data.sample import CloudSource
 from act3d.errors import DataError
 
@@ -49,8 +50,6 @@ def draw_fewshot_episode(
 
 
 def _labels(source: CloudSource) -> np.ndarray:
-    from act3d.data.dataset import label_of
-
     return np.array([label_of(source, i) for i in range(len(source))])
 
 

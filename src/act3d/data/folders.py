@@ -41,6 +41,8 @@ MANIFEST = "manifest.json"
 PREPARED_VERSION = 1
 SUFFIXES = sorted((CLOUD_SUFFIXES - {".pts"}) | MESH_SUFFIXES)
 SPLIT_FOLDERS = ("train", "test")
+# row vectors times this: (x, y, z) -> (x, z, -y), a rotation taking z-up shapes to y-up
+Z_UP_TO_Y_UP = np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]], dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -172,10 +174,8 @@ def prepare_shape(path: Path, options: PrepareOptions, digest: str) -> np.ndarra
     if normals is not None and not np.isfinite(normals).all():
         normals = None
     if options.z_up:
-        xyz = xyz @ np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]], dtype=np.float32)
-        normals = (
-            None if normals is None else normals @ np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]], np.float32)
-        )
+        xyz = xyz @ Z_UP_TO_Y_UP
+        normals = None if normals is None else normals @ Z_UP_TO_Y_UP
     order = farthest_point_order(xyz, min(len(xyz), options.num_points))
     xyz = normalize_unit_sphere(xyz[order])
     return xyz if normals is None else np.concatenate([xyz, normals[order]], axis=1)
