@@ -83,3 +83,19 @@ def test_split_by_mask_selects_what_boolean_indexing_does():
         assert torch.equal(gather_points(center, visible), center[~mask].reshape(5, -1, 3))
         assert torch.equal(gather_points(center, masked), center[mask].reshape(5, -1, 3))
         assert torch.equal(select_patches(patches, masked), patches[mask].reshape(5, -1, 32, 3))
+
+
+def test_stage2_follows_the_official_build_and_embeds_every_patch():
+    """Official ACT_PointDistillation / VisableOnlyMaskTransformer: decoder drop path 0 -> 0.1, xavier
+    decoder Linears, and the patch embedding runs over all patches before the masked ones are dropped."""
+    torch.manual_seed(0)
+    cfg = StudentConfig(width=64, depth=2, heads=4, decoder_depth=2, decoder_heads=4, drop_path=0.1)
+    model = MaskedPointModel(cfg, group_size=8, target_dim=32)
+    assert [b.drop_path.p for b in model.decoder.blocks] == torch.linspace(0, 0.1, 2).tolist()
+    fc1 = model.decoder.blocks[0].mlp.fc1.weight  # (256, 64): xavier std sqrt(2 / 320) = 0.079, not 0.02
+    assert abs(fc1.std().item() / (2 / sum(fc1.shape)) ** 0.5 - 1) < 0.1
+    seen = []
+    model.encoder.patch_embed.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[1]))
+    patches = group_patches(torch.randn(3, 128, 3), 16, 8)
+    model(patches, model.make_mask(patches.center))
+    assert seen == [16]  # all 16 patches embedded, though 80% of them are masked

@@ -290,3 +290,13 @@ def test_a_failing_torch_compile_falls_back_to_eager(teacher_cfg, tmp_path, monk
         "torch.compile failed (RuntimeError: no C++ compiler found); training goes on without it"
         in caplog.text
     )
+
+
+def test_a_scratch_classifier_initialises_its_head_as_the_official_code(finetune_cfg):
+    """Official PointTransformer from scratch applies trunc-normal(0.02) to every Linear, the head's too."""
+    torch.manual_seed(0)
+    finetune_cfg.student.width = 128
+    head = build_classifier(finetune_cfg, [f"c{i}" for i in range(10)]).head
+    first = head[0].weight  # (256, 256): PyTorch's default would give std 1 / sqrt(3 * 256) = 0.036
+    assert abs(first.std().item() - 0.02) < 0.002
+    assert not head[0].bias.any()

@@ -66,7 +66,8 @@ class StudentConfig:
         )
 
 
-def _init_weights(module: nn.Module) -> None:
+def trunc_normal_init(module: nn.Module) -> None:
+    """The official `_init_weights`: trunc-normal(0.02) Linears with zero bias, unit LayerNorms (`model.apply`)."""
     if isinstance(module, nn.Linear):
         nn.init.trunc_normal_(module.weight, std=0.02)
         if module.bias is not None:
@@ -74,6 +75,13 @@ def _init_weights(module: nn.Module) -> None:
     elif isinstance(module, nn.LayerNorm):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)
+
+
+def _init_decoder_weights(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
 
 
 class StudentEncoder(nn.Module):
@@ -86,12 +94,13 @@ class StudentEncoder(nn.Module):
         w = cfg.width
         self.patch_embed = PatchEmbed(w, cfg.embed_hidden)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, w))
-        self.cls_pos = nn.Parameter(torch.randn(1, 1, w) * 0.02)
+        self.cls_pos = nn.Parameter(torch.zeros(1, 1, w))
         self.pos_embed = CenterEmbed(w)
         self.blocks = TransformerStack(w, cfg.depth, cfg.heads, cfg.mlp_ratio, cfg.drop_path)
         self.norm = nn.LayerNorm(w)
-        self.apply(_init_weights)
+        self.apply(trunc_normal_init)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
+        nn.init.trunc_normal_(self.cls_pos, std=0.02)
 
     def forward(
         self,
@@ -99,16 +108,22 @@ class StudentEncoder(nn.Module):
         center: torch.Tensor,
         visible: torch.Tensor | None = None,
         return_layers: tuple[int, ...] = (),
+        with_cls: bool = True,
     ) -> torch.Tensor | list[torch.Tensor]:
         """`neighborhood (B, G, K, 3)`, `center (B, G, 3)`, `visible (B, G')` indices of the patches to encode
         (`split_by_mask`) -> normalised tokens `(B, 1 + G', W)`; with `return_layers`, those blocks'
-        normalised outputs."""
+        normalised outputs. `with_cls=False` runs the patch tokens alone, `(B, G', W)`, as the official
+        segmentation backbones (no cls token)."""
         b = neighborhood.shape[0]
-        if visible is not None:  # embed only what the encoder will see
-            neighborhood, center = select_patches(neighborhood, visible), gather_points(center, visible)
-        tokens, pos = self.patch_embed(neighborhood), self.pos_embed(center)
-        x = torch.cat([self.cls_token.expand(b, -1, -1), tokens], dim=1)
-        pos = torch.cat([self.cls_pos.expand(b, -1, -1), pos], dim=1)
+        # every patch is embedded, then the visible ones kept (official VisableOnlyMaskTransformer, act.py
+        # l.276-281): the mini-PointNet's batch norm sees all patches of the batch, not only the visible ones
+        tokens = self.patch_embed(neighborhood)
+        if visible is not None:
+            tokens, center = gather_points(tokens, visible), gather_points(center, visible)
+        x, pos = tokens, self.pos_embed(center)
+        if with_cls:
+            x = torch.cat([self.cls_token.expand(b, -1, -1), x], dim=1)
+            pos = torch.cat([self.cls_pos.expand(b, -1, -1), pos], dim=1)
         if return_layers:
             return [self.norm(h) for h in self.blocks(x, pos, return_layers)]
         return self.norm(self.blocks(x, pos))
@@ -158,12 +173,14 @@ class MaskedPointModel(nn.Module):
         self.encoder = StudentEncoder(cfg)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, w))
         self.decoder_pos_embed = CenterEmbed(w)
-        self.decoder = TransformerStack(w, cfg.decoder_depth, cfg.decoder_heads, cfg.mlp_ratio)
+        # official build_masked_decoder (act.py l.1171-1177): drop path spread 0 -> drop_path over the decoder
+        # too, xavier-uniform Linears in the decoder blocks (TransformerDecoder._init_weights, l.129-138);
+        # the decoder positions and the projection head keep PyTorch's default initialisation
+        self.decoder = TransformerStack(w, cfg.decoder_depth, cfg.decoder_heads, cfg.mlp_ratio, cfg.drop_path)
         self.decoder_norm = nn.LayerNorm(w)
         out_dim = target_dim if cfg.target == "act" else 3 * group_size
         self.head = nn.Linear(w, out_dim)
-        for m in (self.decoder_pos_embed, self.decoder, self.decoder_norm, self.head):
-            m.apply(_init_weights)
+        self.decoder.apply(_init_decoder_weights)
         nn.init.trunc_normal_(self.mask_token, std=0.02)
 
     def make_mask(self, center: torch.Tensor) -> torch.Tensor:

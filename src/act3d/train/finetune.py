@@ -27,7 +27,7 @@ from act3d.eval.metrics import confusion_matrix, mean_class_accuracy, overall_ac
 from act3d.models import zoo
 from act3d.models.checkpoint import load_checkpoint, load_state_strict
 from act3d.models.classifier import PointClassifier, Transfer
-from act3d.models.student import StudentConfig, StudentEncoder
+from act3d.models.student import StudentConfig, StudentEncoder, trunc_normal_init
 from act3d.ops.fps import farthest_point_sampling
 from act3d.ops.grouping import PatchConfig
 from act3d.ops.indexing import gather_points
@@ -132,9 +132,12 @@ def build_classifier(cfg: FinetuneRunConfig, class_names: list[str]) -> PointCla
                 cfg.patches.group_size,
             )
         cfg.student = zoo.student_config(arch)
-    return PointClassifier(
+    model = PointClassifier(
         encoder, len(class_names), cfg.transfer, cfg.head_dropout, cfg.frozen_backbone_mode
     )
+    if cfg.checkpoint is None:  # official PointTransformer from scratch: every Linear, the head's too (act.py
+        model.head.apply(trunc_normal_init)  # l.865-867); a pretrained run keeps PyTorch's default head init
+    return model
 
 
 def classifier_arch(cfg: FinetuneRunConfig, class_names: list[str]) -> dict:
