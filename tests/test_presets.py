@@ -121,6 +121,38 @@ def test_teacher_paper_preset_has_the_spec_sizes():
 )
 def test_segmentation_presets_build(name, classes, categories, extra):
     cfg = load_config(SegmentRunConfig, "segment", name)
-    model = PointSegmenter(StudentEncoder(cfg.student), classes, categories, extra, cfg.head_hidden)
+    model = PointSegmenter(StudentEncoder(cfg.student), classes, categories, extra, cfg.propagation, cfg.head)
     assert model.layers == (4, 8, 12)  # features of blocks 4, 8 and 12
     assert _count(model.encoder) == pytest.approx(21.8, abs=0.1)
+
+
+@pytest.mark.parametrize(
+    "name,classes,categories,linears",
+    [
+        # part_segmentation/models/pt.py: label_conv_cls 16 -> 64 (no bias), propagation_0_cls 1155 -> 1536
+        # -> 1024, convs1_cls 3392 -> 512, convs2_cls 512 -> 256, convs3_cls 256 -> 50
+        (
+            "paper_part",
+            NUM_PARTS,
+            16,
+            [(64, 16), (1536, 1155), (1024, 1536), (512, 3392), (256, 512), (50, 256)],
+        ),
+        # semantic_segmentation/models/pt.py: no category, convs1_cls 3328 -> 512
+        (
+            "paper_semantic",
+            len(S3DIS_CLASSES),
+            0,
+            [(1536, 1155), (1024, 1536), (512, 3328), (256, 512), (13, 256)],
+        ),
+    ],
+)
+def test_segmentation_heads_are_the_official_ones(name, classes, categories, linears):
+    from torch import nn
+
+    cfg = load_config(SegmentRunConfig, "segment", name)
+    model = PointSegmenter(StudentEncoder(cfg.student), classes, categories, 0, cfg.propagation, cfg.head)
+    head = [m for n, m in model.named_modules() if not n.startswith("encoder")]
+    assert [tuple(m.weight.shape) for m in head if isinstance(m, nn.Linear)] == linears
+    # conv-bn-relu after every propagation and hidden head layer, only the last map linear (pt.py l.341-344)
+    assert sum(isinstance(m, nn.BatchNorm1d) for m in head) == len(linears) - 1
+    assert model.category_embed is None or model.category_embed[0].bias is None

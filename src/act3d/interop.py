@@ -78,8 +78,8 @@ RENAMES: dict[str, list[tuple[str, str]]] = {
         ("head.", "proj_head."),
     ],
     "classifier": [("encoder." + a, o) for a, o in _ENCODER] + [("head.", "cls_head_finetune.")],
-    # the official part-segmentation model (part_segmentation/models/pt.py) has another head (no cls token,
-    # 1536/1024-wide feature propagation); the backbone travels in the official names, act3d's head as it is
+    # the backbone travels in the official names, the head (laid out as part_segmentation/models/pt.py's,
+    # with channels-last Linears) under act3d's own
     "segmenter": [("encoder." + a, o) for a, o in _ENCODER]
     + [
         ("category_embed.", "act3d_head.category_embed."),
@@ -202,10 +202,10 @@ def _arch(layout: Layout, config: dict[str, Any], state: dict[str, torch.Tensor]
             else 0
         )
         feat = student.width * len(feature_layers(student.depth))
-        head_out = max(
-            (k for k in state if k.startswith("act3d_head.head.") and k.endswith(".weight")),
-            key=lambda k: int(k.split(".")[2]),
-        )
+        linears = {  # the Linear weights of each head part, in order (BatchNorm weights are 1-D)
+            part: [v for k, v in state.items() if k.startswith(f"act3d_head.{part}.") and v.dim() == 2]
+            for part in ("propagate", "head")
+        }
         names = (
             [f"class_{i}" for i in range(categories)] if categories else list(config.get("class_names", []))
         )
@@ -215,10 +215,11 @@ def _arch(layout: Layout, config: dict[str, Any], state: dict[str, torch.Tensor]
             config["data"]["num_points"],
             config["task"],
             names,
-            num_classes=state[head_out].shape[0],
+            num_classes=linears["head"][-1].shape[0],
             num_categories=categories,
-            point_extra=state["act3d_head.propagate.0.weight"].shape[1] - feat - 3,
-            hidden=config["head_hidden"],
+            point_extra=linears["propagate"][0].shape[1] - feat - 3,
+            propagation=[w.shape[0] for w in linears["propagate"]],
+            head=[w.shape[0] for w in linears["head"][:-1]],
         )
     model_cfg = from_dict(AutoencoderConfig, config["model"])
     backbone = TeacherBackbone.skeleton(_vit_arch(state, model_cfg.teacher.heads))

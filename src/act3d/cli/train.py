@@ -97,14 +97,15 @@ def _finetune(args: argparse.Namespace) -> int:
 def _segment(args: argparse.Namespace) -> int:
     from act3d.train.segment import SegmentRunConfig, segment
 
-    overrides = list(args.overrides) + [f"task={args.task}"]
+    # --task picks its paper preset when no --preset is given; a preset's own task and data stand unless
+    # the user says otherwise (then the config check names what does not fit)
+    preset = args.preset or f"paper_{args.task or 'part'}"
+    overrides = list(args.overrides) + ([f"task={args.task}"] if args.task else [])
     if args.root:
         overrides.append(f"data.root={args.root}")
-    if args.task == "semantic":
-        overrides.append("data.format=s3dis")
     if args.checkpoint:
         overrides.append(f"checkpoint={args.checkpoint}")
-    cfg = load_config(SegmentRunConfig, "segment", args.preset, args.config, overrides)
+    cfg = load_config(SegmentRunConfig, "segment", preset, args.config, overrides)
     res = segment(cfg, output_folder(args.out), resume=args.resume, overwrite=args.overwrite)
     print(", ".join(f"{k} {100 * v:.2f}%" for k, v in res["metrics"].items()))
     return 0
@@ -139,7 +140,13 @@ def register(commands: argparse._SubParsersAction) -> None:
         "segment", help="part segmentation (ShapeNetPart) or semantic segmentation (S3DIS, Area 5 held out)"
     )
     add_config_args(seg, "segment", "paper_part")
-    seg.add_argument("--task", choices=["part", "semantic"], default="part")
+    seg.set_defaults(preset=None)  # chosen from --task (see _segment)
+    seg.add_argument(
+        "--task",
+        choices=["part", "semantic"],
+        help="part (ShapeNetPart) or semantic (S3DIS); without --preset it picks paper_<task>, "
+        "with one it overrides the preset's task (default: the preset's)",
+    )
     seg.add_argument(
         "--root",
         help="dataset folder (shapenetcore_partanno_segmentation_benchmark_v0_normal or stanford_indoor3d)",

@@ -1,9 +1,15 @@
-"""Per-point segmentation heads on the student backbone (Point-MAE / ACT protocol).
+"""Per-point segmentation heads on the student backbone, as the official ACT segmentation models
+(`part_segmentation/models/pt.py`, `semantic_segmentation/models/pt.py`).
 
-Features of three student depths (the last block of each third) are concatenated per patch, pooled into a
-global vector (max and mean, plus an object-category embedding for part segmentation), propagated back
-to every point by inverse-distance interpolation from the 3 nearest patch centres, and classified by a
-per-point MLP.
+The backbone runs over the patch tokens alone (no cls token). The outputs of three blocks (the last of
+each third: 4, 8, 12 of 12), each through the backbone's final norm, are concatenated per patch and pooled
+into a global vector (max and mean, plus an object-category embedding for part segmentation). Feature
+propagation (PointNet++ `PointNetFeaturePropagation`, `part_segmentation/models/pointnet2_utils.py`
+l.286-311) interpolates the patch features to every point from the 3 nearest centres (inverse squared
+distance), concatenates them after the point's xyz and maps them through conv-bn-relu layers
+(1155 -> 1536 -> 1024); the head is conv-bn-relu 512, dropout 0.5, conv-bn-relu 256, conv -> classes
+(`pt.py` l.220-225, l.341-344). Every Linear of the head starts trunc-normal(0.02), as the official
+`_init_weights`.
 """
 
 from __future__ import annotations
@@ -11,11 +17,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from act3d.models.student import StudentEncoder
+from act3d.models.student import StudentEncoder, trunc_normal_init
 from act3d.models.tokenizer import PointwiseMLP
 from act3d.ops.grouping import Patches
 from act3d.ops.indexing import gather_points
 from act3d.ops.knn import knn
+
+# the official widths: propagation (4 x 384, 1024), head (512, 256)
+PROPAGATION = (1536, 1024)
+HEAD = (512, 256)
 
 
 def interpolate_to_points(
@@ -43,25 +53,29 @@ class PointSegmenter(nn.Module):
         num_classes: int,
         num_categories: int = 0,
         point_extra: int = 0,
-        hidden: int = 256,
+        propagation: tuple[int, ...] = PROPAGATION,
+        head: tuple[int, int] = HEAD,
     ):
         super().__init__()
         self.encoder, self.num_categories = encoder, num_categories
-        depth, w = encoder.cfg.depth, encoder.cfg.width
-        self.layers = feature_layers(depth)
-        feat = w * len(self.layers)
+        self.layers = feature_layers(encoder.cfg.depth)
+        feat = encoder.cfg.width * len(self.layers)
         self.category_embed = (
-            nn.Sequential(nn.Linear(num_categories, 64), nn.BatchNorm1d(64), nn.LeakyReLU(0.2))
+            nn.Sequential(nn.Linear(num_categories, 64, bias=False), nn.BatchNorm1d(64), nn.LeakyReLU(0.2))
             if num_categories
             else None
         )
         global_dim = 2 * feat + (64 if num_categories else 0)
-        self.propagate = PointwiseMLP(feat + 3 + point_extra, 2 * hidden, hidden)
+        self.propagate = PointwiseMLP(3 + feat + point_extra, *propagation, activate_last=True)
         self.head = nn.Sequential(
-            PointwiseMLP(hidden + global_dim, 2 * hidden, hidden),
+            PointwiseMLP(propagation[-1] + global_dim, head[0], activate_last=True),
             nn.Dropout(0.5),
-            nn.Linear(hidden, num_classes),
+            PointwiseMLP(head[0], head[1], activate_last=True),
+            nn.Linear(head[1], num_classes),
         )
+        for module in (self.category_embed, self.propagate, self.head):
+            if module is not None:
+                module.apply(trunc_normal_init)
 
     def forward(
         self,
@@ -70,14 +84,14 @@ class PointSegmenter(nn.Module):
         extra: torch.Tensor | None = None,
         category: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        layers = self.encoder(patches.neighborhood, patches.center, return_layers=self.layers)
-        tokens = torch.cat([h[:, 1:] for h in layers], dim=-1)  # (B, G, feat)
+        layers = self.encoder(patches.neighborhood, patches.center, return_layers=self.layers, with_cls=False)
+        tokens = torch.cat(layers, dim=-1)  # (B, G, feat)
         glob = [tokens.max(dim=1).values, tokens.mean(dim=1)]
         if self.category_embed is not None:
             one_hot = nn.functional.one_hot(category, self.num_categories).float()
             glob.append(self.category_embed(one_hot))
         glob = torch.cat(glob, dim=-1)
-        per_point = [interpolate_to_points(points, patches.center, tokens), points]
+        per_point = [points, interpolate_to_points(points, patches.center, tokens)]
         if extra is not None:
             per_point.append(extra)
         x = self.propagate(torch.cat(per_point, dim=-1))

@@ -8,7 +8,7 @@ training code, no original teacher weight file). The four kinds:
 - `act3d-classifier`: `{"patches", "student", "num_points", "num_classes", "class_names", "transfer",
   "head_dropout", "frozen_mode"}`
 - `act3d-segmenter`: `{"patches", "student", "num_points", "task", "num_classes", "class_names",
-  "num_categories", "point_extra", "hidden"}`
+  "num_categories", "point_extra", "propagation", "head"}`
 
 `*_arch` functions write these descriptions, `build` turns one into a model with fresh weights, and
 `load` reads a checkpoint into its model, strictly.
@@ -88,7 +88,8 @@ def segmenter_arch(
     num_classes: int,
     num_categories: int,
     point_extra: int,
-    hidden: int,
+    propagation: list[int],
+    head: list[int],
 ) -> dict[str, Any]:
     return {
         "patches": to_dict(patches),
@@ -99,7 +100,8 @@ def segmenter_arch(
         "class_names": list(class_names),
         "num_categories": num_categories,
         "point_extra": point_extra,
-        "hidden": hidden,
+        "propagation": list(propagation),
+        "head": list(head),
     }
 
 
@@ -135,7 +137,8 @@ def build(kind: str, arch: dict[str, Any]) -> nn.Module:
             arch["num_classes"],
             arch["num_categories"],
             arch["point_extra"],
-            arch["hidden"],
+            tuple(arch["propagation"]),
+            tuple(arch["head"]),
         )
     raise ValueError(f"unknown model kind {kind!r}; one of {KINDS}")
 

@@ -52,6 +52,9 @@ class OptimConfig:
     warmup_epochs: float = 10
     grad_clip: float = 10.0  # 0 disables
     max_steps: int | None = None  # stop after this many optimiser steps (smoke runs)
+    # the official segmentation loops (part_segmentation/main.py, semantic_segmentation/main.py l.211-219)
+    # step AdamW twice per batch: once on the raw gradient, then, after clipping it, once more
+    step_twice: bool = False
 
     def __post_init__(self) -> None:
         require(self.epochs >= 1, "epochs", "an integer >= 1", self.epochs)
@@ -388,6 +391,8 @@ def fit(
     use_amp = runtime.amp != "none" and device.type == "cuda"
     amp_dtype = torch.bfloat16 if runtime.amp == "bf16" else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and runtime.amp == "fp16")
+    if optim.step_twice and scaler.is_enabled():
+        raise Act3dError("optim.step_twice needs runtime.amp bf16 or none: fp16 loss scaling steps once")
 
     ckpt_dir = out_dir / "checkpoints"
     last_path = ckpt_dir / "last.pt"
@@ -529,6 +534,8 @@ def fit(
                 for k, v in {"loss": loss.detach(), **metrics}.items():
                     values.setdefault(k, []).append(v)
             scaler.unscale_(optimizer)
+            if optim.step_twice:
+                optimizer.step()
             if optim.grad_clip > 0:
                 values["grad_norm"] = [nn.utils.clip_grad_norm_(module.parameters(), optim.grad_clip)]
             scaler.step(optimizer)

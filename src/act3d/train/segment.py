@@ -16,20 +16,24 @@ from torch import nn
 from act3d.config import to_dict
 from act3d.data.dataset import DataConfig, check_points_per_cloud, open_source, split_validation
 from act3d.data.s3dis import CLASSES as S3DIS_CLASSES
-from act3d.data.segmentation import PartShapes, RoomBlocks
+from act3d.data.segmentation import PartShapes, RoomBlocks, centred_block, label_weights, whole_room_blocks
 from act3d.data.shapenet import NUM_PARTS, PART_IDS
 from act3d.data.transforms import scale_and_shift
 from act3d.errors import ConfigError, require
 from act3d.eval.metrics import iou_per_class, mean_class_accuracy, overall_accuracy, part_segmentation_miou
 from act3d.models import zoo
 from act3d.models.checkpoint import load_checkpoint, load_state_strict
-from act3d.models.segmenter import PointSegmenter
+from act3d.models.segmenter import HEAD, PROPAGATION, PointSegmenter
 from act3d.models.student import StudentConfig, StudentEncoder
 from act3d.ops.grouping import PatchConfig
 from act3d.train.loop import Metric, OptimConfig, RuntimeConfig, fit, run_files
 
 log = logging.getLogger(__name__)
 KIND = zoo.SEGMENTER
+
+
+# the data formats each task reads
+TASK_FORMATS = {"part": ("shapenetpart",), "semantic": ("s3dis",)}
 
 
 @dataclass
@@ -39,38 +43,65 @@ class SegmentRunConfig:
     patches: PatchConfig = field(default_factory=lambda: PatchConfig(num_groups=128, group_size=32))
     student: StudentConfig = field(default_factory=StudentConfig)  # architecture when training from scratch
     checkpoint: str | None = None  # Stage II student checkpoint; None = from scratch
-    head_hidden: int = 256
+    # widths of the feature propagation and of the head's two hidden layers (official pt.py: 1536, 1024; 512, 256)
+    propagation: list[int] = field(default_factory=lambda: list(PROPAGATION))
+    head: list[int] = field(default_factory=lambda: list(HEAD))
+    # random scale 0.8-1.25 and shift 0.1 of every training batch, both tasks (official main.py)
+    augmentation: Literal["none", "scale_shift"] = "scale_shift"
     block: float = 1.0  # S3DIS block size in metres
-    augmentation: Literal["none", "scale_shift"] = "scale_shift"  # part: random scale 0.8-1.25, shift 0.1
+    # S3DIS: an epoch draws int(training points x sample_rate / num_points) blocks (official S3DISDataset)
+    sample_rate: float = 1.0
+    class_weights: bool = True  # S3DIS: cross-entropy weighted by (max_freq / freq)^(1/3), as the official
     color: bool = False  # S3DIS: feed rgb to the head (the official model sees xyz only)
-    val_fraction: float = (
-        0.1  # S3DIS: training rooms held out to select the checkpoint (ShapeNetPart has its val split)
-    )
-    blocks_per_room: int = 8  # S3DIS training blocks drawn per room and epoch
+    # S3DIS: training rooms held out to select the checkpoint (ShapeNetPart has its val split)
+    val_fraction: float = 0.1
+    # S3DIS test: `blocks`, random blocks of Area 5 as the official main.py scores every epoch; `whole_rooms`,
+    # every Area 5 point in 1 m columns at `stride` with `votes` passes, as the official main_test.py
+    test_protocol: Literal["blocks", "whole_rooms"] = "blocks"
+    stride: float = 0.5
+    votes: int = 3
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-4, weight_decay=0.05, batch_size=16))
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     pictures: int = 4
 
     def __post_init__(self) -> None:
         check_points_per_cloud(self.data, self.patches)
-        require(self.block > 0, "block", "a block size in metres > 0", self.block)
         require(
-            self.blocks_per_room >= 1 and self.head_hidden >= 1,
-            "blocks_per_room / head_hidden",
-            "integers >= 1",
-            (self.blocks_per_room, self.head_hidden),
+            self.data.format in TASK_FORMATS[self.task],
+            "data.format",
+            f"{' or '.join(TASK_FORMATS[self.task])} for task {self.task!r} "
+            f"(task semantic reads s3dis, part reads shapenetpart)",
+            self.data.format,
         )
+        require(
+            self.block > 0 and self.stride > 0,
+            "block / stride",
+            "sizes in metres > 0",
+            (self.block, self.stride),
+        )
+        require(self.sample_rate > 0, "sample_rate", "a value > 0", self.sample_rate)
+        require(
+            len(self.propagation) >= 1 and len(self.head) == 2 and min(self.propagation + self.head) >= 1,
+            "propagation / head",
+            "one or more widths >= 1 / two widths >= 1",
+            (self.propagation, self.head),
+        )
+        require(self.votes >= 1, "votes", "an integer >= 1", self.votes)
         require(0 < self.val_fraction < 1, "val_fraction", "a fraction in (0, 1)", self.val_fraction)
 
 
 class SegmentTask:
     kind = KIND
 
-    def __init__(self, model: PointSegmenter, cfg: SegmentRunConfig):
-        self.module, self.cfg = model, cfg
+    def __init__(
+        self, model: PointSegmenter, cfg: SegmentRunConfig, class_weights: torch.Tensor | None = None
+    ):
+        self.module, self.cfg, self.class_weights = model, cfg, class_weights
 
     def to(self, device: torch.device) -> None:
         self.module.to(device)
+        if self.class_weights is not None:
+            self.class_weights = self.class_weights.to(device)
 
     def forward(self, model: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
         if self.cfg.task == "part":
@@ -83,10 +114,12 @@ class SegmentTask:
         return model(patches, points, extra, category if self.cfg.task == "part" else None), labels
 
     def step(self, model: nn.Module, batch, step: int) -> tuple[torch.Tensor, dict[str, Metric]]:
-        if self.cfg.task == "part" and self.cfg.augmentation == "scale_shift":
+        if self.cfg.augmentation == "scale_shift":
             batch = (scale_and_shift(batch[0]), *batch[1:])
         logits, labels = self.forward(model, batch)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+        loss = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), weight=self.class_weights
+        )
         return loss, {"train_acc": (logits.argmax(-1) == labels).float().mean()}
 
 
@@ -110,9 +143,9 @@ def _datasets(cfg: SegmentRunConfig):
         )
     return (
         train_src,
-        RoomBlocks(fit_src, n, True, cfg.block, cfg.blocks_per_room, seed),
-        RoomBlocks(val_src, n, False, cfg.block, seed=seed),
-        RoomBlocks(test_src, n, False, cfg.block, seed=seed),
+        RoomBlocks(fit_src, n, True, cfg.block, cfg.sample_rate, seed),
+        RoomBlocks(val_src, n, False, cfg.block, cfg.sample_rate, seed),
+        RoomBlocks(test_src, n, False, cfg.block, cfg.sample_rate, seed),
     )
 
 
@@ -144,9 +177,10 @@ def predict_all(
     return preds, truths, cats, inputs
 
 
-def evaluate(task: SegmentTask, data) -> dict[str, float]:
-    names = data.source.class_names
-    preds, truths, cats, _ = predict_all(task, data, names)
+def scores(
+    task: SegmentTask, preds: list[np.ndarray], truths: list[np.ndarray], cats: list, names: list[str]
+):
+    """Part: class and instance mIoU; semantic: OA, mAcc and mIoU over all points."""
     if task.cfg.task == "part":
         class_miou, instance_miou = part_segmentation_miou(preds, truths, cats, [PART_IDS[n] for n in names])
         return {"class_miou": class_miou, "instance_miou": instance_miou}
@@ -156,6 +190,38 @@ def evaluate(task: SegmentTask, data) -> dict[str, float]:
         "macc": mean_class_accuracy(p, t, len(S3DIS_CLASSES)),
         "miou": float(np.nanmean(iou_per_class(p, t, len(S3DIS_CLASSES)))),
     }
+
+
+def evaluate(task: SegmentTask, data) -> dict[str, float]:
+    names = data.source.class_names
+    preds, truths, cats, _ = predict_all(task, data, names)
+    return scores(task, preds, truths, cats, names)
+
+
+@torch.no_grad()
+def predict_whole_rooms(
+    task: SegmentTask, rooms, seed: int, batch_size: int = 16
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Every point's label of every room (official main_test.py): `votes` passes over each room's
+    `whole_room_blocks`, each point's label the class it was predicted most often. -> (predictions, truths)."""
+    cfg, model = task.cfg, task.module.eval()
+    device = next(model.parameters()).device
+    rng = np.random.default_rng([seed, 5])
+    preds, truths = [], []
+    for r in range(len(rooms)):
+        room = rooms[r]
+        counts = np.zeros((len(room.points), len(S3DIS_CLASSES)), dtype=np.int64)
+        for _ in range(cfg.votes):
+            pieces = whole_room_blocks(room.points, cfg.data.num_points, rng, cfg.block, cfg.stride)
+            for first in range(0, len(pieces), batch_size):
+                chunk = pieces[first : first + batch_size]
+                batch = torch.utils.data.default_collate([centred_block(room, i, c) for i, c in chunk])
+                batch = [b.to(device) if isinstance(b, torch.Tensor) else b for b in batch]
+                logits, _ = task.forward(model, batch)
+                np.add.at(counts, (np.stack([i for i, _ in chunk]), logits.argmax(-1).cpu().numpy()), 1)
+        preds.append(counts.argmax(1))
+        truths.append(room.point_labels)
+    return preds, truths
 
 
 def segment(
@@ -180,13 +246,18 @@ def segment(
         num_classes=NUM_PARTS if cfg.task == "part" else len(S3DIS_CLASSES),
         num_categories=len(names) if cfg.task == "part" else 0,
         point_extra=3 if cfg.task == "semantic" and cfg.color else 0,
-        hidden=cfg.head_hidden,
+        propagation=cfg.propagation,
+        head=cfg.head,
     )
     model = PointSegmenter(
-        encoder, arch["num_classes"], arch["num_categories"], arch["point_extra"], arch["hidden"]
+        encoder, arch["num_classes"], arch["num_categories"], arch["point_extra"], cfg.propagation, cfg.head
     )
+    weights = None
+    if cfg.task == "semantic" and cfg.class_weights:  # from the rooms that train, as the official loader
+        weights = torch.from_numpy(label_weights(train_data.rooms, len(S3DIS_CLASSES)))
+        log.info("class weights: %s", ", ".join(f"{n} {w:.2f}" for n, w in zip(S3DIS_CLASSES, weights)))
     with run_files(out_dir, cfg, resume, overwrite) as main:
-        task = SegmentTask(model, cfg)
+        task = SegmentTask(model, cfg, weights)
         best = "val_instance_miou" if cfg.task == "part" else "val_miou"
         result = fit(
             task,
@@ -204,16 +275,21 @@ def segment(
             load_state_strict(
                 model, load_checkpoint(out_dir / "checkpoints" / "best.pt", KIND)["model"], "best.pt"
             )
-        scores = evaluate(task, test_data)
+        if cfg.task == "semantic" and cfg.test_protocol == "whole_rooms":
+            preds, truths = predict_whole_rooms(task, test_data.source, cfg.runtime.seed)
+            test_scores, test_samples = scores(task, preds, truths, [], names), sum(map(len, truths))
+        else:
+            test_scores, test_samples = evaluate(task, test_data), len(test_data)
         results = {
             "task": cfg.task,
-            "metrics": {f"test_{k}": v for k, v in scores.items()},
+            "metrics": {f"test_{k}": v for k, v in test_scores.items()},
+            "test_protocol": cfg.test_protocol if cfg.task == "semantic" else "shapes",
             "validation": result.best,
             "steps": result.steps,
             "seed": cfg.runtime.seed,
             "pretrained": cfg.checkpoint,
             "val_samples": len(val_data),
-            "test_samples": len(test_data),
+            "test_samples": test_samples,  # shapes, blocks, or (whole rooms) points
         }
         if main:
             (out_dir / "results.json").write_text(json.dumps(results, indent=2))
