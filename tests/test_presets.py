@@ -156,3 +156,18 @@ def test_segmentation_heads_are_the_official_ones(name, classes, categories, lin
     # conv-bn-relu after every propagation and hidden head layer, only the last map linear (pt.py l.341-344)
     assert sum(isinstance(m, nn.BatchNorm1d) for m in head) == len(linears) - 1
     assert model.category_embed is None or model.category_embed[0].bias is None
+
+
+def test_the_paper_presets_floor_the_learning_rate_as_the_official_schedulers():
+    """tools/builder.py's CosLR ends at 1e-7 (pretraining, fine-tuning); the segmentation mains at 1e-6."""
+    for kind, cls in (
+        ("teacher", TeacherRunConfig),
+        ("pretrain", PretrainRunConfig),
+        ("finetune", FinetuneRunConfig),
+    ):
+        for name in list_presets(kind):
+            if name not in ("cpu", "gpu"):
+                assert load_config(cls, kind, name).optim.min_lr == 1e-7, (kind, name)
+    for name in ("paper_part", "paper_semantic"):
+        optim = load_config(SegmentRunConfig, "segment", name).optim
+        assert (optim.min_lr, optim.step_twice) == (1e-6, True)

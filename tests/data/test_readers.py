@@ -286,3 +286,32 @@ def test_a_flat_mesh_is_named(tmp_path):
     (tmp_path / "flat.off").write_text("OFF\n3 1 0\n0 0 0\n1 0 0\n2 0 0\n3 0 1 2\n")
     with pytest.raises(DataError, match="flat.off: the mesh has zero surface area"):
         read_cloud(tmp_path / "flat.off")
+
+
+def test_pb_t50_rs_validation_keeps_an_objects_copies_together(tmp_path):
+    """PB_T50_RS stores ~5 perturbed copies of each object; validating on copies of training objects would
+    flatter the selection. Objects stored copy after copy stay on one side of the split."""
+    import h5py
+
+    from act3d.data.dataset import split_validation
+    from act3d.data.scanobjectnn import consecutive_runs
+
+    assert consecutive_runs(np.array([0, 0, 1, 1, 1, 0]), run=2).tolist() == [0, 0, 1, 1, 2, 3]
+    rng = np.random.default_rng(0)
+    objects = rng.integers(0, 15, 60)  # 60 objects, their labels in file order
+    copies = rng.integers(4, 6, 60)  # 4 or 5 perturbed copies each, stored one after the other
+    labels = np.repeat(objects, copies)
+    owner = np.repeat(np.arange(60), copies)
+    path = tmp_path / "h5_files" / "main_split" / "training_objectdataset_augmentedrot_scale75.h5"
+    path.parent.mkdir(parents=True)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("data", data=rng.normal(size=(len(labels), 32, 3)).astype(np.float32))
+        f.create_dataset("label", data=labels.astype(np.uint8))
+    source = scanobjectnn(tmp_path / "h5_files", "pb_t50_rs", "train")
+    train, val = split_validation(source, 0.1, seed=0)
+    val_objects, train_objects = set(owner[val.indices]), set(owner[train.indices])
+    assert len(val) >= 0.1 * len(labels) - 15 and not val_objects & train_objects
+    # a plain random split (no groups) would have validated on copies of training objects
+    source.groups = None
+    train, val = split_validation(source, 0.1, seed=0)
+    assert set(owner[val.indices]) & set(owner[train.indices])

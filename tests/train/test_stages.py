@@ -300,3 +300,48 @@ def test_a_scratch_classifier_initialises_its_head_as_the_official_code(finetune
     first = head[0].weight  # (256, 256): PyTorch's default would give std 1 / sqrt(3 * 256) = 0.036
     assert abs(first.std().item() - 0.02) < 0.002
     assert not head[0].bias.any()
+
+
+def test_fewshot_trains_on_every_support_cloud_and_reports_the_last_model(tmp_path):
+    """Official few-shot: all way x shot support clouds train (no validation split), 150 epochs; act3d
+    scores the last model and names the official best-test-epoch number for what it is."""
+    from conftest import TINY_STUDENT
+    from layouts import write_fewshot
+
+    from act3d.config import load_config, to_dict
+    from act3d.train.finetune import FinetuneRunConfig
+
+    root = write_fewshot(tmp_path)  # 5-way 10-shot: 50 support clouds
+    over = [f"data.root={root}", "data.num_points=64", "data.load_points=256", "data.on_device=false"]
+    over += ["patches.num_groups=8", "patches.group_size=8", "optim.epochs=2", "optim.batch_size=5"]
+    over += [f"student.{k}={v}" for k, v in TINY_STUDENT.items()] + [
+        "runtime.progress=false",
+        "runtime.amp=none",
+    ]
+    cfg = load_config(FinetuneRunConfig, "finetune", "modelnet40_fewshot", overrides=over)
+    assert (cfg.optim.epochs, cfg.val_fraction) == (2, 0.0) and to_dict(cfg)["report_test_selected"]
+    res = finetune(cfg, tmp_path / "fs")
+    assert res["steps"] == 2 * 50 // 5  # every support cloud, every epoch (90% of them trained 9 steps)
+    assert res["val_samples"] == 0 and res["val_acc"] is None and res["selected_step"] == res["steps"]
+    assert 0 <= res["test_acc_selected_on_test"] <= 1 and res["test_acc_selected_on_test"] >= res["test_acc"]
+
+
+def test_the_fps_pool_changes_every_step(finetune_cfg):
+    """The official readers shuffle each training cloud before FPS: the 1200-point pool is not the same
+    stored points every epoch."""
+    from act3d.train import finetune as ft
+
+    finetune_cfg.sampling, finetune_cfg.data.num_points = "fps", 64
+    task = ft.ClassifierTask(build_classifier(finetune_cfg, [f"c{i}" for i in range(15)]), finetune_cfg)
+    pools = []
+    original = ft.random_subset
+    ft.random_subset = lambda pool, count: pools.append(pool) or original(pool, count)
+    try:
+        clouds = torch.randn(2, 256, 3)
+        for seed in (0, 1, 0):
+            torch.manual_seed(seed)  # the loop seeds every step
+            task.step(task.module, (clouds, torch.tensor([0, 1])), 0)
+    finally:
+        ft.random_subset = original
+    assert pools[0].shape == (2, 75, 3)  # fps_pool_size(64) = round(64 x 1.17)
+    assert not torch.equal(pools[0], pools[1]) and torch.equal(pools[0], pools[2])

@@ -213,7 +213,8 @@ def split_validation(
     """Hold out a stratified, seeded `fraction` of a labelled source for validation: `(train, val)`.
 
     Each class gives `ceil(fraction * count)` samples, keeping at least one for training (a class with one
-    sample gives none).
+    sample gives none). A source with `groups` (one id per sample: samples that must stay on one side,
+    such as the perturbed copies of one scanned object) gives whole groups, until its share is reached.
     `fraction` 0 returns `(source, None)`.
     """
     if not 0 <= fraction < 1:
@@ -221,11 +222,21 @@ def split_validation(
     if fraction == 0:
         return source, None
     labels = np.array([label_of(source, i) for i in range(len(source))])
+    groups = getattr(source, "groups", None)
+    groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
     rng = np.random.default_rng([seed, 7])
     val: list[int] = []
     for c in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == c))
-        val += members[: min(len(members) - 1, math.ceil(fraction * len(members)))].tolist()
+        members = np.flatnonzero(labels == c)
+        wanted = min(len(members) - 1, math.ceil(fraction * len(members)))
+        taken: list[int] = []
+        for g in rng.permutation(np.unique(groups[members])):
+            if len(taken) >= wanted:
+                break
+            group = members[groups[members] == g].tolist()
+            if len(taken) + len(group) < len(members):  # a class keeps training samples
+                taken += group
+        val += taken
     if not val:
         raise DataError(
             f"{source.name}: too few samples to hold out {fraction:.0%} for validation; set val_fraction=0"

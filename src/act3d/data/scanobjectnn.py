@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from act3d.data.h5clouds import H5Clouds
 from act3d.errors import DataError
 
@@ -30,6 +32,23 @@ VARIANTS = {
     "pb_t50_rs": ("main_split", "{split}_objectdataset_augmentedrot_scale75.h5"),
 }
 _SPLIT_FILE = {"train": "training", "test": "test"}
+# PB_T50_RS holds about five perturbed copies of every scanned object. A validation split of single
+# samples would validate on copies of training objects, so `groups` keeps runs of consecutive samples
+# together: each run of one label, cut every RUN samples. Where the file stores an object's copies next to
+# each other (as a generator that perturbs one object at a time writes them), only the copies at a cut
+# can fall on both sides.
+RUN = 50
+
+
+def consecutive_runs(labels: np.ndarray, run: int = RUN) -> np.ndarray:
+    """`(M,)` labels -> `(M,)` group ids: runs of one label, cut every `run` samples."""
+    ids, group, length = np.zeros(len(labels), dtype=np.int64), 0, 0
+    for i in range(1, len(labels)):
+        length += 1
+        if labels[i] != labels[i - 1] or length == run:
+            group, length = group + 1, 0
+        ids[i] = group
+    return ids
 
 
 def scanobjectnn(
@@ -45,4 +64,7 @@ def scanobjectnn(
     path = root / folder / pattern.format(split=_SPLIT_FILE[split])
     if not root.is_dir():
         raise DataError(f"ScanObjectNN root not found: {root} (expected {folder}/{path.name} inside)")
-    return H5Clouds(path, CLASSES, name=f"scanobjectnn-{variant}-{split}", nonfinite=nonfinite)
+    clouds = H5Clouds(path, CLASSES, name=f"scanobjectnn-{variant}-{split}", nonfinite=nonfinite)
+    if variant == "pb_t50_rs":
+        clouds.groups = consecutive_runs(clouds.labels)
+    return clouds

@@ -25,7 +25,7 @@ def _start_indices(
     batch, num_points = points.shape[:2]
     if not random_start:
         return torch.zeros(batch, dtype=torch.long, device=points.device)
-    gen_device = generator.device if generator is not None else "cpu"
+    gen_device = generator.device if generator is not None else points.device  # no host-to-GPU copy
     start = torch.randint(num_points, (batch,), generator=generator, device=gen_device)
     return start.to(points.device)
 

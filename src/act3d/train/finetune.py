@@ -88,9 +88,9 @@ def fps_pool_size(num_points: int, available: int) -> int:
     return min(_FPS_POOL.get(num_points, round(num_points * 1.171875)), available)
 
 
-def fps_points(points: torch.Tensor, count: int) -> torch.Tensor:
-    """`(B, M, 3)` -> `(B, count, 3)`: farthest point sampling from the first point."""
-    return gather_points(points, farthest_point_sampling(points, count))
+def fps_points(points: torch.Tensor, count: int, random_start: bool = False) -> torch.Tensor:
+    """`(B, M, 3)` -> `(B, count, 3)`: farthest point sampling from the first point, or from a random one."""
+    return gather_points(points, farthest_point_sampling(points, count, random_start))
 
 
 def random_subset(points: torch.Tensor, count: int) -> torch.Tensor:
@@ -110,7 +110,10 @@ class ClassifierTask:
     def step(self, model: nn.Module, batch, step: int) -> tuple[torch.Tensor, dict[str, Metric]]:
         points, labels = batch
         if self.cfg.sampling == "fps":
-            pool = fps_points(points, fps_pool_size(self.cfg.data.num_points, points.shape[1]))
+            # the official training readers shuffle each cloud's points before runner_finetune's FPS
+            # (ScanObjectNNDataset.py l.35-37, ModelNetDataset.py l.144-147): FPS from a random point, so
+            # the pool changes every epoch
+            pool = fps_points(points, fps_pool_size(self.cfg.data.num_points, points.shape[1]), True)
             points = random_subset(pool, self.cfg.data.num_points)
         points = AUGMENTATIONS[self.cfg.augmentation](points, None)
         logits = model(self.cfg.patches.group(points))
@@ -221,9 +224,11 @@ def finetune(
         test_history: list[float] = []
 
         def evaluate(m: PointClassifier) -> dict[str, float]:
-            scores = {
-                f"val_{k}": v for k, v in evaluate_classifier(m, *val, cfg, seed=cfg.runtime.seed).items()
-            }
+            scores = (
+                {f"val_{k}": v for k, v in evaluate_classifier(m, *val, cfg, seed=cfg.runtime.seed).items()}
+                if val is not None
+                else {}
+            )
             if cfg.report_test_selected:  # the official runner's per-epoch test evaluation
                 test_history.append(evaluate_classifier(m, test_points, test_labels, cfg)["acc"])
             return scores
@@ -237,8 +242,8 @@ def finetune(
             out_dir,
             to_dict(cfg),
             resume=resume,
-            evaluate=evaluate if val is not None else None,
-            best_metric="val_acc",
+            evaluate=evaluate if val is not None or cfg.report_test_selected else None,
+            best_metric="val_acc" if val is not None else None,
             evaluate_every=cfg.eval_every,
             extra=extra,
         )
@@ -247,7 +252,7 @@ def finetune(
                 model, load_checkpoint(out_dir / "checkpoints" / "best.pt", KIND)["model"], "best.pt"
             )
             val_acc = result.best["val_acc"]
-        else:  # eval_every 0: the last model, still scored on validation
+        else:  # eval_every 0, or no validation split (few-shot): the last model
             val_acc = (
                 evaluate_classifier(model, *val, cfg, seed=cfg.runtime.seed)["acc"]
                 if val is not None
