@@ -385,3 +385,97 @@ def test_a_nan_cloud_in_a_pickle_is_found_when_opened(tmp_path, capsys):
     with open(base / "modelnet40_train_8192pts_fps.dat", "wb") as f:
         pickle.dump([clouds, [np.array([i % 2]) for i in range(4)]], f)
     fails(capsys, ["data", "check", base, "--format", "modelnet40-dat", "--limit", "1"], "[2]", "NaN/inf")
+
+
+def test_a_diverging_point_mae_run_is_the_nan_guards_case(scan_root, tmp_path, capsys):
+    """Chamfer's input check once raised on the NaN predictions (a traceback on CPU, another path on a GPU);
+    a non-finite prediction is now the NaN guard's case on every device: one line naming the step."""
+    cfg = {
+        "data": {"format": "scanobjectnn", "variant": "obj_bg", "root": scan_root, "num_points": 64},
+        "patches": TINY_PATCHES,
+        "student": {**TINY_STUDENT, "target": "mae"},
+        "optim": {"epochs": 4, "batch_size": 4, "lr": 1e6, "warmup_epochs": 0},
+        "runtime": {"progress": False, "log_every": 1, "checkpoint_every": 1},
+    }
+    path = tmp_path / "diverge.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    err = fails(
+        capsys, ["pretrain", "--config", path, "--out", tmp_path / "run"], "the loss became nan at step"
+    )
+    assert "ValueError" not in err and "act3d bug" not in err
+
+
+def test_a_deeply_nested_yaml_is_one_line(tmp_path, capsys):
+    deep = "[" * 5000 + "]" * 5000
+    path = tmp_path / "deep.yaml"
+    path.write_text(f"optim: {deep}\n")
+    fails(capsys, ["pretrain", "--config", path, "--out", tmp_path / "a"], "deep.yaml", "nested too deeply")
+    fails(
+        capsys, ["pretrain", "--set", f"optim={deep}", "--out", tmp_path / "b"], "optim", "nested too deeply"
+    )
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_resume_names_changed_settings_and_refuses_what_cannot_change(tiny, capsys, caplog):
+    run = ["finetune", "--config", tiny["config"], "--out", tiny["run"], "--resume"]
+    before = snapshot(tiny["run"])
+    fails(capsys, run + ["--set", "student.width=64"], "cannot resume", "student.width 32 -> 64", "new --out")
+    fails(capsys, run + ["--set", "data.num_points=48"], "cannot resume", "data.num_points 64 -> 48")
+    assert snapshot(tiny["run"]) == before
+    with caplog.at_level("WARNING"):
+        assert main([str(a) for a in run + ["--set", "optim.lr=0.5", "--set", "optim.max_steps=6"]]) == 0
+    said = [r.getMessage() for r in caplog.records if "changed settings" in r.getMessage()]
+    assert len(said) == 1 and "optim.lr 0.001 -> 0.5" in said[0] and "optim.max_steps None -> 6" in said[0]
+
+
+def test_a_second_run_into_a_folder_in_use_is_refused(tiny, tmp_path, capsys):
+    """A real second process holds the run folder; the lock goes with the process, kill -9 included."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "busy"
+    slow = ["--set", "optim.epochs=400", "--set", "runtime.checkpoint_every=1"]
+    cmd = [sys.executable, "-m", "act3d", "finetune", "--config", str(tiny["config"]), "--out", str(out)]
+    first = subprocess.Popen(cmd + slow, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not (out / "checkpoints" / "last.pt").is_file():  # training, holding the folder
+            assert first.poll() is None and time.time() < deadline, "the first run did not start"
+            time.sleep(0.2)
+        for flag in ("--resume", "--overwrite"):
+            fails(
+                capsys, ["finetune", "--config", tiny["config"], "--out", out, flag], "another act3d process"
+            )
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    # the killed run's lock is gone: the folder resumes (its settings changed only in how long it trains)
+    assert main([str(a) for a in cmd[3:] + ["--resume", "--set", "optim.max_steps=1"]]) == 0
+
+
+def test_an_npz_with_several_arrays_is_named_not_guessed(tiny, tmp_path, capsys):
+    cloud = np.random.default_rng(0).normal(size=(300, 3)).astype(np.float32)
+    np.savez(tmp_path / "two.npz", normals=cloud, xyz=cloud)
+    fails(
+        capsys,
+        ["embed", tmp_path / "two.npz", "--checkpoint", tiny["classifier"], "--out", tmp_path / "f.npy"],
+        "two.npz",
+        "2 arrays (normals, xyz)",
+        "'points'",
+    )
+    np.savez(tmp_path / "named.npz", points=cloud, normals=cloud)
+    assert main(["predict", str(tmp_path / "named.npz"), "--checkpoint", str(tiny["classifier"])]) == 0
+
+
+def test_data_check_prints_class_names_as_written(tmp_path, capsys):
+    from layouts import write_modelnet40
+
+    root = write_modelnet40(tmp_path, classes=("café", "chair"))
+    assert main(["data", "check", str(root), "--format", "modelnet40", "--split", "train"]) == 0
+    out = capsys.readouterr().out
+    assert "café" in out and "\\u00e9" not in out

@@ -46,6 +46,8 @@ def _parse_raw(value: RawValue, hint: Any, key: str) -> Any:
     except yaml.YAMLError as err:
         problem = str(getattr(err, "problem", None) or err).splitlines()[0]
         raise ConfigError(f"{key}: cannot read {text!r} as a value ({problem})") from None
+    except RecursionError:  # PyYAML parses nested collections recursively
+        raise ConfigError(f"{key}: the value is nested too deeply to be a config value") from None
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
@@ -175,6 +177,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not a text file (expected a YAML config)") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: " + " ".join(str(err).split())) from None
+    except RecursionError:  # PyYAML parses nested collections recursively
+        raise ConfigError(f"{path}: nested too deeply to be a config") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return data

@@ -364,3 +364,40 @@ def test_demo_measures_every_arm_on_the_transfer_data(prepared, pretrain_cfg, tm
         '<table id="transfer">' in page
         and transfer_table({"transfer": transfer})[0]["SVM, test OA %"] in page
     )
+
+
+def test_skip_reasons_are_one_short_line_and_an_empty_class_is_said(tmp_path, capsys):
+    from act3d.cli import main
+    from act3d.data.folders import short_reason
+
+    long = "could not load mesh: " + "trimesh says " * 40 + "\nTraceback line\nmore"
+    assert (
+        "\n" not in short_reason(long) and len(short_reason(long)) <= 120 and short_reason(long).endswith("…")
+    )
+    src = tmp_path / "src"
+    for name in ("good", "ruined"):
+        (src / name).mkdir(parents=True)
+    for i in range(3):
+        (src / "good" / f"g{i}.off").write_text(box_off((1, 1, 2 + i), "plain"))
+        (src / "ruined" / f"r{i}.off").write_text("OFF\n8 6 0\n0 0 0\n1 2\n")
+    assert (
+        main(
+            [
+                "data",
+                "prepare",
+                "--src",
+                str(src),
+                "--out",
+                str(tmp_path / "out"),
+                "--points",
+                "256",
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "warning: class 'ruined' has no usable file (3 skipped)" in out
+    skipped = [line for line in out.splitlines() if line.startswith("skipped ")]
+    assert len(skipped) == 3 and all(len(line) < 200 for line in skipped)

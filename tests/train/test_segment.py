@@ -85,7 +85,7 @@ def test_s3dis_epochs_follow_the_official_rule():
     proportion to its points (semantic_segmentation/dataset.py l.104-109)."""
     from act3d.data.segmentation import blocks_per_room
 
-    # 52 blocks of 2048 points in 9 rooms of 12,000 points: 5.86 each -> 6 (the measured case of issue 19)
+    # int(108,000 / 2048) = 52 blocks over 9 rooms of 12,000 points: 5.78 each -> 6 (the case of issue 19)
     assert blocks_per_room([12000] * 9, 2048) == [6] * 9
     counts = blocks_per_room([90000, 30000, 60000], 1000, sample_rate=0.5)  # 90 blocks, 3 : 1 : 2
     assert counts == [45, 15, 30]

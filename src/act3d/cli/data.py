@@ -36,7 +36,7 @@ def _check(args: argparse.Namespace) -> int:
     else:
         cfg = DataConfig(format=args.format, root=args.path, variant=dataset_variant(args))
         summary = describe(open_source(cfg, args.split), args.limit)
-    print(json.dumps(summary, indent=2))
+    print(json.dumps(summary, indent=2, ensure_ascii=False))  # class names as people write them
     return 0
 
 
@@ -54,6 +54,12 @@ def _prepare(args: argparse.Namespace) -> int:
         print(f"{name:<{width}} {c['train']:>6} {c['test']:>6} {c['skipped']:>8}")
     total = {k: sum(c[k] for c in report.counts.values()) for k in ("train", "test", "skipped")}
     print(f"{'total':<{width}} {total['train']:>6} {total['test']:>6} {total['skipped']:>8}")
+    for name, c in report.counts.items():
+        if c["train"] + c["test"] == 0:
+            print(
+                f"warning: class {name!r} has no usable file ({c['skipped']} skipped); it stays in the class "
+                "list (labels stay stable) with no samples"
+            )
     for entry in report.skipped[:20]:
         print(f"skipped {entry['source']}: {entry['reason']}")
     if len(report.skipped) > 20:

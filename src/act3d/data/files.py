@@ -82,10 +82,15 @@ def read_rows(
     if suffix == ".npz":
         try:
             with np.load(path, allow_pickle=False) as archive:
-                key = "points" if "points" in archive.files else (archive.files[0] if archive.files else None)
-                if key is None:
+                if not archive.files:
                     raise DataError(f"{path}: the .npz archive is empty")
-                return archive[key]
+                if "points" not in archive.files and len(archive.files) > 1:
+                    raise DataError(
+                        f"{path}: the .npz archive holds {len(archive.files)} arrays "
+                        f"({', '.join(archive.files)}) and none is named 'points'; name the cloud 'points' "
+                        "or save it alone"
+                    )
+                return archive["points" if "points" in archive.files else archive.files[0]]
         except (ValueError, OSError, EOFError) as err:
             raise DataError(f"{path}: truncated or corrupt .npz file ({err})") from None
     if suffix in {".xyz", ".txt", ".pts"}:

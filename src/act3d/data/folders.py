@@ -189,13 +189,19 @@ def _save_atomic(path: Path, array: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
+def short_reason(message: str, limit: int = 120) -> str:
+    """One short line of a reader's message (mesh libraries explain at length, over several lines)."""
+    line = " ".join(message.strip().splitlines()[0].split()) if message.strip() else "unreadable"
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+
+
 def _prepare_job(job: tuple[str, str, str, PrepareOptions]) -> tuple[int, str | None]:
     """Worker: sample and store one file; `(points stored, None)` or `(0, why it was skipped)`."""
     source, target, digest, options = job
     try:
         cloud = prepare_shape(Path(source), options, digest)
     except DataError as err:
-        return 0, str(err).removeprefix(f"{source}: ")
+        return 0, short_reason(str(err).removeprefix(f"{source}: "))
     _save_atomic(Path(target), cloud)
     return len(cloud), None
 

@@ -6,7 +6,8 @@ import torch
 
 
 def check_cloud(points: torch.Tensor, name: str = "points", dim: int | None = 3) -> None:
-    """Raise `ValueError` unless `points` is a non-empty `(B, N, dim)` float tensor, finite (checked on CPU)."""
+    """Raise `ValueError` unless `points` is a non-empty `(B, N, dim)` float tensor, finite (checked on CPU
+    tensors that are data, not predictions being trained)."""
     if not isinstance(points, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(points).__name__}")
     if points.dim() != 3:
@@ -18,9 +19,10 @@ def check_cloud(points: torch.Tensor, name: str = "points", dim: int | None = 3)
     if points.shape[0] == 0 or points.shape[1] == 0:
         raise ValueError(f"{name} is empty: shape {tuple(points.shape)}")
     # Finiteness needs the answer on the host: on a GPU that would stall every call in a training step, so it
-    # is checked on CPU tensors only (data readers refuse non-finite clouds; the training loop's NaN guard
-    # catches what goes wrong on the device).
-    if not points.is_cuda and not bool(torch.isfinite(points).all()):
+    # is checked on CPU tensors only (data readers refuse non-finite clouds). A tensor on the autograd tape
+    # is a prediction of a model in training: whether it stays finite is the training loop's NaN guard's to
+    # judge, on every device alike, so only data is checked here.
+    if not points.is_cuda and not points.requires_grad and not bool(torch.isfinite(points).all()):
         bad = int((~torch.isfinite(points)).any(-1).sum())
         raise ValueError(f"{name} has {bad} point(s) with non-finite (NaN/inf) coordinates")
 
