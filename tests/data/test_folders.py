@@ -180,24 +180,7 @@ def prepared(tmp_path):
                 (src / name / split / f"{name}_{i}.off").write_text(
                     box_off([s * scale for s in size], "run-on")
                 )
-    assert (
-        main(
-            [
-                "data",
-                "prepare",
-                "--src",
-                str(src),
-                "--out",
-                str(tmp_path / "out"),
-                "--points",
-                "256",
-                "--workers",
-                "1",
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    assert prepare_with_cli(src, tmp_path / "out") == 0
     return tmp_path / "out"
 
 
@@ -367,7 +350,6 @@ def test_demo_measures_every_arm_on_the_transfer_data(prepared, pretrain_cfg, tm
 
 
 def test_skip_reasons_are_one_short_line_and_an_empty_class_is_said(tmp_path, capsys):
-    from act3d.cli import main
     from act3d.data.folders import short_reason
 
     long = "could not load mesh: " + "trimesh says " * 40 + "\nTraceback line\nmore"
@@ -380,24 +362,16 @@ def test_skip_reasons_are_one_short_line_and_an_empty_class_is_said(tmp_path, ca
     for i in range(3):
         (src / "good" / f"g{i}.off").write_text(box_off((1, 1, 2 + i), "plain"))
         (src / "ruined" / f"r{i}.off").write_text("OFF\n8 6 0\n0 0 0\n1 2\n")
-    assert (
-        main(
-            [
-                "data",
-                "prepare",
-                "--src",
-                str(src),
-                "--out",
-                str(tmp_path / "out"),
-                "--points",
-                "256",
-                "--workers",
-                "1",
-            ]
-        )
-        == 0
-    )
+    assert prepare_with_cli(src, tmp_path / "out") == 0
     out = capsys.readouterr().out
     assert "warning: class 'ruined' has no usable file (3 skipped)" in out
     skipped = [line for line in out.splitlines() if line.startswith("skipped ")]
     assert len(skipped) == 3 and all(len(line) < 200 for line in skipped)
+
+
+def prepare_with_cli(src, out) -> int:
+    """`act3d data prepare` of `src` into `out`: 256 points, one worker, no progress bars."""
+    from act3d.cli import main
+
+    argv = ["data", "prepare", "--src", str(src), "--out", str(out), "--points", "256", "--workers", "1"]
+    return main(argv + ["--no-progress"])
