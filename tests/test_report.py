@@ -121,3 +121,18 @@ def test_demo_overrides_reach_their_stage_and_the_report(tmp_path):
     page = write_report(tmp_path, results).read_text()
     assert "changed: pretrain:optim.epochs=4, finetune:head_dropout=0" in page
     assert "reused 1 stage(s) finished earlier" in page
+
+
+def test_the_demo_plan_counts_only_the_stages_it_will_run(tmp_path):
+    """A re-run after a finished demo plans only the new transfer stages (it once planned everything)."""
+    from act3d.demo import ARMS, DemoOptions, stages_to_run
+
+    opts = DemoOptions(out=tmp_path, seeds=2)
+    assert stages_to_run(opts) == {"teachers": 2, "students": 3, "finetunes": 8, "transfer_finetunes": 0}
+    finished = ["stage1-pretrained-teacher", "stage1-random-teacher", "stage2-act", "stage2-point-mae"]
+    finished += [f"finetune-{a.name}-seed{s}" for a in ARMS for s in range(2)]
+    for name in finished:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "done.json").write_text('{"seconds": 1, "result": {}}')
+    opts.transfer_data = tmp_path / "prepared"
+    assert stages_to_run(opts) == {"teachers": 0, "students": 1, "finetunes": 0, "transfer_finetunes": 8}

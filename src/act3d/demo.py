@@ -165,22 +165,47 @@ def estimate_seconds(opts: DemoOptions) -> dict[str, float]:
         return min(total, optim.max_steps) if optim.max_steps else total
 
     spec = json.loads((default_data_dir() / "meta.json").read_text())["counts"]
-    s1 = per_step(stage1_step) * steps(t_cfg.optim, spec["pretrain"])
-    s2 = per_step(stage2_step) * steps(p_cfg.optim, spec["pretrain"])
-    s3 = per_step(finetune_step) * steps(f_cfg.optim, spec["scan_train"])
-    plan = {
-        f"stage I (x2 teachers, {device})": 2 * s1,
-        f"stage II (x3 students, {device})": 3 * s2,
-        f"fine-tuning (x{len(ARMS)} arms x {opts.seeds} seeds, {device})": len(ARMS) * opts.seeds * s3,
-    }
-    if opts.transfer_data is not None:
-        counts = read_manifest(opts.transfer_data)["counts"].values()
-        train = sum(c["train"] for c in counts) * (1 - f_cfg.val_fraction)
-        per_run = per_step(finetune_step) * steps(f_cfg.optim, int(train))
-        plan[f"transfer fine-tuning (x{len(ARMS)} arms x {opts.seeds} seeds, {device})"] = (
-            len(ARMS) * opts.seeds * per_run
-        )
+    todo = stages_to_run(opts)
+    plan = {}
+    if todo["teachers"]:
+        s1 = per_step(stage1_step) * steps(t_cfg.optim, spec["pretrain"])
+        plan[f"stage I ({todo['teachers']} of 2 teachers, {device})"] = todo["teachers"] * s1
+    if todo["students"]:
+        s2 = per_step(stage2_step) * steps(p_cfg.optim, spec["pretrain"])
+        plan[f"stage II ({todo['students']} of 3 students, {device})"] = todo["students"] * s2
+    runs = len(ARMS) * opts.seeds
+    if todo["finetunes"] or todo["transfer_finetunes"]:
+        per_run = per_step(finetune_step)
+        if todo["finetunes"]:
+            s3 = per_run * steps(f_cfg.optim, spec["scan_train"])
+            plan[f"fine-tuning ({todo['finetunes']} of {runs} arm x seed runs, {device})"] = (
+                todo["finetunes"] * s3
+            )
+        if todo["transfer_finetunes"]:
+            counts = read_manifest(opts.transfer_data)["counts"].values()
+            train = sum(c["train"] for c in counts) * (1 - f_cfg.val_fraction)
+            plan[f"transfer fine-tuning ({todo['transfer_finetunes']} of {runs} runs, {device})"] = (
+                todo["transfer_finetunes"] * per_run * steps(f_cfg.optim, int(train))
+            )
     return plan
+
+
+def stages_to_run(opts: DemoOptions) -> dict[str, int]:
+    """How many training stages of each kind a run of the demo into `opts.out` still has to run (finished
+    ones, with their `done.json`, are reused)."""
+    stages = Stages(opts.out)
+    seeds = range(opts.seeds)
+    transfer = opts.transfer_data is not None
+    return {
+        "teachers": sum(not stages.finished(teacher_folder(k)) for k in ("pretrained", "random")),
+        "students": sum(not stages.finished(student_folder(a)) for a in ARMS if a.target != "none"),
+        "finetunes": sum(not stages.finished(f"finetune-{a.name}-seed{s}") for a in ARMS for s in seeds),
+        "transfer_finetunes": sum(
+            transfer and not stages.finished(f"transfer-finetune-{a.name}-seed{s}")
+            for a in ARMS
+            for s in seeds
+        ),
+    }
 
 
 def _probe_arm(student_ckpt: Path, folds: int, quick: bool) -> dict:
@@ -237,13 +262,14 @@ def run_demo(opts: DemoOptions) -> dict:
     started = time.perf_counter()
     data_dir = build_default()
     plan = estimate_seconds(opts)
-    total = sum(plan.values())
+    reused = sum(Stages(out).finished(p.name) for p in out.iterdir() if p.is_dir())
     log.info(
-        "plan: %.1f min of training steps, timed here (evaluation, probes and the report come on top):",
-        total / 60,
+        "plan: %.1f min of training steps, timed here (evaluation, probes and the report come on top)%s:",
+        sum(plan.values()) / 60,
+        f"; {reused} finished stage(s) in {out} are reused, not re-run" if reused else "",
     )
     for step, seconds in plan.items():
-        log.info("  %-40s ~%4.0fs", step, seconds)
+        log.info("  %-48s ~%4.0fs", step, seconds)
     stages = Stages(out)
     teachers = {}
     for kind in ("pretrained", "random"):

@@ -20,10 +20,14 @@ class Stages:
         self.timings: dict[str, float] = {}
         self.reused: list[str] = []
 
+    def finished(self, name: str) -> bool:
+        """Whether stage `name` finished earlier (a run reads it back instead of running it)."""
+        return (self.out / name / "done.json").is_file()
+
     def run(self, name: str, fn: Callable[[Path], dict]) -> dict:
         folder = self.out / name
         done = folder / "done.json"
-        if done.is_file():
+        if self.finished(name):
             record = json.loads(done.read_text())
             self.timings[name] = record["seconds"]
             self.reused.append(name)

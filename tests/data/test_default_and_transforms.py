@@ -66,3 +66,26 @@ def test_transforms_shapes_and_effects():
         and (ratio >= 0.8 - 1e-5).all()
         and (ratio <= 1.25 + 1e-5).all()
     )
+
+
+def test_two_processes_build_the_default_cache_once(tmp_path):
+    """Every rank of a torchrun job (or two demos) opens the default data at once: one builds, the others
+    wait for it and read what it built."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import logging; logging.basicConfig(level=logging.INFO);"
+        "from act3d.data.default import DefaultDataSpec, build_default;"
+        "build_default(DefaultDataSpec(num_points=64, pretrain_per_class=2, train_per_class=2,"
+        " test_per_class=1), workers=1)"
+    )
+    env = {**os.environ, "ACT3D_CACHE": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)]
+    procs.append(subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True))
+    logs = [p.communicate(timeout=300)[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), logs
+    assert sum(log.count("built the default dataset") for log in logs) == 1, logs
+    entries = sorted(p.name for p in tmp_path.iterdir())
+    assert len(entries) == 2 and entries[1].endswith(".lock")  # the data and its lock; no half-built copy

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import traceback
 
@@ -57,7 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as done:  # --help, --version, or a usage error already reported in one line
         return int(done.code or 0)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    level = logging.DEBUG if args.verbose else logging.INFO
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 informs; every rank warns and fails
+        level = max(level, logging.WARNING)
+    logging.basicConfig(level=level, format="%(message)s")
     if args.command is None:
         parser.print_help()
         return 0

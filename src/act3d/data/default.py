@@ -10,12 +10,14 @@ Each split is one h5 file in the ScanObjectNN layout (`data`, `label`), read by 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -58,6 +60,22 @@ def cache_root() -> Path:
 
 def default_data_dir(spec: DefaultDataSpec = DefaultDataSpec()) -> Path:
     return cache_root() / f"default-{spec.key()}"
+
+
+@contextlib.contextmanager
+def cache_lock(entry: Path) -> Iterator[None]:
+    """One process at a time builds a cache entry (every rank of a node under torchrun, two demos at once):
+    the others wait here and then find it built. An `flock` on `<entry>.lock`, which the system releases
+    when the builder ends, however it ends; entries are published by a rename, so a crash leaves none."""
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # no advisory locks on this platform: each process builds its own temporary copy
+        yield
+        return
+    with open(entry.with_name(entry.name + ".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -177,6 +195,13 @@ def build_default(
     out = default_data_dir(spec)
     if (out / "meta.json").is_file() and not force:
         return out
+    with cache_lock(out):
+        if (out / "meta.json").is_file() and not force:  # another process built it while this one waited
+            return out
+        return _build_default(spec, out, workers)
+
+
+def _build_default(spec: DefaultDataSpec, out: Path, workers: int | None) -> Path:
     start = time.perf_counter()
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

