@@ -229,7 +229,8 @@ def main() -> int:
     stage("part segmentation", part_segmentation)
     stage("SVM probe features", svm_features)
     if args.demo:
-        from act3d.demo import DemoOptions, run_demo
+        from act3d.demo.configs import DemoOptions
+        from act3d.demo.pipeline import run_demo
 
         stage(
             "demo --quick",

@@ -26,7 +26,8 @@ from act3d.config import load_config
 from act3d.models.student import MaskedPointModel
 from act3d.models.teachers import IMGFOCUS_VIT_S14, TeacherBackbone
 from act3d.ops import chamfer_distance, group_patches
-from act3d.train.loop import OptimConfig, make_optimizer
+from act3d.train.optimizer import make_optimizer
+from act3d.train.options import OptimConfig
 from act3d.train.stage1 import TeacherRunConfig, TeacherTask, build_autoencoder
 from act3d.train.stage2 import PretrainRunConfig, PretrainTask
 

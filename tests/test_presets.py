@@ -62,7 +62,7 @@ def test_finetune_presets_build_the_paper_classifier(name):
 
 
 def test_the_demo_gpu_presets_have_the_paper_models():
-    from act3d.demo import DemoOptions, teacher_config
+    from act3d.demo.configs import DemoOptions, teacher_config
 
     opts = DemoOptions(Path("unused"), preset="gpu")
     teacher = teacher_config("pretrained", opts)

@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from act3d.report import results_rows, write_report
+from act3d.demo.report import results_rows, write_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -106,12 +106,12 @@ def test_report_renders_in_headless_chromium(tmp_path):
 
 def test_demo_overrides_reach_their_stage_and_the_report(tmp_path):
     from act3d.cli import main
-    from act3d.demo import DemoOptions, _overrides
+    from act3d.demo.configs import DemoOptions, stage_overrides
 
     opts = DemoOptions(
         tmp_path, quick=False, overrides=("pretrain:optim.epochs=4", "finetune:head_dropout=0")
     )
-    assert _overrides(opts, "pretrain") == ["optim.epochs=4"] and _overrides(opts, "teacher") == []
+    assert stage_overrides(opts, "pretrain") == ["optim.epochs=4"] and stage_overrides(opts, "teacher") == []
     assert main(["demo", "--out", str(tmp_path / "x"), "--set", "optim.epochs=4"]) == 2  # no stage named
     results = {
         **fake_results(),
@@ -125,7 +125,9 @@ def test_demo_overrides_reach_their_stage_and_the_report(tmp_path):
 
 def test_the_demo_plan_counts_only_the_stages_it_will_run(tmp_path):
     """A re-run after a finished demo plans only the new transfer stages (it once planned everything)."""
-    from act3d.demo import ARMS, DemoOptions, stages_to_run
+    from act3d.demo.arms import ARMS
+    from act3d.demo.configs import DemoOptions
+    from act3d.demo.plan import stages_to_run
 
     opts = DemoOptions(out=tmp_path, seeds=2)
     assert stages_to_run(opts) == {"teachers": 2, "students": 3, "finetunes": 8, "transfer_finetunes": 0}

@@ -317,9 +317,11 @@ def test_demo_measures_every_arm_on_the_transfer_data(prepared, pretrain_cfg, tm
     report's transfer table."""
     from test_report import fake_results
 
-    from act3d.demo import ARMS, DemoOptions, _transfer
-    from act3d.report import transfer_table, write_report
-    from act3d.stages import Stages
+    from act3d.demo.arms import ARMS
+    from act3d.demo.configs import DemoOptions
+    from act3d.demo.pipeline import transfer_stages
+    from act3d.demo.report import transfer_table, write_report
+    from act3d.demo.stages import Stages
     from act3d.train.stage2 import pretrain
 
     pretrain_cfg.optim.max_steps, pretrain_cfg.student.target = 1, "mae"
@@ -336,7 +338,7 @@ def test_demo_measures_every_arm_on_the_transfer_data(prepared, pretrain_cfg, tm
             "finetune:patches.group_size=8",
         ),
     )
-    transfer = _transfer(Stages(opts.out), {arm.name: {"checkpoint": student} for arm in ARMS}, opts)
+    transfer = transfer_stages(Stages(opts.out), {arm.name: {"checkpoint": student} for arm in ARMS}, opts)
     assert transfer["classes"] == ["cube", "slab", "tall"] and len(transfer["arms"]) == len(ARMS)
     for arm in transfer["arms"]:
         assert 0 <= arm["svm_acc"] <= 1 and len(arm["finetune_accs"]) == 1

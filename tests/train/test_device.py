@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from act3d.errors import Act3dError
-from act3d.train.loop import resolve_device
+from act3d.train.device import resolve_device
 
 
 @pytest.fixture

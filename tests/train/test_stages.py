@@ -7,8 +7,8 @@ from conftest import load_classifier
 from act3d.errors import Act3dError, CheckpointError
 from act3d.models import zoo
 from act3d.models.checkpoint import load_checkpoint, save_checkpoint
+from act3d.train.checkpoints import TrainingDiverged
 from act3d.train.finetune import build_classifier, finetune
-from act3d.train.loop import TrainingDiverged
 from act3d.train.stage1 import build_autoencoder, train_teacher
 from act3d.train.stage2 import pretrain
 
@@ -206,7 +206,7 @@ def test_same_config_same_seed_same_bits(teacher_cfg, pretrain_cfg, finetune_cfg
 
 def test_weight_decay_groups_are_the_official_ones(teacher_cfg, pretrain_cfg):
     from act3d.models.student import MaskedPointModel
-    from act3d.train.loop import param_groups
+    from act3d.train.optimizer import param_groups
 
     def no_decay_names(module):
         groups = param_groups(module, 0.05)

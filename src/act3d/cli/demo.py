@@ -12,7 +12,8 @@ log = logging.getLogger("act3d")
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from act3d.demo import DemoOptions, run_demo
+    from act3d.demo.configs import DemoOptions
+    from act3d.demo.pipeline import run_demo
 
     opts = DemoOptions(
         Path(args.out),

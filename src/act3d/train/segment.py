@@ -26,7 +26,10 @@ from act3d.models.checkpoint import load_checkpoint, load_state_strict
 from act3d.models.segmenter import HEAD, PROPAGATION, PointSegmenter
 from act3d.models.student import StudentConfig, StudentEncoder
 from act3d.ops.grouping import PatchConfig
-from act3d.train.loop import Metric, OptimConfig, RuntimeConfig, fit, run_files
+from act3d.train.loop import fit
+from act3d.train.metrics_log import Metric
+from act3d.train.options import OptimConfig, RuntimeConfig
+from act3d.train.run_folder import run_files
 
 log = logging.getLogger(__name__)
 KIND = zoo.SEGMENTER

@@ -23,7 +23,10 @@ from act3d.models import zoo
 from act3d.models.autoencoder import AutoencoderConfig, CrossModalAutoencoder, autoencoder_loss
 from act3d.models.teachers import TeacherBackbone, build_teacher
 from act3d.ops.grouping import PatchConfig
-from act3d.train.loop import FitResult, Metric, OptimConfig, RuntimeConfig, fit, run_files
+from act3d.train.loop import FitResult, fit
+from act3d.train.metrics_log import Metric
+from act3d.train.options import OptimConfig, RuntimeConfig
+from act3d.train.run_folder import run_files
 from act3d.train.schedule import cosine_anneal
 
 log = logging.getLogger(__name__)

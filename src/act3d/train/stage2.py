@@ -36,7 +36,10 @@ from act3d.models.student import (
 )
 from act3d.ops.grouping import PatchConfig
 from act3d.ops.indexing import gather_points
-from act3d.train.loop import Metric, OptimConfig, RuntimeConfig, fit, run_files
+from act3d.train.loop import fit
+from act3d.train.metrics_log import Metric
+from act3d.train.options import OptimConfig, RuntimeConfig
+from act3d.train.run_folder import run_files
 
 log = logging.getLogger(__name__)
 KIND = zoo.STUDENT

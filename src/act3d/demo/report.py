@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from act3d.data.fewshot import fewshot_key
-from act3d.demo import ARMS, FEWSHOT_SETTINGS, student_folder, teacher_folder
+from act3d.demo.arms import ARMS, FEWSHOT_SETTINGS, student_folder, teacher_folder
 
 
 def _pct(x: float) -> str:

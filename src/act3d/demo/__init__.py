@@ -1,0 +1,1 @@
+"""`act3d demo`, the main job: `pipeline.run_demo` runs it (arms, configs, plan, stage steps, report)."""

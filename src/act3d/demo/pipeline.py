@@ -1,0 +1,175 @@
+"""`act3d demo`, the main job: the whole ACT story on the embedded default data, on a CPU, in minutes.
+
+Stage I trains a cross-modal teacher around the shipped pretrained ViT-S/14 (and, for the paper's
+question, around a randomly initialised ViT of the same shape); Stage II distils each into a 3D student,
+beside a Point-MAE-style student and an untrained one (scratch); Stage III measures every arm with the
+same budget: a linear SVM probe, few-shot episodes and fine-tuning on the scan-like split; with
+`transfer_data`, the same three on a prepared class-folder dataset of the user's too. Every stage
+writes into its own folder and a `done.json`; re-running reuses finished stages and resumes an
+interrupted one from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from act3d.data.dataset import open_source
+from act3d.data.default import build_default
+from act3d.data.folders import read_manifest
+from act3d.demo.arms import ARMS, student_folder, teacher_folder
+from act3d.demo.configs import DemoOptions, check_overrides, transfer_data_config
+from act3d.demo.plan import estimate_seconds
+from act3d.demo.report import write_report
+from act3d.demo.stages import Stages
+from act3d.demo.steps import finetune_stage, probe_arm, student_stage, teacher_stage, transfer_probe_arm
+from act3d.eval.metrics import mean_std
+
+log = logging.getLogger(__name__)
+
+
+def run_demo(opts: DemoOptions) -> dict:
+    """Run (or resume) the whole demo into `opts.out`; returns the results dict also saved as results.json."""
+    check_overrides(opts.overrides)
+    out = opts.out
+    if opts.transfer_data is not None:  # refuse a wrong folder before hours of training, not after
+        for split in ("train", "test"):
+            open_source(transfer_data_config(opts.transfer_data, 1), split)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    data_dir = build_default()
+    plan = estimate_seconds(opts)
+    reused = sum(Stages(out).finished(p.name) for p in out.iterdir() if p.is_dir())
+    log.info(
+        "plan: %.1f min of training steps, timed here (evaluation, probes and the report come on top)%s:",
+        sum(plan.values()) / 60,
+        f"; {reused} finished stage(s) in {out} are reused, not re-run" if reused else "",
+    )
+    for step, seconds in plan.items():
+        log.info("  %-48s ~%4.0fs", step, seconds)
+    stages = Stages(out)
+    teachers = {}
+    for kind in ("pretrained", "random"):
+        teachers[kind] = stages.run(teacher_folder(kind), lambda d, k=kind: teacher_stage(k, d, opts))
+    students = {}
+    for arm in ARMS:
+        students[arm.name] = stages.run(
+            student_folder(arm), lambda d, a=arm: student_stage(a, teachers, d, opts)
+        )
+    probes, finetunes = {}, {}
+    for arm in ARMS:
+        probes[arm.name] = stages.run(
+            f"probe-{arm.name}",
+            lambda d, a=arm: probe_arm(Path(students[a.name]["checkpoint"]), opts.fewshot_folds, opts.quick),
+        )
+        finetunes[arm.name] = [
+            stages.run(
+                f"finetune-{arm.name}-seed{seed}",
+                lambda d, a=arm, s=seed: finetune_stage(a, students, s, d, opts),
+            )
+            for seed in range(opts.seeds)
+        ]
+    transfer = transfer_stages(stages, students, opts) if opts.transfer_data is not None else None
+    results = collect_results(
+        opts, teachers, students, probes, finetunes, stages.timings, time.perf_counter() - started, data_dir
+    )
+    if transfer is not None:
+        results["transfer"] = transfer
+    results["reused_stages"] = stages.reused
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    write_report(out, results)
+    return results
+
+
+def transfer_stages(stages: Stages, students: dict, opts: DemoOptions) -> dict:
+    """Every arm's student on the user's dataset: SVM probe, few-shot, fine-tuning with `opts.seeds` seeds."""
+    root = opts.transfer_data
+    folds = 3 if opts.quick else opts.fewshot_folds
+    arms = []
+    for arm in ARMS:
+        ckpt = Path(students[arm.name]["checkpoint"])
+        probe = stages.run(f"transfer-probe-{arm.name}", lambda d, c=ckpt: transfer_probe_arm(c, root, folds))
+        runs = [
+            stages.run(
+                f"transfer-finetune-{arm.name}-seed{seed}",
+                lambda d, a=arm, s=seed: finetune_stage(
+                    a, students, s, d, opts, ["data.format=class-folders", f"data.root={root}"]
+                ),
+            )
+            for seed in range(opts.seeds)
+        ]
+        mean, std = mean_std([r["test_acc"] for r in runs])
+        arms.append(
+            {
+                "name": arm.name,
+                "label": arm.label,
+                "svm_acc": probe["svm"]["test_acc"],
+                "fewshot": {k: {"mean": v["mean"], "std": v["std"]} for k, v in probe["fewshot"].items()},
+                "finetune_acc_mean": mean,
+                "finetune_acc_std": std,
+                "finetune_accs": [r["test_acc"] for r in runs],
+                "finetune_val_acc_mean": mean_std([r["val_acc"] for r in runs])[0],
+            }
+        )
+    manifest = read_manifest(root)
+    return {
+        "data": str(root),
+        "source": manifest["source"],
+        "classes": manifest["classes"],
+        "counts": manifest["counts"],
+        "fewshot_folds": folds,
+        "arms": arms,
+    }
+
+
+def collect_results(
+    opts: DemoOptions,
+    teachers: dict,
+    students: dict,
+    probes: dict,
+    finetunes: dict,
+    timings: dict,
+    seconds: float,
+    data_dir: Path,
+) -> dict:
+    arms = []
+    for arm in ARMS:
+        ft = finetunes[arm.name]
+        acc_mean, acc_std = mean_std([r["test_acc"] for r in ft])
+        fs = {k: {"mean": v["mean"], "std": v["std"]} for k, v in probes[arm.name]["fewshot"].items()}
+        arms.append(
+            {
+                "name": arm.name,
+                "label": arm.label,
+                "finetune_scan_acc_mean": acc_mean,
+                "finetune_scan_acc_std": acc_std,
+                "finetune_scan_accs": [r["test_acc"] for r in ft],
+                "finetune_scan_val_acc_mean": mean_std([r["val_acc"] for r in ft])[0],
+                "svm_scan_acc": probes[arm.name]["svm_scan"]["test_acc"],
+                "svm_clean_acc": probes[arm.name]["svm_clean"]["test_acc"],
+                "fewshot": fs,
+                "stage2": students[arm.name],
+            }
+        )
+    return {
+        "act3d_demo": 1,
+        "quick": opts.quick,
+        "preset": opts.preset,
+        "seeds": opts.seeds,
+        "overrides": list(opts.overrides),
+        "wall_seconds": round(seconds, 1),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "data": str(data_dir),
+        "teachers": teachers,
+        "arms": arms,
+        "timings": {k: round(v, 1) for k, v in timings.items()},
+        "confusion_act": finetunes["act"][0]["confusion"],
+        "class_names": finetunes["act"][0]["class_names"],
+        "embedding_act": probes["act"]["embedding"],
+        "fewshot_folds": 3 if opts.quick else opts.fewshot_folds,
+    }

@@ -1,0 +1,114 @@
+"""The work of each demo stage: train a teacher, a student, a fine-tuned classifier; probe a student."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from act3d.config import load_config
+from act3d.data.dataset import DataConfig
+from act3d.demo.arms import FEWSHOT_SETTINGS, Arm
+from act3d.demo.configs import DemoOptions, stage_overrides, teacher_config, transfer_data_config
+from act3d.eval.probe import fewshot, split_features, svm_probe
+from act3d.models import zoo
+from act3d.train.finetune import FinetuneRunConfig, finetune
+from act3d.train.stage1 import train_teacher
+from act3d.train.stage2 import PretrainRunConfig, pretrain
+
+
+def probe_arm(student_ckpt: Path, folds: int, quick: bool) -> dict:
+    """SVM probes on both splits; few-shot on the scan split (the clean split saturates: every arm,
+    scratch included, separates its classes almost perfectly); the embedding of the clean test split."""
+    encoder, arch = zoo.load_student(student_ckpt)
+    out = {}
+    for variant in ("clean", "scan"):
+        data_cfg = DataConfig(format="default", variant=variant, num_points=arch["num_points"])
+        ftr, ytr, fte, yte, names = split_features(encoder, zoo.patch_config(arch), data_cfg)
+        out[f"svm_{variant}"] = svm_probe(ftr, ytr, fte, yte, len(names))
+        if variant == "scan":
+            out["fewshot"] = fewshot(ftr, ytr, fte, yte, FEWSHOT_SETTINGS, folds=3 if quick else folds)
+        else:
+            out["embedding"] = {"features": fte.tolist(), "labels": yte.tolist(), "class_names": names}
+    return out
+
+
+def fewshot_settings_for(train_y: np.ndarray, test_y: np.ndarray) -> list[tuple[int, int]]:
+    """The demo's few-shot settings that a dataset can fill (enough classes with `shot` training clouds
+    and a test cloud)."""
+
+    def classes_with(shot: int) -> int:
+        return sum((train_y == c).sum() >= shot and (test_y == c).any() for c in np.unique(train_y))
+
+    return [(w, s) for w, s in FEWSHOT_SETTINGS if classes_with(s) >= w]
+
+
+def transfer_probe_arm(student_ckpt: Path, root: Path, folds: int) -> dict:
+    """The SVM probe and the few-shot settings that fit, on the user's dataset."""
+    encoder, arch = zoo.load_student(student_ckpt)
+    data = transfer_data_config(root, arch["num_points"])
+    ftr, ytr, fte, yte, names = split_features(encoder, zoo.patch_config(arch), data)
+    return {
+        "svm": svm_probe(ftr, ytr, fte, yte, len(names)),
+        "fewshot": fewshot(ftr, ytr, fte, yte, fewshot_settings_for(ytr, yte), folds=folds),
+    }
+
+
+def teacher_stage(kind: str, folder: Path, opts: DemoOptions) -> dict:
+    cfg = teacher_config(kind, opts)
+    result = train_teacher(cfg, folder, resume=True)
+    with open(folder / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    first, last = rows[0], rows[-1]
+    return {
+        "checkpoint": str(result.checkpoint),
+        "steps": result.steps,
+        "chamfer_fine_first": float(first["cd_fine"]),
+        "chamfer_fine_last": float(last["cd_fine"]),
+        "chamfer_coarse_first": float(first["cd_coarse"]),
+        "chamfer_coarse_last": float(last["cd_coarse"]),
+    }
+
+
+def student_stage(arm: Arm, teachers: dict, folder: Path, opts: DemoOptions) -> dict:
+    overrides = stage_overrides(opts, "pretrain") + [f"student.target={arm.target}"]
+    if arm.teacher is not None:
+        overrides.append(f"teacher_checkpoint={teachers[arm.teacher]['checkpoint']}")
+    cfg = load_config(PretrainRunConfig, "pretrain", opts.preset, overrides=overrides)
+    path = pretrain(cfg, folder, resume=True)
+    record = {"checkpoint": str(path)}
+    metrics = folder / "metrics.csv"
+    if metrics.is_file():
+        with metrics.open() as f:
+            rows = list(csv.DictReader(f))
+        record.update(loss_first=float(rows[0]["loss"]), loss_last=float(rows[-1]["loss"]))
+    return record
+
+
+def finetune_stage(
+    arm: Arm, students: dict, seed: int, folder: Path, opts: DemoOptions, data: list[str] | None = None
+) -> dict:
+    overrides = (
+        (data or [])
+        + stage_overrides(opts, "finetune")
+        + [
+            f"runtime.seed={seed}",
+            f"checkpoint={students[arm.name]['checkpoint']}",
+        ]
+    )
+    cfg = load_config(FinetuneRunConfig, "finetune", opts.preset, overrides=overrides)
+    res = finetune(cfg, folder, resume=True)
+    return {
+        k: res[k]
+        for k in (
+            "val_acc",
+            "test_acc",
+            "test_macc",
+            "seed",
+            "steps",
+            "selected_step",
+            "confusion",
+            "class_names",
+        )
+    }

@@ -1,0 +1,79 @@
+"""How a run trains (`OptimConfig`: optimiser, schedule, batch) and how it runs (`RuntimeConfig`: device,
+precision, seeds, logging, checkpoints); both are sections of every stage's config."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from act3d.errors import require
+
+
+@dataclass
+class OptimConfig:
+    epochs: int = 300
+    batch_size: int = 32  # global: per optimiser step, over all processes and accumulation steps
+    accum_steps: int = 1
+    lr: float = 5e-4
+    min_lr: float = 1e-6
+    weight_decay: float = 0.05
+    warmup_epochs: float = 10
+    grad_clip: float = 10.0  # 0 disables
+    max_steps: int | None = None  # stop after this many optimiser steps (smoke runs)
+    # the official segmentation loops (part_segmentation/main.py, semantic_segmentation/main.py l.211-219)
+    # step AdamW twice per batch: once on the raw gradient, then, after clipping it, once more
+    step_twice: bool = False
+
+    def __post_init__(self) -> None:
+        require(self.epochs >= 1, "epochs", "an integer >= 1", self.epochs)
+        require(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
+        require(self.accum_steps >= 1, "accum_steps", "an integer >= 1", self.accum_steps)
+        require(self.lr > 0, "lr", "a learning rate > 0", self.lr)
+        require(0 <= self.min_lr <= self.lr, "min_lr", f"a value in [0, lr = {self.lr}]", self.min_lr)
+        require(self.weight_decay >= 0, "weight_decay", "a value >= 0", self.weight_decay)
+        require(self.warmup_epochs >= 0, "warmup_epochs", "a value >= 0", self.warmup_epochs)
+        require(self.grad_clip >= 0, "grad_clip", "a value >= 0 (0 disables clipping)", self.grad_clip)
+        require(
+            self.max_steps is None or self.max_steps >= 1,
+            "max_steps",
+            "null or an integer >= 1",
+            self.max_steps,
+        )
+
+
+@dataclass
+class RuntimeConfig:
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: Literal["none", "bf16", "fp16"] = "none"  # mixed precision, CUDA only
+    tf32: bool = True
+    # bit-identical reruns on CUDA too: PyTorch's deterministic algorithms, no cuDNN autotuning, no TF32
+    # (CPU runs are repeatable without it: every step is seeded)
+    deterministic: bool = False
+    compile: bool = False  # torch.compile the model (opt-in); where compiling fails, training goes on eagerly
+    # reduce-overhead: the compiled forward and backward replay as CUDA graphs (static shapes, CUDA only)
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
+    activation_checkpointing: bool = (
+        False  # recompute Transformer blocks in backward (less memory, more time)
+    )
+    num_workers: int = 0  # DataLoader worker processes (none are needed with data.on_device)
+    log_every: int = 10
+    checkpoint_every: int = 0  # optimiser steps; 0 = at the end of every epoch
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        require(
+            re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
+            "device",
+            "auto, cpu, cuda or cuda:N",
+            self.device,
+        )
+        require(self.num_workers >= 0, "num_workers", "an integer >= 0", self.num_workers)
+        require(self.log_every >= 1, "log_every", "an integer >= 1", self.log_every)
+        require(
+            self.checkpoint_every >= 0,
+            "checkpoint_every",
+            "an integer >= 0 (0: every epoch)",
+            self.checkpoint_every,
+        )
