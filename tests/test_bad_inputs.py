@@ -161,9 +161,9 @@ def test_outputs_that_cannot_be_written(tiny, tmp_path, capsys):
 def test_a_full_disk_during_a_checkpoint_is_one_line_and_loses_nothing(tiny, tmp_path, capsys, monkeypatch):
     before = snapshot(tiny["run"])
 
-    def no_space(obj, f, *args, **kwargs):
-        Path(f).write_bytes(b"partial")
-        raise OSError(28, "No space left on device", str(f))
+    def no_space(obj, f, *args, **kwargs):  # torch.save into the open temporary file
+        f.write(b"partial")
+        raise OSError(28, "No space left on device", f.name)
 
     monkeypatch.setattr(torch, "save", no_space)
     fails(

@@ -8,6 +8,7 @@ import json
 import os
 from pathlib import Path
 
+from act3d.atomic import write_text_atomic
 from act3d.config import list_presets
 from act3d.errors import Act3dError
 
@@ -99,7 +100,5 @@ def write_results(out: Path, rows: list[dict], extra: dict) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.json"
     existing = json.loads(path.read_text()) if path.is_file() else {}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({**existing, "results": rows, **extra}, indent=2))
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps({**existing, "results": rows, **extra}, indent=2))
     return path

@@ -9,12 +9,12 @@ test clouds per class. act3d reads it as `data.format: modelnet40-fewshot`.
 from __future__ import annotations
 
 import json
-import os
 import pickle
 from pathlib import Path
 
 import numpy as np
 
+from act3d.atomic import atomic_file
 from act3d.data.dataset import label_of
 from act3d.data.sample import CloudSource
 from act3d.errors import DataError
@@ -97,10 +97,8 @@ def write_fewshot_folds(
                     ("test", test, test_y, query),
                 )
             }
-            tmp = folder / f"{fold}.pkl.tmp"
-            with tmp.open("wb") as f:
+            with atomic_file(folder / f"{fold}.pkl", "wb") as f:
                 pickle.dump(episode, f, protocol=4)
-            os.replace(tmp, folder / f"{fold}.pkl")
             summary["episodes"][f"{way}way_{shot}shot/{fold}"] = [train.class_names[int(c)] for c in classes]
     (out / "fewshot.json").write_text(json.dumps(summary, indent=1))
     return summary

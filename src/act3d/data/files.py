@@ -16,6 +16,17 @@ MESH_SUFFIXES = {".off", ".obj", ".stl", ".ply"}
 MESH_SAMPLES = 8192
 
 
+def load_npy(path: Path, missing: str = "file not found") -> np.ndarray:
+    """One `.npy` array, never unpickled; a missing or damaged file is a `DataError` naming it (`missing`:
+    what to say when it is not there)."""
+    if not path.is_file():
+        raise DataError(f"{missing}: {path}")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise DataError(f"{path}: truncated or corrupt .npy file ({err})") from None
+
+
 def _read_text_cloud(path: Path) -> np.ndarray:
     text = path.read_text()
     delimiter = "," if "," in text.split("\n", 1)[0] else None
@@ -75,10 +86,7 @@ def read_rows(
         raise DataError(f"file not found: {path}")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        try:
-            return np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as err:
-            raise DataError(f"{path}: truncated or corrupt .npy file ({err})") from None
+        return load_npy(path)
     if suffix == ".npz":
         try:
             with np.load(path, allow_pickle=False) as archive:

@@ -31,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from act3d.data.files import CLOUD_SUFFIXES, MESH_SUFFIXES, read_rows
+from act3d.atomic import atomic_file, write_text_atomic
+from act3d.data.files import CLOUD_SUFFIXES, MESH_SUFFIXES, load_npy, read_rows
 from act3d.data.sample import Sample, check_points, normalize_unit_sphere
 from act3d.errors import DataError, require
 
@@ -182,11 +183,8 @@ def prepare_shape(path: Path, options: PrepareOptions, digest: str) -> np.ndarra
 
 
 def _save_atomic(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
+    with atomic_file(path, "wb") as f:
         np.save(f, array)
-    os.replace(tmp, path)
 
 
 def short_reason(message: str, limit: int = 120) -> str:
@@ -371,9 +369,7 @@ def _write_manifest(
         "skipped": skipped,
         "ignored": ignored,
     }
-    tmp = out / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, out / MANIFEST)
+    write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=1))
     return manifest
 
 
@@ -425,11 +421,6 @@ class ClassFolders:
 
     def __getitem__(self, i: int) -> Sample:
         path = self.paths[i]
-        if not path.is_file():
-            raise DataError(f"{path}: missing; run `act3d data prepare` again to restore it")
-        try:
-            rows = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as err:
-            raise DataError(f"{path}: truncated or corrupt .npy file ({err})") from None
+        rows = load_npy(path, missing="missing (run `act3d data prepare` again to restore it)")
         points = check_points(rows, str(path), self.nonfinite)
         return Sample(normalize_unit_sphere(points), self.labels[i], source=str(path))

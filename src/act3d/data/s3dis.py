@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from act3d.data.files import load_npy
 from act3d.data.sample import Sample, check_points
-from act3d.data.shapenet import _load_npy
 from act3d.errors import DataError
 
 CLASSES = [
@@ -48,7 +48,7 @@ class S3DISRooms:
 
     def __getitem__(self, i: int) -> Sample:
         path = self.files[i]
-        data = _load_npy(path)
+        data = load_npy(path)
         if data.ndim != 2 or data.shape[1] != 7:
             raise DataError(f"{path}: expected rows of x y z r g b label, got shape {data.shape}")
         labels = data[:, 6].astype(np.int64)

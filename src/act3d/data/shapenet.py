@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from act3d.data.files import load_npy
 from act3d.data.sample import Sample, check_points, normalize_unit_sphere
 from act3d.errors import DataError
 
@@ -30,15 +31,6 @@ PART_IDS = {
     "Table": [47, 48, 49],
 }
 NUM_PARTS = 50
-
-
-def _load_npy(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise DataError(f"file not found: {path}")
-    try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        raise DataError(f"{path}: truncated or corrupt .npy file ({err})") from None
 
 
 class ShapeNet55:
@@ -78,7 +70,7 @@ class ShapeNet55:
     def __getitem__(self, i: int) -> Sample:
         path = self.root / "shapenet_pc" / self.files[i]
         return Sample(
-            check_points(_load_npy(path), str(path), self.nonfinite), self.labels[i], source=str(path)
+            check_points(load_npy(path), str(path), self.nonfinite), self.labels[i], source=str(path)
         )
 
 

@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from act3d.atomic import write_text_atomic
+
 log = logging.getLogger(__name__)
 
 
@@ -37,10 +39,7 @@ class Stages:
         start = time.perf_counter()
         result = fn(folder)
         seconds = time.perf_counter() - start
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = done.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"seconds": seconds, "result": result}, indent=2))
-        tmp.replace(done)
+        write_text_atomic(done, json.dumps({"seconds": seconds, "result": result}, indent=2))
         self.timings[name] = seconds
         log.info("[done] %s in %.0fs", name, seconds)
         return result

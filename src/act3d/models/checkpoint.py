@@ -4,7 +4,6 @@ one strict state-dict loader every loader uses."""
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from act3d.atomic import atomic_file
 from act3d.errors import CheckpointError
 
 # 2: checkpoints carry "arch", the model-level description `act3d.models.zoo` rebuilds a model from
@@ -22,15 +22,8 @@ FORMAT_VERSION = 2
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write `payload` (plus the format version) to `path` atomically: a crash never leaves half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        torch.save({"format_version": FORMAT_VERSION, **payload}, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)  # only left over when the write failed
+    with atomic_file(path, "wb", fsync=True) as f:
+        torch.save({"format_version": FORMAT_VERSION, **payload}, f)
     return path
 
 

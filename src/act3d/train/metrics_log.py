@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from act3d.atomic import atomic_file
+
 Metric = float | torch.Tensor  # a number, or a 0-d tensor still on the device
 
 
@@ -42,12 +44,10 @@ class MetricsLog:
             for k, v in values.items():
                 self.writer.add_scalar(k, v, step)
         keys = list(dict.fromkeys(k for r in self.rows for k in r))
-        tmp = self.path.with_suffix(".tmp")
-        with tmp.open("w", newline="") as f:
+        with atomic_file(self.path, newline="") as f:
             writer = csv.DictWriter(f, keys)
             writer.writeheader()
             writer.writerows(self.rows)
-        tmp.replace(self.path)
 
     def close(self) -> None:
         if self.writer is not None:
