@@ -148,9 +148,8 @@ class DeviceClouds:
         self.labels = torch.tensor([s.label for s in samples])
         stored = max(num_points, min(len(s.points) for s in samples))
         clouds = np.empty((len(samples), stored, 3), dtype=np.float32)
-        for i in range(
-            len(samples)
-        ):  # each read cloud is released once copied: at most twice the set in memory
+        # each read cloud is released once copied: at most twice the set in memory
+        for i in range(len(samples)):
             s, samples[i] = samples[i], None
             clouds[i] = s.points[
                 resample_indices(len(s.points), stored, np.random.default_rng([seed, i]), s.source)

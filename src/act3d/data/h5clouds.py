@@ -45,9 +45,8 @@ class H5Clouds:
         self.points = data[:, :, :3].astype(np.float32)
         self.labels = labels.astype(np.int64)
         self.nonfinite = nonfinite
-        self.groups: np.ndarray | None = (
-            None  # samples a validation split keeps together (`split_validation`)
-        )
+        # samples a validation split keeps together (`split_validation`); set by readers that know them
+        self.groups: np.ndarray | None = None
         for i in np.flatnonzero((self.labels < 0) | (self.labels >= len(self.class_names)))[:1]:
             check_label(int(self.labels[i]), len(self.class_names), f"{self.path}[{i}]")
 

@@ -184,9 +184,8 @@ def autoencoder_loss(
     cd_coarse = chamfer_distance(out.coarse.reshape(b * g, -1, 3), target, "l1").mean()
     cd_fine = chamfer_distance(out.fine.reshape(b * g, -1, 3), target, "l1").mean()
     v = out.logits.shape[-1]
-    log_q = torch.logsumexp(F.log_softmax(out.logits.float(), dim=-1), dim=1) - math.log(
-        g
-    )  # (B, V): log mean softmax
+    # (B, V): the log of the softmax averaged over the cloud's patches
+    log_q = torch.logsumexp(F.log_softmax(out.logits.float(), dim=-1), dim=1) - math.log(g)
     kl = (-math.log(v) - log_q).mean(-1).mean()  # sum_v (1/V) (log(1/V) - log q_v), averaged over the batch
     loss = cd_coarse + cd_fine + kl_weight * kl
     return loss, {"cd_coarse": cd_coarse.detach(), "cd_fine": cd_fine.detach(), "kl": kl.detach()}

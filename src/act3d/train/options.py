@@ -54,9 +54,8 @@ class RuntimeConfig:
     compile: bool = False  # torch.compile the model (opt-in); where compiling fails, training goes on eagerly
     # reduce-overhead: the compiled forward and backward replay as CUDA graphs (static shapes, CUDA only)
     compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
-    activation_checkpointing: bool = (
-        False  # recompute Transformer blocks in backward (less memory, more time)
-    )
+    # recompute Transformer blocks in backward (less memory, more time)
+    activation_checkpointing: bool = False
     num_workers: int = 0  # DataLoader worker processes (none are needed with data.on_device)
     log_every: int = 10
     checkpoint_every: int = 0  # optimiser steps; 0 = at the end of every epoch
