@@ -146,6 +146,10 @@ def test_api_embed_and_predict(trained):
     model = act3d.load_model(trained["classifier"])
     cloud = np.random.default_rng(0).normal(size=(300, 3))
     assert model.embed(cloud).shape == (1, 64)
+    # a classifier embeds what its head reads (cls token + max-pooled patches), not the probe's max + mean
+    with torch.no_grad():
+        head_input = model.head.features(model.patches.group(model.prepare(cloud))).numpy()
+    np.testing.assert_array_equal(model.embed(cloud), head_input)
     pred = model.predict(cloud, k=2)[0]
     # the classifier's own softmax on the same prepared cloud, best first, named by class
     probs = torch.softmax(model.head(model.patches.group(model.prepare(cloud))), -1)[0]

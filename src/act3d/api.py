@@ -71,9 +71,15 @@ class Act3dModel:
                 f"{self.path} gave non-finite {what}; its weights or these clouds are broken"
             )
 
+    @torch.no_grad()
     def embed(self, points: np.ndarray | torch.Tensor) -> np.ndarray:
-        """`(B, 2W)` features: max- and mean-pooled student tokens."""
-        features = extract_features(self.encoder, self.prepare(points), self.patches)
+        """`(B, 2W)` features. A classifier gives what its head reads (the cls token and the max-pooled patch
+        tokens); a student or segmenter the max- and mean-pooled patch tokens, as the SVM probe."""
+        clouds = self.prepare(points)
+        if isinstance(self.head, PointClassifier):
+            features = self.head.features(self.patches.group(clouds)).numpy()
+        else:
+            features = extract_features(self.encoder, clouds, self.patches)
         self._finite(features, "features")
         return features
 
