@@ -138,3 +138,32 @@ def test_the_demo_plan_counts_only_the_stages_it_will_run(tmp_path):
         (tmp_path / name / "done.json").write_text('{"seconds": 1, "result": {}}')
     opts.transfer_data = tmp_path / "prepared"
     assert stages_to_run(opts) == {"teachers": 0, "students": 1, "finetunes": 0, "transfer_finetunes": 8}
+
+
+def test_the_real_demo_runs_end_to_end_at_a_tiny_size(tmp_path):
+    """`run_demo` itself, every stage at a tiny size, and its real results in the report (the other report
+    tests feed it hand-made ones)."""
+    import json
+
+    from act3d.demo.arms import ARMS
+    from act3d.demo.configs import DemoOptions
+    from act3d.demo.pipeline import run_demo
+
+    tiny = ["optim.max_steps=2", "data.num_points=256", "patches.num_groups=16", "patches.group_size=16"]
+    student = ["width=32", "depth=1", "heads=2", "decoder_heads=2", "decoder_depth=1"]
+    overrides = [f"{stage}:{o}" for stage in ("teacher", "pretrain", "finetune") for o in tiny]
+    overrides += ["teacher:model.teacher.depth=1", "teacher:anneal.steps=2"]
+    overrides += [f"{stage}:student.{o}" for stage in ("pretrain", "finetune") for o in student]
+    opts = DemoOptions(
+        out=tmp_path / "demo", quick=True, seeds=1, fewshot_folds=1, overrides=tuple(overrides)
+    )
+    results = run_demo(opts)
+    assert json.loads((tmp_path / "demo" / "results.json").read_text()) == json.loads(json.dumps(results))
+    assert [a["name"] for a in results["arms"]] == [a.name for a in ARMS]
+    report = (tmp_path / "demo" / "report.md").read_text()
+    for arm in results["arms"]:
+        assert arm["label"] in report and f"{100 * arm['svm_scan_acc']:.1f}" in report
+    assert (tmp_path / "demo" / "report.html").stat().st_size > 10_000
+    again = run_demo(opts)  # every stage is reused, the same results come back
+    assert set(again["reused_stages"]) >= {"stage1-pretrained-teacher", "stage2-act", "finetune-act-seed0"}
+    assert [a["svm_scan_acc"] for a in again["arms"]] == [a["svm_scan_acc"] for a in results["arms"]]
