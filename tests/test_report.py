@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from act3d.demo.report import results_rows, write_report
+from act3d.demo.report import results_table, write_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -56,7 +56,7 @@ def test_report_files_and_numbers(tmp_path):
     page = write_report(tmp_path, results).read_text()
     assert (tmp_path / "report.md").is_file() and (tmp_path / "tsne.png").is_file()
     assert page.count("data:image/png;base64,") >= 2 and "http" not in page.replace("http-equiv", "")
-    for row in results_rows(results):
+    for row in results_table(results).rows:
         assert row["finetune"] in page
     assert "70.1 ± 0.1" in page  # mean and std of the three seeds, in percent
 
@@ -164,6 +164,11 @@ def test_the_real_demo_runs_end_to_end_at_a_tiny_size(tmp_path):
     for arm in results["arms"]:
         assert arm["label"] in report and f"{100 * arm['svm_scan_acc']:.1f}" in report
     assert (tmp_path / "demo" / "report.html").stat().st_size > 10_000
+    # every pair of arms on every measure, paired by test cloud (SVM) and episode (few-shot, 3 quick folds)
+    svm = [c for c in results["comparisons"] if c["measure"] == "SVM test OA"]
+    assert [(c["a"], c["b"]) for c in svm][0] == ("act", "act-random-teacher") and svm[0]["n"] > 1
+    assert any(c["unit"] == "episode" and c["n"] == 3 for c in results["comparisons"])
+    assert "## What this run shows" in report and "Pretrained against random teacher:" in report
     again = run_demo(opts)  # every stage is reused, the same results come back
     assert set(again["reused_stages"]) >= {"stage1-pretrained-teacher", "stage2-act", "finetune-act-seed0"}
     assert [a["svm_scan_acc"] for a in again["arms"]] == [a["svm_scan_acc"] for a in results["arms"]]

@@ -1,7 +1,8 @@
-"""Pictures of point clouds (matplotlib, headless): galleries, loss curves, embeddings."""
+"""Pictures (matplotlib, headless): point-cloud galleries, loss curves, embeddings, confusion matrices."""
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -58,5 +59,62 @@ def render_clouds(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_loss_curves(out: Path, path: Path) -> Path | None:
+    """One panel per stage folder with a metrics.csv: its training loss against the step."""
+    runs = sorted(p for p in out.glob("stage*/metrics.csv"))
+    if not runs:
+        return None
+    fig, axes = plt.subplots(1, len(runs), figsize=(3.2 * len(runs), 2.8), squeeze=False)
+    for ax, csv_path in zip(axes[0], runs):
+        with csv_path.open() as f:
+            rows = [r for r in csv.DictReader(f) if r.get("loss")]
+        ax.plot([float(r["step"]) for r in rows], [float(r["loss"]) for r in rows], color="tab:blue")
+        ax.set_title(csv_path.parent.name, fontsize=8)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0][0].set_ylabel("training loss", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_tsne(embedding: dict, path: Path, seed: int = 0) -> Path:
+    from sklearn.manifold import TSNE
+
+    x = np.asarray(embedding["features"], dtype=np.float32)
+    y = np.asarray(embedding["labels"])
+    xy = TSNE(2, init="pca", random_state=seed, perplexity=min(30, max(5, len(x) // 10))).fit_transform(x)
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    cmap = plt.get_cmap("tab20")
+    for c, name in enumerate(embedding["class_names"]):
+        sel = y == c
+        ax.scatter(xy[sel, 0], xy[sel, 1], s=8, color=cmap(c % 20), label=name)
+    ax.legend(fontsize=6, markerscale=1.5, ncol=2, loc="best")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title("t-SNE of ACT student features (clean test split)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_confusion(matrix: list[list[int]], class_names: list[str], path: Path, title: str) -> Path:
+    cm = np.asarray(matrix, dtype=np.float64)
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(class_names)), class_names, rotation=90, fontsize=6)
+    ax.set_yticks(range(len(class_names)), class_names, fontsize=6)
+    ax.set_xlabel("predicted", fontsize=8)
+    ax.set_ylabel("true", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

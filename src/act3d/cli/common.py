@@ -102,3 +102,50 @@ def write_results(out: Path, rows: list[dict], extra: dict) -> Path:
     existing = json.loads(path.read_text()) if path.is_file() else {}
     write_text_atomic(path, json.dumps({**existing, "results": rows, **extra}, indent=2))
     return path
+
+
+def add_compare_arg(parser: argparse.ArgumentParser, units: str) -> None:
+    parser.add_argument(
+        "--compare-to",
+        metavar="DIR",
+        help=f"an earlier run's --out of this same command (another checkpoint, same protocol): print the paired "
+        f"difference this run − that run over the shared {units}, with its 95%% paired t interval",
+    )
+
+
+def compare_to(folder: str, mine: dict[str, dict[str, float]], protocol: dict, unit: str) -> list[dict]:
+    """Paired differences of this run's values (measure -> unit id -> value) against those another run of
+    the same command saved in `folder/results.json` under `paired_values`, over the units both have."""
+    from act3d.eval.paired import describe, paired_difference
+
+    path = Path(folder) / "results.json"
+    try:
+        theirs = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise Act3dError(
+            f"--compare-to {folder}: cannot read {path} ({err}); expected an earlier run's --out"
+        ) from None
+    if "paired_values" not in theirs:
+        raise Act3dError(
+            f"--compare-to {folder}: {path} holds no per-{unit} values; expected a run of this command"
+        )
+    ours, other = json.loads(json.dumps(protocol)), theirs.get("protocol") or {}
+    differ = sorted(k for k in ours.keys() | other.keys() if ours.get(k) != other.get(k))
+    if differ:
+        raise Act3dError(
+            f"--compare-to {folder}: that run differs in {', '.join(differ)}, so its {unit}s do not pair "
+            "with this run's; expected the same protocol with another checkpoint"
+        )
+    rows = []
+    for measure, values in mine.items():
+        other = theirs["paired_values"].get(measure, {})
+        units = [u for u in values if u in other]
+        if units:
+            d = paired_difference([values[u] for u in units], [other[u] for u in units])
+            text = describe("this run", Path(folder).name, d, unit)
+            rows.append(
+                {"measure": measure, "against": str(folder), **d.to_dict(), "text": f"{measure}: {text}"}
+            )
+    if not rows:
+        raise Act3dError(f"--compare-to {folder}: no {unit} in common with this run")
+    return rows

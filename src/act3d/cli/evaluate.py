@@ -8,6 +8,8 @@ from pathlib import Path
 
 from act3d.cli.common import (
     VARIANT_HELP,
+    add_compare_arg,
+    compare_to,
     config_hash,
     dataset_variant,
     output_folder,
@@ -111,7 +113,16 @@ def _eval_fewshot(args: argparse.Namespace) -> int:
             }
         )
         print(f"{key}: {100 * v['mean']:.1f} ± {100 * v['std']:.1f} %  ({len(v['folds'])} folds)")
-    write_results(Path(args.out), rows, {"checkpoint": args.checkpoint, "table": table})
+    # folds pair two checkpoints only when they saw the same episodes: the same data, seed and fold files
+    protocol = {
+        k: getattr(args, k) for k in ("format", "root", "variant", "num_points", "seed", "fewshot_root")
+    }
+    paired = {key: {str(i): acc for i, acc in enumerate(v["folds"])} for key, v in table.items()}
+    comparison = compare_to(args.compare_to, paired, protocol, "episode") if args.compare_to else []
+    for c in comparison:
+        print(c["text"])
+    extra = {"checkpoint": args.checkpoint, "table": table, "protocol": protocol, "paired_values": paired}
+    write_results(Path(args.out), rows, extra | {"paired": comparison})
     return 0
 
 
@@ -139,4 +150,5 @@ def register(commands: argparse._SubParsersAction) -> None:
     fs.add_argument("--way", type=positive_int, nargs="+", default=[5, 10])
     fs.add_argument("--shot", type=positive_int, nargs="+", default=[10, 20])
     fs.add_argument("--folds", type=positive_int, default=10)
+    add_compare_arg(fs, "episodes")
     fs.set_defaults(run=_eval_fewshot)

@@ -7,7 +7,15 @@ import argparse
 import logging
 from pathlib import Path
 
-from act3d.cli.common import add_config_args, config_hash, output_folder, positive_int, write_results
+from act3d.cli.common import (
+    add_compare_arg,
+    add_config_args,
+    compare_to,
+    config_hash,
+    output_folder,
+    positive_int,
+    write_results,
+)
 from act3d.config import load_config, to_dict
 
 log = logging.getLogger("act3d")
@@ -47,12 +55,16 @@ def _finetune(args: argparse.Namespace) -> int:
         )
         for seed in range(args.seeds)
     ]
+    # seeds pair runs of two checkpoints only on the same data, split and training recipe (read before
+    # fine-tuning: loading a checkpoint sets the student section to the checkpoint's)
+    protocol = to_dict(configs[0]) | {"checkpoint": None, "runtime": None}
     output_folder(args.out)
-    accs, rows = [], []
+    accs, rows, paired = [], [], {"val OA": {}, "test OA": {}}
     for seed, cfg in enumerate(configs):
         out = Path(args.out) / f"seed{seed}" if args.seeds > 1 else Path(args.out)
         res = finetune(cfg, out, resume=args.resume, overwrite=args.overwrite)
         accs.append(res["test_acc"])
+        paired["val OA"][str(seed)], paired["test OA"][str(seed)] = res["val_acc"], res["test_acc"]
         h = config_hash(to_dict(cfg))
         rows += [
             {
@@ -85,12 +97,13 @@ def _finetune(args: argparse.Namespace) -> int:
             res["votes"],
         )
     mean, std = mean_std(accs)
-    write_results(
-        Path(args.out),
-        rows,
-        {"overall_accuracy_mean": mean, "overall_accuracy_std": std, "seeds": args.seeds},
-    )
+    comparison = compare_to(args.compare_to, paired, protocol, "seed") if args.compare_to else []
+    extra = {"overall_accuracy_mean": mean, "overall_accuracy_std": std, "seeds": args.seeds}
+    extra |= {"protocol": protocol, "paired_values": paired, "paired": comparison}
+    write_results(Path(args.out), rows, extra)
     log.info("overall accuracy: %.2f ± %.2f %% over %d seed(s)", 100 * mean, 100 * std, args.seeds)
+    for c in comparison:
+        log.info("%s", c["text"])
     return 0
 
 
@@ -134,6 +147,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     ft.add_argument(
         "--seeds", type=positive_int, default=1, help="repeat with seeds 0..N-1 and report mean ± std"
     )
+    add_compare_arg(ft, "seeds")
     ft.set_defaults(run=_finetune)
 
     seg = commands.add_parser(

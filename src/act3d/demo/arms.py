@@ -11,13 +11,14 @@ class Arm:
     label: str
     teacher: str | None  # "pretrained" | "random" | None
     target: str  # act | mae | none
+    short: str  # the arm in a sentence of the report
 
 
 ARMS = [
-    Arm("act", "ACT (pretrained ViT-S/14 teacher)", "pretrained", "act"),
-    Arm("act-random-teacher", "ACT, randomly initialised teacher", "random", "act"),
-    Arm("point-mae", "Point-MAE-style target", None, "mae"),
-    Arm("scratch", "no pretraining (scratch)", None, "none"),
+    Arm("act", "ACT (pretrained ViT-S/14 teacher)", "pretrained", "act", "ACT"),
+    Arm("act-random-teacher", "ACT, randomly initialised teacher", "random", "act", "ACT (random teacher)"),
+    Arm("point-mae", "Point-MAE-style target", None, "mae", "Point-MAE"),
+    Arm("scratch", "no pretraining (scratch)", None, "none", "scratch"),
 ]
 FEWSHOT_SETTINGS = [(5, 10), (5, 20), (10, 10), (10, 20)]
 

@@ -22,6 +22,7 @@ from act3d.data.dataset import open_source
 from act3d.data.default import build_default
 from act3d.data.folders import read_manifest
 from act3d.demo.arms import ARMS, student_folder, teacher_folder
+from act3d.demo.compare import arm_measures, compare_arms
 from act3d.demo.configs import DemoOptions, check_overrides, transfer_data_config
 from act3d.demo.plan import estimate_seconds
 from act3d.demo.report import write_report
@@ -89,7 +90,7 @@ def transfer_stages(stages: Stages, students: dict, opts: DemoOptions) -> dict:
     """Every arm's student on the user's dataset: SVM probe, few-shot, fine-tuning with `opts.seeds` seeds."""
     root = opts.transfer_data
     folds = 3 if opts.quick else opts.fewshot_folds
-    arms = []
+    arms, measures = [], {}
     for arm in ARMS:
         ckpt = Path(students[arm.name]["checkpoint"])
         probe = stages.run(f"transfer-probe-{arm.name}", lambda d, c=ckpt: transfer_probe_arm(c, root, folds))
@@ -115,6 +116,12 @@ def transfer_stages(stages: Stages, students: dict, opts: DemoOptions) -> dict:
                 "finetune_val_acc_mean": mean_std([r["val_acc"] for r in runs])[0],
             }
         )
+        measures[arm.name] = arm_measures(
+            [r["val_acc"] for r in runs],
+            [r["test_acc"] for r in runs],
+            probe["svm"].get("correct"),
+            probe["fewshot"],
+        )
     manifest = read_manifest(root)
     return {
         "data": str(root),
@@ -123,6 +130,7 @@ def transfer_stages(stages: Stages, students: dict, opts: DemoOptions) -> dict:
         "counts": manifest["counts"],
         "fewshot_folds": folds,
         "arms": arms,
+        "comparisons": compare_arms(measures, {a.name: a.short for a in ARMS}),
     }
 
 
@@ -136,7 +144,7 @@ def collect_results(
     seconds: float,
     data_dir: Path,
 ) -> dict:
-    arms = []
+    arms, measures = [], {}
     for arm in ARMS:
         ft = finetunes[arm.name]
         acc_mean, acc_std = mean_std([r["test_acc"] for r in ft])
@@ -149,11 +157,18 @@ def collect_results(
                 "finetune_scan_acc_std": acc_std,
                 "finetune_scan_accs": [r["test_acc"] for r in ft],
                 "finetune_scan_val_acc_mean": mean_std([r["val_acc"] for r in ft])[0],
+                "finetune_scan_val_accs": [r["val_acc"] for r in ft],
                 "svm_scan_acc": probes[arm.name]["svm_scan"]["test_acc"],
                 "svm_clean_acc": probes[arm.name]["svm_clean"]["test_acc"],
                 "fewshot": fs,
                 "stage2": students[arm.name],
             }
+        )
+        measures[arm.name] = arm_measures(
+            [r["val_acc"] for r in ft],
+            [r["test_acc"] for r in ft],
+            probes[arm.name]["svm_scan"].get("correct"),
+            probes[arm.name]["fewshot"],
         )
     return {
         "act3d_demo": 1,
@@ -167,6 +182,7 @@ def collect_results(
         "data": str(data_dir),
         "teachers": teachers,
         "arms": arms,
+        "comparisons": compare_arms(measures, {a.name: a.short for a in ARMS}),
         "timings": {k: round(v, 1) for k, v in timings.items()},
         "confusion_act": finetunes["act"][0]["confusion"],
         "class_names": finetunes["act"][0]["class_names"],

@@ -1,104 +1,41 @@
-"""The demo's report: `report.html` (self-contained, images embedded), `report.md`, and the pictures."""
+"""The demo's report: `report.md` and the self-contained `report.html` (images embedded), both rendered from
+one model of the page: a headline, then sections of paragraphs, bullet points and tables."""
 
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
-
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-import numpy as np
 
 from act3d.data.fewshot import fewshot_key
 from act3d.demo.arms import ARMS, FEWSHOT_SETTINGS, student_folder, teacher_folder
+from act3d.viz import plot_confusion, plot_loss_curves, plot_tsne
 
 
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
-def plot_loss_curves(out: Path, path: Path) -> Path | None:
-    """One panel per stage folder with a metrics.csv: its training loss against the step."""
-    runs = sorted(p for p in out.glob("stage*/metrics.csv"))
-    if not runs:
-        return None
-    fig, axes = plt.subplots(1, len(runs), figsize=(3.2 * len(runs), 2.8), squeeze=False)
-    for ax, csv_path in zip(axes[0], runs):
-        with csv_path.open() as f:
-            rows = [r for r in csv.DictReader(f) if r.get("loss")]
-        ax.plot([float(r["step"]) for r in rows], [float(r["loss"]) for r in rows], color="tab:blue")
-        ax.set_title(csv_path.parent.name, fontsize=8)
-        ax.set_xlabel("step", fontsize=8)
-        ax.tick_params(labelsize=7)
-    axes[0][0].set_ylabel("training loss", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+@dataclass
+class Table:
+    """Rows of shown strings under `columns` (key, title); HTML cells carry the key as `data-key`."""
+
+    id: str
+    columns: list[tuple[str, str]]
+    rows: list[dict[str, str]]
 
 
-def plot_tsne(embedding: dict, path: Path, seed: int = 0) -> Path:
-    from sklearn.manifold import TSNE
-
-    x = np.asarray(embedding["features"], dtype=np.float32)
-    y = np.asarray(embedding["labels"])
-    xy = TSNE(2, init="pca", random_state=seed, perplexity=min(30, max(5, len(x) // 10))).fit_transform(x)
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    cmap = plt.get_cmap("tab20")
-    for c, name in enumerate(embedding["class_names"]):
-        sel = y == c
-        ax.scatter(xy[sel, 0], xy[sel, 1], s=8, color=cmap(c % 20), label=name)
-    ax.legend(fontsize=6, markerscale=1.5, ncol=2, loc="best")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title("t-SNE of ACT student features (clean test split)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+@dataclass
+class Section:
+    title: str
+    paragraphs: list[str] = field(default_factory=list)
+    bullets: list[str] = field(default_factory=list)
+    table: Table | None = None
 
 
-def plot_confusion(matrix: list[list[int]], class_names: list[str], path: Path, title: str) -> Path:
-    cm = np.asarray(matrix, dtype=np.float64)
-    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(class_names)), class_names, rotation=90, fontsize=6)
-    ax.set_yticks(range(len(class_names)), class_names, fontsize=6)
-    ax.set_xlabel("predicted", fontsize=8)
-    ax.set_ylabel("true", fontsize=8)
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def results_rows(results: dict) -> list[dict[str, str]]:
-    """The results table, one row per arm, as the strings shown (shared by HTML, Markdown and tests)."""
-    rows = []
-    for arm in results["arms"]:
-        row = {
-            "arm": arm["label"],
-            "finetune_val": f"{_pct(arm['finetune_scan_val_acc_mean'])}"
-            if "finetune_scan_val_acc_mean" in arm
-            else "-",
-            "finetune": f"{_pct(arm['finetune_scan_acc_mean'])} ± {_pct(arm['finetune_scan_acc_std'])}",
-            "svm_scan": _pct(arm["svm_scan_acc"]),
-            "svm_clean": _pct(arm["svm_clean_acc"]),
-        }
-        for key, fs in arm["fewshot"].items():
-            row[f"fewshot_{key}"] = f"{_pct(fs['mean'])} ± {_pct(fs['std'])}"
-        rows.append(row)
-    return rows
-
-
-COLUMNS = [
+RESULT_COLUMNS = [
     ("arm", "arm"),
     ("finetune_val", "fine-tune, validation OA % (selects)"),
     ("finetune", "fine-tune, scan test OA %"),
@@ -114,32 +51,163 @@ COLUMNS = [
 ]
 
 
-def transfer_table(results: dict) -> list[dict[str, str]]:
-    """The rows of the transfer table (empty without `--transfer-data`): column title -> shown value."""
-    transfer = results.get("transfer")
-    if not transfer:
-        return []
+def _fewshot_cells(fewshot: dict) -> dict[str, str]:
+    return {f"fewshot_{k}": f"{_pct(v['mean'])} ± {_pct(v['std'])}" for k, v in fewshot.items()}
+
+
+def results_table(results: dict) -> Table:
+    """The results table, one row per arm, as the strings shown."""
     rows = []
-    for arm in transfer["arms"]:
-        row = {
+    for arm in results["arms"]:
+        val = arm.get("finetune_scan_val_acc_mean")
+        rows.append(
+            {
+                "arm": arm["label"],
+                "finetune_val": "-" if val is None else _pct(val),
+                "finetune": f"{_pct(arm['finetune_scan_acc_mean'])} ± {_pct(arm['finetune_scan_acc_std'])}",
+                "svm_scan": _pct(arm["svm_scan_acc"]),
+                "svm_clean": _pct(arm["svm_clean_acc"]),
+                **_fewshot_cells(arm["fewshot"]),
+            }
+        )
+    return Table("results", RESULT_COLUMNS, rows)
+
+
+def transfer_table(transfer: dict) -> Table:
+    """The transfer table (`--transfer-data`): one row per arm."""
+    keys = sorted({k for arm in transfer["arms"] for k in arm["fewshot"]})
+    columns = [
+        ("arm", "arm"),
+        ("finetune_val", "fine-tune, validation OA % (selects)"),
+        ("finetune", "fine-tune, test OA %"),
+        ("svm", "SVM, test OA %"),
+        *[(f"fewshot_{k}", f"few-shot {k} %") for k in keys],
+    ]
+    rows = [
+        {
             "arm": arm["label"],
-            "fine-tune, validation OA % (selects)": _pct(arm["finetune_val_acc_mean"]),
-            "fine-tune, test OA %": f"{_pct(arm['finetune_acc_mean'])} ± {_pct(arm['finetune_acc_std'])}",
-            "SVM, test OA %": _pct(arm["svm_acc"]),
+            "finetune_val": _pct(arm["finetune_val_acc_mean"]),
+            "finetune": f"{_pct(arm['finetune_acc_mean'])} ± {_pct(arm['finetune_acc_std'])}",
+            "svm": _pct(arm["svm_acc"]),
+            **_fewshot_cells(arm["fewshot"]),
         }
-        for key, fs in arm["fewshot"].items():
-            row[f"few-shot {key} %"] = f"{_pct(fs['mean'])} ± {_pct(fs['std'])}"
-        rows.append(row)
-    return rows
+        for arm in transfer["arms"]
+    ]
+    return Table("transfer", columns, rows)
 
 
-def _img(path: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
+def comparison_table(comparisons: list[dict], table_id: str) -> Table:
+    """Paired differences a − b: mean and 95% interval in points, the units, and whether it excludes zero."""
+    labels = {arm.name: arm.short for arm in ARMS}
+    rows = [
+        {
+            "pair": f"{labels[c['a']]} − {labels[c['b']]}",
+            "measure": c["measure"],
+            "diff": f"{100 * c['mean']:+.1f}",
+            "interval": "-" if c["low"] is None else f"{100 * c['low']:+.1f} to {100 * c['high']:+.1f}",
+            "units": f"{c['n']} {c['unit']}s",
+            "verdict": "yes" if c["distinguishable"] else "no",
+        }
+        for c in comparisons
+    ]
+    columns = [
+        ("pair", "a − b"),
+        ("measure", "measure"),
+        ("diff", "mean difference, points"),
+        ("interval", "95% paired t interval"),
+        ("units", "paired units"),
+        ("verdict", "excludes zero"),
+    ]
+    return Table(table_id, columns, rows)
 
 
-def write_report(out: Path, results: dict) -> Path:
-    """Write the pictures, `report.md` and the self-contained `report.html` into `out`."""
+PAPER_BUDGET = (
+    "The paper's gap was measured after 300 epochs of Stage I and 300 of Stage II on ShapeNet-55 with a "
+    "12-block ViT-B (about 35 GPU-hours); docs/experiments.md traces the gap against compute at CPU budgets."
+)
+
+
+def headline(comparisons: list[dict]) -> list[str]:
+    """What the run shows, in words: the pretrained-teacher question first, then every other difference
+    whose interval excludes zero."""
+    if not comparisons:
+        return ["No paired comparison could be made (one seed, one episode and no per-cloud SVM results)."]
+    lines = []
+    teacher = [c for c in comparisons if (c["a"], c["b"]) == ("act", "act-random-teacher")]
+    if teacher:
+        ahead = sum(c["distinguishable"] and c["mean"] > 0 for c in teacher)
+        behind = sum(c["distinguishable"] and c["mean"] < 0 for c in teacher)
+        lines.append(
+            f"Pretrained against random teacher: ahead on {ahead}, behind on {behind} and not distinguishable "
+            f"on {len(teacher) - ahead - behind} of {len(teacher)} measures (95% paired intervals)."
+            + ("" if ahead > behind else " " + PAPER_BUDGET)
+        )
+    shown = [c["text"] for c in comparisons if c["distinguishable"]]
+    return lines + (shown or ["No paired difference is distinguishable from zero."])
+
+
+def build_sections(results: dict) -> list[Section]:
+    """Every section of the report, in order."""
+    reused = results.get("reused_stages") or []
+    changes = results.get("overrides") or []
+    preset = results.get("preset", "cpu")
+    comparisons = results.get("comparisons", [])
+    wall = (
+        f"Wall time: {results['wall_seconds'] / 60:.1f} min ({'quick' if results['quick'] else 'full'} run, "
+        f"{results['seeds']} fine-tuning seed(s), {results['fewshot_folds']} few-shot folds, "
+        f"{results['threads']} threads, torch {results['torch']})."
+        + (
+            f" This invocation reused {len(reused)} stage(s) finished earlier; their own times are in the timings."
+            if reused
+            else ""
+        )
+    )
+    config = (
+        f"Configuration: presets teacher.{preset}, pretrain.{preset} and finetune.{preset} (each stage's resolved "
+        "config.yaml is in its folder)" + (f"; changed: {', '.join(changes)}" if changes else "") + "."
+    )
+    sections = [
+        Section("What this run shows", [wall, config], headline(comparisons)),
+        Section("Results (mean ± std over seeds / folds)", table=results_table(results)),
+        Section(
+            "Paired differences",
+            [
+                "Every arm shares the seeds, the few-shot episodes and the test clouds, so each difference is "
+                "taken per unit and given its 95% paired t interval."
+            ],
+            table=comparison_table(comparisons, "paired"),
+        ),
+    ]
+    transfer = results.get("transfer")
+    if transfer:
+        title = f"Transfer to {transfer['data']} ({len(transfer['classes'])} classes)"
+        sections.append(Section(title, table=transfer_table(transfer)))
+        sections.append(
+            Section(
+                "Transfer: paired differences",
+                table=comparison_table(transfer.get("comparisons", []), "transfer-paired"),
+            )
+        )
+    teachers = [
+        {
+            "teacher": k,
+            "steps": str(t["steps"]),
+            "first": f"{t['chamfer_fine_first']:.4f}",
+            "last": f"{t['chamfer_fine_last']:.4f}",
+        }
+        for k, t in results["teachers"].items()
+    ]
+    columns = [("teacher", "teacher"), ("steps", "steps"), ("first", "first"), ("last", "last")]
+    sections.append(Section("Stage I teachers (fine Chamfer-L1)", table=Table("teachers", columns, teachers)))
+    timings = [{"stage": k, "seconds": f"{v:.1f}"} for k, v in results["timings"].items()]
+    sections.append(
+        Section("Timings", table=Table("timings", [("stage", "stage"), ("seconds", "seconds")], timings))
+    )
+    return sections
+
+
+def draw_pictures(out: Path, results: dict) -> dict[str, Path]:
+    """The report's pictures, caption -> file: loss curves, reconstructions, masks, t-SNE, confusion."""
     pictures: dict[str, Path] = {}
     curves = plot_loss_curves(out, out / "loss_curves.png")
     if curves:
@@ -157,111 +225,84 @@ def write_report(out: Path, results: dict) -> Path:
     pictures["Confusion matrix, ACT fine-tuned on the scan split (seed 0)"] = plot_confusion(
         results["confusion_act"], results["class_names"], out / "confusion.png", "ACT, scan test split"
     )
-    rows = results_rows(results)
-    timings = results["timings"]
-    changes = results.get("overrides") or []
-    reused = results.get("reused_stages") or []
-    reuse_note = (
-        f" This invocation reused {len(reused)} stage(s) finished earlier; their own times are in the "
-        "timings."
-        if reused
-        else ""
-    )
-    preset = results.get("preset", "cpu")
-    config_line = (
-        f"Configuration: presets teacher.{preset}, pretrain.{preset} and finetune.{preset} (each stage's resolved "
-        "config.yaml is in its folder)" + (f"; changed: {', '.join(changes)}" if changes else "") + "."
-    )
+    return pictures
 
-    md = [
-        "# act3d demo report",
-        "",
-        f"Wall time: {results['wall_seconds'] / 60:.1f} min "
-        f"({'quick' if results['quick'] else 'full'} run, {results['seeds']} fine-tuning seed(s), "
-        f"{results['fewshot_folds']} few-shot folds, {results['threads']} threads, torch {results['torch']})."
-        + reuse_note,
-        "",
-        config_line,
-        "",
-        "## Results (mean ± std over seeds / folds)",
-        "",
-        "| " + " | ".join(title for _, title in COLUMNS) + " |",
-        "|" + "---|" * len(COLUMNS),
-    ]
-    md += ["| " + " | ".join(r.get(k, "") for k, _ in COLUMNS) + " |" for r in rows]
-    transfer_rows = transfer_table(results)
-    if transfer_rows:
-        t = results["transfer"]
-        md += ["", f"## Transfer to {t['data']} ({len(t['classes'])} classes)", ""]
-        md += ["| " + " | ".join(transfer_rows[0]) + " |", "|" + "---|" * len(transfer_rows[0])]
-        md += ["| " + " | ".join(r.values()) + " |" for r in transfer_rows]
-    md += ["", "## Stage I teachers", ""]
-    for kind, t in results["teachers"].items():
-        md.append(
-            f"- {kind}: fine Chamfer-L1 {t['chamfer_fine_first']:.4f} -> {t['chamfer_fine_last']:.4f} "
-            f"over {t['steps']} steps"
-        )
-    md += ["", "## Timings (s)", ""] + [f"- {k}: {v}" for k, v in timings.items()]
-    md += ["", "Pictures: " + ", ".join(p.name for p in pictures.values())]
-    (out / "report.md").write_text("\n".join(md) + "\n")
 
-    head = "".join(f"<th>{html.escape(t)}</th>" for _, t in COLUMNS)
+STYLE = """body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; font-size: 14px; }
+th { background: #f3f3f3; } figure { margin: 1.5em 0; } img { max-width: 100%; }
+figcaption { color: #555; font-size: 13px; }"""
+INTRO = (
+    "ACT (Autoencoders as Cross-Modal Teachers) on act3d's embedded default data: a pretrained image "
+    "Transformer (ViT-S/14) prompt-tuned into a 3D autoencoder teaches a 3D student by masked feature "
+    "prediction; compared with a randomly initialised teacher, a Point-MAE-style target and no pretraining, "
+    "on the same budget."
+)
+
+
+def render_markdown(sections: list[Section], pictures: dict[str, Path]) -> str:
+    md = ["# act3d demo report", "", INTRO]
+    for s in sections:
+        md += ["", f"## {s.title}"]
+        for p in s.paragraphs:
+            md += ["", p]
+        if s.bullets:
+            md += [""] + [f"- {b}" for b in s.bullets]
+        if s.table is not None:
+            t = s.table
+            md += [
+                "",
+                "| " + " | ".join(title for _, title in t.columns) + " |",
+                "|" + "---|" * len(t.columns),
+            ]
+            md += ["| " + " | ".join(r.get(k, "") for k, _ in t.columns) + " |" for r in t.rows]
+    md += ["", "Pictures: " + ", ".join(p.name for p in pictures.values()), ""]
+    return "\n".join(md)
+
+
+def _html_table(t: Table) -> str:
+    head = "".join(f"<th>{html.escape(title)}</th>" for _, title in t.columns)
     body = "".join(
-        "<tr>" + "".join(f'<td data-key="{k}">{html.escape(r.get(k, ""))}</td>' for k, _ in COLUMNS) + "</tr>"
-        for r in rows
+        "<tr>"
+        + "".join(f'<td data-key="{k}">{html.escape(r.get(k, ""))}</td>' for k, _ in t.columns)
+        + "</tr>"
+        for r in t.rows
     )
-    transfer_html = ""
-    if transfer_rows:
-        t = results["transfer"]
-        transfer_html = (
-            f"<h2>Transfer to {html.escape(t['data'])} ({len(t['classes'])} classes)</h2>"
-            '<table id="transfer"><thead><tr>'
-            + "".join(f"<th>{html.escape(k)}</th>" for k in transfer_rows[0])
-            + "</tr></thead><tbody>"
-            + "".join(
-                "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r.values()) + "</tr>"
-                for r in transfer_rows
-            )
-            + "</tbody></table>"
-        )
-    teacher_rows = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{t['steps']}</td><td>{t['chamfer_fine_first']:.4f}</td>"
-        f"<td>{t['chamfer_fine_last']:.4f}</td></tr>"
-        for k, t in results["teachers"].items()
-    )
-    timing_rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.1f}</td></tr>" for k, v in timings.items())
-    figures = "".join(
+    return f'<table id="{t.id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _img(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
+
+
+def render_html(sections: list[Section], pictures: dict[str, Path]) -> str:
+    parts = [f"<h1>act3d demo report</h1><p>{html.escape(INTRO)}</p>"]
+    for s in sections:
+        parts.append(f"<h2>{html.escape(s.title)}</h2>")
+        parts += [f"<p>{html.escape(p)}</p>" for p in s.paragraphs]
+        if s.bullets:
+            parts.append("<ul>" + "".join(f"<li>{html.escape(b)}</li>" for b in s.bullets) + "</ul>")
+        if s.table is not None:
+            parts.append(_html_table(s.table))
+    parts.append("<h2>Pictures</h2>")
+    parts += [
         f"<figure>{_img(p)}<figcaption>{html.escape(title)}</figcaption></figure>"
         for title, p in pictures.items()
+    ]
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>act3d demo report</title>\n'
+        f"<style>\n{STYLE}\n</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n"
     )
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>act3d demo report</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }}
-table {{ border-collapse: collapse; margin: 1em 0; }}
-th, td {{ border: 1px solid #ccc; padding: 4px 8px; font-size: 14px; }}
-th {{ background: #f3f3f3; }} figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; }}
-figcaption {{ color: #555; font-size: 13px; }}
-</style></head><body>
-<h1>act3d demo report</h1>
-<p>ACT (Autoencoders as Cross-Modal Teachers) on act3d's embedded default data: a pretrained image Transformer
-(ViT-S/14) prompt-tuned into a 3D autoencoder teaches a 3D student by masked feature prediction; compared with a
-randomly initialised teacher, a Point-MAE-style target and no pretraining, on the same budget.</p>
-<p id="walltime">Wall time: {results["wall_seconds"] / 60:.1f} min ({"quick" if results["quick"] else "full"} run,
-{results["seeds"]} fine-tuning seed(s), {results["fewshot_folds"]} few-shot folds).{html.escape(reuse_note)}</p>
-<p id="config">{html.escape(config_line)}</p>
-<h2>Results</h2>
-<table id="results"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
-{transfer_html}
-<h2>Stage I teachers (fine Chamfer-L1)</h2>
-<table id="teachers"><thead><tr><th>teacher</th><th>steps</th><th>first</th><th>last</th></tr></thead>
-<tbody>{teacher_rows}</tbody></table>
-<h2>Pictures</h2>{figures}
-<h2>Timings (s)</h2>
-<table id="timings"><tbody>{timing_rows}</tbody></table>
-</body></html>
-"""
+
+
+def write_report(out: Path, results: dict) -> Path:
+    """Write the pictures, `report.md`, `report_rows.json` and the self-contained `report.html` into `out`."""
+    pictures = draw_pictures(out, results)
+    sections = build_sections(results)
+    (out / "report.md").write_text(render_markdown(sections, pictures))
     path = out / "report.html"
-    path.write_text(page)
-    (out / "report_rows.json").write_text(json.dumps(rows, indent=2))
+    path.write_text(render_html(sections, pictures))
+    (out / "report_rows.json").write_text(json.dumps(results_table(results).rows, indent=2))
     return path

@@ -90,6 +90,7 @@ def svm_probe(
         "test_macc": mean_class_accuracy(pred, test_y, num_classes),
         "C": float(search.best_params_["svc__C"]),
         "val_acc": float(search.best_score_),
+        "correct": (pred == test_y).astype(int).tolist(),  # per test cloud: the unit of paired comparisons
     }
 
 

@@ -1,0 +1,275 @@
+"""Where does the pretrained teacher's knowledge reach the student? A budget sweep on the embedded data.
+
+    .venv/bin/python scripts/sweep_teacher.py                 # every point, 3 seeds (~2 h on 2 cores)
+    .venv/bin/python scripts/sweep_teacher.py --seeds 1       # a first pass
+    .venv/bin/python scripts/sweep_teacher.py --report-only   # tables and figure from what has finished
+
+Each point changes one thing of the demo's CPU recipe: the depth of the shipped ViT-S/14 used as the frozen
+Transformer, the Stage I steps, the Stage II steps, the Stage II mask ratio. At each point and seed it trains
+the pretrained-ViT and the random-ViT teachers (Stage I), their ACT students and a Point-MAE student (Stage
+II), and measures every student, scratch included, on **validation only**: a linear SVM and few-shot
+episodes on frozen features (a fixed, stratified 25% of the scan training split held out), and fine-tuning
+(its own 10% validation split, seeded by the run's seed). Seed `s` seeds every stage of the point, so the
+arms are paired by seed (and by episode for few-shot). Gaps are paired differences with 95% t intervals
+(`act3d.eval.paired`).
+
+Every stage runs once into `runs/sweep/...` with a `done.json` (`act3d.demo.stages.Stages`); a re-run reuses
+finished stages, so the sweep can be stopped and resumed, and stages shared by points (the Point-MAE
+student of an unchanged Stage II, scratch) run once. The tables and the figure go to
+docs/sweep_tables.md and docs/sweep_gaps.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from act3d.data.dataset import DataConfig, open_source, split_validation
+from act3d.data.default import build_default
+from act3d.demo.arms import ARMS, FEWSHOT_SETTINGS
+from act3d.demo.configs import DemoOptions
+from act3d.demo.stages import Stages
+from act3d.demo.steps import finetune_stage, student_stage, teacher_stage
+from act3d.eval.paired import describe, paired_difference
+from act3d.eval.probe import fewshot, source_features, svm_probe
+from act3d.models import zoo
+
+ROOT = Path(__file__).resolve().parent.parent
+PROBE_VAL_FRACTION = 0.25
+ARM = {a.name: a for a in ARMS}
+
+
+@dataclass(frozen=True)
+class Point:
+    """One setting of the sweep: the demo's CPU recipe with these changes."""
+
+    name: str
+    label: str
+    depth: int = 3  # blocks of the ViT-S/14 in the teacher
+    stage1_epochs: int = 2  # 200 steps at batch 16
+    stage2_epochs: int = 2
+    mask_ratio: float = 0.6
+    changes: dict = field(default_factory=dict)
+
+    def teacher_key(self) -> str:
+        return f"depth{self.depth}-s1e{self.stage1_epochs}"
+
+    def stage2_key(self) -> str:
+        return f"s2e{self.stage2_epochs}-mask{self.mask_ratio}"
+
+    def overrides(self, seed: int) -> tuple[str, ...]:
+        steps1 = self.stage1_epochs * 100
+        return (
+            f"teacher:model.teacher.depth={self.depth}",
+            f"teacher:optim.epochs={self.stage1_epochs}",
+            f"teacher:anneal.steps={steps1}",
+            f"teacher:runtime.seed={seed}",
+            f"pretrain:optim.epochs={self.stage2_epochs}",
+            f"pretrain:student.mask_ratio={self.mask_ratio}",
+            f"pretrain:runtime.seed={seed}",
+        )
+
+
+POINTS = [
+    Point("base", "the demo's recipe (ViT depth 3, 200 + 200 steps, mask 0.6)"),
+    Point("depth6", "ViT-S/14 depth 6", depth=6),
+    Point("stage1x2", "Stage I 400 steps", stage1_epochs=4),
+    Point("stage2x2", "Stage II 400 steps", stage2_epochs=4),
+    Point("mask0.8", "mask ratio 0.8", mask_ratio=0.8),
+]
+
+
+def probe_on_validation(student_ckpt: Path, folds: int) -> dict:
+    """SVM and few-shot on frozen features: fit on 75% of the scan training split, score on the other 25%."""
+    encoder, arch = zoo.load_student(student_ckpt)
+    data = DataConfig(format="default", variant="scan", num_points=arch["num_points"])
+    fit_part, val_part = split_validation(open_source(data, "train"), PROBE_VAL_FRACTION, seed=0)
+    patches = zoo.patch_config(arch)
+    ftr, ytr = source_features(encoder, patches, fit_part, data.num_points)
+    fva, yva = source_features(encoder, patches, val_part, data.num_points)
+    return {
+        "svm_val": svm_probe(ftr, ytr, fva, yva, int(max(ytr.max(), yva.max())) + 1)["test_acc"],
+        "fewshot_val": fewshot(ftr, ytr, fva, yva, FEWSHOT_SETTINGS, folds=folds),
+    }
+
+
+def run_point(point: Point, seed: int, runs: Path, folds: int) -> dict:
+    """Every stage of one point and seed (reusing finished ones); returns each arm's validation numbers and
+    the CPU seconds of its pretraining."""
+    stages = Stages(runs)
+    opts = DemoOptions(out=runs, overrides=point.overrides(seed))
+    t_dir = f"teachers/{point.teacher_key()}-seed{seed}"
+    teachers = {
+        kind: stages.run(f"{t_dir}/{kind}", lambda d, k=kind: teacher_stage(k, d, opts))
+        for kind in ("pretrained", "random")
+    }
+    s_dirs = {
+        "act": f"students/{point.teacher_key()}-{point.stage2_key()}-seed{seed}/act",
+        "act-random-teacher": f"students/{point.teacher_key()}-{point.stage2_key()}-seed{seed}/act-random",
+        "point-mae": f"students/{point.stage2_key()}-seed{seed}/point-mae",
+        "scratch": f"students/seed{seed}/scratch",
+    }
+    students, arms = {}, {}
+    for name, folder in s_dirs.items():
+        arm = ARM[name]
+        students[name] = stages.run(folder, lambda d, a=arm: student_stage(a, teachers, d, opts))
+        probe = stages.run(
+            f"{folder}-probe", lambda d, n=name: probe_on_validation(Path(students[n]["checkpoint"]), folds)
+        )
+        tuned = stages.run(f"{folder}-finetune", lambda d, a=arm: finetune_stage(a, students, seed, d, opts))
+        cost = stages.timings[folder] + (
+            stages.timings[f"{t_dir}/{arm.teacher}"] if arm.teacher is not None else 0.0
+        )
+        arms[name] = {
+            "svm_val": probe["svm_val"],
+            "fewshot_val": {k: v["folds"] for k, v in probe["fewshot_val"].items()},
+            "finetune_val": tuned["val_acc"],
+            "pretrain_cpu_minutes": cost * torch.get_num_threads() / 60,
+        }
+    return arms
+
+
+GAPS = [
+    ("act", "act-random-teacher", "pretrained − random teacher"),
+    ("act", "point-mae", "ACT − Point-MAE"),
+    ("act", "scratch", "pretrained (ACT) − scratch"),
+]
+MEASURES = ["svm_val", "fewshot_val:5w10s", "fewshot_val:10w10s", "finetune_val"]
+
+
+def values(results: dict, point: str, arm: str, measure: str) -> list[float]:
+    """One value per paired unit: a seed (SVM, fine-tuning) or a seed × episode (few-shot)."""
+    seeds = sorted(results[point], key=int)
+    if ":" in measure:
+        key, setting = measure.split(":")
+        return [v for s in seeds for v in results[point][s][arm][key][setting]]
+    return [results[point][s][arm][measure] for s in seeds]
+
+
+def gap_table(results: dict) -> tuple[list[str], list[dict]]:
+    lines = [
+        "| point | seeds | gap | " + " | ".join(MEASURES) + " |",
+        "|---|---|---|" + "---|" * len(MEASURES),
+    ]
+    rows = []
+    for point in POINTS:
+        if point.name not in results:
+            continue
+        seeds = len(results[point.name])
+        for a, b, label in GAPS:
+            cells, row = [], {"point": point.name, "gap": label, "seeds": seeds}
+            for m in MEASURES:
+                d = paired_difference(values(results, point.name, a, m), values(results, point.name, b, m))
+                row[m] = d.to_dict()
+                ci = "" if d.low is None else f" [{d.low * 100:+.1f}, {d.high * 100:+.1f}]"
+                cells.append(
+                    f"{'**' if d.distinguishable else ''}{d.mean * 100:+.1f}{ci}"
+                    f"{'**' if d.distinguishable else ''}"
+                )
+            cost = np.mean([results[point.name][s][a]["pretrain_cpu_minutes"] for s in results[point.name]])
+            row["act_pretrain_cpu_minutes"] = float(cost)
+            rows.append(row)
+            lines.append(f"| {point.name} | {seeds} | {label} | " + " | ".join(cells) + " |")
+    return lines, rows
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(MEASURES), figsize=(4 * len(MEASURES), 3.6), sharey=False)
+    for ax, m in zip(axes, MEASURES):
+        for gi, (_, _, label) in enumerate(GAPS):
+            sel = [r for r in rows if r["gap"] == label]
+            x = np.array([r["act_pretrain_cpu_minutes"] for r in sel]) + gi * 0.15
+            y = np.array([r[m]["mean"] * 100 for r in sel])
+            lo = np.array(
+                [(r[m]["mean"] - (r[m]["low"] if r[m]["low"] is not None else r[m]["mean"])) for r in sel]
+            )
+            hi = np.array(
+                [((r[m]["high"] if r[m]["high"] is not None else r[m]["mean"]) - r[m]["mean"]) for r in sel]
+            )
+            ax.errorbar(x, y, yerr=[lo * 100, hi * 100], fmt="o", capsize=3, label=label)
+            for xi, yi, r in zip(x, y, sel):
+                if gi == 0:
+                    ax.annotate(r["point"], (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_title(m.replace("_val", " (val)").replace(":", " "))
+        ax.set_xlabel("ACT pretraining, CPU-minutes")
+    axes[0].set_ylabel("paired gap, points (95% CI)")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def write_report(results: dict, out: Path) -> None:
+    lines, rows = gap_table(results)
+    words = []
+    for point in POINTS:
+        if point.name in results:
+            d = paired_difference(
+                values(results, point.name, "act", "svm_val")
+                + values(results, point.name, "act", "finetune_val"),
+                values(results, point.name, "act-random-teacher", "svm_val")
+                + values(results, point.name, "act-random-teacher", "finetune_val"),
+            )
+            words.append(
+                f"- {point.name} ({point.label}): " + describe("pretrained", "random teacher", d, "unit")
+            )
+    text = [
+        "# Teacher budget sweep (generated)",
+        "",
+        f"Written by `scripts/sweep_teacher.py` on {platform.machine()} with {torch.get_num_threads()} threads, "
+        f"PyTorch {torch.__version__}. Validation only: SVM and few-shot on a fixed stratified "
+        f"{PROBE_VAL_FRACTION:.0%} of the scan training split, fine-tuning on its own 10% split. Each cell: the "
+        "paired mean difference in points with its 95% paired t interval (units: seeds; few-shot: seeds × 10 "
+        "episodes); **bold** where the interval excludes zero. Cost: CPU-minutes of the ACT arm's Stage I + II.",
+        "",
+        *lines,
+        "",
+        "![paired gaps against compute](sweep_gaps.png)",
+        "",
+        "Pretrained − random teacher, SVM and fine-tuning pooled per seed:",
+        "",
+        *words,
+        "",
+    ]
+    (out / "sweep_tables.md").write_text("\n".join(text))
+    (out / "sweep_results.json").write_text(json.dumps({"raw": results, "gaps": rows}, indent=1))
+    plot(rows, out / "sweep_gaps.png")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--runs", type=Path, default=ROOT / "runs" / "sweep")
+    p.add_argument("--only", nargs="*", help="point names (default: all)")
+    p.add_argument("--folds", type=int, default=10)
+    p.add_argument("--report-only", action="store_true")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    build_default()
+    results_path = args.runs / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    if not args.report_only:
+        points = [pt for pt in POINTS if not args.only or pt.name in args.only]
+        for seed in range(args.seeds):  # seed-major: a stopped sweep has every point at its first seeds
+            for point in points:
+                results.setdefault(point.name, {})[str(seed)] = run_point(point, seed, args.runs, args.folds)
+                args.runs.mkdir(parents=True, exist_ok=True)
+                results_path.write_text(json.dumps(results, indent=1))
+    write_report(results, ROOT / "docs")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""Paired differences and their intervals, on fixed data with known answers, and the demo's comparisons."""
+
+import math
+
+import pytest
+
+from act3d.demo.compare import arm_measures, compare_arms
+from act3d.eval.paired import describe, paired_difference
+
+
+def test_paired_t_interval_matches_the_textbook_value():
+    # differences 1, 2, 3: mean 2, sample std 1, t(0.975, 2) = 4.302653 -> half width 4.302653 / sqrt(3)
+    d = paired_difference([1.0, 2.0, 3.0], [0.0, 0.0, 0.0])
+    half = 4.302652729911275 / math.sqrt(3)
+    assert d.mean == 2.0 and d.n == 3
+    assert d.low == pytest.approx(2 - half, abs=1e-9) and d.high == pytest.approx(2 + half, abs=1e-9)
+    assert not d.distinguishable  # the interval (-0.48, 4.48) holds zero
+
+
+def test_pairing_removes_the_shared_seed_effect():
+    # the seeds move both arms together; b is 1 point behind a on every seed: the paired gap is exact
+    a = [0.50, 0.60, 0.45, 0.70]
+    b = [x - 0.01 for x in a]
+    d = paired_difference(a, b)
+    assert d.mean == pytest.approx(0.01) and d.high - d.low == pytest.approx(0.0, abs=1e-12)
+    assert d.distinguishable
+    behind = paired_difference(b, [x + 0.02 for x in b[:3]] + [b[3] + 0.03])
+    assert behind.distinguishable and behind.high < 0
+    assert "behind" in describe("b", "c", behind, "seed")
+
+
+def test_one_unit_has_no_interval_and_mismatched_units_are_refused():
+    d = paired_difference([0.7], [0.6])
+    assert d.low is None and not d.distinguishable
+    assert "no interval" in describe("a", "b", d, "seed")
+    with pytest.raises(ValueError, match="same, non-zero count"):
+        paired_difference([0.1, 0.2], [0.1])
+
+
+def test_describe_says_whether_zero_is_inside():
+    d = paired_difference([0.51, 0.49, 0.55], [0.50, 0.50, 0.50])
+    text = describe("ACT", "scratch", d, "seed")
+    assert text.startswith("ACT − scratch: +1.7 points (95% CI") and "not distinguishable" in text
+
+
+def test_demo_comparisons_pair_seeds_episodes_and_test_clouds():
+    act = arm_measures([0.5, 0.6], [0.52, 0.61], [1, 1, 0, 1], {"5w10s": {"folds": [0.8, 0.9, 0.7]}})
+    scratch = arm_measures([0.4, 0.5], [0.42, 0.51], [1, 0, 0, 1], {"5w10s": {"folds": [0.6, 0.7, 0.5]}})
+    rows = compare_arms({"act": act, "scratch": scratch}, {"act": "ACT", "scratch": "scratch"})
+    by_measure = {r["measure"]: r for r in rows}
+    assert set(by_measure) == {"fine-tune val OA", "fine-tune test OA", "SVM test OA", "few-shot 5w10s"}
+    assert all((r["a"], r["b"]) == ("act", "scratch") for r in rows)
+    fewshot = by_measure["few-shot 5w10s"]
+    assert fewshot["n"] == 3 and fewshot["unit"] == "episode" and fewshot["distinguishable"]
+    assert by_measure["SVM test OA"]["mean"] == pytest.approx(0.25) and by_measure["SVM test OA"]["n"] == 4
+    assert by_measure["fine-tune test OA"]["mean"] == pytest.approx(0.10)
+
+
+def test_finetune_and_fewshot_compare_to_an_earlier_run(pretrain_cfg, finetune_cfg, tmp_path, capsys):
+    """`--compare-to` pairs two checkpoints' runs by seed (fine-tuning) and by episode (few-shot), and
+    refuses a run whose protocol differs, in one line."""
+    import json
+
+    import yaml
+
+    from act3d.cli import main
+    from act3d.config import to_dict
+    from act3d.train.stage2 import pretrain
+
+    pretrain_cfg.optim.max_steps, pretrain_cfg.student.target = 1, "mae"
+    students = []
+    for seed in (0, 1):
+        pretrain_cfg.runtime.seed = seed
+        students.append(str(pretrain(pretrain_cfg, tmp_path / f"s2-{seed}")))
+    finetune_cfg.optim.max_steps = 2
+    config = tmp_path / "ft.yaml"
+    config.write_text(yaml.safe_dump(to_dict(finetune_cfg)))
+    ft = ["finetune", "--config", str(config), "--seeds", "2"]
+    assert main([*ft, "--out", str(tmp_path / "scratch")]) == 0
+    assert (
+        main(
+            [
+                *ft,
+                "--checkpoint",
+                students[0],
+                "--out",
+                str(tmp_path / "a"),
+                "--compare-to",
+                str(tmp_path / "scratch"),
+            ]
+        )
+        == 0
+    )
+    paired = json.loads((tmp_path / "a" / "results.json").read_text())["paired"]
+    assert [p["measure"] for p in paired] == ["val OA", "test OA"] and all(p["n"] == 2 for p in paired)
+    capsys.readouterr()
+    changed = [
+        *ft,
+        "--set",
+        "optim.lr=0.5",
+        "--out",
+        str(tmp_path / "b"),
+        "--compare-to",
+        str(tmp_path / "a"),
+    ]
+    assert main(changed) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "differs in optim" in err
+
+    fs = [
+        "eval",
+        "fewshot",
+        "--format",
+        "scanobjectnn",
+        "--root",
+        pretrain_cfg.data.root,
+        "--variant",
+        "obj_bg",
+    ]
+    fs += ["--way", "2", "--shot", "1", "--folds", "3"]
+    assert main([*fs, "--checkpoint", students[0], "--out", str(tmp_path / "fs0")]) == 0
+    assert (
+        main(
+            [
+                *fs,
+                "--checkpoint",
+                students[1],
+                "--out",
+                str(tmp_path / "fs1"),
+                "--compare-to",
+                str(tmp_path / "fs0"),
+            ]
+        )
+        == 0
+    )
+    assert "2w1s: this run − fs0:" in capsys.readouterr().out
+    row = json.loads((tmp_path / "fs1" / "results.json").read_text())["paired"][0]
+    assert row["measure"] == "2w1s" and row["n"] == 3 and row["method"] == "paired t"
