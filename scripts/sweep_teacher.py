@@ -32,10 +32,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from act3d.config import load_config
 from act3d.data.dataset import DataConfig, open_source, split_validation
 from act3d.data.default import build_default
 from act3d.demo.arms import ARMS, FEWSHOT_SETTINGS
-from act3d.demo.configs import DemoOptions
+from act3d.demo.configs import DemoOptions, stage_overrides, teacher_config
 from act3d.demo.stages import Stages
 from act3d.demo.steps import finetune_stage, student_stage, teacher_stage
 from act3d.eval.paired import describe, paired_difference
@@ -85,6 +86,42 @@ POINTS = [
     Point("stage2x2", "Stage II 400 steps", stage2_epochs=4),
     Point("mask0.8", "mask ratio 0.8", mask_ratio=0.8),
 ]
+
+
+def step_gflop(task, batch_size: int, num_points: int) -> float:
+    """GFLOP of one training step (forward and backward) of a stage's real `Task.step` on random clouds,
+    counted by `torch.utils.flop_counter` (matmuls and convolutions: the work that grows with the budget)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    batch = (torch.randn(batch_size, num_points, 3), torch.zeros(batch_size, dtype=torch.long))
+    with FlopCounterMode(display=False) as counter:
+        loss, _ = task.step(task.module, batch, 0)
+        loss.backward()
+    return counter.get_total_flops() / 1e9
+
+
+def pretraining_gflop(point: Point) -> dict[str, float]:
+    """The pretraining compute of a point's arms: Stage I steps x GFLOP a step, Stage II likewise (ACT's
+    step includes the frozen teacher's forward; Point-MAE's does not)."""
+    from act3d.models.student import MaskedPointModel
+    from act3d.train.stage1 import TeacherTask, build_autoencoder
+    from act3d.train.stage2 import PretrainRunConfig, PretrainTask
+
+    opts = DemoOptions(out=Path("unused"), overrides=point.overrides(0))
+    t_cfg = teacher_config("pretrained", opts)
+    autoencoder = build_autoencoder(t_cfg)
+    stage1 = step_gflop(TeacherTask(autoencoder, t_cfg), t_cfg.optim.batch_size, t_cfg.data.num_points)
+    out = {"stage1": stage1 * point.stage1_epochs * 100}
+    for target in ("act", "mae"):
+        overrides = stage_overrides(opts, "pretrain") + [f"student.target={target}"]
+        p_cfg = load_config(PretrainRunConfig, "pretrain", "cpu", overrides=overrides)
+        teacher = autoencoder.train().requires_grad_(False) if target == "act" else None  # frozen, as loaded
+        student = MaskedPointModel(p_cfg.student, p_cfg.patches.group_size, teacher and teacher.feature_dim)
+        task = PretrainTask(student, teacher, p_cfg)
+        out[f"stage2_{target}"] = step_gflop(task, p_cfg.optim.batch_size, p_cfg.data.num_points) * (
+            point.stage2_epochs * 100
+        )
+    return out
 
 
 def probe_on_validation(student_ckpt: Path, folds: int) -> dict:
@@ -156,9 +193,14 @@ def values(results: dict, point: str, arm: str, measure: str) -> list[float]:
 
 def gap_table(results: dict) -> tuple[list[str], list[dict]]:
     lines = [
-        "| point | seeds | gap | " + " | ".join(MEASURES) + " |",
-        "|---|---|---|" + "---|" * len(MEASURES),
+        "| point | ACT TFLOP | seeds | gap | " + " | ".join(MEASURES) + " |",
+        "|---|---|---|---|" + "---|" * len(MEASURES),
     ]
+    flops = {}
+    for point in POINTS:
+        if point.name in results:
+            g = pretraining_gflop(point)
+            flops[point.name] = (g["stage1"] + g["stage2_act"]) / 1000
     rows = []
     for point in POINTS:
         if point.name not in results:
@@ -174,10 +216,11 @@ def gap_table(results: dict) -> tuple[list[str], list[dict]]:
                     f"{'**' if d.distinguishable else ''}{d.mean * 100:+.1f}{ci}"
                     f"{'**' if d.distinguishable else ''}"
                 )
-            cost = np.mean([results[point.name][s][a]["pretrain_cpu_minutes"] for s in results[point.name]])
-            row["act_pretrain_cpu_minutes"] = float(cost)
+            row["act_pretrain_tflop"] = flops[point.name]
             rows.append(row)
-            lines.append(f"| {point.name} | {seeds} | {label} | " + " | ".join(cells) + " |")
+            lines.append(
+                f"| {point.name} | {flops[point.name]:.1f} | {seeds} | {label} | " + " | ".join(cells) + " |"
+            )
     return lines, rows
 
 
@@ -191,7 +234,7 @@ def plot(rows: list[dict], path: Path) -> None:
     for ax, m in zip(axes, MEASURES):
         for gi, (_, _, label) in enumerate(GAPS):
             sel = [r for r in rows if r["gap"] == label]
-            x = np.array([r["act_pretrain_cpu_minutes"] for r in sel]) + gi * 0.15
+            x = np.array([r["act_pretrain_tflop"] for r in sel]) * (1 + 0.015 * gi)
             y = np.array([r[m]["mean"] * 100 for r in sel])
             lo = np.array(
                 [(r[m]["mean"] - (r[m]["low"] if r[m]["low"] is not None else r[m]["mean"])) for r in sel]
@@ -205,7 +248,7 @@ def plot(rows: list[dict], path: Path) -> None:
                     ax.annotate(r["point"], (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_title(m.replace("_val", " (val)").replace(":", " "))
-        ax.set_xlabel("ACT pretraining, CPU-minutes")
+        ax.set_xlabel("ACT pretraining (Stage I + II), TFLOP")
     axes[0].set_ylabel("paired gap, points (95% CI)")
     axes[0].legend(fontsize=7)
     fig.tight_layout()
@@ -233,7 +276,8 @@ def write_report(results: dict, out: Path) -> None:
         f"PyTorch {torch.__version__}. Validation only: SVM and few-shot on a fixed stratified "
         f"{PROBE_VAL_FRACTION:.0%} of the scan training split, fine-tuning on its own 10% split. Each cell: the "
         "paired mean difference in points with its 95% paired t interval (units: seeds; few-shot: seeds × 10 "
-        "episodes); **bold** where the interval excludes zero. Cost: CPU-minutes of the ACT arm's Stage I + II.",
+        "episodes); **bold** where the interval excludes zero. ACT TFLOP: the ACT arm's pretraining, Stage I + II "
+        "steps times the FLOPs of one counted training step (torch.utils.flop_counter).",
         "",
         *lines,
         "",
