@@ -2,7 +2,7 @@
 
 Written for comparison, not for use: the official module names, channels-first 1x1 convolutions, the
 official order of operations, and nothing shared with act3d's own modules, so that a test can load the
-same weights into both (through `act3d.interop`) and hold their outputs equal. The official code needs
+same weights into both (through `act3d.models.official`) and hold their outputs equal. The official code needs
 CUDA extensions (knn_cuda, pointnet2_ops, chamfer_dist); their results are computed here in plain PyTorch.
 
 Line references are to models/dvae.py at commit 508019c.

@@ -67,3 +67,22 @@ def test_missing_file_and_unknown_preset(tmp_path):
         load_config(Outer, "outer", preset="nope")
     with pytest.raises(ConfigError, match="must look like key.sub=value"):
         load_config(Outer, "outer", overrides=["steps"])
+
+
+def test_a_preset_or_file_can_build_on_a_base_preset(tmp_path):
+    """`base:` names a preset of the same kind; the file holds only what differs (the ScanObjectNN grid)."""
+    from act3d.config import load_config, to_dict
+    from act3d.errors import ConfigError
+    from act3d.train.finetune import FinetuneRunConfig
+
+    pb = load_config(FinetuneRunConfig, "finetune", "scanobjectnn_pb_t50_rs")
+    linear = load_config(FinetuneRunConfig, "finetune", "scanobjectnn_obj_bg_linear")
+    assert (linear.data.variant, linear.transfer, linear.optim.lr) == ("obj_bg", "linear", 1e-3)
+    assert pb.optim.lr == 5e-4 and to_dict(linear.patches) == to_dict(pb.patches)
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("base: scanobjectnn_obj_bg\noptim: {epochs: 10}\n")
+    cfg = load_config(FinetuneRunConfig, "finetune", None, mine)
+    assert cfg.optim.epochs == 10 and cfg.data.variant == "obj_bg" and cfg.sampling == "fps"
+    mine.write_text("base: no_such_preset\n")
+    with pytest.raises(ConfigError, match="unknown finetune preset 'no_such_preset'"):
+        load_config(FinetuneRunConfig, "finetune", None, mine)

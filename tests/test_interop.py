@@ -12,9 +12,9 @@ from safetensors.torch import load_file
 from act3d.cli import main
 from act3d.config import to_dict
 from act3d.errors import CheckpointError
-from act3d.interop import export_official, import_official, to_official
 from act3d.models import zoo
 from act3d.models.checkpoint import load_checkpoint, save_checkpoint
+from act3d.models.official import export_official, import_official, to_official
 from act3d.ops.grouping import group_patches
 from act3d.train.finetune import build_classifier, classifier_arch
 from act3d.train.stage1 import build_autoencoder

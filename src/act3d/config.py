@@ -191,17 +191,35 @@ def load_config(
     file: str | Path | None = None,
     overrides: list[str] = (),
 ) -> T:
-    """Resolve a config: dataclass defaults <- preset <- file <- `key=value` overrides."""
+    """Resolve a config: dataclass defaults <- preset <- file <- `key=value` overrides. A preset or file
+    may name a preset of the same kind as its `base:`; it then holds only what differs from that."""
     data: dict[str, Any] = {}
     if preset is not None:
-        path = PRESET_DIR / f"{kind}.{preset}.yaml"
-        if not path.is_file():
-            raise ConfigError(f"unknown {kind} preset {preset!r}; available: {', '.join(list_presets(kind))}")
-        data = _merge(data, load_yaml(path))
+        data = _merge(data, _with_base(kind, _preset_path(kind, preset)))
     if file is not None:
-        data = _merge(data, load_yaml(file))
+        data = _merge(data, _with_base(kind, Path(file)))
     data = apply_overrides(data, list(overrides))
     return from_dict(cls, data)
+
+
+def _preset_path(kind: str, name: str) -> Path:
+    path = PRESET_DIR / f"{kind}.{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown {kind} preset {name!r}; available: {', '.join(list_presets(kind))}")
+    return path
+
+
+def _with_base(kind: str, path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A YAML mapping merged over the preset its `base:` key names (recursively)."""
+    if path in seen:
+        raise ConfigError(f"{path}: its base presets form a cycle ({' -> '.join(p.name for p in seen)})")
+    data = load_yaml(path)
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: base: expected the name of a {kind} preset, got {base!r}")
+    return _merge(_with_base(kind, _preset_path(kind, base), (*seen, path)), data)
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

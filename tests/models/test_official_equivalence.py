@@ -1,5 +1,5 @@
 """act3d's Stage I model against a reference statement of the official one (tests/official_reference.py):
-the same weights (moved across by `act3d.interop`), the same patches and the same Gumbel noise must give
+the same weights (moved across by `act3d.models.official`), the same patches and the same Gumbel noise must give
 the same reconstructions, teacher features and loss."""
 
 import pytest
@@ -7,8 +7,8 @@ import torch
 from official_reference import PromptedDVAE
 
 from act3d.config import from_dict
-from act3d.interop import to_official
 from act3d.models.autoencoder import autoencoder_loss
+from act3d.models.official import to_official
 from act3d.models.teachers import random_vit
 from act3d.ops.grouping import group_patches
 from act3d.train.stage1 import TeacherRunConfig, build_autoencoder

@@ -75,7 +75,7 @@ def test_a_segmenter_exports_and_imports_back(tmp_path):
     from safetensors.torch import load_file
 
     from act3d.config import to_dict
-    from act3d.interop import export_official, import_official
+    from act3d.models.official import export_official, import_official
 
     cfg = trained_part_segmenter(tmp_path)
     weights, _ = export_official(tmp_path / "seg" / "checkpoints" / "last.pt", tmp_path / "exported")

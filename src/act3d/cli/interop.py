@@ -37,7 +37,7 @@ def _config_class(layout: str) -> type:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from act3d.interop import import_official
+    from act3d.models.official import import_official
 
     preset = args.preset or _DEFAULT_PRESET[args.layout]
     cfg = load_config(
@@ -62,7 +62,7 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from act3d.interop import export_official
+    from act3d.models.official import export_official
 
     weights, meta = export_official(args.checkpoint, args.out)
     log.info("wrote %s and %s", weights, meta)

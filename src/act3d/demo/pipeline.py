@@ -97,9 +97,7 @@ def transfer_stages(stages: Stages, students: dict, opts: DemoOptions) -> dict:
         runs = [
             stages.run(
                 f"transfer-finetune-{arm.name}-seed{seed}",
-                lambda d, a=arm, s=seed: finetune_stage(
-                    a, students, s, d, opts, ["data.format=class-folders", f"data.root={root}"]
-                ),
+                lambda d, a=arm, s=seed: finetune_stage(a, students, s, d, opts, root),
             )
             for seed in range(opts.seeds)
         ]

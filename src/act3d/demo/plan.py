@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import time
-from collections.abc import Callable
 
 import torch
 
@@ -19,14 +19,14 @@ from act3d.train.stage2 import PretrainRunConfig
 
 
 def estimate_seconds(opts: DemoOptions) -> dict[str, float]:
-    """A plan for the training steps: one optimiser step of each stage's model, timed on the device the run
-    will use (the best of three after a warm-up), times the planned step counts. Evaluation, probes and the
-    report come on top and are not estimated."""
-    from act3d.models.autoencoder import autoencoder_loss
+    """A plan for the training steps: one forward and backward pass of each stage's real `Task.step`, timed
+    on the device the run will use (the best of three after a warm-up), times the planned step counts.
+    Evaluation, probes and the report come on top and are not estimated."""
     from act3d.models.student import MaskedPointModel
     from act3d.train.device import resolve_device
-    from act3d.train.finetune import build_classifier
-    from act3d.train.stage1 import build_autoencoder
+    from act3d.train.finetune import ClassifierTask, build_classifier
+    from act3d.train.stage1 import TeacherTask, build_autoencoder
+    from act3d.train.stage2 import PretrainTask
 
     t_cfg = teacher_config("pretrained", opts)
     p_cfg = load_config(
@@ -37,37 +37,28 @@ def estimate_seconds(opts: DemoOptions) -> dict[str, float]:
     )
     device = resolve_device(t_cfg.runtime.device)
 
-    def per_step(fn: Callable[[], None]) -> float:
-        fn()
+    def per_step(task, batch_size: int, num_points: int) -> float:
+        """Seconds of one forward and backward pass of the stage's real `Task.step` (best of three)."""
+        task.to(device)
+        batch = (
+            torch.randn(batch_size, num_points, 3, device=device),
+            torch.zeros(batch_size, dtype=torch.long, device=device),
+        )
         times = []
-        for _ in range(3):
+        for _ in range(4):  # a warm-up, then three timed
             start = time.perf_counter()
-            fn()
+            task.step(task.module, batch, 0)[0].backward()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             times.append(time.perf_counter() - start)
-        return min(times)
+        return min(times[1:])
 
-    g = t_cfg.patches
-    ae = build_autoencoder(t_cfg).to(device)
-    pts = torch.randn(t_cfg.optim.batch_size, t_cfg.data.num_points, 3, device=device)
-
-    def stage1_step():
-        p = g.group(pts)
-        autoencoder_loss(ae(p, 1.0), p.neighborhood, 0.0)[0].backward()
-
-    student = MaskedPointModel(p_cfg.student, g.group_size, ae.feature_dim).to(device)
-
-    def stage2_step():
-        p = g.group(pts[: p_cfg.optim.batch_size])
-        mask = student.make_mask(p.center)
-        (student(p, mask).sum() + ae.teacher_features(p).sum()).backward()
-
-    clf = build_classifier(f_cfg, [str(i) for i in range(16)]).to(device)
-    clouds = torch.randn(f_cfg.optim.batch_size, f_cfg.data.num_points, 3, device=device)
-
-    def finetune_step():
-        clf(g.group(clouds)).sum().backward()
+    autoencoder = build_autoencoder(t_cfg)
+    stage1 = TeacherTask(autoencoder, t_cfg)
+    frozen = copy.deepcopy(autoencoder).train().requires_grad_(False)  # Stage II's: frozen, in train mode
+    student = MaskedPointModel(p_cfg.student, p_cfg.patches.group_size, frozen.feature_dim)
+    stage2 = PretrainTask(student, frozen, p_cfg)
+    finetuning = ClassifierTask(build_classifier(f_cfg, [str(i) for i in range(16)]), f_cfg)
 
     def steps(optim, size: int) -> int:
         total = optim.epochs * (size // optim.batch_size)
@@ -77,14 +68,18 @@ def estimate_seconds(opts: DemoOptions) -> dict[str, float]:
     todo = stages_to_run(opts)
     plan = {}
     if todo["teachers"]:
-        s1 = per_step(stage1_step) * steps(t_cfg.optim, spec["pretrain"])
+        s1 = per_step(stage1, t_cfg.optim.batch_size, t_cfg.data.num_points) * steps(
+            t_cfg.optim, spec["pretrain"]
+        )
         plan[f"stage I ({todo['teachers']} of 2 teachers, {device})"] = todo["teachers"] * s1
     if todo["students"]:
-        s2 = per_step(stage2_step) * steps(p_cfg.optim, spec["pretrain"])
+        s2 = per_step(stage2, p_cfg.optim.batch_size, p_cfg.data.num_points) * steps(
+            p_cfg.optim, spec["pretrain"]
+        )
         plan[f"stage II ({todo['students']} of 3 students, {device})"] = todo["students"] * s2
     runs = len(ARMS) * opts.seeds
     if todo["finetunes"] or todo["transfer_finetunes"]:
-        per_run = per_step(finetune_step)
+        per_run = per_step(finetuning, f_cfg.optim.batch_size, f_cfg.data.num_points)
         if todo["finetunes"]:
             s3 = per_run * steps(f_cfg.optim, spec["scan_train"])
             plan[f"fine-tuning ({todo['finetunes']} of {runs} arm x seed runs, {device})"] = (

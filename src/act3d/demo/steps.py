@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -72,10 +73,9 @@ def teacher_stage(kind: str, folder: Path, opts: DemoOptions) -> dict:
 
 
 def student_stage(arm: Arm, teachers: dict, folder: Path, opts: DemoOptions) -> dict:
-    overrides = stage_overrides(opts, "pretrain") + [f"student.target={arm.target}"]
-    if arm.teacher is not None:
-        overrides.append(f"teacher_checkpoint={teachers[arm.teacher]['checkpoint']}")
-    cfg = load_config(PretrainRunConfig, "pretrain", opts.preset, overrides=overrides)
+    cfg = load_config(PretrainRunConfig, "pretrain", opts.preset, overrides=stage_overrides(opts, "pretrain"))
+    teacher = teachers[arm.teacher]["checkpoint"] if arm.teacher is not None else cfg.teacher_checkpoint
+    cfg = replace(cfg, student=replace(cfg.student, target=arm.target), teacher_checkpoint=teacher)
     path = pretrain(cfg, folder, resume=True)
     record = {"checkpoint": str(path)}
     metrics = folder / "metrics.csv"
@@ -87,17 +87,13 @@ def student_stage(arm: Arm, teachers: dict, folder: Path, opts: DemoOptions) -> 
 
 
 def finetune_stage(
-    arm: Arm, students: dict, seed: int, folder: Path, opts: DemoOptions, data: list[str] | None = None
+    arm: Arm, students: dict, seed: int, folder: Path, opts: DemoOptions, data: Path | None = None
 ) -> dict:
-    overrides = (
-        (data or [])
-        + stage_overrides(opts, "finetune")
-        + [
-            f"runtime.seed={seed}",
-            f"checkpoint={students[arm.name]['checkpoint']}",
-        ]
-    )
-    cfg = load_config(FinetuneRunConfig, "finetune", opts.preset, overrides=overrides)
+    """Fine-tune an arm's student with `seed`, on the scan split or on the prepared dataset `data`."""
+    cfg = load_config(FinetuneRunConfig, "finetune", opts.preset, overrides=stage_overrides(opts, "finetune"))
+    transfer = cfg.data if data is None else replace(cfg.data, format="class-folders", root=str(data))
+    runtime = replace(cfg.runtime, seed=seed)
+    cfg = replace(cfg, data=transfer, runtime=runtime, checkpoint=students[arm.name]["checkpoint"])
     res = finetune(cfg, folder, resume=True)
     return {
         k: res[k]

@@ -38,10 +38,10 @@ from act3d.ops.grouping import PatchConfig
 
 Layout = Literal["teacher", "student", "classifier", "segmenter"]
 LAYOUT_OF_KIND = {
-    "act3d-teacher": "teacher",
-    "act3d-student": "student",
-    "act3d-classifier": "classifier",
-    "act3d-segmenter": "segmenter",
+    zoo.TEACHER: "teacher",
+    zoo.STUDENT: "student",
+    zoo.CLASSIFIER: "classifier",
+    zoo.SEGMENTER: "segmenter",
 }
 
 _ENCODER = [  # student encoder: (act3d name, official name), prefixes unless they end without a dot

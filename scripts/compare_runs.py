@@ -1,0 +1,81 @@
+"""Are two demo runs the same to the last bit? The check behind every refactor and speed change.
+
+    .venv/bin/python scripts/compare_runs.py runs/before runs/after
+
+Compares `results.json` (without wall times, timings and the folders' own paths) and every tensor of every
+checkpoint (`*.pt`, read with `weights_only=True`) that both folders hold; prints what differs and exits 1
+if anything does, 0 if the runs are identical.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+VOLATILE = {"wall_seconds", "timings", "seconds", "data", "checkpoint", "reused_stages"}
+
+
+def scrub(value, root: str):
+    """`value` without volatile keys (times, paths) and with `root` removed from strings."""
+    if isinstance(value, dict):
+        return {k: scrub(v, root) for k, v in value.items() if k not in VOLATILE}
+    if isinstance(value, list):
+        return [scrub(v, root) for v in value]
+    return value.replace(root, "<run>") if isinstance(value, str) else value
+
+
+def tensors(obj, prefix: str = ""):
+    """Every tensor in a checkpoint's nested dicts and lists: (dotted name, tensor)."""
+    if isinstance(obj, torch.Tensor):
+        yield prefix, obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from tensors(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from tensors(v, f"{prefix}.{i}")
+
+
+def compare(a: Path, b: Path) -> list[str]:
+    problems = []
+    ra = scrub(json.loads((a / "results.json").read_text()), str(a))
+    rb = scrub(json.loads((b / "results.json").read_text()), str(b))
+    for key in sorted(ra.keys() | rb.keys()):
+        if ra.get(key) != rb.get(key):
+            problems.append(f"results.json: {key} differs")
+    count = 0
+    for path in sorted(a.rglob("*.pt")):
+        other = b / path.relative_to(a)
+        if not other.is_file():
+            problems.append(f"{path.relative_to(a)}: only in {a}")
+            continue
+        ta = dict(tensors(torch.load(path, map_location="cpu", weights_only=True)))
+        tb = dict(tensors(torch.load(other, map_location="cpu", weights_only=True)))
+        if ta.keys() != tb.keys():
+            problems.append(f"{path.relative_to(a)}: different tensor names")
+        for name in ta.keys() & tb.keys():
+            count += 1
+            if ta[name].shape != tb[name].shape or not torch.equal(ta[name], tb[name]):
+                problems.append(f"{path.relative_to(a)}: {name} differs")
+    print(f"compared results.json and {count} checkpoint tensors")
+    return problems
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("a", type=Path)
+    p.add_argument("b", type=Path)
+    args = p.parse_args()
+    problems = compare(args.a, args.b)
+    for line in problems[:50]:
+        print(line)
+    print("identical" if not problems else f"{len(problems)} difference(s)")
+    sys.exit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    main()
