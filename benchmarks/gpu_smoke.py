@@ -50,10 +50,10 @@ TINY_TEACHER = [
     "model.decoder_hidden=32",
     "model.fold_hidden=16",
     "model.num_prompts=2",
-    "model.teacher.kind=random",
-    "model.teacher.width=32",
-    "model.teacher.heads=2",
-    "model.teacher.random_depth=2",
+    "model.transformer.kind=random",
+    "model.transformer.width=32",
+    "model.transformer.heads=2",
+    "model.transformer.random_depth=2",
 ]
 
 
@@ -151,10 +151,10 @@ def main() -> int:
                 TINY_TEACHER
                 if args.tiny
                 else [
-                    "model.teacher.kind=random",
-                    "model.teacher.width=384",
-                    "model.teacher.heads=6",
-                    "model.teacher.random_depth=12",
+                    "model.transformer.kind=random",
+                    "model.transformer.width=384",
+                    "model.transformer.heads=6",
+                    "model.transformer.random_depth=12",
                 ]
             )
         )

@@ -23,8 +23,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from act3d.config import load_config
+from act3d.models.pretrained import IMGFOCUS_VIT_S14, PretrainedTransformer
 from act3d.models.student import MaskedPointModel
-from act3d.models.teachers import IMGFOCUS_VIT_S14, TeacherBackbone
 from act3d.ops import chamfer_distance, group_patches
 from act3d.train.optimizer import make_optimizer
 from act3d.train.options import OptimConfig
@@ -64,8 +64,8 @@ class OperatorCounter(TorchDispatchMode):
 
 def teacher_model(preset: str):
     cfg = load_config(TeacherRunConfig, "teacher", preset)
-    depth = cfg.model.teacher.depth or IMGFOCUS_VIT_S14["depth"]
-    return build_autoencoder(cfg, TeacherBackbone.skeleton({**IMGFOCUS_VIT_S14, "depth": depth})), cfg
+    depth = cfg.model.transformer.depth or IMGFOCUS_VIT_S14["depth"]
+    return build_autoencoder(cfg, PretrainedTransformer.skeleton({**IMGFOCUS_VIT_S14, "depth": depth})), cfg
 
 
 def stage_task(stage: str, preset: str):

@@ -69,7 +69,7 @@ class Point:
     def overrides(self, seed: int) -> tuple[str, ...]:
         steps1 = self.stage1_epochs * 100
         return (
-            f"teacher:model.teacher.depth={self.depth}",
+            f"teacher:model.transformer.depth={self.depth}",
             f"teacher:optim.epochs={self.stage1_epochs}",
             f"teacher:anneal.steps={steps1}",
             f"teacher:runtime.seed={seed}",

@@ -50,7 +50,7 @@ def teacher_cfg(scan_root):
                 "decoder_hidden": 32,
                 "fold_hidden": 16,
                 "num_prompts": 2,
-                "teacher": {"kind": "random", "width": 32, "heads": 2, "random_depth": 2},
+                "transformer": {"kind": "random", "width": 32, "heads": 2, "random_depth": 2},
             },
             "anneal": {"steps": 10},
             "optim": {"epochs": 2, "batch_size": 4, "lr": 1e-3, "warmup_epochs": 0.5},

@@ -7,9 +7,9 @@ import pytest
 from act3d.config import list_presets, load_config
 from act3d.data.s3dis import CLASSES as S3DIS_CLASSES
 from act3d.data.shapenet import NUM_PARTS
+from act3d.models.pretrained import IMGFOCUS_VIT_S14, PretrainedTransformer
 from act3d.models.segmenter import PointSegmenter
 from act3d.models.student import MaskedPointModel, StudentEncoder
-from act3d.models.teachers import IMGFOCUS_VIT_S14, TeacherBackbone
 from act3d.train.finetune import FinetuneRunConfig, build_classifier
 from act3d.train.segment import SegmentRunConfig
 from act3d.train.stage1 import TeacherRunConfig, build_autoencoder
@@ -66,12 +66,14 @@ def test_the_demo_gpu_presets_have_the_paper_models():
 
     opts = DemoOptions(Path("unused"), preset="gpu")
     teacher = teacher_config("pretrained", opts)
-    assert (teacher.model.num_prompts, teacher.model.codebook_size, teacher.model.teacher.depth) == (
+    assert (teacher.model.num_prompts, teacher.model.codebook_size, teacher.model.transformer.depth) == (
         64,
         8192,
         None,
     )
-    assert teacher_config("random", opts).model.teacher.random_depth == 12  # all 12 blocks, like the ViT-S/14
+    assert (
+        teacher_config("random", opts).model.transformer.random_depth == 12
+    )  # all 12 blocks, like the ViT-S/14
     student = load_config(PretrainRunConfig, "pretrain", "gpu").student
     assert (student.width, student.depth, student.mask_ratio) == (384, 12, 0.8)
     for kind, cls in (
@@ -99,11 +101,13 @@ def test_pretrain_paper_preset_is_the_22m_student():
 
 def test_teacher_paper_preset_has_the_spec_sizes():
     cfg = load_config(TeacherRunConfig, "teacher", "paper")
-    model = build_autoencoder(cfg, TeacherBackbone.skeleton(IMGFOCUS_VIT_S14))
+    model = build_autoencoder(cfg, PretrainedTransformer.skeleton(IMGFOCUS_VIT_S14))
     assert tuple(model.codebook.shape) == (8192, 384)
     assert model.dgcnn_1.layer5[0].out_features == 8192  # logits over the codebook
-    assert model.teacher.prompt_tokens.shape[1] == 64 and model.teacher.deep_prompt_tokens.shape[0] == 11
-    backbone = _count(model.teacher.backbone)
+    assert (
+        model.transformer.prompt_tokens.shape[1] == 64 and model.transformer.deep_prompt_tokens.shape[0] == 11
+    )
+    backbone = _count(model.transformer.backbone)
     assert backbone == pytest.approx(21.3, abs=0.1)  # 12 ViT-S blocks with LayerScale + final norm
     assert _count(model, trainable_only=True) == pytest.approx(_count(model) - backbone)  # frozen teacher
     assert (cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.batch_size, cfg.anneal.steps) == (

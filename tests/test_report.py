@@ -152,7 +152,7 @@ def test_the_real_demo_runs_end_to_end_at_a_tiny_size(tmp_path):
     tiny = ["optim.max_steps=2", "data.num_points=256", "patches.num_groups=16", "patches.group_size=16"]
     student = ["width=32", "depth=1", "heads=2", "decoder_heads=2", "decoder_depth=1"]
     overrides = [f"{stage}:{o}" for stage in ("teacher", "pretrain", "finetune") for o in tiny]
-    overrides += ["teacher:model.teacher.depth=1", "teacher:anneal.steps=2"]
+    overrides += ["teacher:model.transformer.depth=1", "teacher:anneal.steps=2"]
     overrides += [f"{stage}:student.{o}" for stage in ("pretrain", "finetune") for o in student]
     opts = DemoOptions(
         out=tmp_path / "demo", quick=True, seeds=1, fewshot_folds=1, overrides=tuple(overrides)

@@ -9,7 +9,7 @@ from official_reference import PromptedDVAE
 from act3d.config import from_dict
 from act3d.models.autoencoder import autoencoder_loss
 from act3d.models.official import to_official
-from act3d.models.teachers import random_vit
+from act3d.models.pretrained import random_vit
 from act3d.ops.grouping import group_patches
 from act3d.train.stage1 import TeacherRunConfig, build_autoencoder
 
@@ -29,7 +29,7 @@ def pair():
                 "codebook_size": V,
                 "num_prompts": PROMPTS,
                 "deep_prompts": True,
-                "teacher": {"kind": "random"},
+                "transformer": {"kind": "random"},
             },
         },
     )

@@ -90,3 +90,18 @@ def test_a_segmenter_exports_and_imports_back(tmp_path):
     assert ckpt["arch"]["num_categories"] == 2
     for (k, a), b in zip(original.state_dict().items(), again.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+def test_a_checkpoint_whose_architecture_record_lacks_a_key_is_one_clear_error(teacher_cfg, tmp_path):
+    from act3d.errors import CheckpointError
+    from act3d.models.checkpoint import save_checkpoint
+    from act3d.train.stage1 import build_autoencoder
+
+    model = build_autoencoder(teacher_cfg)
+    arch = zoo.teacher_arch(teacher_cfg.model, teacher_cfg.patches, model.transformer.backbone)
+    arch["teacher"] = arch.pop("transformer")  # the record as an earlier act3d wrote it
+    save_checkpoint(tmp_path / "old.pt", {"kind": zoo.TEACHER, "model": model.state_dict(), "arch": arch})
+    with pytest.raises(
+        CheckpointError, match="has no 'transformer'; it was written by another act3d version"
+    ):
+        zoo.load_teacher(tmp_path / "old.pt")

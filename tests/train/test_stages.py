@@ -16,13 +16,13 @@ from act3d.train.stage2 import pretrain
 def test_stage1_trains_prompts_only_and_reconstruction_falls(teacher_cfg, tmp_path):
     teacher_cfg.optim.epochs = 8
     model_before = build_autoencoder(teacher_cfg)
-    frozen_before = copy.deepcopy(model_before.teacher.backbone.state_dict())
+    frozen_before = copy.deepcopy(model_before.transformer.backbone.state_dict())
     result = train_teacher(teacher_cfg, tmp_path / "s1")
     trained = zoo.load_teacher(result.checkpoint)
     # the pretrained teacher's own weights never move; prompts and the dVAE do
-    for k, v in trained.teacher.backbone.state_dict().items():
+    for k, v in trained.transformer.backbone.state_dict().items():
         torch.testing.assert_close(v, frozen_before[k], rtol=0, atol=0)
-    assert not torch.allclose(trained.teacher.prompt_tokens, model_before.teacher.prompt_tokens)
+    assert not torch.allclose(trained.transformer.prompt_tokens, model_before.transformer.prompt_tokens)
     assert not torch.allclose(trained.codebook, model_before.codebook)
     import csv
 
@@ -36,9 +36,9 @@ def test_stage1_trains_prompts_only_and_reconstruction_falls(teacher_cfg, tmp_pa
 def test_full_tuning_mode_moves_the_teacher(teacher_cfg, tmp_path):
     teacher_cfg.model.tuning = "full"
     teacher_cfg.optim.max_steps = 3
-    before = build_autoencoder(teacher_cfg).teacher.backbone.state_dict()
+    before = build_autoencoder(teacher_cfg).transformer.backbone.state_dict()
     trained = zoo.load_teacher(train_teacher(teacher_cfg, tmp_path / "s1").checkpoint)
-    moved = [k for k, v in trained.teacher.backbone.state_dict().items() if not torch.equal(v, before[k])]
+    moved = [k for k, v in trained.transformer.backbone.state_dict().items() if not torch.equal(v, before[k])]
     assert moved
 
 
@@ -214,8 +214,10 @@ def test_weight_decay_groups_are_the_official_ones(teacher_cfg, pretrain_cfg):
         return {n for n, p in module.named_parameters() if id(p) in ids}
 
     teacher = no_decay_names(build_autoencoder(teacher_cfg))
-    assert {"teacher.prompt_tokens", "teacher.deep_prompt_tokens", "proj_pre.bias"} <= teacher
-    assert not {"codebook", "teacher.prompt_pos", "teacher.deep_prompt_pos", "proj_pre.weight"} & teacher
+    assert {"transformer.prompt_tokens", "transformer.deep_prompt_tokens", "proj_pre.bias"} <= teacher
+    assert (
+        not {"codebook", "transformer.prompt_pos", "transformer.deep_prompt_pos", "proj_pre.weight"} & teacher
+    )
     student = no_decay_names(MaskedPointModel(pretrain_cfg.student, 8, 32))
     assert {
         "encoder.cls_token",

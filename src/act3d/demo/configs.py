@@ -9,7 +9,7 @@ from pathlib import Path
 from act3d.config import load_config
 from act3d.data.dataset import DataConfig
 from act3d.errors import ConfigError
-from act3d.models.teachers import IMGFOCUS_VIT_S14
+from act3d.models.pretrained import IMGFOCUS_VIT_S14
 from act3d.train.stage1 import TeacherRunConfig
 
 
@@ -53,7 +53,7 @@ def teacher_config(kind: str, opts: DemoOptions) -> TeacherRunConfig:
     cfg = load_config(TeacherRunConfig, "teacher", opts.preset, overrides=stage_overrides(opts, "teacher"))
     if kind == "random":
         # the same shape as the shipped ViT-S/14 blocks in use, with random weights
-        t = cfg.model.teacher
+        t = cfg.model.transformer
         vit = IMGFOCUS_VIT_S14
         t.kind, t.width, t.heads, t.layer_scale = "random", vit["width"], vit["heads"], vit["layer_scale"]
         t.random_depth = t.depth or vit["depth"]

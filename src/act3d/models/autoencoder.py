@@ -1,7 +1,7 @@
 """Stage I: a frozen pretrained Transformer, prompt-tuned into a 3D dVAE autoencoder (the ACT teacher).
 
 patches -> mini-PointNet -> DGCNN-1 -> logits over the codebook -> Gumbel-softmax -> codebook vectors
--> Linear(C, D) + centre positions -> prompted frozen teacher blocks -> Linear(D, C) -> DGCNN-2
+-> Linear(C, D) + centre positions -> prompted frozen Transformer blocks -> Linear(D, C) -> DGCNN-2
 -> FoldingNet decoder -> coarse and fine points per patch.
 """
 
@@ -18,7 +18,7 @@ from torch import nn
 from act3d.errors import require
 from act3d.models.decoder import FoldingDecoder
 from act3d.models.dgcnn import DGCNN
-from act3d.models.teachers import TeacherBackbone, TeacherConfig
+from act3d.models.pretrained import PretrainedTransformer, TransformerConfig
 from act3d.models.tokenizer import CenterEmbed, PatchEmbed
 from act3d.ops.chamfer import chamfer_distance
 from act3d.ops.grouping import PatchConfig, Patches
@@ -36,8 +36,8 @@ class AutoencoderConfig:
     num_prompts: int = 64
     deep_prompts: bool = True
     prompt_dropout: float = 0.1  # on the prompt tokens (official `prompt_dropout`)
-    tuning: Literal["prompt", "full"] = "prompt"  # prompt: teacher frozen; full: the paper's ablation
-    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    tuning: Literal["prompt", "full"] = "prompt"  # prompt: the Transformer frozen; full: the paper's ablation
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
 
     def __post_init__(self) -> None:
         # GroupNorm(4) closes both DGCNNs: their outputs (codebook logits, tokens) must split into 4 groups
@@ -65,19 +65,24 @@ class AutoencoderConfig:
         require(0 <= self.prompt_dropout < 1, "prompt_dropout", "a rate in [0, 1)", self.prompt_dropout)
 
 
-class PromptedTeacher(nn.Module):
-    """Teacher blocks with learnable prompt tokens (VPT). `x, pos (B, G, D) -> (B, G, D)`.
+class PromptedTransformer(nn.Module):
+    """Pretrained Transformer blocks with learnable prompt tokens (VPT). `x, pos (B, G, D) -> (B, G, D)`.
 
     As the official `ACTPromptedDiscreteVAEwithVIT.visual_embedding_deep_prompt` (models/dvae.py):
     `P` prompt tokens (dropout `prompt_dropout`) are prepended, each with its own learnable position, and
     the positions (prompt positions, then the centres' embeddings) are added to the hidden states before
     *every* block: `h = block(h + pos)`. Deep prompts replace the prompt tokens and their positions
     before every block after the first. The final norm sees all tokens; the prompts are then dropped.
-    With `frozen`, the teacher's own weights never change and it always runs in eval mode.
+    With `frozen`, the Transformer's own weights never change and it always runs in eval mode.
     """
 
     def __init__(
-        self, backbone: TeacherBackbone, num_prompts: int, deep: bool, frozen: bool, prompt_dropout: float
+        self,
+        backbone: PretrainedTransformer,
+        num_prompts: int,
+        deep: bool,
+        frozen: bool,
+        prompt_dropout: float,
     ):
         super().__init__()
         self.backbone, self.num_prompts, self.frozen = backbone, num_prompts, frozen
@@ -91,7 +96,7 @@ class PromptedTeacher(nn.Module):
         self.prompt_dropout = nn.Dropout(prompt_dropout)
         backbone.requires_grad_(not frozen)
 
-    def train(self, mode: bool = True) -> PromptedTeacher:
+    def train(self, mode: bool = True) -> PromptedTransformer:
         super().train(mode)
         if self.frozen:
             self.backbone.eval()
@@ -122,17 +127,17 @@ class CrossModalAutoencoder(nn.Module):
     """The Stage I model. `forward(patches, tau)` reconstructs every patch; `teacher_features(patches)`
     gives the per-patch latent features `(B, G, C)` that Stage II distils."""
 
-    def __init__(self, cfg: AutoencoderConfig, patches: PatchConfig, teacher: TeacherBackbone):
+    def __init__(self, cfg: AutoencoderConfig, patches: PatchConfig, transformer: PretrainedTransformer):
         super().__init__()
-        c, d, v = cfg.tokens_dim, teacher.width, cfg.codebook_size
+        c, d, v = cfg.tokens_dim, transformer.width, cfg.codebook_size
         self.cfg, self.patch_cfg = cfg, patches
         self.patch_embed = PatchEmbed(c, cfg.embed_hidden)
         self.dgcnn_1 = DGCNN(c, v, cfg.dgcnn_k, cfg.dgcnn_hidden)
         self.codebook = nn.Parameter(torch.randn(v, c))
         self.proj_pre = nn.Linear(c, d)
         self.center_embed = CenterEmbed(d)
-        self.teacher = PromptedTeacher(
-            teacher,
+        self.transformer = PromptedTransformer(
+            transformer,
             cfg.num_prompts,
             cfg.deep_prompts,
             frozen=cfg.tuning == "prompt",
@@ -151,8 +156,8 @@ class CrossModalAutoencoder(nn.Module):
         return self.dgcnn_1(self.patch_embed(patches.neighborhood), patches.center)
 
     def decode_features(self, tokens: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
-        """Codebook tokens `(B, G, C)` -> per-patch features `(B, G, C)` through the prompted teacher."""
-        x = self.teacher(self.proj_pre(tokens), self.center_embed(center))
+        """Codebook tokens `(B, G, C)` -> per-patch features `(B, G, C)` through the prompted Transformer."""
+        x = self.transformer(self.proj_pre(tokens), self.center_embed(center))
         return self.dgcnn_2(self.proj_post(x), center)
 
     def forward(self, patches: Patches, tau: float) -> AutoencoderOutput:
@@ -166,7 +171,7 @@ class CrossModalAutoencoder(nn.Module):
         """Stage II target `(B, G, C)`: each patch's code as the official hard Gumbel-softmax at tau 1 picks it
         (`F.gumbel_softmax(logits, 1, hard=True)` in models/dvae.py, whose forward value is the one-hot of
         argmax(logits + Gumbel noise)), from the same noise draw, looked up in the codebook instead of through
-        a softmax and a one-hot matmul, then through the teacher."""
+        a softmax and a one-hot matmul, then through the prompted Transformer."""
         logits = self.token_logits(patches)
         gumbels = -torch.empty_like(logits, memory_format=torch.legacy_contiguous_format).exponential_().log()
         codes = (logits + gumbels).argmax(dim=-1)

@@ -31,9 +31,9 @@ from act3d.errors import CheckpointError
 from act3d.models import zoo
 from act3d.models.autoencoder import AutoencoderConfig
 from act3d.models.checkpoint import listing, load_checkpoint, read_weight_file, save_checkpoint
+from act3d.models.pretrained import PretrainedTransformer
 from act3d.models.segmenter import feature_layers
 from act3d.models.student import StudentConfig
-from act3d.models.teachers import TeacherBackbone
 from act3d.ops.grouping import PatchConfig
 
 Layout = Literal["teacher", "student", "classifier", "segmenter"]
@@ -59,12 +59,12 @@ RENAMES: dict[str, list[tuple[str, str]]] = {
         ("codebook", "codebook"),
         ("proj_pre.", "proj_pre."),
         ("center_embed.mlp.", "visual_pos_embed."),
-        ("teacher.prompt_tokens", "visual_prompt_token"),
-        ("teacher.prompt_pos", "visual_prompt_pos"),
-        ("teacher.deep_prompt_tokens", "deep_prompt_tokens"),
-        ("teacher.deep_prompt_pos", "deep_prompt_pos"),
-        ("teacher.backbone.blocks.", "visual_embed.0."),
-        ("teacher.backbone.norm.", "visual_embed.1."),
+        ("transformer.prompt_tokens", "visual_prompt_token"),
+        ("transformer.prompt_pos", "visual_prompt_pos"),
+        ("transformer.deep_prompt_tokens", "deep_prompt_tokens"),
+        ("transformer.deep_prompt_pos", "deep_prompt_pos"),
+        ("transformer.backbone.blocks.", "visual_embed.0."),
+        ("transformer.backbone.norm.", "visual_embed.1."),
         ("proj_post.", "proj_post."),
         ("dgcnn_2.", "dgcnn_2."),
         ("decoder.", "decoder."),
@@ -222,7 +222,7 @@ def _arch(layout: Layout, config: dict[str, Any], state: dict[str, torch.Tensor]
             head=[w.shape[0] for w in linears["head"][:-1]],
         )
     model_cfg = from_dict(AutoencoderConfig, config["model"])
-    backbone = TeacherBackbone.skeleton(_vit_arch(state, model_cfg.teacher.heads))
+    backbone = PretrainedTransformer.skeleton(_vit_arch(state, model_cfg.transformer.heads))
     return zoo.teacher_arch(model_cfg, patches, backbone)
 
 

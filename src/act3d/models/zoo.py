@@ -1,9 +1,9 @@
 """The one place that rebuilds act3d models from checkpoints.
 
 Every checkpoint carries `arch`: the model-level description its model is rebuilt from (no run config, no
-training code, no original teacher weight file). The four kinds:
+training code, no original pretrained-Transformer weight file). The four kinds:
 
-- `act3d-teacher`: `{"patches", "model" (AutoencoderConfig), "teacher" (TeacherBackbone.arch)}`
+- `act3d-teacher`: `{"patches", "model" (AutoencoderConfig), "transformer" (PretrainedTransformer.arch)}`
 - `act3d-student`: `{"patches", "student" (StudentConfig), "target_dim", "num_points"}`
 - `act3d-classifier`: `{"patches", "student", "num_points", "num_classes", "class_names", "transfer",
   "head_dropout", "frozen_mode"}`
@@ -22,12 +22,13 @@ from typing import Any, Literal
 from torch import nn
 
 from act3d.config import from_dict, to_dict
+from act3d.errors import CheckpointError
 from act3d.models.autoencoder import AutoencoderConfig, CrossModalAutoencoder
 from act3d.models.checkpoint import load_checkpoint, load_state_strict
 from act3d.models.classifier import PointClassifier, Transfer
+from act3d.models.pretrained import PretrainedTransformer
 from act3d.models.segmenter import PointSegmenter
 from act3d.models.student import MaskedPointModel, StudentConfig, StudentEncoder
-from act3d.models.teachers import TeacherBackbone
 from act3d.ops.grouping import PatchConfig
 
 TEACHER, STUDENT, CLASSIFIER, SEGMENTER = (
@@ -39,11 +40,13 @@ TEACHER, STUDENT, CLASSIFIER, SEGMENTER = (
 KINDS = (TEACHER, STUDENT, CLASSIFIER, SEGMENTER)
 
 
-def teacher_arch(model: AutoencoderConfig, patches: PatchConfig, backbone: TeacherBackbone) -> dict[str, Any]:
+def teacher_arch(
+    model: AutoencoderConfig, patches: PatchConfig, backbone: PretrainedTransformer
+) -> dict[str, Any]:
     return {
         "patches": to_dict(patches),
         "model": to_dict(model),
-        "teacher": {**backbone.arch, "name": backbone.name},
+        "transformer": {**backbone.arch, "name": backbone.name},
     }
 
 
@@ -119,7 +122,7 @@ def build(kind: str, arch: dict[str, Any]) -> nn.Module:
         return CrossModalAutoencoder(
             from_dict(AutoencoderConfig, arch["model"]),
             patch_config(arch),
-            TeacherBackbone.skeleton(arch["teacher"]),
+            PretrainedTransformer.skeleton(arch["transformer"]),
         )
     if kind == STUDENT:
         return MaskedPointModel(student_config(arch), patch_config(arch).group_size, arch["target_dim"])
@@ -146,7 +149,12 @@ def build(kind: str, arch: dict[str, Any]) -> nn.Module:
 def load(path: str | Path, kind: str | tuple[str, ...] = KINDS) -> tuple[nn.Module, dict[str, Any]]:
     """The model a checkpoint holds, weights loaded strictly and in eval mode, and the checkpoint itself."""
     ckpt = load_checkpoint(path, kind)
-    model = build(ckpt["kind"], ckpt["arch"])
+    try:
+        model = build(ckpt["kind"], ckpt["arch"])
+    except KeyError as err:  # e.g. a checkpoint written before `teacher` became `transformer` (0.1)
+        raise CheckpointError(
+            f"{path}: its architecture record has no {err}; it was written by another act3d version"
+        ) from None
     load_state_strict(model, ckpt["model"], str(path))
     return model.eval(), ckpt
 

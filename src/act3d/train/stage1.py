@@ -21,7 +21,7 @@ from act3d.data.dataset import (
 from act3d.errors import require
 from act3d.models import zoo
 from act3d.models.autoencoder import AutoencoderConfig, CrossModalAutoencoder, autoencoder_loss
-from act3d.models.teachers import TeacherBackbone, build_teacher
+from act3d.models.pretrained import PretrainedTransformer, build_transformer
 from act3d.ops.grouping import PatchConfig
 from act3d.train.loop import FitResult, fit
 from act3d.train.metrics_log import Metric
@@ -96,10 +96,13 @@ class TeacherTask:
         return loss, {**metrics, "tau": tau, "kl_weight": kl_weight}
 
 
-def build_autoencoder(cfg: TeacherRunConfig, teacher: TeacherBackbone | None = None) -> CrossModalAutoencoder:
-    return CrossModalAutoencoder(
-        cfg.model, cfg.patches, teacher if teacher is not None else build_teacher(cfg.model.teacher)
-    )
+def build_autoencoder(
+    cfg: TeacherRunConfig, transformer: PretrainedTransformer | None = None
+) -> CrossModalAutoencoder:
+    """The Stage I model around `transformer` (default: the one `cfg.model.transformer` names)."""
+    if transformer is None:
+        transformer = build_transformer(cfg.model.transformer)
+    return CrossModalAutoencoder(cfg.model, cfg.patches, transformer)
 
 
 def train_teacher(
@@ -109,13 +112,14 @@ def train_teacher(
     out_dir = Path(out_dir)
     with run_files(out_dir, cfg, resume, overwrite) as main:
         torch.manual_seed(cfg.runtime.seed)
-        teacher = build_teacher(cfg.model.teacher)
-        model = build_autoencoder(cfg, teacher)
+        transformer = build_transformer(cfg.model.transformer)
+        model = build_autoencoder(cfg, transformer)
         log.info(
-            "Stage I: teacher %s (%d blocks, width %d), %s tuning, %d prompts; %.2fM trainable of %.2fM",
-            teacher.name,
-            teacher.depth,
-            teacher.width,
+            "Stage I: pretrained Transformer %s (%d blocks, width %d), %s tuning, %d prompts; "
+            "%.2fM trainable of %.2fM",
+            transformer.name,
+            transformer.depth,
+            transformer.width,
             cfg.model.tuning,
             cfg.model.num_prompts,
             sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6,
@@ -129,7 +133,7 @@ def train_teacher(
             cfg.runtime.progress,
         )
         # the architecture lets Stage II rebuild the teacher without its original weight file
-        extra = {"arch": zoo.teacher_arch(cfg.model, cfg.patches, teacher)}
+        extra = {"arch": zoo.teacher_arch(cfg.model, cfg.patches, transformer)}
         result = fit(
             TeacherTask(model, cfg),
             data,

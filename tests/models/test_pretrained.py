@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from act3d.errors import CheckpointError
-from act3d.models.teachers import (
+from act3d.models.pretrained import (
     IMGFOCUS_VIT_S14,
-    TeacherBackbone,
-    TeacherConfig,
-    build_teacher,
+    PretrainedTransformer,
+    TransformerConfig,
+    build_transformer,
     hf_bert,
     imgfocus_vit,
     minilm,
@@ -20,7 +20,7 @@ from act3d.models.teachers import (
 )
 
 
-def run_blocks(backbone: TeacherBackbone, x: torch.Tensor) -> torch.Tensor:
+def run_blocks(backbone: PretrainedTransformer, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         x = backbone.input_norm(x)
         for block in backbone.blocks:
@@ -218,13 +218,13 @@ def test_teacher_errors_name_the_file(tmp_path):
         timm_vit(tmp_path / "weights.pth", heads=None)
     with pytest.raises(CheckpointError, match="not a Hugging Face model folder"):
         hf_bert(tmp_path)
-    with pytest.raises(CheckpointError, match="needs teacher.path"):
-        build_teacher(TeacherConfig(kind="timm"))
+    with pytest.raises(CheckpointError, match="needs model.transformer.path"):
+        build_transformer(TransformerConfig(kind="timm"))
 
 
 def test_random_teacher_skeleton_roundtrip():
     vit = random_vit(32, 2, 4, layer_scale=True)
-    twin = TeacherBackbone.skeleton(vit.arch)
+    twin = PretrainedTransformer.skeleton(vit.arch)
     twin.load_state_dict(vit.state_dict())
     x = torch.randn(1, 3, 32)
     torch.testing.assert_close(run_blocks(twin, x), run_blocks(vit, x))
