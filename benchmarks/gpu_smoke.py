@@ -171,7 +171,7 @@ def main() -> int:
             + [f"student.target={target}", f"teacher_checkpoint={state['teacher']}", *extra]
         )
         cfg = load_config(PretrainRunConfig, "pretrain", preset, overrides=over)
-        path = str(pretrain(cfg, work / folder))
+        path = str(pretrain(cfg, work / folder).checkpoint)
         state.setdefault(target, path)
         return measured(work / folder)
 

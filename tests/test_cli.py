@@ -56,7 +56,7 @@ def trained(teacher_cfg, pretrain_cfg, finetune_cfg, tmp_path):
     teacher_cfg.optim.max_steps = 1
     pretrain_cfg.teacher_checkpoint = str(train_teacher(teacher_cfg, tmp_path / "s1").checkpoint)
     pretrain_cfg.optim.max_steps = 2
-    student = pretrain(pretrain_cfg, tmp_path / "s2")
+    student = pretrain(pretrain_cfg, tmp_path / "s2").checkpoint
     finetune_cfg.checkpoint = str(student)
     finetune_cfg.optim.max_steps = 2
     finetune(finetune_cfg, tmp_path / "ft")

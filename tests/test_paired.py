@@ -71,7 +71,7 @@ def test_finetune_and_fewshot_compare_to_an_earlier_run(pretrain_cfg, finetune_c
     students = []
     for seed in (0, 1):
         pretrain_cfg.runtime.seed = seed
-        students.append(str(pretrain(pretrain_cfg, tmp_path / f"s2-{seed}")))
+        students.append(str(pretrain(pretrain_cfg, tmp_path / f"s2-{seed}").checkpoint))
     finetune_cfg.optim.max_steps = 2
     config = tmp_path / "ft.yaml"
     config.write_text(yaml.safe_dump(to_dict(finetune_cfg)))

@@ -198,10 +198,10 @@ def test_every_command_reads_a_prepared_folder(
     teacher_cfg.optim.max_steps = 1
     pretrain_cfg.teacher_checkpoint = str(train_teacher(teacher_cfg, tmp_path / "s1").checkpoint)
     pretrain_cfg.optim.max_steps = 2
-    student = str(pretrain(pretrain_cfg, tmp_path / "s2"))
+    student = str(pretrain(pretrain_cfg, tmp_path / "s2").checkpoint)
     finetune_cfg.checkpoint = student
     finetune_cfg.optim.max_steps = 2
-    result = finetune(finetune_cfg, tmp_path / "ft")
+    result = finetune(finetune_cfg, tmp_path / "ft").scores
     assert result["class_names"] == ["cube", "slab", "tall"] and "val_acc" in result
     classifier = str(tmp_path / "ft" / "checkpoints" / "last.pt")
     data = ["--format", "class-folders", "--root", str(prepared)]
@@ -325,7 +325,7 @@ def test_demo_measures_every_arm_on_the_transfer_data(prepared, pretrain_cfg, tm
     from act3d.train.stage2 import pretrain
 
     pretrain_cfg.optim.max_steps, pretrain_cfg.student.target = 1, "mae"
-    student = str(pretrain(pretrain_cfg, tmp_path / "s2"))
+    student = str(pretrain(pretrain_cfg, tmp_path / "s2").checkpoint)
     opts = DemoOptions(
         tmp_path / "demo",
         quick=True,

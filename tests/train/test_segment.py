@@ -37,7 +37,7 @@ def _losses(run) -> list[float]:
 def test_part_segmentation_on_official_layout(tmp_path):
     cfg = _cfg("part", write_shapenetpart(tmp_path), "shapenetpart", 128)
     cfg.optim.epochs, cfg.optim.lr = 30, 3e-3
-    res = segment(cfg, tmp_path / "part")
+    res = segment(cfg, tmp_path / "part").scores
     losses = _losses(tmp_path / "part")
     # labels are random among each category's parts: learning to name only the category's parts takes the
     # loss from ~log(50) towards log(parts per category)
@@ -52,7 +52,7 @@ def test_part_segmentation_on_official_layout(tmp_path):
 
 def test_semantic_segmentation_on_official_layout(tmp_path):
     cfg = _cfg("semantic", write_s3dis(tmp_path), "s3dis", 128)
-    res = segment(cfg, tmp_path / "sem")
+    res = segment(cfg, tmp_path / "sem").scores
     assert set(res["metrics"]) == {"test_oa", "test_macc", "test_miou"} and res["test_samples"] > 0
     assert res["val_samples"] > 0  # blocks of the held-out training room
 
@@ -138,7 +138,7 @@ def test_whole_rooms_cover_every_point_in_full_pieces():
 def test_semantic_whole_room_test_protocol(tmp_path):
     cfg = _cfg("semantic", write_s3dis(tmp_path), "s3dis", 128)
     cfg.test_protocol, cfg.votes = "whole_rooms", 2
-    res = segment(cfg, tmp_path / "sem")
+    res = segment(cfg, tmp_path / "sem").scores
     assert res["test_protocol"] == "whole_rooms" and res["test_samples"] == 2 * 5000  # every Area 5 point
     assert 0 <= res["metrics"]["test_miou"] <= 1
 
@@ -154,10 +154,13 @@ def test_the_semantic_preset_keeps_its_task(tmp_path, monkeypatch):
     """`act3d segment --preset paper_semantic` runs semantic segmentation (the --task default once won)."""
     from act3d.cli import main
     from act3d.train import segment as segment_module
+    from act3d.train.stage import StageResult
 
     seen = {}
     monkeypatch.setattr(
-        segment_module, "segment", lambda cfg, *a, **k: seen.setdefault("cfg", cfg) and {"metrics": {}}
+        segment_module,
+        "segment",
+        lambda cfg, *a, **k: seen.setdefault("cfg", cfg) and StageResult(tmp_path, 0, 0.0, {"metrics": {}}),
     )
     root = write_s3dis(tmp_path)
     assert (

@@ -94,7 +94,7 @@ def test_stage2_arms_and_finetune(teacher_cfg, pretrain_cfg, finetune_cfg, tmp_p
     teacher_ckpt = train_teacher(teacher_cfg, tmp_path / "s1").checkpoint
     pretrain_cfg.optim.epochs = 4
     pretrain_cfg.teacher_checkpoint = str(teacher_ckpt)
-    act = pretrain(pretrain_cfg, tmp_path / "act")
+    act = pretrain(pretrain_cfg, tmp_path / "act").checkpoint
     import csv
 
     losses = [float(r["loss"]) for r in csv.DictReader(open(tmp_path / "act" / "metrics.csv"))]
@@ -117,17 +117,17 @@ def test_stage2_arms_and_finetune(teacher_cfg, pretrain_cfg, finetune_cfg, tmp_p
     monkeypatch.setattr(stage2.PretrainTask, "step", real_step)
     assert seen == [True, False]
     pretrain_cfg.student.center_target = True  # the option that regresses the per-patch part of the target
-    centred = pretrain(pretrain_cfg, tmp_path / "act-centred")
+    centred = pretrain(pretrain_cfg, tmp_path / "act-centred").checkpoint
     pretrain_cfg.student.target, pretrain_cfg.student.center_target = "mae", False
-    mae = pretrain(pretrain_cfg, tmp_path / "mae")
+    mae = pretrain(pretrain_cfg, tmp_path / "mae").checkpoint
     assert (tmp_path / "mae" / "masked_inputs.png").is_file()
     pretrain_cfg.student.target = "none"
-    scratch = pretrain(pretrain_cfg, tmp_path / "none")
+    scratch = pretrain(pretrain_cfg, tmp_path / "none").checkpoint
     for ckpt in (act, centred, mae, scratch):
         encoder, _ = zoo.load_student(ckpt)
         assert encoder.cfg.width == 32
     finetune_cfg.checkpoint = str(act)
-    results = finetune(finetune_cfg, tmp_path / "ft")
+    results = finetune(finetune_cfg, tmp_path / "ft").scores
     assert (
         len(results["confusion"]) == 15 and sum(map(sum, results["confusion"])) == 16
     )  # every test cloud counted
@@ -136,10 +136,13 @@ def test_stage2_arms_and_finetune(teacher_cfg, pretrain_cfg, finetune_cfg, tmp_p
     assert len(names) == 15 and (tmp_path / "ft" / "checkpoints" / "best.pt").is_file()
     # the pretrained student's architecture, the fine-tuning run's own drop-path rate
     pretrain_cfg.student.drop_path, finetune_cfg.student.drop_path = 0.1, 0.0
-    finetune_cfg.checkpoint = str(pretrain(pretrain_cfg, tmp_path / "none2"))
+    finetune_cfg.checkpoint = str(pretrain(pretrain_cfg, tmp_path / "none2").checkpoint)
     classifier = build_classifier(finetune_cfg, [str(i) for i in range(15)])
     assert [b.drop_path.p for b in classifier.encoder.blocks.blocks] == [0.0, 0.0]
-    assert finetune_cfg.student.width == 32
+    from act3d.train.stage import student_backbone
+
+    _, student = student_backbone(finetune_cfg)  # the architecture the run records
+    assert (student.width, student.drop_path) == (32, 0.0)
 
 
 def test_stage2_refuses_a_checkpoint_that_is_not_a_teacher(pretrain_cfg, finetune_cfg, tmp_path):
@@ -186,9 +189,9 @@ def test_same_config_same_seed_same_bits(teacher_cfg, pretrain_cfg, finetune_cfg
             cfg.optim.max_steps, cfg.runtime.deterministic = 3, True
         teacher = train_teacher(teacher_cfg, tmp_path / tag / "s1").checkpoint
         pretrain_cfg.teacher_checkpoint = str(teacher)
-        student = pretrain(pretrain_cfg, tmp_path / tag / "s2")
+        student = pretrain(pretrain_cfg, tmp_path / tag / "s2").checkpoint
         finetune_cfg.checkpoint = str(student)
-        results = finetune(finetune_cfg, tmp_path / tag / "ft")
+        results = finetune(finetune_cfg, tmp_path / tag / "ft").scores
         files = [teacher, student, tmp_path / tag / "ft" / "checkpoints" / "last.pt"]
         return [load_checkpoint(f)["model"] for f in files] + [
             {k: v for k, v in results.items() if k != "seconds"}
@@ -266,7 +269,7 @@ def test_finetuning_learns_separable_shapes(tmp_path):
             "runtime": {"progress": False},
         },
     )
-    results = finetune(cfg, tmp_path / "ft")
+    results = finetune(cfg, tmp_path / "ft").scores
     assert results["val_acc"] >= 0.8 and results["test_acc"] >= 0.9, results
 
 
@@ -322,7 +325,7 @@ def test_fewshot_trains_on_every_support_cloud_and_reports_the_last_model(tmp_pa
     ]
     cfg = load_config(FinetuneRunConfig, "finetune", "modelnet40_fewshot", overrides=over)
     assert (cfg.optim.epochs, cfg.val_fraction) == (2, 0.0) and to_dict(cfg)["report_test_selected"]
-    res = finetune(cfg, tmp_path / "fs")
+    res = finetune(cfg, tmp_path / "fs").scores
     assert res["steps"] == 2 * 50 // 5  # every support cloud, every epoch (90% of them trained 9 steps)
     assert res["val_samples"] == 0 and res["val_acc"] is None and res["selected_step"] == res["steps"]
     assert 0 <= res["test_acc_selected_on_test"] <= 1 and res["test_acc_selected_on_test"] >= res["test_acc"]

@@ -39,8 +39,13 @@ def _pretrain(args: argparse.Namespace) -> int:
     if args.teacher:
         overrides.append(f"teacher_checkpoint={args.teacher}")
     cfg = load_config(PretrainRunConfig, "pretrain", args.preset, args.config, overrides)
-    path = pretrain(cfg, output_folder(args.out), resume=args.resume, overwrite=args.overwrite)
-    log.info("Stage II done; student checkpoint %s", path)
+    result = pretrain(cfg, output_folder(args.out), resume=args.resume, overwrite=args.overwrite)
+    log.info(
+        "Stage II done: %d steps in %.0fs; student checkpoint %s",
+        result.steps,
+        result.seconds,
+        result.checkpoint,
+    )
     return 0
 
 
@@ -55,14 +60,13 @@ def _finetune(args: argparse.Namespace) -> int:
         )
         for seed in range(args.seeds)
     ]
-    # seeds pair runs of two checkpoints only on the same data, split and training recipe (read before
-    # fine-tuning: loading a checkpoint sets the student section to the checkpoint's)
+    # seeds pair runs of two checkpoints only on the same data, split and training recipe
     protocol = to_dict(configs[0]) | {"checkpoint": None, "runtime": None}
     output_folder(args.out)
     accs, rows, paired = [], [], {"val OA": {}, "test OA": {}}
     for seed, cfg in enumerate(configs):
         out = Path(args.out) / f"seed{seed}" if args.seeds > 1 else Path(args.out)
-        res = finetune(cfg, out, resume=args.resume, overwrite=args.overwrite)
+        res = finetune(cfg, out, resume=args.resume, overwrite=args.overwrite).scores
         accs.append(res["test_acc"])
         paired["val OA"][str(seed)], paired["test OA"][str(seed)] = res["val_acc"], res["test_acc"]
         h = config_hash(to_dict(cfg))
@@ -119,7 +123,7 @@ def _segment(args: argparse.Namespace) -> int:
     if args.checkpoint:
         overrides.append(f"checkpoint={args.checkpoint}")
     cfg = load_config(SegmentRunConfig, "segment", preset, args.config, overrides)
-    res = segment(cfg, output_folder(args.out), resume=args.resume, overwrite=args.overwrite)
+    res = segment(cfg, output_folder(args.out), resume=args.resume, overwrite=args.overwrite).scores
     print(", ".join(f"{k} {100 * v:.2f}%" for k, v in res["metrics"].items()))
     return 0
 

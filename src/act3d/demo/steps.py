@@ -76,8 +76,7 @@ def student_stage(arm: Arm, teachers: dict, folder: Path, opts: DemoOptions) -> 
     cfg = load_config(PretrainRunConfig, "pretrain", opts.preset, overrides=stage_overrides(opts, "pretrain"))
     teacher = teachers[arm.teacher]["checkpoint"] if arm.teacher is not None else cfg.teacher_checkpoint
     cfg = replace(cfg, student=replace(cfg.student, target=arm.target), teacher_checkpoint=teacher)
-    path = pretrain(cfg, folder, resume=True)
-    record = {"checkpoint": str(path)}
+    record = {"checkpoint": str(pretrain(cfg, folder, resume=True).checkpoint)}
     metrics = folder / "metrics.csv"
     if metrics.is_file():
         with metrics.open() as f:
@@ -94,7 +93,7 @@ def finetune_stage(
     transfer = cfg.data if data is None else replace(cfg.data, format="class-folders", root=str(data))
     runtime = replace(cfg.runtime, seed=seed)
     cfg = replace(cfg, data=transfer, runtime=runtime, checkpoint=students[arm.name]["checkpoint"])
-    res = finetune(cfg, folder, resume=True)
+    res = finetune(cfg, folder, resume=True).scores
     return {
         k: res[k]
         for k in (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from act3d.config import to_dict
 from act3d.data.dataset import (
     DataConfig,
     check_points_per_cloud,
@@ -25,16 +24,15 @@ from act3d.data.transforms import AUGMENTATIONS, scale_and_translate
 from act3d.errors import require
 from act3d.eval.metrics import confusion_matrix, mean_class_accuracy, overall_accuracy
 from act3d.models import zoo
-from act3d.models.checkpoint import load_checkpoint, load_state_strict
 from act3d.models.classifier import PointClassifier, Transfer
 from act3d.models.student import StudentConfig, StudentEncoder, trunc_normal_init
 from act3d.ops.fps import farthest_point_sampling
 from act3d.ops.grouping import PatchConfig
 from act3d.ops.indexing import gather_points
-from act3d.train.loop import FitResult, fit
 from act3d.train.metrics_log import Metric
 from act3d.train.options import OptimConfig, RuntimeConfig
 from act3d.train.run_folder import run_files
+from act3d.train.stage import StageResult, reload_best, student_backbone, train
 
 log = logging.getLogger(__name__)
 KIND = zoo.CLASSIFIER
@@ -124,20 +122,13 @@ class ClassifierTask:
         return loss, {"train_acc": (logits.argmax(-1) == labels).float().mean()}
 
 
-def build_classifier(cfg: FinetuneRunConfig, class_names: list[str]) -> PointClassifier:
-    """A classifier from scratch or on the pretrained student `cfg.checkpoint` (whose architecture then
-    replaces `cfg.student`, with the run's own drop path)."""
-    if cfg.checkpoint is None:
-        encoder = StudentEncoder(cfg.student)
-    else:
-        encoder, arch = zoo.load_student(cfg.checkpoint, cfg.student.drop_path)
-        if arch["patches"]["group_size"] != cfg.patches.group_size:
-            log.warning(
-                "the student was pretrained on %d-point patches, fine-tuning uses %d",
-                arch["patches"]["group_size"],
-                cfg.patches.group_size,
-            )
-        cfg.student = zoo.student_config(arch)
+def build_classifier(
+    cfg: FinetuneRunConfig, class_names: list[str], encoder: StudentEncoder | None = None
+) -> PointClassifier:
+    """A classifier on `encoder`, by default the one `student_backbone(cfg)` gives (fresh, or the
+    pretrained student `cfg.checkpoint`)."""
+    if encoder is None:
+        encoder, _ = student_backbone(cfg)
     model = PointClassifier(
         encoder, len(class_names), cfg.transfer, cfg.head_dropout, cfg.frozen_backbone_mode
     )
@@ -210,7 +201,7 @@ def evaluate_classifier(
 
 def finetune(
     cfg: FinetuneRunConfig, out_dir: str | Path, resume: bool = False, overwrite: bool = False
-) -> dict:
+) -> StageResult:
     """Train a classifier, select its checkpoint on a validation split, and score it once on the test split;
     writes `results.json` (and the usual run files) to `out_dir`."""
     out_dir = Path(out_dir)
@@ -218,7 +209,9 @@ def finetune(
     full_train, test_source = open_source(cfg.data, "train"), open_source(cfg.data, "test")
     names = list(full_train.class_names)
     train_source, val_source = split_validation(full_train, cfg.val_fraction, cfg.runtime.seed)
-    model = build_classifier(cfg, names)  # fills cfg.student from the checkpoint
+    encoder, student = student_backbone(cfg)
+    cfg = replace(cfg, student=student)  # a pretrained student brings its own architecture
+    model = build_classifier(cfg, names, encoder)
     load = cfg.data.load_points or cfg.data.num_points
     with run_files(out_dir, cfg, resume, overwrite) as main:
         test_points, test_labels = stack_clouds(test_source, load, seed=cfg.runtime.seed)
@@ -236,24 +229,18 @@ def finetune(
                 test_history.append(evaluate_classifier(m, test_points, test_labels, cfg)["acc"])
             return scores
 
-        extra = {"arch": classifier_arch(cfg, names)}
-        result: FitResult = fit(
+        result = train(
             ClassifierTask(model, cfg),
             train_data,
-            cfg.optim,
-            cfg.runtime,
+            cfg,
             out_dir,
-            to_dict(cfg),
-            resume=resume,
+            resume,
+            classifier_arch(cfg, names),
             evaluate=evaluate if val is not None or cfg.report_test_selected else None,
             best_metric="val_acc" if val is not None else None,
             evaluate_every=cfg.eval_every,
-            extra=extra,
         )
-        if result.best is not None:  # the validation-selected model
-            load_state_strict(
-                model, load_checkpoint(out_dir / "checkpoints" / "best.pt", KIND)["model"], "best.pt"
-            )
+        if reload_best(model, out_dir, KIND, result):  # the validation-selected model
             val_acc = result.best["val_acc"]
         else:  # eval_every 0, or no validation split (few-shot): the last model
             val_acc = (
@@ -295,4 +282,4 @@ def finetune(
             results["test_vote_acc_selected_on_test"] = max(rounds)
         if main:
             (out_dir / "results.json").write_text(json.dumps(results, indent=2))
-    return results
+    return StageResult.of(result, results)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from act3d.config import to_dict
 from act3d.data.dataset import DataConfig, check_points_per_cloud, open_source, split_validation
 from act3d.data.s3dis import CLASSES as S3DIS_CLASSES
 from act3d.data.segmentation import PartShapes, RoomBlocks, centred_block, label_weights, whole_room_blocks
@@ -22,14 +21,13 @@ from act3d.data.transforms import scale_and_shift
 from act3d.errors import ConfigError, require
 from act3d.eval.metrics import iou_per_class, mean_class_accuracy, overall_accuracy, part_segmentation_miou
 from act3d.models import zoo
-from act3d.models.checkpoint import load_checkpoint, load_state_strict
 from act3d.models.segmenter import HEAD, PROPAGATION, PointSegmenter
-from act3d.models.student import StudentConfig, StudentEncoder
+from act3d.models.student import StudentConfig
 from act3d.ops.grouping import PatchConfig
-from act3d.train.loop import fit
 from act3d.train.metrics_log import Metric
 from act3d.train.options import OptimConfig, RuntimeConfig
 from act3d.train.run_folder import run_files
+from act3d.train.stage import StageResult, reload_best, student_backbone, train
 
 log = logging.getLogger(__name__)
 KIND = zoo.SEGMENTER
@@ -229,15 +227,12 @@ def predict_whole_rooms(
 
 def segment(
     cfg: SegmentRunConfig, out_dir: str | Path, resume: bool = False, overwrite: bool = False
-) -> dict:
+) -> StageResult:
     """Train and evaluate a segmenter; writes `results.json`, `predictions.png` and the usual run files."""
     out_dir = Path(out_dir)
     torch.manual_seed(cfg.runtime.seed)
-    if cfg.checkpoint is None:
-        encoder = StudentEncoder(cfg.student)
-    else:
-        encoder, arch = zoo.load_student(cfg.checkpoint, cfg.student.drop_path)
-        cfg.student = zoo.student_config(arch)
+    encoder, student = student_backbone(cfg)
+    cfg = replace(cfg, student=student)  # a pretrained student brings its own architecture
     train_src, train_data, val_data, test_data = _datasets(cfg)
     names = list(train_src.class_names) if cfg.task == "part" else list(S3DIS_CLASSES)
     arch = zoo.segmenter_arch(
@@ -262,22 +257,17 @@ def segment(
     with run_files(out_dir, cfg, resume, overwrite) as main:
         task = SegmentTask(model, cfg, weights)
         best = "val_instance_miou" if cfg.task == "part" else "val_miou"
-        result = fit(
+        result = train(
             task,
             train_data,
-            cfg.optim,
-            cfg.runtime,
+            cfg,
             out_dir,
-            to_dict(cfg),
-            resume=resume,
+            resume,
+            arch,
             evaluate=lambda m: {f"val_{k}": v for k, v in evaluate(task, val_data).items()},
             best_metric=best,
-            extra={"arch": arch},
         )
-        if result.best is not None:  # the validation-selected model; the test set is read once, here
-            load_state_strict(
-                model, load_checkpoint(out_dir / "checkpoints" / "best.pt", KIND)["model"], "best.pt"
-            )
+        reload_best(model, out_dir, KIND, result)  # the validation-selected model: the test set is read once
         if cfg.task == "semantic" and cfg.test_protocol == "whole_rooms":
             preds, truths = predict_whole_rooms(task, test_data.source, cfg.runtime.seed)
             test_scores, test_samples = scores(task, preds, truths, [], names), sum(map(len, truths))
@@ -297,7 +287,7 @@ def segment(
         if main:
             (out_dir / "results.json").write_text(json.dumps(results, indent=2))
             render_predictions(task, test_data, out_dir / "predictions.png", cfg.pictures)
-    return results
+    return StageResult.of(result, results)
 
 
 def render_predictions(task: SegmentTask, data, path: Path, count: int) -> Path:

@@ -9,25 +9,22 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from act3d.config import to_dict
 from act3d.data.dataset import (
     DataConfig,
     DeviceClouds,
     PointClouds,
     check_points_per_cloud,
-    open_source,
-    training_clouds,
 )
 from act3d.errors import require
 from act3d.models import zoo
 from act3d.models.autoencoder import AutoencoderConfig, CrossModalAutoencoder, autoencoder_loss
 from act3d.models.pretrained import PretrainedTransformer, build_transformer
 from act3d.ops.grouping import PatchConfig
-from act3d.train.loop import FitResult, fit
 from act3d.train.metrics_log import Metric
 from act3d.train.options import OptimConfig, RuntimeConfig
 from act3d.train.run_folder import run_files
 from act3d.train.schedule import cosine_anneal
+from act3d.train.stage import StageResult, pretraining_clouds, train
 
 log = logging.getLogger(__name__)
 KIND = zoo.TEACHER
@@ -107,7 +104,7 @@ def build_autoencoder(
 
 def train_teacher(
     cfg: TeacherRunConfig, out_dir: str | Path, resume: bool = False, overwrite: bool = False
-) -> FitResult:
+) -> StageResult:
     """Run Stage I; writes config, log, metrics, checkpoints and a reconstruction gallery to `out_dir`."""
     out_dir = Path(out_dir)
     with run_files(out_dir, cfg, resume, overwrite) as main:
@@ -125,28 +122,13 @@ def train_teacher(
             sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6,
             sum(p.numel() for p in model.parameters()) / 1e6,
         )
-        data = training_clouds(
-            open_source(cfg.data, "pretrain"),
-            cfg.data.num_points,
-            cfg.data,
-            cfg.runtime.seed,
-            cfg.runtime.progress,
-        )
+        data = pretraining_clouds(cfg)
         # the architecture lets Stage II rebuild the teacher without its original weight file
-        extra = {"arch": zoo.teacher_arch(cfg.model, cfg.patches, transformer)}
-        result = fit(
-            TeacherTask(model, cfg),
-            data,
-            cfg.optim,
-            cfg.runtime,
-            out_dir,
-            to_dict(cfg),
-            resume=resume,
-            extra=extra,
-        )
+        arch = zoo.teacher_arch(cfg.model, cfg.patches, transformer)
+        fitted = train(TeacherTask(model, cfg), data, cfg, out_dir, resume, arch)
         if main:
             render_reconstructions(model, data, cfg, out_dir / "reconstructions.png")
-    return result
+    return StageResult.of(fitted)
 
 
 @torch.no_grad()

@@ -17,8 +17,6 @@ from act3d.data.dataset import (
     DeviceClouds,
     PointClouds,
     check_points_per_cloud,
-    open_source,
-    training_clouds,
 )
 from act3d.data.transforms import scale_and_translate
 from act3d.errors import Act3dError, require
@@ -36,10 +34,10 @@ from act3d.models.student import (
 )
 from act3d.ops.grouping import PatchConfig
 from act3d.ops.indexing import gather_points
-from act3d.train.loop import fit
 from act3d.train.metrics_log import Metric
 from act3d.train.options import OptimConfig, RuntimeConfig
 from act3d.train.run_folder import run_files
+from act3d.train.stage import StageResult, pretraining_clouds, train
 
 log = logging.getLogger(__name__)
 KIND = zoo.STUDENT
@@ -100,8 +98,9 @@ class PretrainTask:
 
 def pretrain(
     cfg: PretrainRunConfig, out_dir: str | Path, resume: bool = False, overwrite: bool = False
-) -> Path:
-    """Run Stage II; returns the student checkpoint. The `none` target writes the untrained student."""
+) -> StageResult:
+    """Run Stage II; its result names the student checkpoint. The `none` target writes the untrained
+    student (0 steps)."""
     out_dir = Path(out_dir)
     with run_files(out_dir, cfg, resume, overwrite) as main:
         torch.manual_seed(cfg.runtime.seed)
@@ -119,7 +118,7 @@ def pretrain(
                 )
         target_dim = teacher.feature_dim if teacher else None
         model = MaskedPointModel(cfg.student, cfg.patches.group_size, target_dim)
-        extra = {"arch": zoo.student_arch(cfg.student, cfg.patches, target_dim, cfg.data.num_points)}
+        arch = zoo.student_arch(cfg.student, cfg.patches, target_dim, cfg.data.num_points)
         log.info(
             "Stage II: target %s, student %.2fM parameters, mask %s %.2f",
             cfg.student.target,
@@ -130,31 +129,14 @@ def pretrain(
         if cfg.student.target == "none":
             path = out_dir / "checkpoints" / "last.pt"
             if main:
-                save_checkpoint(
-                    path,
-                    {"kind": KIND, "model": model.state_dict(), "step": 0, "config": to_dict(cfg), **extra},
-                )
-            return path
-        data = training_clouds(
-            open_source(cfg.data, "pretrain"),
-            cfg.data.num_points,
-            cfg.data,
-            cfg.runtime.seed,
-            cfg.runtime.progress,
-        )
-        result = fit(
-            PretrainTask(model, teacher, cfg),
-            data,
-            cfg.optim,
-            cfg.runtime,
-            out_dir,
-            to_dict(cfg),
-            resume=resume,
-            extra=extra,
-        )
+                state = {"kind": KIND, "model": model.state_dict(), "step": 0, "config": to_dict(cfg)}
+                save_checkpoint(path, state | {"arch": arch})
+            return StageResult(path, 0, 0.0)
+        data = pretraining_clouds(cfg)
+        fitted = train(PretrainTask(model, teacher, cfg), data, cfg, out_dir, resume, arch)
         if main:
             render_masked_inputs(model, data, cfg, out_dir / "masked_inputs.png")
-    return result.checkpoint
+    return StageResult.of(fitted)
 
 
 @torch.no_grad()

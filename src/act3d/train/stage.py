@@ -1,0 +1,94 @@
+"""What the four stages share: their result, the pretraining data, the call into `fit`, the Stage III
+backbone (scratch or pretrained) and the reload of the validation-selected model.
+
+Each stage module (`stage1`, `stage2`, `finetune`, `segment`) reads as the same skeleton: seed, build the
+model, open the data, `train` inside `run_files`, then evaluate or draw its pictures, and return a
+`StageResult`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from act3d.config import to_dict
+from act3d.data.dataset import DeviceClouds, PointClouds, open_source, training_clouds
+from act3d.models import zoo
+from act3d.models.checkpoint import load_checkpoint, load_state_strict
+from act3d.models.student import StudentConfig, StudentEncoder
+from act3d.train.loop import FitResult, Task, fit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StageResult:
+    """What every stage returns: its model's checkpoint, the training it ran and, for the transfer stages,
+    its scores (what it also writes to `results.json`)."""
+
+    checkpoint: Path
+    steps: int
+    seconds: float
+    scores: dict[str, Any] = field(default_factory=dict)
+
+    @staticmethod
+    def of(fitted: FitResult, scores: dict[str, Any] | None = None) -> StageResult:
+        return StageResult(fitted.checkpoint, fitted.steps, fitted.seconds, scores or {})
+
+
+def pretraining_clouds(cfg: Any) -> PointClouds | DeviceClouds:
+    """The training clouds of a pretraining stage (its data's `pretrain` split)."""
+    return training_clouds(
+        open_source(cfg.data, "pretrain"),
+        cfg.data.num_points,
+        cfg.data,
+        cfg.runtime.seed,
+        cfg.runtime.progress,
+    )
+
+
+def train(
+    task: Task, data, cfg: Any, out_dir: Path, resume: bool, arch: dict[str, Any], **evaluation: Any
+) -> FitResult:
+    """`fit` with a stage config's own sections; every checkpoint records the resolved config and `arch`
+    (what `zoo` rebuilds the model from). `evaluation`: `evaluate`, `best_metric`, `evaluate_every`."""
+    return fit(
+        task,
+        data,
+        cfg.optim,
+        cfg.runtime,
+        out_dir,
+        to_dict(cfg),
+        resume=resume,
+        extra={"arch": arch},
+        **evaluation,
+    )
+
+
+def student_backbone(cfg: Any) -> tuple[StudentEncoder, StudentConfig]:
+    """The encoder a transfer stage starts from, and the `StudentConfig` describing it: fresh from
+    `cfg.student` without `cfg.checkpoint`, else the pretrained student (its own architecture, the run's
+    drop path)."""
+    if cfg.checkpoint is None:
+        return StudentEncoder(cfg.student), cfg.student
+    encoder, arch = zoo.load_student(cfg.checkpoint, cfg.student.drop_path)
+    if arch["patches"]["group_size"] != cfg.patches.group_size:
+        log.warning(
+            "the student was pretrained on %d-point patches, this run uses %d",
+            arch["patches"]["group_size"],
+            cfg.patches.group_size,
+        )
+    return encoder, zoo.student_config(arch)
+
+
+def reload_best(model: nn.Module, out_dir: Path, kind: str, fitted: FitResult) -> bool:
+    """Load the validation-selected weights (`checkpoints/best.pt`) into `model`, where the run kept one."""
+    if fitted.best is None:
+        return False
+    best = out_dir / "checkpoints" / "best.pt"
+    load_state_strict(model, load_checkpoint(best, kind)["model"], best.name)
+    return True
