@@ -16,7 +16,7 @@ import torch
 from timing import median_seconds  # benchmarks/timing.py
 
 from act3d.config import load_config
-from act3d.models.classifier import PointClassifier
+from act3d.models.classifier import ClassifierHead, PointClassifier
 from act3d.models.student import MaskedPointModel, StudentEncoder
 from act3d.ops import group_patches
 from act3d.train.finetune import ClassifierTask, FinetuneRunConfig
@@ -67,7 +67,7 @@ def make_task(kind: str, preset: str, points: int):
     )
     if preset == "cpu":
         cfg.student = load_config(PretrainRunConfig, "pretrain", "cpu").student
-    model = PointClassifier(StudentEncoder(cfg.student), 15, cfg.transfer)
+    model = PointClassifier(StudentEncoder(cfg.student), ClassifierHead(15, cfg.transfer))
     return ClassifierTask(model, cfg), model
 
 

@@ -272,7 +272,7 @@ def test_official_linear_probe_round_trips_with_official_names(finetune_cfg, tmp
         tmp_path / "linear.pth", "classifier", to_dict(finetune_cfg), tmp_path / "linear.pt"
     )
     model, arch, _ = load_classifier(out)
-    assert arch["transfer"] == "linear"
+    assert arch["head"]["transfer"] == "linear" and arch["head"]["num_classes"] == CLASSES
     torch.testing.assert_close(model.head[0].weight, official["cls_head_finetune.0.weight"])
     back = load_file(str(export_official(out, tmp_path / "linear-official")[0]))
     assert back.keys() == official.keys()

@@ -8,7 +8,7 @@ from act3d.config import list_presets, load_config
 from act3d.data.s3dis import CLASSES as S3DIS_CLASSES
 from act3d.data.shapenet import NUM_PARTS
 from act3d.models.pretrained import IMGFOCUS_VIT_S14, PretrainedTransformer
-from act3d.models.segmenter import PointSegmenter
+from act3d.models.segmenter import PointSegmenter, SegmenterHead
 from act3d.models.student import MaskedPointModel, StudentEncoder
 from act3d.train.finetune import FinetuneRunConfig, build_classifier
 from act3d.train.segment import SegmentRunConfig
@@ -125,7 +125,9 @@ def test_teacher_paper_preset_has_the_spec_sizes():
 )
 def test_segmentation_presets_build(name, classes, categories, extra):
     cfg = load_config(SegmentRunConfig, "segment", name)
-    model = PointSegmenter(StudentEncoder(cfg.student), classes, categories, extra, cfg.propagation, cfg.head)
+    model = PointSegmenter(
+        StudentEncoder(cfg.student), SegmenterHead(classes, categories, extra, cfg.propagation, cfg.head)
+    )
     assert model.layers == (4, 8, 12)  # features of blocks 4, 8 and 12
     assert _count(model.encoder) == pytest.approx(21.8, abs=0.1)
 
@@ -154,7 +156,9 @@ def test_segmentation_heads_are_the_official_ones(name, classes, categories, lin
     from torch import nn
 
     cfg = load_config(SegmentRunConfig, "segment", name)
-    model = PointSegmenter(StudentEncoder(cfg.student), classes, categories, 0, cfg.propagation, cfg.head)
+    model = PointSegmenter(
+        StudentEncoder(cfg.student), SegmenterHead(classes, categories, 0, cfg.propagation, cfg.head)
+    )
     head = [m for n, m in model.named_modules() if not n.startswith("encoder")]
     assert [tuple(m.weight.shape) for m in head if isinstance(m, nn.Linear)] == linears
     # conv-bn-relu after every propagation and hidden head layer, only the last map linear (pt.py l.341-344)

@@ -58,7 +58,7 @@ def test_a_segmenter_loads_and_segments_through_the_api(tmp_path):
         model.predict(np.zeros((1, 300, 3)))
     # the same weights, rebuilt by the zoo from the checkpoint's arch alone
     again, ckpt = zoo.load(tmp_path / "seg" / "checkpoints" / "last.pt", zoo.SEGMENTER)
-    assert ckpt["arch"]["num_categories"] == 2 and all(
+    assert ckpt["arch"]["head"]["num_categories"] == 2 and all(
         torch.equal(a, b) for a, b in zip(again.state_dict().values(), model.head.state_dict().values())
     )
 
@@ -87,7 +87,7 @@ def test_a_segmenter_exports_and_imports_back(tmp_path):
     back, _ = import_official(weights, "segmenter", to_dict(cfg), tmp_path / "back.pt")
     original, _ = zoo.load(tmp_path / "seg" / "checkpoints" / "last.pt")
     again, ckpt = zoo.load(back)
-    assert ckpt["arch"]["num_categories"] == 2
+    assert ckpt["arch"]["head"]["num_categories"] == 2
     for (k, a), b in zip(original.state_dict().items(), again.state_dict().values()):
         assert torch.equal(a, b), k
 

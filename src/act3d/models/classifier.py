@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -11,6 +12,16 @@ from act3d.models.student import StudentEncoder
 from act3d.ops.grouping import Patches
 
 Transfer = Literal["full", "linear", "mlp3"]
+
+
+@dataclass
+class ClassifierHead:
+    """A `PointClassifier`'s head and how its backbone trains (a checkpoint's `arch["head"]`)."""
+
+    num_classes: int
+    transfer: Transfer = "full"
+    dropout: float = 0.5
+    frozen_mode: Literal["train", "eval"] = "train"
 
 
 def mlp3_head(in_dim: int, num_classes: int, dropout: float = 0.5) -> nn.Sequential:
@@ -41,23 +52,16 @@ class PointClassifier(nn.Module):
     The linear head is `Sequential(Linear)`, as the official `cls_head_finetune`.
     """
 
-    def __init__(
-        self,
-        encoder: StudentEncoder,
-        num_classes: int,
-        transfer: Transfer = "full",
-        dropout: float = 0.5,
-        frozen_mode: Literal["train", "eval"] = "train",
-    ):
+    def __init__(self, encoder: StudentEncoder, head: ClassifierHead):
         super().__init__()
-        self.encoder, self.transfer, self.frozen_mode = encoder, transfer, frozen_mode
+        self.encoder, self.transfer, self.frozen_mode = encoder, head.transfer, head.frozen_mode
         width = encoder.cfg.width
         self.head = (
-            nn.Sequential(nn.Linear(2 * width, num_classes))
-            if transfer == "linear"
-            else mlp3_head(2 * width, num_classes, dropout)
+            nn.Sequential(nn.Linear(2 * width, head.num_classes))
+            if head.transfer == "linear"
+            else mlp3_head(2 * width, head.num_classes, head.dropout)
         )
-        if transfer != "full":
+        if head.transfer != "full":
             for name, p in encoder.named_parameters():
                 p.requires_grad_(name in ("cls_token", "cls_pos"))
 

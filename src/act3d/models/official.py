@@ -31,8 +31,9 @@ from act3d.errors import CheckpointError
 from act3d.models import zoo
 from act3d.models.autoencoder import AutoencoderConfig
 from act3d.models.checkpoint import listing, load_checkpoint, read_weight_file, save_checkpoint
+from act3d.models.classifier import ClassifierHead
 from act3d.models.pretrained import PretrainedTransformer
-from act3d.models.segmenter import feature_layers
+from act3d.models.segmenter import SegmenterHead, feature_layers
 from act3d.models.student import StudentConfig
 from act3d.ops.grouping import PatchConfig
 
@@ -179,15 +180,13 @@ def _arch(layout: Layout, config: dict[str, Any], state: dict[str, torch.Tensor]
             raise CheckpointError("no cls_head_finetune.* weights: not a fine-tuned classifier checkpoint")
         last = max(head, key=lambda k: int(k.split(".")[1]) if k.count(".") == 2 else -1)  # the output layer
         names = [f"class_{i}" for i in range(state[last].shape[0])]
-        return zoo.classifier_arch(
-            student,
-            patches,
-            config["data"]["num_points"],
-            names,
+        head = ClassifierHead(
+            len(names),
             config["transfer"],
             config["head_dropout"],
             config.get("frozen_backbone_mode", "train"),
         )
+        return zoo.classifier_arch(student, patches, config["data"]["num_points"], names, head)
     if layout == "student":
         target = (
             state["proj_head.weight"].shape[0]
@@ -209,18 +208,14 @@ def _arch(layout: Layout, config: dict[str, Any], state: dict[str, torch.Tensor]
         names = (
             [f"class_{i}" for i in range(categories)] if categories else list(config.get("class_names", []))
         )
-        return zoo.segmenter_arch(
-            student,
-            patches,
-            config["data"]["num_points"],
-            config["task"],
-            names,
+        head = SegmenterHead(
             num_classes=linears["head"][-1].shape[0],
             num_categories=categories,
             point_extra=linears["propagate"][0].shape[1] - feat - 3,
             propagation=[w.shape[0] for w in linears["propagate"]],
             head=[w.shape[0] for w in linears["head"][:-1]],
         )
+        return zoo.segmenter_arch(student, patches, config["data"]["num_points"], config["task"], names, head)
     model_cfg = from_dict(AutoencoderConfig, config["model"])
     backbone = PretrainedTransformer.skeleton(_vit_arch(state, model_cfg.transformer.heads))
     return zoo.teacher_arch(model_cfg, patches, backbone)

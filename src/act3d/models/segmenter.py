@@ -14,6 +14,8 @@ distance), concatenates them after the point's xyz and maps them through conv-bn
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 from torch import nn
 
@@ -26,6 +28,18 @@ from act3d.ops.knn import knn
 # the official widths: propagation (4 x 384, 1024), head (512, 256)
 PROPAGATION = (1536, 1024)
 HEAD = (512, 256)
+
+
+@dataclass
+class SegmenterHead:
+    """A `PointSegmenter`'s head (a checkpoint's `arch["head"]`): classes per point, object categories
+    (part segmentation; 0 for none), per-point inputs beyond xyz (colour: 3), and the layer widths."""
+
+    num_classes: int
+    num_categories: int = 0
+    point_extra: int = 0
+    propagation: list[int] = field(default_factory=lambda: list(PROPAGATION))
+    head: list[int] = field(default_factory=lambda: list(HEAD))
 
 
 def interpolate_to_points(
@@ -47,16 +61,9 @@ class PointSegmenter(nn.Module):
     """Patches + the clouds' points (+ per-point extras such as colour, + an object category) ->
     `(B, N, num_classes)` logits."""
 
-    def __init__(
-        self,
-        encoder: StudentEncoder,
-        num_classes: int,
-        num_categories: int = 0,
-        point_extra: int = 0,
-        propagation: tuple[int, ...] = PROPAGATION,
-        head: tuple[int, int] = HEAD,
-    ):
+    def __init__(self, encoder: StudentEncoder, cfg: SegmenterHead):
         super().__init__()
+        num_categories, propagation, head = cfg.num_categories, cfg.propagation, cfg.head
         self.encoder, self.num_categories = encoder, num_categories
         self.layers = feature_layers(encoder.cfg.depth)
         feat = encoder.cfg.width * len(self.layers)
@@ -66,12 +73,12 @@ class PointSegmenter(nn.Module):
             else None
         )
         global_dim = 2 * feat + (64 if num_categories else 0)
-        self.propagate = PointwiseMLP(3 + feat + point_extra, *propagation, activate_last=True)
+        self.propagate = PointwiseMLP(3 + feat + cfg.point_extra, *propagation, activate_last=True)
         self.head = nn.Sequential(
             PointwiseMLP(propagation[-1] + global_dim, head[0], activate_last=True),
             nn.Dropout(0.5),
             PointwiseMLP(head[0], head[1], activate_last=True),
-            nn.Linear(head[1], num_classes),
+            nn.Linear(head[1], cfg.num_classes),
         )
         for module in (self.category_embed, self.propagate, self.head):
             if module is not None:

@@ -5,10 +5,10 @@ training code, no original pretrained-Transformer weight file). The four kinds:
 
 - `act3d-teacher`: `{"patches", "model" (AutoencoderConfig), "transformer" (PretrainedTransformer.arch)}`
 - `act3d-student`: `{"patches", "student" (StudentConfig), "target_dim", "num_points"}`
-- `act3d-classifier`: `{"patches", "student", "num_points", "num_classes", "class_names", "transfer",
-  "head_dropout", "frozen_mode"}`
-- `act3d-segmenter`: `{"patches", "student", "num_points", "task", "num_classes", "class_names",
-  "num_categories", "point_extra", "propagation", "head"}`
+- `act3d-classifier`: `{"patches", "student", "num_points", "class_names", "head" (ClassifierHead)}`
+- `act3d-segmenter`: `{"patches", "student", "num_points", "task", "class_names", "head" (SegmenterHead)}`
+
+Each entry is `to_dict` of a config dataclass (or a plain value), and `build` reads it back with `from_dict`.
 
 `*_arch` functions write these descriptions, `build` turns one into a model with fresh weights, and
 `load` reads a checkpoint into its model, strictly.
@@ -25,9 +25,9 @@ from act3d.config import from_dict, to_dict
 from act3d.errors import CheckpointError
 from act3d.models.autoencoder import AutoencoderConfig, CrossModalAutoencoder
 from act3d.models.checkpoint import load_checkpoint, load_state_strict
-from act3d.models.classifier import PointClassifier, Transfer
+from act3d.models.classifier import ClassifierHead, PointClassifier
 from act3d.models.pretrained import PretrainedTransformer
-from act3d.models.segmenter import PointSegmenter
+from act3d.models.segmenter import PointSegmenter, SegmenterHead
 from act3d.models.student import MaskedPointModel, StudentConfig, StudentEncoder
 from act3d.ops.grouping import PatchConfig
 
@@ -66,19 +66,14 @@ def classifier_arch(
     patches: PatchConfig,
     num_points: int,
     class_names: list[str],
-    transfer: Transfer,
-    head_dropout: float,
-    frozen_mode: str,
+    head: ClassifierHead,
 ) -> dict[str, Any]:
     return {
         "patches": to_dict(patches),
         "student": to_dict(student),
         "num_points": num_points,
-        "num_classes": len(class_names),
         "class_names": list(class_names),
-        "transfer": transfer,
-        "head_dropout": head_dropout,
-        "frozen_mode": frozen_mode,
+        "head": to_dict(head),
     }
 
 
@@ -88,23 +83,15 @@ def segmenter_arch(
     num_points: int,
     task: Literal["part", "semantic"],
     class_names: list[str],
-    num_classes: int,
-    num_categories: int,
-    point_extra: int,
-    propagation: list[int],
-    head: list[int],
+    head: SegmenterHead,
 ) -> dict[str, Any]:
     return {
         "patches": to_dict(patches),
         "student": to_dict(student),
         "num_points": num_points,
         "task": task,
-        "num_classes": num_classes,
         "class_names": list(class_names),
-        "num_categories": num_categories,
-        "point_extra": point_extra,
-        "propagation": list(propagation),
-        "head": list(head),
+        "head": to_dict(head),
     }
 
 
@@ -127,22 +114,9 @@ def build(kind: str, arch: dict[str, Any]) -> nn.Module:
     if kind == STUDENT:
         return MaskedPointModel(student_config(arch), patch_config(arch).group_size, arch["target_dim"])
     if kind == CLASSIFIER:
-        return PointClassifier(
-            StudentEncoder(student_config(arch)),
-            arch["num_classes"],
-            arch["transfer"],
-            arch["head_dropout"],
-            arch["frozen_mode"],
-        )
+        return PointClassifier(StudentEncoder(student_config(arch)), from_dict(ClassifierHead, arch["head"]))
     if kind == SEGMENTER:
-        return PointSegmenter(
-            StudentEncoder(student_config(arch)),
-            arch["num_classes"],
-            arch["num_categories"],
-            arch["point_extra"],
-            tuple(arch["propagation"]),
-            tuple(arch["head"]),
-        )
+        return PointSegmenter(StudentEncoder(student_config(arch)), from_dict(SegmenterHead, arch["head"]))
     raise ValueError(f"unknown model kind {kind!r}; one of {KINDS}")
 
 

@@ -24,7 +24,7 @@ from act3d.data.transforms import AUGMENTATIONS, scale_and_translate
 from act3d.errors import require
 from act3d.eval.metrics import confusion_matrix, mean_class_accuracy, overall_accuracy
 from act3d.models import zoo
-from act3d.models.classifier import PointClassifier, Transfer
+from act3d.models.classifier import ClassifierHead, PointClassifier, Transfer
 from act3d.models.student import StudentConfig, StudentEncoder, trunc_normal_init
 from act3d.ops.fps import farthest_point_sampling
 from act3d.ops.grouping import PatchConfig
@@ -129,23 +129,21 @@ def build_classifier(
     pretrained student `cfg.checkpoint`)."""
     if encoder is None:
         encoder, _ = student_backbone(cfg)
-    model = PointClassifier(
-        encoder, len(class_names), cfg.transfer, cfg.head_dropout, cfg.frozen_backbone_mode
-    )
+    model = PointClassifier(encoder, classifier_head(cfg, class_names))
     if cfg.checkpoint is None:  # official PointTransformer from scratch: every Linear, the head's too (act.py
         model.head.apply(trunc_normal_init)  # l.865-867); a pretrained run keeps PyTorch's default head init
     return model
 
 
+def classifier_head(cfg: FinetuneRunConfig, class_names: list[str]) -> ClassifierHead:
+    """The head a fine-tuning run trains: its classes, transfer mode, dropout and frozen-backbone mode."""
+    return ClassifierHead(len(class_names), cfg.transfer, cfg.head_dropout, cfg.frozen_backbone_mode)
+
+
 def classifier_arch(cfg: FinetuneRunConfig, class_names: list[str]) -> dict:
+    """What a fine-tuned checkpoint records to rebuild its classifier (`zoo.classifier_arch`)."""
     return zoo.classifier_arch(
-        cfg.student,
-        cfg.patches,
-        cfg.data.num_points,
-        class_names,
-        cfg.transfer,
-        cfg.head_dropout,
-        cfg.frozen_backbone_mode,
+        cfg.student, cfg.patches, cfg.data.num_points, class_names, classifier_head(cfg, class_names)
     )
 
 

@@ -21,7 +21,7 @@ from act3d.data.transforms import scale_and_shift
 from act3d.errors import ConfigError, require
 from act3d.eval.metrics import iou_per_class, mean_class_accuracy, overall_accuracy, part_segmentation_miou
 from act3d.models import zoo
-from act3d.models.segmenter import HEAD, PROPAGATION, PointSegmenter
+from act3d.models.segmenter import HEAD, PROPAGATION, PointSegmenter, SegmenterHead
 from act3d.models.student import StudentConfig
 from act3d.ops.grouping import PatchConfig
 from act3d.train.metrics_log import Metric
@@ -235,21 +235,15 @@ def segment(
     cfg = replace(cfg, student=student)  # a pretrained student brings its own architecture
     train_src, train_data, val_data, test_data = _datasets(cfg)
     names = list(train_src.class_names) if cfg.task == "part" else list(S3DIS_CLASSES)
-    arch = zoo.segmenter_arch(
-        cfg.student,
-        cfg.patches,
-        cfg.data.num_points,
-        cfg.task,
-        names,
+    head = SegmenterHead(
         num_classes=NUM_PARTS if cfg.task == "part" else len(S3DIS_CLASSES),
         num_categories=len(names) if cfg.task == "part" else 0,
         point_extra=3 if cfg.task == "semantic" and cfg.color else 0,
-        propagation=cfg.propagation,
-        head=cfg.head,
+        propagation=list(cfg.propagation),
+        head=list(cfg.head),
     )
-    model = PointSegmenter(
-        encoder, arch["num_classes"], arch["num_categories"], arch["point_extra"], cfg.propagation, cfg.head
-    )
+    arch = zoo.segmenter_arch(cfg.student, cfg.patches, cfg.data.num_points, cfg.task, names, head)
+    model = PointSegmenter(encoder, head)
     weights = None
     if cfg.task == "semantic" and cfg.class_weights:  # from the rooms that train, as the official loader
         weights = torch.from_numpy(label_weights(train_data.rooms, len(S3DIS_CLASSES)))
