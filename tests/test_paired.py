@@ -47,13 +47,13 @@ def test_demo_comparisons_pair_seeds_episodes_and_test_clouds():
     act = arm_measures([0.5, 0.6], [0.52, 0.61], [1, 1, 0, 1], {"5w10s": {"folds": [0.8, 0.9, 0.7]}})
     scratch = arm_measures([0.4, 0.5], [0.42, 0.51], [1, 0, 0, 1], {"5w10s": {"folds": [0.6, 0.7, 0.5]}})
     rows = compare_arms({"act": act, "scratch": scratch}, {"act": "ACT", "scratch": "scratch"})
-    by_measure = {r["measure"]: r for r in rows}
+    by_measure = {r.measure: r for r in rows}
     assert set(by_measure) == {"fine-tune val OA", "fine-tune test OA", "SVM test OA", "few-shot 5w10s"}
-    assert all((r["a"], r["b"]) == ("act", "scratch") for r in rows)
+    assert all((r.a, r.b) == ("act", "scratch") for r in rows)
     fewshot = by_measure["few-shot 5w10s"]
-    assert fewshot["n"] == 3 and fewshot["unit"] == "episode" and fewshot["distinguishable"]
-    assert by_measure["SVM test OA"]["mean"] == pytest.approx(0.25) and by_measure["SVM test OA"]["n"] == 4
-    assert by_measure["fine-tune test OA"]["mean"] == pytest.approx(0.10)
+    assert fewshot.n == 3 and fewshot.unit == "episode" and fewshot.distinguishable
+    assert by_measure["SVM test OA"].mean == pytest.approx(0.25) and by_measure["SVM test OA"].n == 4
+    assert by_measure["fine-tune test OA"].mean == pytest.approx(0.10)
 
 
 def test_finetune_and_fewshot_compare_to_an_earlier_run(pretrain_cfg, finetune_cfg, tmp_path, capsys):

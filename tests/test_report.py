@@ -4,51 +4,61 @@ import json
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from act3d.demo.compare import arm_measures, compare_arms
 from act3d.demo.report import results_table, write_report
+from act3d.demo.results import ArmResult, DemoResults
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def fake_results() -> dict:
+def fake_results() -> DemoResults:
     rng = np.random.default_rng(0)
     arms = []
     for i, (name, label) in enumerate([("act", "ACT"), ("scratch", "no pretraining (scratch)")]):
         accs = [0.7 + 0.01 * i + 0.001 * s for s in range(3)]
         arms.append(
-            {
-                "name": name,
-                "label": label,
-                "finetune_scan_acc_mean": float(np.mean(accs)),
-                "finetune_scan_acc_std": float(np.std(accs)),
-                "finetune_scan_accs": accs,
-                "svm_scan_acc": 0.55 + i / 100,
-                "svm_clean_acc": 0.99,
-                "fewshot": {k: {"mean": 0.8, "std": 0.05} for k in ("5w10s", "5w20s", "10w10s", "10w20s")},
-                "stage2": {},
-            }
+            ArmResult(
+                name=name,
+                label=label,
+                finetune_scan_acc_mean=float(np.mean(accs)),
+                finetune_scan_acc_std=float(np.std(accs)),
+                finetune_scan_accs=accs,
+                finetune_scan_val_acc_mean=0.6,
+                finetune_scan_val_accs=[0.6] * 3,
+                svm_scan_acc=0.55 + i / 100,
+                svm_clean_acc=0.99,
+                fewshot={k: {"mean": 0.8, "std": 0.05} for k in ("5w10s", "5w20s", "10w10s", "10w20s")},
+                stage2={},
+            )
         )
-    return {
-        "quick": True,
-        "seeds": 3,
-        "wall_seconds": 123.4,
-        "torch": "x",
-        "threads": 2,
-        "fewshot_folds": 10,
-        "teachers": {"pretrained": {"steps": 10, "chamfer_fine_first": 0.4, "chamfer_fine_last": 0.1}},
-        "arms": arms,
-        "timings": {"stage1": 1.0},
-        "confusion_act": (np.eye(3, dtype=int) * 5).tolist(),
-        "class_names": ["a", "b", "c"],
-        "embedding_act": {
+    measures = {a.name: arm_measures(a.finetune_scan_val_accs, a.finetune_scan_accs, None, {}) for a in arms}
+    return DemoResults(
+        quick=True,
+        preset="cpu",
+        seeds=3,
+        overrides=[],
+        wall_seconds=123.4,
+        torch="x",
+        threads=2,
+        data="embedded",
+        teachers={"pretrained": {"steps": 10, "chamfer_fine_first": 0.4, "chamfer_fine_last": 0.1}},
+        arms=arms,
+        comparisons=compare_arms(measures, {"act": "ACT", "scratch": "scratch"}),
+        timings={"stage1": 1.0},
+        confusion_act=(np.eye(3, dtype=int) * 5).tolist(),
+        class_names=["a", "b", "c"],
+        embedding_act={
             "features": rng.normal(size=(60, 8)).tolist(),
             "labels": (np.arange(60) % 3).tolist(),
             "class_names": ["a", "b", "c"],
         },
-    }
+        fewshot_folds=10,
+    )
 
 
 def test_report_files_and_numbers(tmp_path):
@@ -59,6 +69,11 @@ def test_report_files_and_numbers(tmp_path):
     for row in results_table(results).rows:
         assert row["finetune"] in page
     assert "70.1 ± 0.1" in page  # mean and std of the three seeds, in percent
+    # the paired difference of the seeds: scratch is 1 point ahead on every seed, an interval of zero width
+    assert (
+        "fine-tune test OA: ACT − scratch: -1.0 points (95% CI -1.0 to -1.0 over 3 seeds): ACT behind" in page
+    )
+    assert DemoResults.from_dict(json.loads(json.dumps(results.to_dict()))) == results
 
 
 @pytest.mark.skipif(
@@ -67,7 +82,7 @@ def test_report_files_and_numbers(tmp_path):
 def test_report_renders_in_headless_chromium(tmp_path):
     results = fake_results()
     write_report(tmp_path, results)
-    (tmp_path / "results.json").write_text(json.dumps(results))
+    (tmp_path / "results.json").write_text(json.dumps(results.to_dict()))
     cmd = [
         CHROMIUM,
         "--headless",
@@ -99,7 +114,7 @@ def test_report_renders_in_headless_chromium(tmp_path):
     ]
     assert shown == expected
     svm = re.findall(r'<td data-key="svm_scan">([^<]*)</td>', dom)
-    assert svm == [f"{100 * a['svm_scan_acc']:.1f}" for a in results["arms"]]
+    assert svm == [f"{100 * a.svm_scan_acc:.1f}" for a in results.arms]
     assert len(re.findall(r"<img [^>]*src=\"data:image/png;base64,", dom)) >= 2
     assert '<table id="results">' in dom
 
@@ -113,11 +128,9 @@ def test_demo_overrides_reach_their_stage_and_the_report(tmp_path):
     )
     assert stage_overrides(opts, "pretrain") == ["optim.epochs=4"] and stage_overrides(opts, "teacher") == []
     assert main(["demo", "--out", str(tmp_path / "x"), "--set", "optim.epochs=4"]) == 2  # no stage named
-    results = {
-        **fake_results(),
-        "overrides": list(opts.overrides),
-        "reused_stages": ["stage1-pretrained-teacher"],
-    }
+    results = replace(
+        fake_results(), overrides=list(opts.overrides), reused_stages=["stage1-pretrained-teacher"]
+    )
     page = write_report(tmp_path, results).read_text()
     assert "changed: pretrain:optim.epochs=4, finetune:head_dropout=0" in page
     assert "reused 1 stage(s) finished earlier" in page
@@ -158,17 +171,18 @@ def test_the_real_demo_runs_end_to_end_at_a_tiny_size(tmp_path):
         out=tmp_path / "demo", quick=True, seeds=1, fewshot_folds=1, overrides=tuple(overrides)
     )
     results = run_demo(opts)
-    assert json.loads((tmp_path / "demo" / "results.json").read_text()) == json.loads(json.dumps(results))
-    assert [a["name"] for a in results["arms"]] == [a.name for a in ARMS]
+    saved = json.loads((tmp_path / "demo" / "results.json").read_text())
+    assert saved == json.loads(json.dumps(results.to_dict())) and DemoResults.from_dict(saved) == results
+    assert [a.name for a in results.arms] == [a.name for a in ARMS]
     report = (tmp_path / "demo" / "report.md").read_text()
-    for arm in results["arms"]:
-        assert arm["label"] in report and f"{100 * arm['svm_scan_acc']:.1f}" in report
+    for arm in results.arms:
+        assert arm.label in report and f"{100 * arm.svm_scan_acc:.1f}" in report
     assert (tmp_path / "demo" / "report.html").stat().st_size > 10_000
     # every pair of arms on every measure, paired by test cloud (SVM) and episode (few-shot, 3 quick folds)
-    svm = [c for c in results["comparisons"] if c["measure"] == "SVM test OA"]
-    assert [(c["a"], c["b"]) for c in svm][0] == ("act", "act-random-teacher") and svm[0]["n"] > 1
-    assert any(c["unit"] == "episode" and c["n"] == 3 for c in results["comparisons"])
+    svm = [c for c in results.comparisons if c.measure == "SVM test OA"]
+    assert (svm[0].a, svm[0].b) == ("act", "act-random-teacher") and svm[0].n > 1
+    assert any(c.unit == "episode" and c.n == 3 for c in results.comparisons)
     assert "## What this run shows" in report and "Pretrained against random teacher:" in report
     again = run_demo(opts)  # every stage is reused, the same results come back
-    assert set(again["reused_stages"]) >= {"stage1-pretrained-teacher", "stage2-act", "finetune-act-seed0"}
-    assert [a["svm_scan_acc"] for a in again["arms"]] == [a["svm_scan_acc"] for a in results["arms"]]
+    assert set(again.reused_stages) >= {"stage1-pretrained-teacher", "stage2-act", "finetune-act-seed0"}
+    assert [a.svm_scan_acc for a in again.arms] == [a.svm_scan_acc for a in results.arms]

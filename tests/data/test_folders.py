@@ -2,6 +2,7 @@
 few-shot writer, and every command reading the result."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -339,12 +340,17 @@ def test_demo_measures_every_arm_on_the_transfer_data(prepared, pretrain_cfg, tm
         ),
     )
     transfer = transfer_stages(Stages(opts.out), {arm.name: {"checkpoint": student} for arm in ARMS}, opts)
-    assert transfer["classes"] == ["cube", "slab", "tall"] and len(transfer["arms"]) == len(ARMS)
-    for arm in transfer["arms"]:
-        assert 0 <= arm["svm_acc"] <= 1 and len(arm["finetune_accs"]) == 1
-        assert list(arm["fewshot"]) == []  # 3 classes fill none of the 5- and 10-way settings
+    assert transfer.classes == ["cube", "slab", "tall"] and len(transfer.arms) == len(ARMS)
+    for arm in transfer.arms:
+        assert 0 <= arm.svm_acc <= 1 and len(arm.finetune_accs) == 1
+        assert list(arm.fewshot) == []  # 3 classes fill none of the 5- and 10-way settings
+    assert {c.measure for c in transfer.comparisons} == {
+        "fine-tune val OA",
+        "fine-tune test OA",
+        "SVM test OA",
+    }
     assert (opts.out / "transfer-finetune-scratch-seed0" / "done.json").is_file()
-    page = write_report(tmp_path, {**fake_results(), "transfer": transfer}).read_text()
+    page = write_report(tmp_path, replace(fake_results(), transfer=transfer)).read_text()
     assert (
         '<table id="transfer">' in page
         and f'<td data-key="svm">{transfer_table(transfer).rows[0]["svm"]}</td>' in page

@@ -26,28 +26,33 @@ def _demo(args: argparse.Namespace) -> int:
     results = run_demo(opts)
     log.info("")
     log.info("%-36s %18s %10s %10s", "arm", "fine-tune OA %", "SVM scan", "5w10s")
-    for arm in results["arms"]:
+    for arm in results.arms:
         log.info(
             "%-36s %10.1f ± %5.1f %10.1f %10.1f",
-            arm["label"],
-            100 * arm["finetune_scan_acc_mean"],
-            100 * arm["finetune_scan_acc_std"],
-            100 * arm["svm_scan_acc"],
-            100 * arm["fewshot"]["5w10s"]["mean"],
+            arm.label,
+            100 * arm.finetune_scan_acc_mean,
+            100 * arm.finetune_scan_acc_std,
+            100 * arm.svm_scan_acc,
+            100 * arm.fewshot["5w10s"]["mean"],
         )
-    if "transfer" in results:
+    log.info("paired differences, 95%% t intervals (those that exclude zero are marked *):")
+    for c in results.comparisons:
+        log.info("  %s %s", "*" if c.distinguishable else " ", c.text)
+    if results.transfer is not None:
         log.info("")
-        log.info("on %s:", results["transfer"]["data"])
+        log.info("on %s:", results.transfer.data)
         log.info("%-36s %18s %10s", "arm", "fine-tune OA %", "SVM")
-        for arm in results["transfer"]["arms"]:
+        for arm in results.transfer.arms:
             log.info(
                 "%-36s %10.1f ± %5.1f %10.1f",
-                arm["label"],
-                100 * arm["finetune_acc_mean"],
-                100 * arm["finetune_acc_std"],
-                100 * arm["svm_acc"],
+                arm.label,
+                100 * arm.finetune_acc_mean,
+                100 * arm.finetune_acc_std,
+                100 * arm.svm_acc,
             )
-    log.info("report: %s (wall %.1f min)", Path(args.out) / "report.html", results["wall_seconds"] / 60)
+        for c in results.transfer.comparisons:
+            log.info("  %s %s", "*" if c.distinguishable else " ", c.text)
+    log.info("report: %s (wall %.1f min)", Path(args.out) / "report.html", results.wall_seconds / 60)
     return 0
 
 

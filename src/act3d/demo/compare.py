@@ -8,6 +8,7 @@ interval.
 
 from __future__ import annotations
 
+from act3d.demo.results import Comparison
 from act3d.eval.paired import describe, paired_difference
 
 # (a, b): the question each pair asks of ACT's claim
@@ -38,7 +39,7 @@ def arm_measures(
     return measures
 
 
-def compare_arms(measures: dict[str, dict[str, dict]], labels: dict[str, str]) -> list[dict]:
+def compare_arms(measures: dict[str, dict[str, dict]], labels: dict[str, str]) -> list[Comparison]:
     """Every pair of `PAIRS` present in `measures` (arm -> `arm_measures`), on every measure both arms
     have: the paired difference, its interval and the sentence the report prints."""
     rows = []
@@ -50,14 +51,6 @@ def compare_arms(measures: dict[str, dict[str, dict]], labels: dict[str, str]) -
             if mb is None or len(mb["values"]) != len(ma["values"]) or not ma["values"]:
                 continue
             d = paired_difference(ma["values"], mb["values"])
-            rows.append(
-                {
-                    "a": a,
-                    "b": b,
-                    "measure": name,
-                    "unit": ma["unit"],
-                    **d.to_dict(),
-                    "text": f"{name}: " + describe(labels[a], labels[b], d, ma["unit"]),
-                }
-            )
+            text = f"{name}: " + describe(labels[a], labels[b], d, ma["unit"])
+            rows.append(Comparison(a=a, b=b, measure=name, unit=ma["unit"], **d.to_dict(), text=text))
     return rows

@@ -26,6 +26,7 @@ from act3d.demo.compare import arm_measures, compare_arms
 from act3d.demo.configs import DemoOptions, check_overrides, transfer_data_config
 from act3d.demo.plan import estimate_seconds
 from act3d.demo.report import write_report
+from act3d.demo.results import ArmResult, DemoResults, TransferArm, TransferResults
 from act3d.demo.stages import Stages
 from act3d.demo.steps import finetune_stage, probe_arm, student_stage, teacher_stage, transfer_probe_arm
 from act3d.eval.metrics import mean_std
@@ -33,8 +34,8 @@ from act3d.eval.metrics import mean_std
 log = logging.getLogger(__name__)
 
 
-def run_demo(opts: DemoOptions) -> dict:
-    """Run (or resume) the whole demo into `opts.out`; returns the results dict also saved as results.json."""
+def run_demo(opts: DemoOptions) -> DemoResults:
+    """Run (or resume) the whole demo into `opts.out`; returns its results, also saved as results.json."""
     check_overrides(opts.overrides)
     out = opts.out
     if opts.transfer_data is not None:  # refuse a wrong folder before hours of training, not after
@@ -78,15 +79,13 @@ def run_demo(opts: DemoOptions) -> dict:
     results = collect_results(
         opts, teachers, students, probes, finetunes, stages.timings, time.perf_counter() - started, data_dir
     )
-    if transfer is not None:
-        results["transfer"] = transfer
-    results["reused_stages"] = stages.reused
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    results.transfer, results.reused_stages = transfer, stages.reused
+    (out / "results.json").write_text(json.dumps(results.to_dict(), indent=2))
     write_report(out, results)
     return results
 
 
-def transfer_stages(stages: Stages, students: dict, opts: DemoOptions) -> dict:
+def transfer_stages(stages: Stages, students: dict, opts: DemoOptions) -> TransferResults:
     """Every arm's student on the user's dataset: SVM probe, few-shot, fine-tuning with `opts.seeds` seeds."""
     root = opts.transfer_data
     folds = 3 if opts.quick else opts.fewshot_folds
@@ -103,16 +102,16 @@ def transfer_stages(stages: Stages, students: dict, opts: DemoOptions) -> dict:
         ]
         mean, std = mean_std([r["test_acc"] for r in runs])
         arms.append(
-            {
-                "name": arm.name,
-                "label": arm.label,
-                "svm_acc": probe["svm"]["test_acc"],
-                "fewshot": {k: {"mean": v["mean"], "std": v["std"]} for k, v in probe["fewshot"].items()},
-                "finetune_acc_mean": mean,
-                "finetune_acc_std": std,
-                "finetune_accs": [r["test_acc"] for r in runs],
-                "finetune_val_acc_mean": mean_std([r["val_acc"] for r in runs])[0],
-            }
+            TransferArm(
+                name=arm.name,
+                label=arm.label,
+                svm_acc=probe["svm"]["test_acc"],
+                fewshot={k: {"mean": v["mean"], "std": v["std"]} for k, v in probe["fewshot"].items()},
+                finetune_acc_mean=mean,
+                finetune_acc_std=std,
+                finetune_accs=[r["test_acc"] for r in runs],
+                finetune_val_acc_mean=mean_std([r["val_acc"] for r in runs])[0],
+            )
         )
         measures[arm.name] = arm_measures(
             [r["val_acc"] for r in runs],
@@ -121,15 +120,15 @@ def transfer_stages(stages: Stages, students: dict, opts: DemoOptions) -> dict:
             probe["fewshot"],
         )
     manifest = read_manifest(root)
-    return {
-        "data": str(root),
-        "source": manifest["source"],
-        "classes": manifest["classes"],
-        "counts": manifest["counts"],
-        "fewshot_folds": folds,
-        "arms": arms,
-        "comparisons": compare_arms(measures, {a.name: a.short for a in ARMS}),
-    }
+    return TransferResults(
+        data=str(root),
+        source=manifest["source"],
+        classes=manifest["classes"],
+        counts=manifest["counts"],
+        fewshot_folds=folds,
+        arms=arms,
+        comparisons=compare_arms(measures, {a.name: a.short for a in ARMS}),
+    )
 
 
 def collect_results(
@@ -141,26 +140,27 @@ def collect_results(
     timings: dict,
     seconds: float,
     data_dir: Path,
-) -> dict:
+) -> DemoResults:
+    """Every stage's results as the demo's typed results, with the paired comparisons of every arm."""
     arms, measures = [], {}
     for arm in ARMS:
         ft = finetunes[arm.name]
         acc_mean, acc_std = mean_std([r["test_acc"] for r in ft])
         fs = {k: {"mean": v["mean"], "std": v["std"]} for k, v in probes[arm.name]["fewshot"].items()}
         arms.append(
-            {
-                "name": arm.name,
-                "label": arm.label,
-                "finetune_scan_acc_mean": acc_mean,
-                "finetune_scan_acc_std": acc_std,
-                "finetune_scan_accs": [r["test_acc"] for r in ft],
-                "finetune_scan_val_acc_mean": mean_std([r["val_acc"] for r in ft])[0],
-                "finetune_scan_val_accs": [r["val_acc"] for r in ft],
-                "svm_scan_acc": probes[arm.name]["svm_scan"]["test_acc"],
-                "svm_clean_acc": probes[arm.name]["svm_clean"]["test_acc"],
-                "fewshot": fs,
-                "stage2": students[arm.name],
-            }
+            ArmResult(
+                name=arm.name,
+                label=arm.label,
+                finetune_scan_acc_mean=acc_mean,
+                finetune_scan_acc_std=acc_std,
+                finetune_scan_accs=[r["test_acc"] for r in ft],
+                finetune_scan_val_acc_mean=mean_std([r["val_acc"] for r in ft])[0],
+                finetune_scan_val_accs=[r["val_acc"] for r in ft],
+                svm_scan_acc=probes[arm.name]["svm_scan"]["test_acc"],
+                svm_clean_acc=probes[arm.name]["svm_clean"]["test_acc"],
+                fewshot=fs,
+                stage2=students[arm.name],
+            )
         )
         measures[arm.name] = arm_measures(
             [r["val_acc"] for r in ft],
@@ -168,22 +168,21 @@ def collect_results(
             probes[arm.name]["svm_scan"].get("correct"),
             probes[arm.name]["fewshot"],
         )
-    return {
-        "act3d_demo": 1,
-        "quick": opts.quick,
-        "preset": opts.preset,
-        "seeds": opts.seeds,
-        "overrides": list(opts.overrides),
-        "wall_seconds": round(seconds, 1),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "data": str(data_dir),
-        "teachers": teachers,
-        "arms": arms,
-        "comparisons": compare_arms(measures, {a.name: a.short for a in ARMS}),
-        "timings": {k: round(v, 1) for k, v in timings.items()},
-        "confusion_act": finetunes["act"][0]["confusion"],
-        "class_names": finetunes["act"][0]["class_names"],
-        "embedding_act": probes["act"]["embedding"],
-        "fewshot_folds": 3 if opts.quick else opts.fewshot_folds,
-    }
+    return DemoResults(
+        quick=opts.quick,
+        preset=opts.preset,
+        seeds=opts.seeds,
+        overrides=list(opts.overrides),
+        wall_seconds=round(seconds, 1),
+        torch=torch.__version__,
+        threads=torch.get_num_threads(),
+        data=str(data_dir),
+        teachers=teachers,
+        arms=arms,
+        comparisons=compare_arms(measures, {a.name: a.short for a in ARMS}),
+        timings={k: round(v, 1) for k, v in timings.items()},
+        confusion_act=finetunes["act"][0]["confusion"],
+        class_names=finetunes["act"][0]["class_names"],
+        embedding_act=probes["act"]["embedding"],
+        fewshot_folds=3 if opts.quick else opts.fewshot_folds,
+    )

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from act3d.data.fewshot import fewshot_key
 from act3d.demo.arms import ARMS, FEWSHOT_SETTINGS, student_folder, teacher_folder
+from act3d.demo.results import Comparison, DemoResults, TransferResults
 from act3d.viz import plot_confusion, plot_loss_curves, plot_tsne
 
 
@@ -55,27 +56,26 @@ def _fewshot_cells(fewshot: dict) -> dict[str, str]:
     return {f"fewshot_{k}": f"{_pct(v['mean'])} ± {_pct(v['std'])}" for k, v in fewshot.items()}
 
 
-def results_table(results: dict) -> Table:
+def results_table(results: DemoResults) -> Table:
     """The results table, one row per arm, as the strings shown."""
     rows = []
-    for arm in results["arms"]:
-        val = arm.get("finetune_scan_val_acc_mean")
+    for arm in results.arms:
         rows.append(
             {
-                "arm": arm["label"],
-                "finetune_val": "-" if val is None else _pct(val),
-                "finetune": f"{_pct(arm['finetune_scan_acc_mean'])} ± {_pct(arm['finetune_scan_acc_std'])}",
-                "svm_scan": _pct(arm["svm_scan_acc"]),
-                "svm_clean": _pct(arm["svm_clean_acc"]),
-                **_fewshot_cells(arm["fewshot"]),
+                "arm": arm.label,
+                "finetune_val": _pct(arm.finetune_scan_val_acc_mean),
+                "finetune": f"{_pct(arm.finetune_scan_acc_mean)} ± {_pct(arm.finetune_scan_acc_std)}",
+                "svm_scan": _pct(arm.svm_scan_acc),
+                "svm_clean": _pct(arm.svm_clean_acc),
+                **_fewshot_cells(arm.fewshot),
             }
         )
     return Table("results", RESULT_COLUMNS, rows)
 
 
-def transfer_table(transfer: dict) -> Table:
+def transfer_table(transfer: TransferResults) -> Table:
     """The transfer table (`--transfer-data`): one row per arm."""
-    keys = sorted({k for arm in transfer["arms"] for k in arm["fewshot"]})
+    keys = sorted({k for arm in transfer.arms for k in arm.fewshot})
     columns = [
         ("arm", "arm"),
         ("finetune_val", "fine-tune, validation OA % (selects)"),
@@ -85,28 +85,28 @@ def transfer_table(transfer: dict) -> Table:
     ]
     rows = [
         {
-            "arm": arm["label"],
-            "finetune_val": _pct(arm["finetune_val_acc_mean"]),
-            "finetune": f"{_pct(arm['finetune_acc_mean'])} ± {_pct(arm['finetune_acc_std'])}",
-            "svm": _pct(arm["svm_acc"]),
-            **_fewshot_cells(arm["fewshot"]),
+            "arm": arm.label,
+            "finetune_val": _pct(arm.finetune_val_acc_mean),
+            "finetune": f"{_pct(arm.finetune_acc_mean)} ± {_pct(arm.finetune_acc_std)}",
+            "svm": _pct(arm.svm_acc),
+            **_fewshot_cells(arm.fewshot),
         }
-        for arm in transfer["arms"]
+        for arm in transfer.arms
     ]
     return Table("transfer", columns, rows)
 
 
-def comparison_table(comparisons: list[dict], table_id: str) -> Table:
+def comparison_table(comparisons: list[Comparison], table_id: str) -> Table:
     """Paired differences a − b: mean and 95% interval in points, the units, and whether it excludes zero."""
     labels = {arm.name: arm.short for arm in ARMS}
     rows = [
         {
-            "pair": f"{labels[c['a']]} − {labels[c['b']]}",
-            "measure": c["measure"],
-            "diff": f"{100 * c['mean']:+.1f}",
-            "interval": "-" if c["low"] is None else f"{100 * c['low']:+.1f} to {100 * c['high']:+.1f}",
-            "units": f"{c['n']} {c['unit']}s",
-            "verdict": "yes" if c["distinguishable"] else "no",
+            "pair": f"{labels[c.a]} − {labels[c.b]}",
+            "measure": c.measure,
+            "diff": f"{100 * c.mean:+.1f}",
+            "interval": "-" if c.low is None else f"{100 * c.low:+.1f} to {100 * c.high:+.1f}",
+            "units": f"{c.n} {c.unit}s",
+            "verdict": "yes" if c.distinguishable else "no",
         }
         for c in comparisons
     ]
@@ -127,35 +127,32 @@ PAPER_BUDGET = (
 )
 
 
-def headline(comparisons: list[dict]) -> list[str]:
+def headline(comparisons: list[Comparison]) -> list[str]:
     """What the run shows, in words: the pretrained-teacher question first, then every other difference
     whose interval excludes zero."""
     if not comparisons:
         return ["No paired comparison could be made (one seed, one episode and no per-cloud SVM results)."]
     lines = []
-    teacher = [c for c in comparisons if (c["a"], c["b"]) == ("act", "act-random-teacher")]
+    teacher = [c for c in comparisons if (c.a, c.b) == ("act", "act-random-teacher")]
     if teacher:
-        ahead = sum(c["distinguishable"] and c["mean"] > 0 for c in teacher)
-        behind = sum(c["distinguishable"] and c["mean"] < 0 for c in teacher)
+        ahead = sum(c.distinguishable and c.mean > 0 for c in teacher)
+        behind = sum(c.distinguishable and c.mean < 0 for c in teacher)
         lines.append(
             f"Pretrained against random teacher: ahead on {ahead}, behind on {behind} and not distinguishable "
             f"on {len(teacher) - ahead - behind} of {len(teacher)} measures (95% paired intervals)."
             + ("" if ahead > behind else " " + PAPER_BUDGET)
         )
-    shown = [c["text"] for c in comparisons if c["distinguishable"]]
+    shown = [c.text for c in comparisons if c.distinguishable]
     return lines + (shown or ["No paired difference is distinguishable from zero."])
 
 
-def build_sections(results: dict) -> list[Section]:
+def build_sections(results: DemoResults) -> list[Section]:
     """Every section of the report, in order."""
-    reused = results.get("reused_stages") or []
-    changes = results.get("overrides") or []
-    preset = results.get("preset", "cpu")
-    comparisons = results.get("comparisons", [])
+    reused, changes, preset = results.reused_stages, results.overrides, results.preset
     wall = (
-        f"Wall time: {results['wall_seconds'] / 60:.1f} min ({'quick' if results['quick'] else 'full'} run, "
-        f"{results['seeds']} fine-tuning seed(s), {results['fewshot_folds']} few-shot folds, "
-        f"{results['threads']} threads, torch {results['torch']})."
+        f"Wall time: {results.wall_seconds / 60:.1f} min ({'quick' if results.quick else 'full'} run, "
+        f"{results.seeds} fine-tuning seed(s), {results.fewshot_folds} few-shot folds, "
+        f"{results.threads} threads, torch {results.torch})."
         + (
             f" This invocation reused {len(reused)} stage(s) finished earlier; their own times are in the timings."
             if reused
@@ -167,7 +164,7 @@ def build_sections(results: dict) -> list[Section]:
         "config.yaml is in its folder)" + (f"; changed: {', '.join(changes)}" if changes else "") + "."
     )
     sections = [
-        Section("What this run shows", [wall, config], headline(comparisons)),
+        Section("What this run shows", [wall, config], headline(results.comparisons)),
         Section("Results (mean ± std over seeds / folds)", table=results_table(results)),
         Section(
             "Paired differences",
@@ -175,17 +172,17 @@ def build_sections(results: dict) -> list[Section]:
                 "Every arm shares the seeds, the few-shot episodes and the test clouds, so each difference is "
                 "taken per unit and given its 95% paired t interval."
             ],
-            table=comparison_table(comparisons, "paired"),
+            table=comparison_table(results.comparisons, "paired"),
         ),
     ]
-    transfer = results.get("transfer")
-    if transfer:
-        title = f"Transfer to {transfer['data']} ({len(transfer['classes'])} classes)"
+    transfer = results.transfer
+    if transfer is not None:
+        title = f"Transfer to {transfer.data} ({len(transfer.classes)} classes)"
         sections.append(Section(title, table=transfer_table(transfer)))
         sections.append(
             Section(
                 "Transfer: paired differences",
-                table=comparison_table(transfer.get("comparisons", []), "transfer-paired"),
+                table=comparison_table(transfer.comparisons, "transfer-paired"),
             )
         )
     teachers = [
@@ -195,18 +192,18 @@ def build_sections(results: dict) -> list[Section]:
             "first": f"{t['chamfer_fine_first']:.4f}",
             "last": f"{t['chamfer_fine_last']:.4f}",
         }
-        for k, t in results["teachers"].items()
+        for k, t in results.teachers.items()
     ]
     columns = [("teacher", "teacher"), ("steps", "steps"), ("first", "first"), ("last", "last")]
     sections.append(Section("Stage I teachers (fine Chamfer-L1)", table=Table("teachers", columns, teachers)))
-    timings = [{"stage": k, "seconds": f"{v:.1f}"} for k, v in results["timings"].items()]
+    timings = [{"stage": k, "seconds": f"{v:.1f}"} for k, v in results.timings.items()]
     sections.append(
         Section("Timings", table=Table("timings", [("stage", "stage"), ("seconds", "seconds")], timings))
     )
     return sections
 
 
-def draw_pictures(out: Path, results: dict) -> dict[str, Path]:
+def draw_pictures(out: Path, results: DemoResults) -> dict[str, Path]:
     """The report's pictures, caption -> file: loss curves, reconstructions, masks, t-SNE, confusion."""
     pictures: dict[str, Path] = {}
     curves = plot_loss_curves(out, out / "loss_curves.png")
@@ -221,9 +218,9 @@ def draw_pictures(out: Path, results: dict) -> dict[str, Path]:
     ):
         if (out / folder / name).is_file():
             pictures[f"{folder}: {name.removesuffix('.png').replace('_', ' ')}"] = out / folder / name
-    pictures["t-SNE of the ACT student's features"] = plot_tsne(results["embedding_act"], out / "tsne.png")
+    pictures["t-SNE of the ACT student's features"] = plot_tsne(results.embedding_act, out / "tsne.png")
     pictures["Confusion matrix, ACT fine-tuned on the scan split (seed 0)"] = plot_confusion(
-        results["confusion_act"], results["class_names"], out / "confusion.png", "ACT, scan test split"
+        results.confusion_act, results.class_names, out / "confusion.png", "ACT, scan test split"
     )
     return pictures
 
@@ -297,7 +294,7 @@ def render_html(sections: list[Section], pictures: dict[str, Path]) -> str:
     )
 
 
-def write_report(out: Path, results: dict) -> Path:
+def write_report(out: Path, results: DemoResults) -> Path:
     """Write the pictures, `report.md`, `report_rows.json` and the self-contained `report.html` into `out`."""
     pictures = draw_pictures(out, results)
     sections = build_sections(results)

@@ -1,0 +1,113 @@
+"""The demo's results as typed values: what `run_demo` returns, `results.json` holds (`to_dict`) and the
+report renders (`from_dict` reads a saved one back)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+@dataclass
+class Comparison:
+    """One paired difference `a - b` of two arms on one measure (`act3d.demo.compare`)."""
+
+    a: str
+    b: str
+    measure: str
+    unit: str  # seed | episode | test cloud
+    mean: float
+    low: float | None
+    high: float | None
+    n: int
+    confidence: float
+    distinguishable: bool
+    method: str
+    text: str
+
+
+@dataclass
+class ArmResult:
+    """One arm on the embedded data: fine-tuning (per seed), SVM probes, few-shot, its Stage II run."""
+
+    name: str
+    label: str
+    finetune_scan_acc_mean: float
+    finetune_scan_acc_std: float
+    finetune_scan_accs: list[float]
+    finetune_scan_val_acc_mean: float
+    finetune_scan_val_accs: list[float]
+    svm_scan_acc: float
+    svm_clean_acc: float
+    fewshot: dict[str, dict[str, float]]  # "5w10s" -> {"mean", "std"}
+    stage2: dict[str, Any]  # checkpoint, first and last loss
+
+
+@dataclass
+class TransferArm:
+    """One arm on the user's prepared dataset (`--transfer-data`)."""
+
+    name: str
+    label: str
+    svm_acc: float
+    fewshot: dict[str, dict[str, float]]
+    finetune_acc_mean: float
+    finetune_acc_std: float
+    finetune_accs: list[float]
+    finetune_val_acc_mean: float
+
+
+@dataclass
+class TransferResults:
+    data: str
+    source: str
+    classes: list[str]
+    counts: dict[str, dict[str, int]]
+    fewshot_folds: int
+    arms: list[TransferArm]
+    comparisons: list[Comparison]
+
+
+@dataclass
+class DemoResults:
+    """Everything one demo run measured, and how it ran."""
+
+    quick: bool
+    preset: str
+    seeds: int
+    overrides: list[str]
+    wall_seconds: float
+    torch: str
+    threads: int
+    data: str
+    teachers: dict[str, dict[str, Any]]  # "pretrained" / "random" -> checkpoint, steps, Chamfer first/last
+    arms: list[ArmResult]
+    comparisons: list[Comparison]
+    timings: dict[str, float]
+    confusion_act: list[list[int]]
+    class_names: list[str]
+    embedding_act: dict[str, Any]  # features, labels, class names of the clean test split
+    fewshot_folds: int
+    transfer: TransferResults | None = None
+    reused_stages: list[str] = field(default_factory=list)
+    act3d_demo: int = 1  # the layout version of results.json
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `results.json` layout (no `transfer` key without transfer data)."""
+        out = asdict(self)
+        if self.transfer is None:
+            del out["transfer"]
+        return out
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> DemoResults:
+        """A saved `results.json` read back."""
+        known = {f.name for f in fields(DemoResults)}
+        values = {k: v for k, v in d.items() if k in known}
+        values["arms"] = [ArmResult(**a) for a in d["arms"]]
+        values["comparisons"] = [Comparison(**c) for c in d.get("comparisons", [])]
+        if d.get("transfer"):
+            t = dict(d["transfer"])
+            t["arms"] = [TransferArm(**a) for a in t["arms"]]
+            t["comparisons"] = [Comparison(**c) for c in t.get("comparisons", [])]
+            values["transfer"] = TransferResults(**t)
+        return DemoResults(**values)
