@@ -1,10 +1,11 @@
 """Are two demo runs the same to the last bit? The check behind every refactor and speed change.
 
-    .venv/bin/python scripts/compare_runs.py runs/before runs/after
+    .venv/bin/python scripts/compare_runs.py runs/before runs/after [--rename teacher.=transformer.]
 
 Compares `results.json` (without wall times, timings and the folders' own paths) and every tensor of every
 checkpoint (`*.pt`, read with `weights_only=True`) that both folders hold; prints what differs and exits 1
-if anything does, 0 if the runs are identical.
+if anything does, 0 if the runs are identical. `--rename OLD=NEW` maps tensor names of the first run
+(a refactor that renamed a module keeps its numbers, not its names).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def tensors(obj, prefix: str = ""):
             yield from tensors(v, f"{prefix}.{i}")
 
 
-def compare(a: Path, b: Path) -> list[str]:
+def compare(a: Path, b: Path, renames: list[tuple[str, str]] = ()) -> list[str]:
     problems = []
     ra = scrub(json.loads((a / "results.json").read_text()), str(a))
     rb = scrub(json.loads((b / "results.json").read_text()), str(b))
@@ -53,7 +54,11 @@ def compare(a: Path, b: Path) -> list[str]:
         if not other.is_file():
             problems.append(f"{path.relative_to(a)}: only in {a}")
             continue
-        ta = dict(tensors(torch.load(path, map_location="cpu", weights_only=True)))
+        ta = {}
+        for name, t in tensors(torch.load(path, map_location="cpu", weights_only=True)):
+            for old, new in renames:
+                name = name.replace(old, new)
+            ta[name] = t
         tb = dict(tensors(torch.load(other, map_location="cpu", weights_only=True)))
         if ta.keys() != tb.keys():
             problems.append(f"{path.relative_to(a)}: different tensor names")
@@ -69,8 +74,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("a", type=Path)
     p.add_argument("b", type=Path)
+    p.add_argument("--rename", action="append", default=[], metavar="OLD=NEW", help="map tensor names of a")
     args = p.parse_args()
-    problems = compare(args.a, args.b)
+    problems = compare(args.a, args.b, [tuple(r.split("=", 1)) for r in args.rename])
     for line in problems[:50]:
         print(line)
     print("identical" if not problems else f"{len(problems)} difference(s)")

@@ -119,6 +119,15 @@ def main() -> int:
                 lines.append(
                     f"- {arm['label']}: Stage II loss {s2['loss_first']:.3f} → {s2['loss_last']:.3f}"
                 )
+        lines += [
+            "",
+            "Paired differences (95% t intervals; the teacher question, then every other one that "
+            "excludes zero):",
+            "",
+        ]
+        for c in results.get("comparisons", []):
+            if (c["a"], c["b"]) == ("act", "act-random-teacher") or c["distinguishable"]:
+                lines.append(f"- {c['text']}")
         lines.append("")
     lines.append(f"All variants: {(time.time() - started) / 60:.1f} min.")
     Path(args.out).write_text("\n".join(lines) + "\n")
