@@ -1,3 +1,5 @@
+import importlib
+
 import pytest
 import torch
 
@@ -170,3 +172,21 @@ def test_count_errors():
         knn(points, torch.randn(2, 16, 4), 2)
     with pytest.raises(ValueError, match="norm must be"):
         chamfer_distance(points, points, "l3")
+
+
+@pytest.mark.parametrize("n,k", [(512, 1), (1024, 32), (8192, 32)])
+def test_knn_tree_and_matmul_paths_find_the_same_neighbours(n, k, monkeypatch):
+    """CPU clouds from `TREE_MIN_POINTS` on go through SciPy's k-d tree; the blocked matmul gives the same
+    neighbours in the same order (float32 clouds, the training dtype; the naive twin checks both)."""
+    knn_module = importlib.import_module("act3d.ops.knn")  # the package exports the function as `knn`
+
+    ref_pts = cloud(2, n, "cpu", torch.float32)
+    query = cloud(2, 64, "cpu", torch.float32, seed=1)
+    assert n >= knn_module.TREE_MIN_POINTS
+    d_tree, i_tree = knn(query, ref_pts, k)
+    monkeypatch.setattr(knn_module, "TREE_MIN_POINTS", 10**9)
+    d_matmul, i_matmul = knn(query, ref_pts, k)
+    d_ref, i_ref = knn_naive(query, ref_pts, k)
+    assert torch.equal(i_tree, i_matmul) and torch.equal(d_tree, d_matmul)
+    assert torch.equal(i_tree, i_ref)
+    torch.testing.assert_close(d_tree, d_ref)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+from scipy.spatial import cKDTree
 
 from act3d.ops._checks import check_cloud, check_count
 from act3d.ops.indexing import gather_points
@@ -13,6 +15,10 @@ from act3d.ops.indexing import gather_points
 _QUERY_BLOCK_ELEMENTS = {"cpu": 1 << 21, "cuda": 1 << 26}
 # Reference points per chunk in the two-level selection of `_smallest`.
 _CHUNK = 32
+# From this many reference points a CPU uses SciPy's k-d tree (one per cloud) instead of the blocked
+# distance matmul: on 2 cores, 32 x 1024 -> 64 x 32 took 11 against 21 ms, 32 x 8192 -> 512 x 32 99 against
+# 330 ms (benchmarks/ops.py). Tiny clouds (Chamfer's patches, DGCNN's centres) stay on the matmul.
+TREE_MIN_POINTS = 512
 
 
 def _smallest(dist: torch.Tensor, k: int) -> torch.Tensor:
@@ -35,6 +41,17 @@ def _smallest(dist: torch.Tensor, k: int) -> torch.Tensor:
     return chosen.gather(2, best // _CHUNK) * _CHUNK + best % _CHUNK
 
 
+def _tree_neighbours(query: torch.Tensor, reference: torch.Tensor, k: int) -> torch.Tensor:
+    """`(B, M, k)` indices of the k nearest reference points, one k-d tree per cloud (CPU tensors)."""
+    q, r = query.numpy(), reference.numpy()
+    workers = torch.get_num_threads()
+    idx = np.empty((q.shape[0], q.shape[1], k), dtype=np.int64)
+    for b in range(q.shape[0]):
+        found = cKDTree(r[b], balanced_tree=False, compact_nodes=False).query(q[b], k, workers=workers)[1]
+        idx[b] = found.reshape(q.shape[1], k)
+    return torch.from_numpy(idx)
+
+
 def knn(query: torch.Tensor, reference: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The `k` nearest reference points of every query point.
 
@@ -45,6 +62,10 @@ def knn(query: torch.Tensor, reference: torch.Tensor, k: int) -> tuple[torch.Ten
 
     Returns:
         `(sq_dists, idx)`, both `(B, M, k)`, sorted by increasing squared Euclidean distance.
+
+    The neighbours come from a k-d tree on CPU clouds of `TREE_MIN_POINTS` or more, else from blocked
+    distance matmuls; either way their distances are then computed exactly and sorted (equal distances
+    may be ordered differently, as by any sort).
     """
     check_cloud(query, "query", dim=None)
     check_cloud(reference, "reference", dim=query.shape[-1])
@@ -53,6 +74,23 @@ def knn(query: torch.Tensor, reference: torch.Tensor, k: int) -> tuple[torch.Ten
     batch, num_ref = reference.shape[:2]
     check_count(k, num_ref, "k")
     query, reference = query.detach(), reference.detach()
+    if (
+        query.device.type == "cpu"
+        and num_ref >= TREE_MIN_POINTS
+        and query.dtype in (torch.float32, torch.float64)
+    ):
+        idx = _tree_neighbours(query.contiguous(), reference.contiguous(), k)
+    else:
+        idx = _matmul_neighbours(query, reference, k)
+    # Exact distances of the chosen neighbours, then order them.
+    sq_dists = ((gather_points(reference, idx) - query.unsqueeze(2)) ** 2).sum(-1)
+    sq_dists, order = sq_dists.sort(dim=-1)
+    return sq_dists, idx.gather(-1, order)
+
+
+def _matmul_neighbours(query: torch.Tensor, reference: torch.Tensor, k: int) -> torch.Tensor:
+    """`(B, M, k)` indices of the k nearest reference points by blocked distance matmuls, unordered."""
+    batch, num_ref = reference.shape[:2]
     block = _QUERY_BLOCK_ELEMENTS.get(query.device.type, 1 << 23)
     rows = max(1, block // (batch * num_ref))
     ref_t = reference.transpose(1, 2)
@@ -60,13 +98,9 @@ def knn(query: torch.Tensor, reference: torch.Tensor, k: int) -> tuple[torch.Ten
     blocks = []
     for q in query.split(rows, dim=1):
         # The matmul form ||r||^2 - 2 q.r (+ ||q||^2, constant per row) is fast but rounds, so it
-        # only selects the neighbours; their distances are recomputed exactly below.
+        # only selects the neighbours; their distances are recomputed exactly in `knn`.
         blocks.append(_smallest(torch.baddbmm(ref_sq, q, ref_t, alpha=-2), k))
-    idx = torch.cat(blocks, dim=1)
-    # Exact distances of the chosen neighbours, then order them.
-    sq_dists = ((gather_points(reference, idx) - query.unsqueeze(2)) ** 2).sum(-1)
-    sq_dists, order = sq_dists.sort(dim=-1)
-    return sq_dists, idx.gather(-1, order)
+    return torch.cat(blocks, dim=1)
 
 
 def knn_naive(query: torch.Tensor, reference: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
