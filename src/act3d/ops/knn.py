@@ -16,9 +16,11 @@ _QUERY_BLOCK_ELEMENTS = {"cpu": 1 << 21, "cuda": 1 << 26}
 # Reference points per chunk in the two-level selection of `_smallest`.
 _CHUNK = 32
 # From this many reference points a CPU uses SciPy's k-d tree (one per cloud) instead of the blocked
-# distance matmul: on 2 cores, 32 x 1024 -> 64 x 32 took 11 against 21 ms, 32 x 8192 -> 512 x 32 99 against
-# 330 ms (benchmarks/ops.py). Tiny clouds (Chamfer's patches, DGCNN's centres) stay on the matmul.
-TREE_MIN_POINTS = 512
+# distance matmul: on 2 cores, 32 x 8192 -> 512 x 32 took 99 against 330 ms, 32 x 2048 -> 128 x 32 23
+# against 68 ms (benchmarks/ops.py). The two paths order equal distances differently (clouds with repeated
+# points), which moves the last bits of a training run, so the 1024-point clouds of the demo and of
+# pretraining stay on the matmul path, as do tiny clouds (Chamfer's patches, DGCNN's centres) and GPUs.
+TREE_MIN_POINTS = 2048
 
 
 def _smallest(dist: torch.Tensor, k: int) -> torch.Tensor:
