@@ -136,3 +136,44 @@ def test_finetune_and_fewshot_compare_to_an_earlier_run(pretrain_cfg, finetune_c
     assert "2w1s: this run − fs0:" in capsys.readouterr().out
     row = json.loads((tmp_path / "fs1" / "results.json").read_text())["paired"][0]
     assert row["measure"] == "2w1s" and row["n"] == 3 and row["method"] == "paired t"
+
+
+def test_the_sweep_script_pairs_arms_by_seed_and_episode(tmp_path):
+    """scripts/sweep_teacher.py's tables from fixed per-seed results (no training): the gaps are the paired
+    differences of the arms, and the report, its JSON and its figure are written."""
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    import sweep_teacher
+
+    def arm(svm: float, shift: float) -> dict:
+        return {
+            "svm_val": svm,
+            "fewshot_val": {"5w10s": [0.5 + shift, 0.6 + shift], "10w10s": [0.4 + shift, 0.3 + shift]},
+            "finetune_val": svm,
+            "pretrain_cpu_minutes": 1.0,
+        }
+
+    results = {
+        "base": {
+            str(s): {
+                "act": arm(0.50 + 0.01 * s, 0.1),
+                "act-random-teacher": arm(0.45 + 0.01 * s, 0.0),
+                "point-mae": arm(0.40 + 0.02 * s, 0.05),
+                "scratch": arm(0.30, 0.0),
+            }
+            for s in range(3)
+        }
+    }
+    lines, rows = sweep_teacher.gap_table(results)
+    teacher = next(r for r in rows if r["gap"] == "pretrained − random teacher")
+    assert teacher["svm_val"]["mean"] == pytest.approx(0.05) and teacher["svm_val"]["n"] == 3
+    assert teacher["fewshot_val:5w10s"]["n"] == 6 and teacher["fewshot_val:5w10s"]["distinguishable"]
+    assert teacher["act_pretrain_tflop"] > 1  # the demo recipe's Stage I + II, counted
+    sweep_teacher.write_report(results, tmp_path)
+    assert (
+        "| base |" in (tmp_path / "sweep_tables.md").read_text() and (tmp_path / "sweep_gaps.png").is_file()
+    )
+    assert json.loads((tmp_path / "sweep_results.json").read_text())["gaps"][0]["point"] == "base"
