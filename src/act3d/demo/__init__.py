@@ -1,1 +1,2 @@
-"""`act3d demo`, the main job: `pipeline.run_demo` runs it (arms, configs, plan, stage steps, report)."""
+"""`act3d demo`, the main job: `pipeline.run_demo` runs it (arms, configs, plan, stage steps, typed
+results, paired comparisons, report)."""

@@ -1,2 +1,2 @@
-"""Models: point tokenizer, Transformer blocks, pretrained teachers, the Stage I autoencoder, the Stage II
-student and the downstream heads."""
+"""Models: point tokenizer, Transformer blocks, the pretrained Transformers (ViT / BERT), the Stage I
+autoencoder (the teacher), the Stage II student and the downstream heads."""

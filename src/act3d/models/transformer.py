@@ -1,4 +1,4 @@
-"""Transformer blocks shared by the teachers, the student and the heads.
+"""Transformer blocks shared by the pretrained Transformers, the student and the heads.
 
 `Block` is the pre-norm ViT block (timm naming: `norm1`, `attn.qkv`, `attn.proj`, `norm2`, `mlp.fc1`,
 `mlp.fc2`), with optional LayerScale as in DINOv2. `PostNormBlock` is the BERT layer, used by language
