@@ -275,11 +275,11 @@ def plot(rows: list[dict], path: Path) -> None:
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
-def paper_line(rows: list[dict]) -> str:
+def paper_line(rows: list[dict], paper: dict[str, float]) -> str:
     """How far the sweep's budgets are from the paper's, on the same FLOP count."""
-    paper = paper_pretraining_tflop()
     total = paper["stage1"] + paper["stage2"]
     largest = max(r["act_pretrain_tflop"] for r in rows)
     return (
@@ -292,6 +292,7 @@ def paper_line(rows: list[dict]) -> str:
 
 def write_report(results: dict, out: Path) -> None:
     lines, rows = gap_table(results)
+    paper = paper_pretraining_tflop()
     words = []
     for point in POINTS:
         if point.name not in results:
@@ -315,7 +316,7 @@ def write_report(results: dict, out: Path) -> None:
         "",
         *lines,
         "",
-        paper_line(rows),
+        paper_line(rows, paper),
         "",
         "![paired gaps against compute](sweep_gaps.png)",
         "",
@@ -325,7 +326,9 @@ def write_report(results: dict, out: Path) -> None:
         "",
     ]
     (out / "sweep_tables.md").write_text("\n".join(text))
-    (out / "sweep_results.json").write_text(json.dumps({"raw": results, "gaps": rows}, indent=1))
+    (out / "sweep_results.json").write_text(
+        json.dumps({"raw": results, "gaps": rows, "paper_tflop": paper}, indent=1)
+    )
     plot(rows, out / "sweep_gaps.png")
 
 

@@ -174,7 +174,7 @@ def test_count_errors():
         chamfer_distance(points, points, "l3")
 
 
-@pytest.mark.parametrize("n,k", [(2048, 1), (2048, 32), (8192, 32)])
+@pytest.mark.parametrize("n,k", [(4096, 1), (4096, 32), (8192, 32)])
 def test_knn_tree_and_matmul_paths_find_the_same_neighbours(n, k, monkeypatch):
     """CPU clouds from `TREE_MIN_POINTS` on go through SciPy's k-d tree; the blocked matmul gives the same
     neighbours in the same order (float32 clouds, the training dtype; the naive twin checks both)."""

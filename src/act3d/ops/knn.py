@@ -16,11 +16,11 @@ _QUERY_BLOCK_ELEMENTS = {"cpu": 1 << 21, "cuda": 1 << 26}
 # Reference points per chunk in the two-level selection of `_smallest`.
 _CHUNK = 32
 # From this many reference points a CPU uses SciPy's k-d tree (one per cloud) instead of the blocked
-# distance matmul: on 2 cores, 32 x 8192 -> 512 x 32 took 99 against 330 ms, 32 x 2048 -> 128 x 32 23
-# against 68 ms (benchmarks/ops.py). The two paths order equal distances differently (clouds with repeated
-# points), which moves the last bits of a training run, so the 1024-point clouds of the demo and of
-# pretraining stay on the matmul path, as do tiny clouds (Chamfer's patches, DGCNN's centres) and GPUs.
-TREE_MIN_POINTS = 2048
+# distance matmul. Measured on 2 quiet cores, 32 clouds, k = 32 (tree / matmul): 1024 -> 64 22.5 / 10.6 ms,
+# 2048 -> 128 34.2 / 32.9 ms, 4096 -> 256 60.4 / 92.2 ms, 8192 -> 512 94.2 / 252.9 ms. The two paths also
+# order equal distances (repeated points) differently, which moves the last bits of a training run, so
+# the demo's and pretraining's 1024-point clouds keep the matmul path, as do tiny clouds and GPUs.
+TREE_MIN_POINTS = 4096
 
 
 def _smallest(dist: torch.Tensor, k: int) -> torch.Tensor:
