@@ -35,7 +35,7 @@ def _demo(args: argparse.Namespace) -> int:
             100 * arm.svm_scan_acc,
             100 * arm.fewshot["5w10s"]["mean"],
         )
-    log.info("paired differences, 95%% t intervals (those that exclude zero are marked *):")
+    log.info("paired differences, 95% t intervals (those that exclude zero are marked *):")
     for c in results.comparisons:
         log.info("  %s %s", "*" if c.distinguishable else " ", c.text)
     if results.transfer is not None:
