@@ -103,9 +103,8 @@ def step_gflop(task, batch_size: int, num_points: int) -> float:
 def pretraining_gflop(point: Point) -> dict[str, float]:
     """The pretraining compute of a point's arms: Stage I steps x GFLOP a step, Stage II likewise (ACT's
     step includes the frozen teacher's forward; Point-MAE's does not)."""
-    from act3d.models.student import MaskedPointModel
     from act3d.train.stage1 import TeacherTask, build_autoencoder
-    from act3d.train.stage2 import PretrainRunConfig, PretrainTask
+    from act3d.train.stage2 import PretrainRunConfig, pretrain_task
 
     opts = DemoOptions(out=Path("unused"), overrides=point.overrides(0))
     t_cfg = teacher_config("pretrained", opts)
@@ -116,8 +115,7 @@ def pretraining_gflop(point: Point) -> dict[str, float]:
         overrides = stage_overrides(opts, "pretrain") + [f"student.target={target}"]
         p_cfg = load_config(PretrainRunConfig, "pretrain", "cpu", overrides=overrides)
         teacher = autoencoder.train().requires_grad_(False) if target == "act" else None  # frozen, as loaded
-        student = MaskedPointModel(p_cfg.student, p_cfg.patches.group_size, teacher and teacher.feature_dim)
-        task = PretrainTask(student, teacher, p_cfg)
+        task = pretrain_task(p_cfg, teacher)
         out[f"stage2_{target}"] = step_gflop(task, p_cfg.optim.batch_size, p_cfg.data.num_points) * (
             point.stage2_epochs * 100
         )
@@ -130,17 +128,15 @@ SHAPENET55_CLOUDS = {"train": 41_952, "train+test": 52_470}
 def paper_pretraining_tflop() -> dict[str, float]:
     """The paper presets' pretraining compute on the same count: 300 epochs of Stage I over ShapeNet-55's
     training clouds and 300 of Stage II over train + test, FLOPs per cloud counted at batch 2."""
-    from act3d.models.student import MaskedPointModel
     from act3d.train.stage1 import TeacherRunConfig, TeacherTask, build_autoencoder
-    from act3d.train.stage2 import PretrainRunConfig, PretrainTask
+    from act3d.train.stage2 import PretrainRunConfig, pretrain_task
 
     t_cfg = load_config(TeacherRunConfig, "teacher", "paper")
     p_cfg = load_config(PretrainRunConfig, "pretrain", "paper")
     autoencoder = build_autoencoder(t_cfg)
     per_cloud1 = step_gflop(TeacherTask(autoencoder, t_cfg), 2, t_cfg.data.num_points) / 2
     teacher = autoencoder.train().requires_grad_(False)
-    student = MaskedPointModel(p_cfg.student, p_cfg.patches.group_size, teacher.feature_dim)
-    per_cloud2 = step_gflop(PretrainTask(student, teacher, p_cfg), 2, p_cfg.data.num_points) / 2
+    per_cloud2 = step_gflop(pretrain_task(p_cfg, teacher), 2, p_cfg.data.num_points) / 2
     clouds1 = SHAPENET55_CLOUDS[t_cfg.data.pretrain_split] * t_cfg.optim.epochs
     clouds2 = SHAPENET55_CLOUDS[p_cfg.data.pretrain_split] * p_cfg.optim.epochs
     return {"stage1": per_cloud1 * clouds1 / 1000, "stage2": per_cloud2 * clouds2 / 1000}

@@ -129,8 +129,8 @@ def compare_to(folder: str, mine: dict[str, dict[str, float]], protocol: dict, u
         raise Act3dError(
             f"--compare-to {folder}: {path} holds no per-{unit} values; expected a run of this command"
         )
-    ours, other = json.loads(json.dumps(protocol)), theirs.get("protocol") or {}
-    differ = sorted(k for k in ours.keys() | other.keys() if ours.get(k) != other.get(k))
+    ours, their_protocol = json.loads(json.dumps(protocol)), theirs.get("protocol") or {}
+    differ = sorted(k for k in ours.keys() | their_protocol.keys() if ours.get(k) != their_protocol.get(k))
     if differ:
         raise Act3dError(
             f"--compare-to {folder}: that run differs in {', '.join(differ)}, so its {unit}s do not pair "

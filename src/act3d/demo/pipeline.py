@@ -147,24 +147,23 @@ def collect_results(
         ft = finetunes[arm.name]
         acc_mean, acc_std = mean_std([r["test_acc"] for r in ft])
         fs = {k: {"mean": v["mean"], "std": v["std"]} for k, v in probes[arm.name]["fewshot"].items()}
-        arms.append(
-            ArmResult(
-                name=arm.name,
-                label=arm.label,
-                finetune_scan_acc_mean=acc_mean,
-                finetune_scan_acc_std=acc_std,
-                finetune_scan_accs=[r["test_acc"] for r in ft],
-                finetune_scan_val_acc_mean=mean_std([r["val_acc"] for r in ft])[0],
-                finetune_scan_val_accs=[r["val_acc"] for r in ft],
-                svm_scan_acc=probes[arm.name]["svm_scan"]["test_acc"],
-                svm_clean_acc=probes[arm.name]["svm_clean"]["test_acc"],
-                fewshot=fs,
-                stage2=students[arm.name],
-            )
+        result = ArmResult(
+            name=arm.name,
+            label=arm.label,
+            finetune_scan_acc_mean=acc_mean,
+            finetune_scan_acc_std=acc_std,
+            finetune_scan_accs=[r["test_acc"] for r in ft],
+            finetune_scan_val_acc_mean=mean_std([r["val_acc"] for r in ft])[0],
+            finetune_scan_val_accs=[r["val_acc"] for r in ft],
+            svm_scan_acc=probes[arm.name]["svm_scan"]["test_acc"],
+            svm_clean_acc=probes[arm.name]["svm_clean"]["test_acc"],
+            fewshot=fs,
+            stage2=students[arm.name],
         )
+        arms.append(result)
         measures[arm.name] = arm_measures(
-            [r["val_acc"] for r in ft],
-            [r["test_acc"] for r in ft],
+            result.finetune_scan_val_accs,
+            result.finetune_scan_accs,
             probes[arm.name]["svm_scan"].get("correct"),
             probes[arm.name]["fewshot"],
         )

@@ -22,11 +22,10 @@ def estimate_seconds(opts: DemoOptions) -> dict[str, float]:
     """A plan for the training steps: one forward and backward pass of each stage's real `Task.step`, timed
     on the device the run will use (the best of three after a warm-up), times the planned step counts.
     Evaluation, probes and the report come on top and are not estimated."""
-    from act3d.models.student import MaskedPointModel
     from act3d.train.device import resolve_device
     from act3d.train.finetune import ClassifierTask, build_classifier
     from act3d.train.stage1 import TeacherTask, build_autoencoder
-    from act3d.train.stage2 import PretrainTask
+    from act3d.train.stage2 import pretrain_task
 
     t_cfg = teacher_config("pretrained", opts)
     p_cfg = load_config(
@@ -56,8 +55,7 @@ def estimate_seconds(opts: DemoOptions) -> dict[str, float]:
     autoencoder = build_autoencoder(t_cfg)
     stage1 = TeacherTask(autoencoder, t_cfg)
     frozen = copy.deepcopy(autoencoder).train().requires_grad_(False)  # Stage II's: frozen, in train mode
-    student = MaskedPointModel(p_cfg.student, p_cfg.patches.group_size, frozen.feature_dim)
-    stage2 = PretrainTask(student, frozen, p_cfg)
+    stage2 = pretrain_task(p_cfg, frozen)
     finetuning = ClassifierTask(build_classifier(f_cfg, [str(i) for i in range(16)]), f_cfg)
 
     def steps(optim, size: int) -> int:

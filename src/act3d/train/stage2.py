@@ -96,6 +96,13 @@ class PretrainTask:
         return act_loss(pred, gather_points(target, masked)), {}
 
 
+def pretrain_task(cfg: PretrainRunConfig, teacher: CrossModalAutoencoder | None) -> PretrainTask:
+    """Stage II's task: a fresh student whose head predicts `teacher`'s features (no teacher: the mae and
+    none targets), and the loss against them."""
+    target_dim = teacher.feature_dim if teacher else None
+    return PretrainTask(MaskedPointModel(cfg.student, cfg.patches.group_size, target_dim), teacher, cfg)
+
+
 def pretrain(
     cfg: PretrainRunConfig, out_dir: str | Path, resume: bool = False, overwrite: bool = False
 ) -> StageResult:
@@ -116,8 +123,9 @@ def pretrain(
                     f"{cfg.teacher_checkpoint}: the teacher was trained on patches of "
                     f"{teacher.patch_cfg.group_size} points, this run uses {cfg.patches.group_size}"
                 )
+        task = pretrain_task(cfg, teacher)
+        model = task.module
         target_dim = teacher.feature_dim if teacher else None
-        model = MaskedPointModel(cfg.student, cfg.patches.group_size, target_dim)
         arch = zoo.student_arch(cfg.student, cfg.patches, target_dim, cfg.data.num_points)
         log.info(
             "Stage II: target %s, student %.2fM parameters, mask %s %.2f",
@@ -129,11 +137,19 @@ def pretrain(
         if cfg.student.target == "none":
             path = out_dir / "checkpoints" / "last.pt"
             if main:
-                state = {"kind": KIND, "model": model.state_dict(), "step": 0, "config": to_dict(cfg)}
-                save_checkpoint(path, state | {"arch": arch})
+                save_checkpoint(
+                    path,
+                    {
+                        "kind": KIND,
+                        "model": model.state_dict(),
+                        "step": 0,
+                        "config": to_dict(cfg),
+                        "arch": arch,
+                    },
+                )
             return StageResult(path, 0, 0.0)
         data = pretraining_clouds(cfg)
-        fitted = train(PretrainTask(model, teacher, cfg), data, cfg, out_dir, resume, arch)
+        fitted = train(task, data, cfg, out_dir, resume, arch)
         if main:
             render_masked_inputs(model, data, cfg, out_dir / "masked_inputs.png")
     return StageResult.of(fitted)
