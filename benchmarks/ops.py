@@ -1,4 +1,5 @@
-"""Time the point ops against their reference twins (and `fpsample`, when installed).
+"""Time the point ops against their reference twins (and `fpsample`, when installed). FPS runs its fast
+path (Triton on a GPU, Numba on a CPU) and, on the next row, the eager loop that path is held equal to.
 
     python benchmarks/ops.py [--batch 32] [--repeats 5] [--device cpu|cuda]
 
@@ -22,6 +23,7 @@ from act3d.ops import (
     knn,
     knn_naive,
 )
+from act3d.ops.fps import farthest_point_sampling_eager
 from act3d.ops.fps import farthest_point_sampling_naive as fps_ref
 from act3d.ops.indexing import gather_points
 
@@ -78,6 +80,13 @@ def main() -> None:
             (
                 "fps",
                 lambda: farthest_point_sampling(points, g),
+                lambda: farthest_point_sampling_naive(points, g),
+            ),
+            (
+                "fps, eager loop",
+                lambda: farthest_point_sampling_eager(
+                    points, g, torch.zeros(b, dtype=torch.long, device=dev)
+                ),
                 lambda: farthest_point_sampling_naive(points, g),
             ),
             (

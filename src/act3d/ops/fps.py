@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 # the Triton kernel keeps a cloud in registers (x, y, z and the running distance): up to 16k points
 TRITON_MAX_POINTS = 16384
 _triton_failed = False
+_numba_failed = False
 
 
 def _start_indices(
@@ -45,6 +46,21 @@ def _fps_triton(points: torch.Tensor, num_samples: int, start: torch.Tensor) -> 
         return None
 
 
+def _fps_numba(points: torch.Tensor, num_samples: int, start: torch.Tensor) -> torch.Tensor | None:
+    """The Numba loop's answer, or None where Numba is missing or failed once (then the eager loop)."""
+    global _numba_failed
+    if _numba_failed or importlib.util.find_spec("numba") is None:
+        return None
+    try:
+        from act3d.ops.fps_numba import farthest_point_sampling_numba
+
+        return farthest_point_sampling_numba(points, num_samples, start)
+    except Exception as err:  # a Numba that does not fit this NumPy or CPU: the eager loop still works
+        _numba_failed = True
+        log.warning("the Numba FPS loop failed (%s: %s); using the PyTorch loop", type(err).__name__, err)
+        return None
+
+
 def farthest_point_sampling(
     points: torch.Tensor,
     num_samples: int,
@@ -62,23 +78,35 @@ def farthest_point_sampling(
     Returns:
         `(B, S)` long indices into N, in selection order.
 
-    On CUDA tensors (N <= TRITON_MAX_POINTS) one Triton kernel runs the whole loop (`ops.fps_triton`); elsewhere, this
-    eager loop.
+    Every path returns the same indices as `farthest_point_sampling_eager`, the reference: on CUDA tensors
+    (N <= TRITON_MAX_POINTS) one Triton kernel runs the whole loop (`ops.fps_triton`); on float32/float64 CPU
+    tensors, a Numba-compiled loop (`ops.fps_numba`); elsewhere, or where those cannot run, the eager loop.
     """
     check_cloud(points)
     batch, num_points, _ = points.shape
     check_count(num_samples, num_points, "num_samples")
+    start = _start_indices(points, random_start, generator)
+    selected = None
     if points.is_cuda and num_points <= TRITON_MAX_POINTS:
-        selected = _fps_triton(points, num_samples, _start_indices(points, random_start, generator))
-        if selected is not None:
-            return selected
+        selected = _fps_triton(points, num_samples, start)
+    elif points.device.type == "cpu" and points.dtype in (torch.float32, torch.float64):
+        selected = _fps_numba(points, num_samples, start)
+    return farthest_point_sampling_eager(points, num_samples, start) if selected is None else selected
+
+
+def farthest_point_sampling_eager(
+    points: torch.Tensor, num_samples: int, start: torch.Tensor
+) -> torch.Tensor:
+    """The reference loop, on any device and dtype: `(B, N, 3)` clouds and `(B,)` long start indices ->
+    `(B, num_samples)` long indices in selection order (the inputs checked by `farthest_point_sampling`)."""
+    batch, num_points, _ = points.shape
     # One contiguous (B, N) plane per coordinate; each step is a handful of fused in-place passes over
     # them (sub, square, two addcmul, minimum, argmax), which keeps an eager loop fast on CPU and GPU.
     x, y, z = points.detach().permute(2, 0, 1).contiguous()
     nearest = torch.full((batch, num_points), float("inf"), dtype=points.dtype, device=points.device)
     dist, tmp = torch.empty_like(nearest), torch.empty_like(nearest)
     selected = torch.empty(batch, num_samples, dtype=torch.long, device=points.device)
-    farthest = _start_indices(points, random_start, generator).unsqueeze(1)
+    farthest = start.unsqueeze(1)
     for i in range(num_samples):
         selected[:, i : i + 1] = farthest
         torch.sub(x, x.gather(1, farthest), out=dist).square_()
