@@ -38,13 +38,15 @@ def test_numba_loop_breaks_ties_as_the_eager_loop():
 
 def test_cpu_float_clouds_take_the_numba_path(monkeypatch):
     calls = []
-    real = fps._fps_numba
-    monkeypatch.setattr(fps, "_fps_numba", lambda *a: calls.append(a[0].dtype) or real(*a))
+    real = fps._fast_path
+    monkeypatch.setattr(
+        fps, "_fast_path", lambda backend, *a: calls.append((backend, a[0].dtype)) or real(backend, *a)
+    )
     points = torch.rand(2, 64, 3)
     fps.farthest_point_sampling(points, 8)
     fps.farthest_point_sampling(points.double(), 8)
     fps.farthest_point_sampling(points.half(), 8)  # no Numba kernel for half: the eager loop
-    assert calls == [torch.float32, torch.float64]
+    assert calls == [("numba", torch.float32), ("numba", torch.float64)]
 
 
 def test_a_failing_numba_falls_back_to_the_eager_loop_once(monkeypatch, caplog):
@@ -54,7 +56,7 @@ def test_a_failing_numba_falls_back_to_the_eager_loop_once(monkeypatch, caplog):
         raise RuntimeError("no LLVM target")
 
     monkeypatch.setattr(fps_numba, "farthest_point_sampling_numba", broken)
-    monkeypatch.setattr(fps, "_numba_failed", False)
+    monkeypatch.setattr(fps, "_failed_paths", set())
     points = torch.rand(3, 50, 3)
     expected = fps.farthest_point_sampling_eager(points, 10, torch.zeros(3, dtype=torch.long))
     with caplog.at_level(logging.WARNING, logger="act3d.ops.fps"):

@@ -6,6 +6,7 @@ everything picked so far. Used by ACT (and Point-BERT / Point-MAE) to choose pat
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import logging
 
@@ -16,8 +17,9 @@ from act3d.ops._checks import check_cloud, check_count
 log = logging.getLogger(__name__)
 # the Triton kernel keeps a cloud in registers (x, y, z and the running distance): up to 16k points
 TRITON_MAX_POINTS = 16384
-_triton_failed = False
-_numba_failed = False
+# the compiled fast paths, each tested index for index against the eager loop: module `ops.fps_<key>`
+_FAST_PATHS = {"triton": "the Triton FPS kernel", "numba": "the Numba FPS loop"}
+_failed_paths: set[str] = set()
 
 
 def _start_indices(
@@ -31,33 +33,21 @@ def _start_indices(
     return start.to(points.device)
 
 
-def _fps_triton(points: torch.Tensor, num_samples: int, start: torch.Tensor) -> torch.Tensor | None:
-    """The Triton kernel's answer, or None where Triton is missing or failed once (then the eager loop)."""
-    global _triton_failed
-    if _triton_failed or importlib.util.find_spec("triton") is None:
+def _fast_path(
+    backend: str, points: torch.Tensor, num_samples: int, start: torch.Tensor
+) -> torch.Tensor | None:
+    """`ops.fps_<backend>`'s answer, or None where the backend's package is missing or the path failed once
+    in this process (a compiler, driver, NumPy or CPU it does not fit): then the eager loop runs."""
+    if backend in _failed_paths or importlib.util.find_spec(backend) is None:
         return None
     try:
-        from act3d.ops.fps_triton import farthest_point_sampling_triton
-
-        return farthest_point_sampling_triton(points, num_samples, start)
-    except Exception as err:  # a compiler or driver that cannot build it: the eager loop still works
-        _triton_failed = True
-        log.warning("the Triton FPS kernel failed (%s: %s); using the PyTorch loop", type(err).__name__, err)
-        return None
-
-
-def _fps_numba(points: torch.Tensor, num_samples: int, start: torch.Tensor) -> torch.Tensor | None:
-    """The Numba loop's answer, or None where Numba is missing or failed once (then the eager loop)."""
-    global _numba_failed
-    if _numba_failed or importlib.util.find_spec("numba") is None:
-        return None
-    try:
-        from act3d.ops.fps_numba import farthest_point_sampling_numba
-
-        return farthest_point_sampling_numba(points, num_samples, start)
-    except Exception as err:  # a Numba that does not fit this NumPy or CPU: the eager loop still works
-        _numba_failed = True
-        log.warning("the Numba FPS loop failed (%s: %s); using the PyTorch loop", type(err).__name__, err)
+        module = importlib.import_module(f"act3d.ops.fps_{backend}")
+        return getattr(module, f"farthest_point_sampling_{backend}")(points, num_samples, start)
+    except Exception as err:
+        _failed_paths.add(backend)
+        log.warning(
+            "%s failed (%s: %s); using the PyTorch loop", _FAST_PATHS[backend], type(err).__name__, err
+        )
         return None
 
 
@@ -88,9 +78,9 @@ def farthest_point_sampling(
     start = _start_indices(points, random_start, generator)
     selected = None
     if points.is_cuda and num_points <= TRITON_MAX_POINTS:
-        selected = _fps_triton(points, num_samples, start)
+        selected = _fast_path("triton", points, num_samples, start)
     elif points.device.type == "cpu" and points.dtype in (torch.float32, torch.float64):
-        selected = _fps_numba(points, num_samples, start)
+        selected = _fast_path("numba", points, num_samples, start)
     return farthest_point_sampling_eager(points, num_samples, start) if selected is None else selected
 
 
