@@ -27,7 +27,7 @@ import torch
 
 from act3d.config import load_config
 from act3d.data.dataset import DataConfig, open_source, stack_clouds
-from act3d.eval.probe import extract_features
+from act3d.eval.features import extract_features
 from act3d.models import zoo
 from act3d.train.finetune import FinetuneRunConfig, finetune
 from act3d.train.segment import SegmentRunConfig, segment

@@ -52,7 +52,7 @@ def make_task(kind: str, preset: str, points: int):
                 f"patches.group_size={GROUP_SIZE}",
             ],
         )
-        model = MaskedPointModel(cfg.student, GROUP_SIZE, TARGET_DIM)
+        model = MaskedPointModel(cfg.student, cfg.patches, TARGET_DIM)
         return PretrainTask(model, _StandInTeacher().requires_grad_(False), cfg), model
     ft_preset = "cpu" if preset == "cpu" else "scanobjectnn_pb_t50_rs"
     cfg = load_config(
@@ -67,7 +67,7 @@ def make_task(kind: str, preset: str, points: int):
     )
     if preset == "cpu":
         cfg.student = load_config(PretrainRunConfig, "pretrain", "cpu").student
-    model = PointClassifier(StudentEncoder(cfg.student), ClassifierHead(15, cfg.transfer))
+    model = PointClassifier(StudentEncoder(cfg.student), ClassifierHead(15, cfg.transfer), cfg.patches)
     return ClassifierTask(model, cfg), model
 
 

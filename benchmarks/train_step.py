@@ -75,7 +75,7 @@ def stage_task(stage: str, preset: str):
         return TeacherTask(teacher, teacher_cfg), teacher
     cfg = load_config(PretrainRunConfig, "pretrain", preset)
     teacher.eval().requires_grad_(False)
-    model = MaskedPointModel(cfg.student, cfg.patches.group_size, teacher.feature_dim)
+    model = MaskedPointModel(cfg.student, cfg.patches, teacher.feature_dim)
     return PretrainTask(model, teacher, cfg), model
 
 

@@ -1,6 +1,6 @@
 """Are two demo runs the same to the last bit? The check behind every refactor and speed change.
 
-    .venv/bin/python scripts/compare_runs.py runs/before runs/after [--rename teacher.=transformer.]
+    .venv/bin/python scripts/compare_runs.py runs/before runs/after [--rename teacher.=transformer.] [--ignore KEY]
 
 Compares `results.json` (without wall times, timings and the folders' own paths) and every tensor of every
 checkpoint (`*.pt`, read with `weights_only=True`) that both folders hold; prints what differs and exits 1
@@ -20,12 +20,12 @@ import torch
 VOLATILE = {"wall_seconds", "timings", "seconds", "data", "checkpoint", "reused_stages"}
 
 
-def scrub(value, root: str):
+def scrub(value, root: str, ignored: frozenset[str] = frozenset()):
     """`value` without volatile keys (times, paths) and with `root` removed from strings."""
     if isinstance(value, dict):
-        return {k: scrub(v, root) for k, v in value.items() if k not in VOLATILE}
+        return {k: scrub(v, root, ignored) for k, v in value.items() if k not in VOLATILE | ignored}
     if isinstance(value, list):
-        return [scrub(v, root) for v in value]
+        return [scrub(v, root, ignored) for v in value]
     return value.replace(root, "<run>") if isinstance(value, str) else value
 
 
@@ -41,10 +41,12 @@ def tensors(obj, prefix: str = ""):
             yield from tensors(v, f"{prefix}.{i}")
 
 
-def compare(a: Path, b: Path, renames: list[tuple[str, str]] = ()) -> list[str]:
+def compare(
+    a: Path, b: Path, renames: list[tuple[str, str]] = (), ignored: frozenset[str] = frozenset()
+) -> list[str]:
     problems = []
-    ra = scrub(json.loads((a / "results.json").read_text()), str(a))
-    rb = scrub(json.loads((b / "results.json").read_text()), str(b))
+    ra = scrub(json.loads((a / "results.json").read_text()), str(a), ignored)
+    rb = scrub(json.loads((b / "results.json").read_text()), str(b), ignored)
     for key in sorted(ra.keys() | rb.keys()):
         if ra.get(key) != rb.get(key):
             problems.append(f"results.json: {key} differs")
@@ -75,8 +77,16 @@ def main() -> None:
     p.add_argument("a", type=Path)
     p.add_argument("b", type=Path)
     p.add_argument("--rename", action="append", default=[], metavar="OLD=NEW", help="map tensor names of a")
+    p.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="leave results.json entries named KEY out (a change that adds a record, e.g. loss_curve)",
+    )
     args = p.parse_args()
-    problems = compare(args.a, args.b, [tuple(r.split("=", 1)) for r in args.rename])
+    renames = [tuple(r.split("=", 1)) for r in args.rename]
+    problems = compare(args.a, args.b, renames, frozenset(args.ignore))
     for line in problems[:50]:
         print(line)
     print("identical" if not problems else f"{len(problems)} difference(s)")

@@ -13,7 +13,7 @@ episodes on frozen features (a fixed, stratified 25% of the scan training split 
 arms are paired by seed (and by episode for few-shot). Gaps are paired differences with 95% t intervals
 (`act3d.eval.paired`).
 
-Every stage runs once into `runs/sweep/...` with a `done.json` (`act3d.demo.stages.Stages`); a re-run reuses
+Every stage runs once into `runs/sweep/...` with a `done.json` (`act3d.demo.runs.Runs`); a re-run reuses
 finished stages, so the sweep can be stopped and resumed, and stages shared by points (the Point-MAE
 student of an unchanged Stage II, scratch) run once. The tables and the figure go to
 docs/sweep_tables.md and docs/sweep_gaps.png.
@@ -32,16 +32,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from act3d.config import load_config
 from act3d.data.dataset import DataConfig, open_source, split_validation
 from act3d.data.default import build_default
-from act3d.demo.arms import ARMS, FEWSHOT_SETTINGS
+from act3d.demo.arms import ARMS, FEWSHOT_SETTINGS, TEACHERS
 from act3d.demo.configs import DemoOptions, stage_overrides, teacher_config
-from act3d.demo.stages import Stages
+from act3d.demo.runs import Runs
 from act3d.demo.steps import finetune_stage, student_stage, teacher_stage
 from act3d.eval.paired import describe, paired_difference
 from act3d.eval.probe import fewshot, source_features, svm_probe
 from act3d.models import zoo
+from act3d.stages import PRETRAIN, TEACHER
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBE_VAL_FRACTION = 0.25
@@ -104,7 +104,7 @@ def pretraining_gflop(point: Point) -> dict[str, float]:
     """The pretraining compute of a point's arms: Stage I steps x GFLOP a step, Stage II likewise (ACT's
     step includes the frozen teacher's forward; Point-MAE's does not)."""
     from act3d.train.stage1 import TeacherTask, build_autoencoder
-    from act3d.train.stage2 import PretrainRunConfig, pretrain_task
+    from act3d.train.stage2 import pretrain_task
 
     opts = DemoOptions(out=Path("unused"), overrides=point.overrides(0))
     t_cfg = teacher_config("pretrained", opts)
@@ -112,8 +112,8 @@ def pretraining_gflop(point: Point) -> dict[str, float]:
     stage1 = step_gflop(TeacherTask(autoencoder, t_cfg), t_cfg.optim.batch_size, t_cfg.data.num_points)
     out = {"stage1": stage1 * point.stage1_epochs * 100}
     for target in ("act", "mae"):
-        overrides = stage_overrides(opts, "pretrain") + [f"student.target={target}"]
-        p_cfg = load_config(PretrainRunConfig, "pretrain", "cpu", overrides=overrides)
+        overrides = stage_overrides(opts, PRETRAIN) + [f"student.target={target}"]
+        p_cfg = PRETRAIN.load_config("cpu", overrides=overrides)
         teacher = autoencoder.train().requires_grad_(False) if target == "act" else None  # frozen, as loaded
         task = pretrain_task(p_cfg, teacher)
         out[f"stage2_{target}"] = step_gflop(task, p_cfg.optim.batch_size, p_cfg.data.num_points) * (
@@ -128,11 +128,11 @@ SHAPENET55_CLOUDS = {"train": 41_952, "train+test": 52_470}
 def paper_pretraining_tflop() -> dict[str, float]:
     """The paper presets' pretraining compute on the same count: 300 epochs of Stage I over ShapeNet-55's
     training clouds and 300 of Stage II over train + test, FLOPs per cloud counted at batch 2."""
-    from act3d.train.stage1 import TeacherRunConfig, TeacherTask, build_autoencoder
-    from act3d.train.stage2 import PretrainRunConfig, pretrain_task
+    from act3d.train.stage1 import TeacherTask, build_autoencoder
+    from act3d.train.stage2 import pretrain_task
 
-    t_cfg = load_config(TeacherRunConfig, "teacher", "paper")
-    p_cfg = load_config(PretrainRunConfig, "pretrain", "paper")
+    t_cfg = TEACHER.load_config("paper")
+    p_cfg = PRETRAIN.load_config("paper")
     autoencoder = build_autoencoder(t_cfg)
     per_cloud1 = step_gflop(TeacherTask(autoencoder, t_cfg), 2, t_cfg.data.num_points) / 2
     teacher = autoencoder.train().requires_grad_(False)
@@ -159,12 +159,12 @@ def probe_on_validation(student_ckpt: Path, folds: int) -> dict:
 def run_point(point: Point, seed: int, runs: Path, folds: int) -> dict:
     """Every stage of one point and seed (reusing finished ones); returns each arm's validation numbers and
     the CPU seconds of its pretraining."""
-    stages = Stages(runs)
+    stages = Runs(runs)
     opts = DemoOptions(out=runs, overrides=point.overrides(seed))
     t_dir = f"teachers/{point.teacher_key()}-seed{seed}"
     teachers = {
-        kind: stages.run(f"{t_dir}/{kind}", lambda d, k=kind: teacher_stage(k, d, opts))
-        for kind in ("pretrained", "random")
+        teacher: stages.run(f"{t_dir}/{teacher}", lambda d, t=teacher: teacher_stage(t, d, opts))
+        for teacher in TEACHERS
     }
     s_dirs = {
         "act": f"students/{point.teacher_key()}-{point.stage2_key()}-seed{seed}/act",

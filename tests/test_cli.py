@@ -146,13 +146,20 @@ def test_api_embed_and_predict(trained):
     model = act3d.load_model(trained["classifier"])
     cloud = np.random.default_rng(0).normal(size=(300, 3))
     assert model.embed(cloud).shape == (1, 64)
-    # a classifier embeds what its head reads (cls token + max-pooled patches), not the probe's max + mean
+    # every checkpoint embeds by the probe's rule (max + mean of the patch tokens) unless asked for the
+    # head's input (cls token + max of the patch tokens)
     with torch.no_grad():
-        head_input = model.head.features(model.patches.group(model.prepare(cloud))).numpy()
-    np.testing.assert_array_equal(model.embed(cloud), head_input)
+        patches = model.model.patching.group(model.prepare(cloud))
+        tokens = model.model.encoder(patches.neighborhood, patches.center)
+    probe = torch.cat([tokens[:, 1:].max(1).values, tokens[:, 1:].mean(1)], -1).numpy()
+    head_input = torch.cat([tokens[:, 0], tokens[:, 1:].max(1).values], -1).numpy()
+    np.testing.assert_array_equal(model.embed(cloud), probe)
+    np.testing.assert_array_equal(model.embed(cloud, "cls+max"), head_input)
+    with pytest.raises(DataError, match="pooling"):
+        model.embed(cloud, "mean")
     pred = model.predict(cloud, k=2)[0]
     # the classifier's own softmax on the same prepared cloud, best first, named by class
-    probs = torch.softmax(model.head(model.patches.group(model.prepare(cloud))), -1)[0]
+    probs = torch.softmax(model.model(model.model.patching.group(model.prepare(cloud))), -1)[0]
     best = probs.argsort(descending=True)[:2]
     assert pred.labels == [model.class_names[i] for i in best.tolist()]
     np.testing.assert_allclose(pred.probabilities, probs[best].tolist(), rtol=1e-5)

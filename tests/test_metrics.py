@@ -91,6 +91,9 @@ def test_voting_on_a_deterministic_model():
             x = patches.center[..., 0].mean(1)
             return torch.stack([-x, x], dim=-1)
 
+        def logits(self, points):  # as PointClassifier: cut the clouds into the run's patches first
+            return self(cfg.patches.group(points))
+
     points = torch.randn(6, 200, 3) * 0.1
     points[:3, :, 0] -= 1
     points[3:, :, 0] += 1

@@ -87,7 +87,7 @@ def test_the_demo_gpu_presets_have_the_paper_models():
 
 def test_pretrain_paper_preset_is_the_22m_student():
     cfg = load_config(PretrainRunConfig, "pretrain", "paper")
-    model = MaskedPointModel(cfg.student, cfg.patches.group_size, target_dim=384)
+    model = MaskedPointModel(cfg.student, cfg.patches, target_dim=384)
     assert _count(model.encoder) == pytest.approx(22.1, rel=0.02)
     assert (cfg.student.mask_ratio, cfg.student.decoder_depth, cfg.optim.batch_size, cfg.optim.lr) == (
         0.8,
@@ -126,7 +126,9 @@ def test_teacher_paper_preset_has_the_spec_sizes():
 def test_segmentation_presets_build(name, classes, categories, extra):
     cfg = load_config(SegmentRunConfig, "segment", name)
     model = PointSegmenter(
-        StudentEncoder(cfg.student), SegmenterHead(classes, categories, extra, cfg.propagation, cfg.head)
+        StudentEncoder(cfg.student),
+        SegmenterHead(classes, categories, extra, cfg.propagation, cfg.head),
+        cfg.patches,
     )
     assert model.layers == (4, 8, 12)  # features of blocks 4, 8 and 12
     assert _count(model.encoder) == pytest.approx(21.8, abs=0.1)
@@ -157,7 +159,9 @@ def test_segmentation_heads_are_the_official_ones(name, classes, categories, lin
 
     cfg = load_config(SegmentRunConfig, "segment", name)
     model = PointSegmenter(
-        StudentEncoder(cfg.student), SegmenterHead(classes, categories, 0, cfg.propagation, cfg.head)
+        StudentEncoder(cfg.student),
+        SegmenterHead(classes, categories, 0, cfg.propagation, cfg.head),
+        cfg.patches,
     )
     head = [m for n, m in model.named_modules() if not n.startswith("encoder")]
     assert [tuple(m.weight.shape) for m in head if isinstance(m, nn.Linear)] == linears

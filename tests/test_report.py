@@ -122,11 +122,12 @@ def test_report_renders_in_headless_chromium(tmp_path):
 def test_demo_overrides_reach_their_stage_and_the_report(tmp_path):
     from act3d.cli import main
     from act3d.demo.configs import DemoOptions, stage_overrides
+    from act3d.stages import PRETRAIN, TEACHER
 
     opts = DemoOptions(
         tmp_path, quick=False, overrides=("pretrain:optim.epochs=4", "finetune:head_dropout=0")
     )
-    assert stage_overrides(opts, "pretrain") == ["optim.epochs=4"] and stage_overrides(opts, "teacher") == []
+    assert stage_overrides(opts, PRETRAIN) == ["optim.epochs=4"] and stage_overrides(opts, TEACHER) == []
     assert main(["demo", "--out", str(tmp_path / "x"), "--set", "optim.epochs=4"]) == 2  # no stage named
     results = replace(
         fake_results(), overrides=list(opts.overrides), reused_stages=["stage1-pretrained-teacher"]

@@ -1,7 +1,8 @@
 """A small Python API over trained checkpoints: embed clouds, classify them.
 
 model = act3d.load_model("runs/x/checkpoints/last.pt")
-features = model.embed(points)            # (N, 3) or (B, N, 3) -> (B, 2W)
+features = model.embed(points)            # (N, 3) or (B, N, 3) -> (B, 2W), max+mean pooling
+head_input = model.embed(points, "cls+max")  # what a classifier's head reads
 top = model.predict(points, k=3)           # classifier checkpoints only
 points, labels = model.segment(points)     # segmenter checkpoints only
 """
@@ -17,12 +18,12 @@ import torch
 from act3d.data.files import read_cloud
 from act3d.data.sample import check_points, normalize_unit_sphere, resample_indices
 from act3d.errors import CheckpointError, DataError
-from act3d.eval.probe import extract_features
+from act3d.eval.features import extract_features
 from act3d.models import zoo
 from act3d.models.classifier import PointClassifier
+from act3d.models.layers import POOLINGS, Pooling
 from act3d.models.segmenter import PointSegmenter
-from act3d.models.student import StudentEncoder
-from act3d.ops.grouping import PatchConfig
+from act3d.models.student import MaskedPointModel
 
 
 @dataclass
@@ -33,19 +34,17 @@ class Prediction:
 
 class Act3dModel:
     """A loaded student (embeddings), classifier (embeddings, class predictions) or segmenter (embeddings,
-    per-point labels)."""
+    per-point labels). `model` cuts clouds into patches itself (`model.patching`); `num_points` is the cloud
+    size it was trained on, to which `prepare` resamples."""
 
     def __init__(
         self,
-        encoder: StudentEncoder,
-        patches: PatchConfig,
+        model: MaskedPointModel | PointClassifier | PointSegmenter,
         num_points: int,
         path: str,
-        head: PointClassifier | PointSegmenter | None = None,
         class_names: list[str] | None = None,
     ):
-        self.encoder, self.patches, self.num_points, self.path = encoder.eval(), patches, num_points, path
-        self.head = head.eval() if head is not None else None
+        self.model, self.num_points, self.path = model.eval(), num_points, path
         self.class_names = class_names or []
 
     def prepare(self, points: np.ndarray | torch.Tensor, seed: int = 0) -> torch.Tensor:
@@ -72,26 +71,25 @@ class Act3dModel:
             )
 
     @torch.no_grad()
-    def embed(self, points: np.ndarray | torch.Tensor) -> np.ndarray:
-        """`(B, 2W)` features. A classifier gives what its head reads (the cls token and the max-pooled patch
-        tokens); a student or segmenter the max- and mean-pooled patch tokens, as the SVM probe."""
-        clouds = self.prepare(points)
-        if isinstance(self.head, PointClassifier):
-            features = self.head.features(self.patches.group(clouds)).numpy()
-        else:
-            features = extract_features(self.encoder, clouds, self.patches)
+    def embed(self, points: np.ndarray | torch.Tensor, pooling: Pooling = "max+mean") -> np.ndarray:
+        """`(B, 2W)` features of the backbone over every patch, the same rule for every kind of checkpoint:
+        `max+mean` (default), the max and mean of the patch tokens, as the SVM probe; `cls+max`, the cls
+        token and the max of the patch tokens, what a classifier's head reads."""
+        if pooling not in POOLINGS:
+            raise DataError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+        features = extract_features(self.model.encoder, self.prepare(points), self.model.patching, pooling)
         self._finite(features, "features")
         return features
 
     @torch.no_grad()
     def predict(self, points: np.ndarray | torch.Tensor, k: int = 5) -> list[Prediction]:
         """Top-`k` classes with probabilities for each cloud (classifier checkpoints only)."""
-        if not isinstance(self.head, PointClassifier):
+        if not isinstance(self.model, PointClassifier):
             raise CheckpointError(
                 f"{self.path} is not a fine-tuned classifier: predict needs a checkpoint from "
                 "`act3d finetune`"
             )
-        probs = torch.softmax(self.head(self.patches.group(self.prepare(points))), -1)
+        probs = torch.softmax(self.model.logits(self.prepare(points)), -1)
         self._finite(probs, "class probabilities")
         top = probs.topk(min(k, probs.shape[-1]), dim=-1)
         return [
@@ -105,19 +103,19 @@ class Act3dModel:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Per-point labels `(B, num_points)` of the resampled clouds `(B, num_points, 3)` (segmenter
         checkpoints only); part segmentation needs the object `category` (an index into the categories)."""
-        if not isinstance(self.head, PointSegmenter):
+        if not isinstance(self.model, PointSegmenter):
             raise CheckpointError(
                 f"{self.path} is not a segmenter: segment needs a checkpoint from `act3d segment`"
             )
         clouds = self.prepare(points)
         cats = None
-        if self.head.num_categories:
-            if category is None or not 0 <= category < self.head.num_categories:
+        if self.model.num_categories:
+            if category is None or not 0 <= category < self.model.num_categories:
                 raise DataError(
-                    f"part segmentation needs category in 0..{self.head.num_categories - 1}, got {category}"
+                    f"part segmentation needs category in 0..{self.model.num_categories - 1}, got {category}"
                 )
             cats = torch.full((len(clouds),), category, dtype=torch.long)
-        logits = self.head(self.patches.group(clouds), clouds, None, cats)
+        logits = self.model.logits(clouds, None, cats)
         self._finite(logits, "part scores")
         return clouds.numpy(), logits.argmax(-1).numpy()
 
@@ -126,10 +124,7 @@ def load_model(path: str | Path) -> Act3dModel:
     """Load a Stage II student, a fine-tuned classifier or a segmenter checkpoint."""
     model, ckpt = zoo.load(path, (zoo.STUDENT, zoo.CLASSIFIER, zoo.SEGMENTER))
     arch = ckpt["arch"]
-    patches, encoder = zoo.patch_config(arch), model.encoder
-    if ckpt["kind"] == zoo.STUDENT:
-        return Act3dModel(encoder, patches, arch["num_points"], str(path))
-    return Act3dModel(encoder, patches, arch["num_points"], str(path), model, arch["class_names"])
+    return Act3dModel(model, arch["num_points"], str(path), arch.get("class_names"))
 
 
 def read_clouds(files: list[str | Path]) -> list[np.ndarray]:

@@ -161,9 +161,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def list_presets(kind: str) -> list[str]:
-    """Names of the shipped presets for a config kind (`teacher`, `pretrain`, ...)."""
-    return sorted(p.stem.split(".", 1)[1] for p in PRESET_DIR.glob(f"{kind}.*.yaml"))
+def list_presets(family: str) -> list[str]:
+    """Names of the shipped presets of a family: a stage name (`teacher`, `pretrain`, ...; act3d.stages)."""
+    return sorted(p.stem.split(".", 1)[1] for p in PRESET_DIR.glob(f"{family}.*.yaml"))
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -186,30 +186,30 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 def load_config(
     cls: type[T],
-    kind: str,
+    family: str,
     preset: str | None = None,
     file: str | Path | None = None,
     overrides: list[str] = (),
 ) -> T:
     """Resolve a config: dataclass defaults <- preset <- file <- `key=value` overrides. A preset or file
-    may name a preset of the same kind as its `base:`; it then holds only what differs from that."""
+    may name a preset of the same family as its `base:`; it then holds only what differs from that."""
     data: dict[str, Any] = {}
     if preset is not None:
-        data = _merge(data, _with_base(kind, _preset_path(kind, preset)))
+        data = _merge(data, _with_base(family, _preset_path(family, preset)))
     if file is not None:
-        data = _merge(data, _with_base(kind, Path(file)))
+        data = _merge(data, _with_base(family, Path(file)))
     data = apply_overrides(data, list(overrides))
     return from_dict(cls, data)
 
 
-def _preset_path(kind: str, name: str) -> Path:
-    path = PRESET_DIR / f"{kind}.{name}.yaml"
+def _preset_path(family: str, name: str) -> Path:
+    path = PRESET_DIR / f"{family}.{name}.yaml"
     if not path.is_file():
-        raise ConfigError(f"unknown {kind} preset {name!r}; available: {', '.join(list_presets(kind))}")
+        raise ConfigError(f"unknown {family} preset {name!r}; available: {', '.join(list_presets(family))}")
     return path
 
 
-def _with_base(kind: str, path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+def _with_base(family: str, path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A YAML mapping merged over the preset its `base:` key names (recursively)."""
     if path in seen:
         raise ConfigError(f"{path}: its base presets form a cycle ({' -> '.join(p.name for p in seen)})")
@@ -218,8 +218,8 @@ def _with_base(kind: str, path: Path, seen: tuple[Path, ...] = ()) -> dict[str, 
     if base is None:
         return data
     if not isinstance(base, str):
-        raise ConfigError(f"{path}: base: expected the name of a {kind} preset, got {base!r}")
-    return _merge(_with_base(kind, _preset_path(kind, base), (*seen, path)), data)
+        raise ConfigError(f"{path}: base: expected the name of a {family} preset, got {base!r}")
+    return _merge(_with_base(family, _preset_path(family, base), (*seen, path)), data)
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

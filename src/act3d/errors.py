@@ -13,6 +13,10 @@ class DataError(Act3dError, ValueError):
     """A dataset or file is missing, truncated, malformed or holds bad values."""
 
 
+class InputError(Act3dError, ValueError):
+    """A tensor given to a point op or a model has the wrong type, shape or values (NaN, empty)."""
+
+
 class CheckpointError(Act3dError, ValueError):
     """A checkpoint or weight file is missing, corrupt, or belongs to another model."""
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -63,17 +62,16 @@ def render_clouds(
     return path
 
 
-def plot_loss_curves(out: Path, path: Path) -> Path | None:
-    """One panel per stage folder with a metrics.csv: its training loss against the step."""
-    runs = sorted(p for p in out.glob("stage*/metrics.csv"))
-    if not runs:
+def plot_loss_curves(curves: dict[str, Sequence[Sequence[float]]], path: Path) -> Path | None:
+    """One panel per run, title -> its `(step, training loss)` points; None when there is none."""
+    curves = {title: points for title, points in curves.items() if points}
+    if not curves:
         return None
-    fig, axes = plt.subplots(1, len(runs), figsize=(3.2 * len(runs), 2.8), squeeze=False)
-    for ax, csv_path in zip(axes[0], runs):
-        with csv_path.open() as f:
-            rows = [r for r in csv.DictReader(f) if r.get("loss")]
-        ax.plot([float(r["step"]) for r in rows], [float(r["loss"]) for r in rows], color="tab:blue")
-        ax.set_title(csv_path.parent.name, fontsize=8)
+    fig, axes = plt.subplots(1, len(curves), figsize=(3.2 * len(curves), 2.8), squeeze=False)
+    for ax, (title, points) in zip(axes[0], curves.items()):
+        steps, losses = zip(*points)
+        ax.plot(steps, losses, color="tab:blue")
+        ax.set_title(title, fontsize=8)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0][0].set_ylabel("training loss", fontsize=8)

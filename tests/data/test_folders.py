@@ -322,7 +322,7 @@ def test_demo_measures_every_arm_on_the_transfer_data(prepared, pretrain_cfg, tm
     from act3d.demo.configs import DemoOptions
     from act3d.demo.pipeline import transfer_stages
     from act3d.demo.report import transfer_table, write_report
-    from act3d.demo.stages import Stages
+    from act3d.demo.runs import Runs
     from act3d.train.stage2 import pretrain
 
     pretrain_cfg.optim.max_steps, pretrain_cfg.student.target = 1, "mae"
@@ -339,7 +339,7 @@ def test_demo_measures_every_arm_on_the_transfer_data(prepared, pretrain_cfg, tm
             "finetune:patches.group_size=8",
         ),
     )
-    transfer = transfer_stages(Stages(opts.out), {arm.name: {"checkpoint": student} for arm in ARMS}, opts)
+    transfer = transfer_stages(Runs(opts.out), {arm.name: {"checkpoint": student} for arm in ARMS}, opts)
     assert transfer.classes == ["cube", "slab", "tall"] and len(transfer.arms) == len(ARMS)
     for arm in transfer.arms:
         assert 0 <= arm.svm_acc <= 1 and len(arm.finetune_accs) == 1

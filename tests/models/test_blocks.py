@@ -13,6 +13,7 @@ from act3d.models.student import (
 )
 from act3d.models.tokenizer import PatchEmbed
 from act3d.ops import group_patches
+from act3d.ops.grouping import PatchConfig
 
 
 def test_groupnorm_last_equals_groupnorm_channels_first():
@@ -50,10 +51,12 @@ def test_masks_have_exact_counts_and_blocks_are_local():
 
 def test_masked_model_predicts_only_masked_patches():
     cfg = StudentConfig(width=32, depth=2, heads=2, decoder_heads=2, embed_hidden=0.125, target="mae")
-    model = MaskedPointModel(cfg, group_size=8)
+    model = MaskedPointModel(cfg, PatchConfig(16, 8))
     patches = group_patches(torch.randn(2, 128, 3), 16, 8)
     mask = model.make_mask(patches.center)
-    assert model(patches, mask).shape == (2, int(mask[0].sum()), 24)
+    pred, masked = model(patches, mask)
+    assert pred.shape == (2, int(mask[0].sum()), 24)
+    assert mask.gather(1, masked).all() and (masked.diff(dim=1) > 0).all()  # the masked patches, in order
 
 
 def test_act_loss_and_centred_targets():
@@ -90,7 +93,7 @@ def test_stage2_follows_the_official_build_and_embeds_every_patch():
     decoder Linears, and the patch embedding runs over all patches before the masked ones are dropped."""
     torch.manual_seed(0)
     cfg = StudentConfig(width=64, depth=2, heads=4, decoder_depth=2, decoder_heads=4, drop_path=0.1)
-    model = MaskedPointModel(cfg, group_size=8, target_dim=32)
+    model = MaskedPointModel(cfg, PatchConfig(16, 8), target_dim=32)
     assert [b.drop_path.p for b in model.decoder.blocks] == torch.linspace(0, 0.1, 2).tolist()
     fc1 = model.decoder.blocks[0].mlp.fc1.weight  # (256, 64): xavier std sqrt(2 / 320) = 0.079, not 0.02
     assert abs(fc1.std().item() / (2 / sum(fc1.shape)) ** 0.5 - 1) < 0.1

@@ -59,7 +59,7 @@ def test_a_segmenter_loads_and_segments_through_the_api(tmp_path):
     # the same weights, rebuilt by the zoo from the checkpoint's arch alone
     again, ckpt = zoo.load(tmp_path / "seg" / "checkpoints" / "last.pt", zoo.SEGMENTER)
     assert ckpt["arch"]["head"]["num_categories"] == 2 and all(
-        torch.equal(a, b) for a, b in zip(again.state_dict().values(), model.head.state_dict().values())
+        torch.equal(a, b) for a, b in zip(again.state_dict().values(), model.model.state_dict().values())
     )
 
 

@@ -209,6 +209,7 @@ def test_same_config_same_seed_same_bits(teacher_cfg, pretrain_cfg, finetune_cfg
 
 def test_weight_decay_groups_are_the_official_ones(teacher_cfg, pretrain_cfg):
     from act3d.models.student import MaskedPointModel
+    from act3d.ops.grouping import PatchConfig
     from act3d.train.optimizer import param_groups
 
     def no_decay_names(module):
@@ -221,7 +222,7 @@ def test_weight_decay_groups_are_the_official_ones(teacher_cfg, pretrain_cfg):
     assert (
         not {"codebook", "transformer.prompt_pos", "transformer.deep_prompt_pos", "proj_pre.weight"} & teacher
     )
-    student = no_decay_names(MaskedPointModel(pretrain_cfg.student, 8, 32))
+    student = no_decay_names(MaskedPointModel(pretrain_cfg.student, PatchConfig(16, 8), 32))
     assert {
         "encoder.cls_token",
         "mask_token",

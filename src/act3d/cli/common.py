@@ -11,16 +11,17 @@ from pathlib import Path
 from act3d.atomic import write_text_atomic
 from act3d.config import list_presets
 from act3d.errors import Act3dError
+from act3d.stages import Stage
 
 
-def add_config_args(parser: argparse.ArgumentParser, kind: str, default_preset: str) -> None:
-    presets = list_presets(kind)
+def add_config_args(parser: argparse.ArgumentParser, stage: Stage) -> None:
+    presets = list_presets(stage.name)
     parser.add_argument(
         "--preset",
-        default=default_preset,
+        default=stage.default_preset,
         choices=presets,
         metavar="NAME",
-        help=f"named configuration, default {default_preset}; one of: {', '.join(presets)} "
+        help=f"named configuration, default {stage.default_preset}; one of: {', '.join(presets)} "
         "('cpu' fits a laptop in minutes, the others have the paper's sizes and want a GPU)",
     )
     parser.add_argument("--config", help="YAML file overriding the preset")

@@ -60,11 +60,11 @@ def _embed(args: argparse.Namespace) -> int:
     model = load_model(args.checkpoint)
     feats, labels = [], []
     for batch in _batches(_inputs(args, model)):
-        feats.append(model.embed(np.stack([cloud for _, cloud, _ in batch])))
+        feats.append(model.embed(np.stack([cloud for _, cloud, _ in batch]), args.pooling))
         labels += [label for _, _, label in batch]
     features = np.concatenate(feats)
     np.save(out, features)
-    print(f"wrote {out}: {features.shape[0]} embeddings of size {features.shape[1]}")
+    print(f"wrote {out}: {features.shape[0]} embeddings of size {features.shape[1]} ({args.pooling} pooling)")
     if args.format is not None:
         label_file = out.with_name(out.stem + ".labels.npy")
         np.save(label_file, np.array(labels, dtype=np.int64))
@@ -124,6 +124,13 @@ def register(commands: argparse._SubParsersAction) -> None:
         required=True,
         help=".npy file to write, one feature row per cloud (.npy is added when missing); with --format "
         "also <name>.labels.npy",
+    )
+    emb.add_argument(
+        "--pooling",
+        choices=["max+mean", "cls+max"],
+        default="max+mean",
+        help="how the backbone's tokens become one feature: max+mean (default, every checkpoint alike, as the "
+        "SVM probe) or cls+max (the cls token and the max: what a classifier's head reads)",
     )
     emb.set_defaults(run=_embed)
 

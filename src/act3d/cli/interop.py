@@ -5,44 +5,17 @@ from __future__ import annotations
 import argparse
 import logging
 
-from act3d.config import load_config, to_dict
+from act3d.config import to_dict
+from act3d.stages import STAGES, stage_training
 
 log = logging.getLogger("act3d")
-
-_CONFIG_KIND = {"teacher": "teacher", "student": "pretrain", "classifier": "finetune", "segmenter": "segment"}
-_DEFAULT_PRESET = {
-    "teacher": "paper",
-    "student": "paper",
-    "classifier": "scanobjectnn_pb_t50_rs",
-    "segmenter": "paper_part",
-}
-
-
-def _config_class(layout: str) -> type:
-    if layout == "teacher":
-        from act3d.train.stage1 import TeacherRunConfig
-
-        return TeacherRunConfig
-    if layout == "student":
-        from act3d.train.stage2 import PretrainRunConfig
-
-        return PretrainRunConfig
-    if layout == "segmenter":
-        from act3d.train.segment import SegmentRunConfig
-
-        return SegmentRunConfig
-    from act3d.train.finetune import FinetuneRunConfig
-
-    return FinetuneRunConfig
 
 
 def _import(args: argparse.Namespace) -> int:
     from act3d.models.official import import_official
 
-    preset = args.preset or _DEFAULT_PRESET[args.layout]
-    cfg = load_config(
-        _config_class(args.layout), _CONFIG_KIND[args.layout], preset, args.config, args.overrides
-    )
+    stage = stage_training(args.layout)
+    cfg = stage.load_config(args.preset or stage.official_preset, args.config, args.overrides)
     path, ignored = import_official(args.checkpoint, args.layout, to_dict(cfg), args.out)
     if ignored:
         groups = sorted(
@@ -80,12 +53,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     imp.add_argument(
         "--layout",
         required=True,
-        choices=list(_CONFIG_KIND),
+        choices=[s.model for s in STAGES],
         help="teacher = Stage I dVAE with its ViT, student = Stage II, classifier = fine-tuned, "
         "segmenter = an act3d segmenter exported by export-official (official backbone names, act3d head)",
     )
     imp.add_argument(
-        "--preset", help="act3d preset giving the architecture (default: the paper preset of the layout)"
+        "--preset",
+        help="act3d preset giving the architecture, of the stage that trains the layout's model "
+        "(default: its paper preset)",
     )
     imp.add_argument("--config", help="YAML file overriding the preset")
     imp.add_argument(

@@ -16,16 +16,15 @@ from act3d.cli.common import (
     positive_int,
     write_results,
 )
-from act3d.config import load_config, to_dict
+from act3d.config import to_dict
+from act3d.stages import FINETUNE, PRETRAIN, SEGMENT, TEACHER
 
 log = logging.getLogger("act3d")
 
 
 def _train_teacher(args: argparse.Namespace) -> int:
-    from act3d.train.stage1 import TeacherRunConfig, train_teacher
-
-    cfg = load_config(TeacherRunConfig, "teacher", args.preset, args.config, args.overrides)
-    result = train_teacher(cfg, output_folder(args.out), resume=args.resume, overwrite=args.overwrite)
+    cfg = TEACHER.load_config(args.preset, args.config, args.overrides)
+    result = TEACHER.run(cfg, output_folder(args.out), resume=args.resume, overwrite=args.overwrite)
     log.info(
         "Stage I done: %d steps in %.0fs; checkpoint %s", result.steps, result.seconds, result.checkpoint
     )
@@ -33,13 +32,11 @@ def _train_teacher(args: argparse.Namespace) -> int:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    from act3d.train.stage2 import PretrainRunConfig, pretrain
-
     overrides = list(args.overrides)
     if args.teacher:
         overrides.append(f"teacher_checkpoint={args.teacher}")
-    cfg = load_config(PretrainRunConfig, "pretrain", args.preset, args.config, overrides)
-    result = pretrain(cfg, output_folder(args.out), resume=args.resume, overwrite=args.overwrite)
+    cfg = PRETRAIN.load_config(args.preset, args.config, overrides)
+    result = PRETRAIN.run(cfg, output_folder(args.out), resume=args.resume, overwrite=args.overwrite)
     log.info(
         "Stage II done: %d steps in %.0fs; student checkpoint %s",
         result.steps,
@@ -51,13 +48,10 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 def _finetune(args: argparse.Namespace) -> int:
     from act3d.eval.metrics import mean_std
-    from act3d.train.finetune import FinetuneRunConfig, finetune
 
     overrides = list(args.overrides) + ([f"checkpoint={args.checkpoint}"] if args.checkpoint else [])
     configs = [
-        load_config(
-            FinetuneRunConfig, "finetune", args.preset, args.config, overrides + [f"runtime.seed={seed}"]
-        )
+        FINETUNE.load_config(args.preset, args.config, overrides + [f"runtime.seed={seed}"])
         for seed in range(args.seeds)
     ]
     # seeds pair runs of two checkpoints only on the same data, split and training recipe
@@ -66,7 +60,7 @@ def _finetune(args: argparse.Namespace) -> int:
     accs, rows, paired = [], [], {"val OA": {}, "test OA": {}}
     for seed, cfg in enumerate(configs):
         out = Path(args.out) / f"seed{seed}" if args.seeds > 1 else Path(args.out)
-        res = finetune(cfg, out, resume=args.resume, overwrite=args.overwrite).scores
+        res = FINETUNE.run(cfg, out, resume=args.resume, overwrite=args.overwrite).scores
         accs.append(res["test_acc"])
         paired["val OA"][str(seed)], paired["test OA"][str(seed)] = res["val_acc"], res["test_acc"]
         h = config_hash(to_dict(cfg))
@@ -112,8 +106,6 @@ def _finetune(args: argparse.Namespace) -> int:
 
 
 def _segment(args: argparse.Namespace) -> int:
-    from act3d.train.segment import SegmentRunConfig, segment
-
     # --task picks its paper preset when no --preset is given; a preset's own task and data stand unless
     # the user says otherwise (then the config check names what does not fit)
     preset = args.preset or f"paper_{args.task or 'part'}"
@@ -122,31 +114,31 @@ def _segment(args: argparse.Namespace) -> int:
         overrides.append(f"data.root={args.root}")
     if args.checkpoint:
         overrides.append(f"checkpoint={args.checkpoint}")
-    cfg = load_config(SegmentRunConfig, "segment", preset, args.config, overrides)
-    res = segment(cfg, output_folder(args.out), resume=args.resume, overwrite=args.overwrite).scores
-    print(", ".join(f"{k} {100 * v:.2f}%" for k, v in res["metrics"].items()))
+    cfg = SEGMENT.load_config(preset, args.config, overrides)
+    res = SEGMENT.run(cfg, output_folder(args.out), resume=args.resume, overwrite=args.overwrite).scores
+    log.info("%s", ", ".join(f"{k} {100 * v:.2f}%" for k, v in res["metrics"].items()))
     return 0
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     teacher = commands.add_parser(
-        "train-teacher", help="Stage I: prompt-tune a pretrained Transformer into a 3D autoencoder"
+        TEACHER.command, help="Stage I: prompt-tune a pretrained Transformer into a 3D autoencoder"
     )
-    add_config_args(teacher, "teacher", "cpu")
+    add_config_args(teacher, TEACHER)
     teacher.set_defaults(run=_train_teacher)
 
     student = commands.add_parser(
-        "pretrain", help="Stage II: masked point modelling of the 3D student, taught by Stage I"
+        PRETRAIN.command, help="Stage II: masked point modelling of the 3D student, taught by Stage I"
     )
-    add_config_args(student, "pretrain", "cpu")
+    add_config_args(student, PRETRAIN)
     student.add_argument("--teacher", help="Stage I checkpoint (the act target needs one)")
     student.set_defaults(run=_pretrain)
 
     ft = commands.add_parser(
-        "finetune",
+        FINETUNE.command,
         help="Stage III: fine-tune (full) or probe (linear / mlp3) a student on a classification set",
     )
-    add_config_args(ft, "finetune", "cpu")
+    add_config_args(ft, FINETUNE)
     ft.add_argument("--checkpoint", help="Stage II student checkpoint (omit to train from scratch)")
     ft.add_argument(
         "--seeds", type=positive_int, default=1, help="repeat with seeds 0..N-1 and report mean ± std"
@@ -155,9 +147,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     ft.set_defaults(run=_finetune)
 
     seg = commands.add_parser(
-        "segment", help="part segmentation (ShapeNetPart) or semantic segmentation (S3DIS, Area 5 held out)"
+        SEGMENT.command,
+        help="part segmentation (ShapeNetPart) or semantic segmentation (S3DIS, Area 5 held out)",
     )
-    add_config_args(seg, "segment", "paper_part")
+    add_config_args(seg, SEGMENT)
     seg.set_defaults(preset=None)  # chosen from --task (see _segment)
     seg.add_argument(
         "--task",

@@ -1,4 +1,8 @@
-"""The demo's four arms (which teacher, which Stage II target) and where each one's stages live."""
+"""The demo's teachers and arms, and the name of every run folder it writes: the one place that names them.
+
+A demo run folder holds one folder per run (`act3d.demo.runs.Runs`): a Stage I teacher, an arm's Stage II
+student, its probes, each fine-tuning seed and, with `--transfer-data`, the same on the user's data.
+"""
 
 from __future__ import annotations
 
@@ -9,25 +13,50 @@ from dataclasses import dataclass
 class Arm:
     name: str
     label: str
-    teacher: str | None  # "pretrained" | "random" | None
+    teacher: str | None  # one of TEACHERS, or None
     target: str  # act | mae | none
     short: str  # the arm in a sentence of the report
 
 
+TEACHERS = (
+    "pretrained",
+    "random",
+)  # Stage I around the shipped ViT-S/14, and around a random ViT of its shape
 ARMS = [
     Arm("act", "ACT (pretrained ViT-S/14 teacher)", "pretrained", "act", "ACT"),
     Arm("act-random-teacher", "ACT, randomly initialised teacher", "random", "act", "ACT (random teacher)"),
     Arm("point-mae", "Point-MAE-style target", None, "mae", "Point-MAE"),
     Arm("scratch", "no pretraining (scratch)", None, "none", "scratch"),
 ]
+TRAINED_ARMS = [arm for arm in ARMS if arm.target != "none"]  # the arms whose students train in Stage II
 FEWSHOT_SETTINGS = [(5, 10), (5, 20), (10, 10), (10, 20)]
 
 
-def teacher_folder(kind: str) -> str:
-    """The run folder of a Stage I teacher (`pretrained` or `random`) inside the demo's output."""
-    return f"stage1-{kind}-teacher"
+def teacher_folder(teacher: str) -> str:
+    """The run folder of a Stage I teacher (one of `TEACHERS`)."""
+    return f"stage1-{teacher}-teacher"
 
 
 def student_folder(arm: Arm) -> str:
-    """The run folder of an arm's Stage II student inside the demo's output."""
+    """The run folder of an arm's Stage II student."""
     return f"stage2-{arm.name}"
+
+
+def probe_folder(arm: Arm) -> str:
+    """The run folder of an arm's SVM and few-shot probes on the default data."""
+    return f"probe-{arm.name}"
+
+
+def finetune_folder(arm: Arm, seed: int) -> str:
+    """The run folder of one fine-tuning seed of an arm on the default data."""
+    return f"finetune-{arm.name}-seed{seed}"
+
+
+def transfer_probe_folder(arm: Arm) -> str:
+    """The run folder of an arm's probes on the user's dataset (`--transfer-data`)."""
+    return f"transfer-probe-{arm.name}"
+
+
+def transfer_finetune_folder(arm: Arm, seed: int) -> str:
+    """The run folder of one fine-tuning seed of an arm on the user's dataset."""
+    return f"transfer-finetune-{arm.name}-seed{seed}"

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from act3d.config import load_config
 from act3d.data.dataset import DataConfig
 from act3d.errors import ConfigError
 from act3d.models.pretrained import IMGFOCUS_VIT_S14
+from act3d.stages import FINETUNE, PRETRAIN, TEACHER, Stage
 from act3d.train.stage1 import TeacherRunConfig
 
 
@@ -24,34 +25,38 @@ class DemoOptions:
     preset: str = "cpu"  # cpu: minutes on a 2-core CPU; gpu: the paper's model sizes, ~10 minutes on one GPU
 
 
-STAGE_KINDS = ("teacher", "pretrain", "finetune")
+DEMO_STAGES = (TEACHER, PRETRAIN, FINETUNE)  # the stages the demo runs
+QUICK_LIMITS = {  # the quick run's limits, by stage name
+    TEACHER.name: ["optim.max_steps=15", "anneal.steps=15"],
+    PRETRAIN.name: ["optim.max_steps=15"],
+    FINETUNE.name: ["optim.epochs=1", "optim.max_steps=8"],
+}
 
 
-def stage_overrides(opts: DemoOptions, kind: str) -> list[str]:
-    """The changes to the demo preset of one stage kind: the quick run's limits, then the user's."""
-    quick = (
-        {
-            "teacher": ["optim.max_steps=15", "anneal.steps=15"],
-            "pretrain": ["optim.max_steps=15"],
-            "finetune": ["optim.epochs=1", "optim.max_steps=8"],
-        }[kind]
-        if opts.quick
-        else []
-    )
-    return quick + [o.split(":", 1)[1] for o in opts.overrides if o.split(":", 1)[0] == kind]
+def stage_overrides(opts: DemoOptions, stage: Stage) -> list[str]:
+    """The changes to the demo preset of one stage: the quick run's limits, then the user's."""
+    quick = QUICK_LIMITS[stage.name] if opts.quick else []
+    return quick + [o.split(":", 1)[1] for o in opts.overrides if o.split(":", 1)[0] == stage.name]
+
+
+def stage_config(stage: Stage, opts: DemoOptions) -> Any:
+    """A stage's run config in the demo: its `opts.preset`, the quick limits and the user's changes."""
+    return stage.load_config(opts.preset, overrides=stage_overrides(opts, stage))
 
 
 def check_overrides(overrides: tuple[str, ...]) -> None:
+    names = [s.name for s in DEMO_STAGES]
     for o in overrides:
-        if o.split(":", 1)[0] not in STAGE_KINDS or ":" not in o:
+        if o.split(":", 1)[0] not in names or ":" not in o:
             raise ConfigError(
-                f"demo override {o!r} must look like STAGE:KEY=VALUE with STAGE one of {', '.join(STAGE_KINDS)}"
+                f"demo override {o!r} must look like STAGE:KEY=VALUE with STAGE one of {', '.join(names)}"
             )
 
 
-def teacher_config(kind: str, opts: DemoOptions) -> TeacherRunConfig:
-    cfg = load_config(TeacherRunConfig, "teacher", opts.preset, overrides=stage_overrides(opts, "teacher"))
-    if kind == "random":
+def teacher_config(teacher: str, opts: DemoOptions) -> TeacherRunConfig:
+    """The Stage I config of one of the demo's teachers (`TEACHERS`): the shipped ViT or a random one."""
+    cfg = stage_config(TEACHER, opts)
+    if teacher == "random":
         # the same shape as the shipped ViT-S/14 blocks in use, with random weights
         t = cfg.model.transformer
         vit = IMGFOCUS_VIT_S14

@@ -21,13 +21,22 @@ import torch
 from act3d.data.dataset import open_source
 from act3d.data.default import build_default
 from act3d.data.folders import read_manifest
-from act3d.demo.arms import ARMS, student_folder, teacher_folder
+from act3d.demo.arms import (
+    ARMS,
+    TEACHERS,
+    finetune_folder,
+    probe_folder,
+    student_folder,
+    teacher_folder,
+    transfer_finetune_folder,
+    transfer_probe_folder,
+)
 from act3d.demo.compare import arm_measures, compare_arms
 from act3d.demo.configs import DemoOptions, check_overrides, transfer_data_config
 from act3d.demo.plan import estimate_seconds
 from act3d.demo.report import write_report
 from act3d.demo.results import ArmResult, DemoResults, TransferArm, TransferResults
-from act3d.demo.stages import Stages
+from act3d.demo.runs import Runs
 from act3d.demo.steps import finetune_stage, probe_arm, student_stage, teacher_stage, transfer_probe_arm
 from act3d.eval.metrics import mean_std
 
@@ -45,7 +54,7 @@ def run_demo(opts: DemoOptions) -> DemoResults:
     started = time.perf_counter()
     data_dir = build_default()
     plan = estimate_seconds(opts)
-    reused = sum(Stages(out).finished(p.name) for p in out.iterdir() if p.is_dir())
+    reused = sum(Runs(out).finished(p.name) for p in out.iterdir() if p.is_dir())
     log.info(
         "plan: %.1f min of training steps, timed here (evaluation, probes and the report come on top)%s:",
         sum(plan.values()) / 60,
@@ -53,54 +62,53 @@ def run_demo(opts: DemoOptions) -> DemoResults:
     )
     for step, seconds in plan.items():
         log.info("  %-48s ~%4.0fs", step, seconds)
-    stages = Stages(out)
+    runs = Runs(out)
     teachers = {}
-    for kind in ("pretrained", "random"):
-        teachers[kind] = stages.run(teacher_folder(kind), lambda d, k=kind: teacher_stage(k, d, opts))
+    for teacher in TEACHERS:
+        teachers[teacher] = runs.run(teacher_folder(teacher), lambda d, t=teacher: teacher_stage(t, d, opts))
     students = {}
     for arm in ARMS:
-        students[arm.name] = stages.run(
+        students[arm.name] = runs.run(
             student_folder(arm), lambda d, a=arm: student_stage(a, teachers, d, opts)
         )
     probes, finetunes = {}, {}
     for arm in ARMS:
-        probes[arm.name] = stages.run(
-            f"probe-{arm.name}",
+        probes[arm.name] = runs.run(
+            probe_folder(arm),
             lambda d, a=arm: probe_arm(Path(students[a.name]["checkpoint"]), opts.fewshot_folds, opts.quick),
         )
         finetunes[arm.name] = [
-            stages.run(
-                f"finetune-{arm.name}-seed{seed}",
-                lambda d, a=arm, s=seed: finetune_stage(a, students, s, d, opts),
+            runs.run(
+                finetune_folder(arm, seed), lambda d, a=arm, s=seed: finetune_stage(a, students, s, d, opts)
             )
             for seed in range(opts.seeds)
         ]
-    transfer = transfer_stages(stages, students, opts) if opts.transfer_data is not None else None
+    transfer = transfer_stages(runs, students, opts) if opts.transfer_data is not None else None
     results = collect_results(
-        opts, teachers, students, probes, finetunes, stages.timings, time.perf_counter() - started, data_dir
+        opts, teachers, students, probes, finetunes, runs.timings, time.perf_counter() - started, data_dir
     )
-    results.transfer, results.reused_stages = transfer, stages.reused
+    results.transfer, results.reused_stages = transfer, runs.reused
     (out / "results.json").write_text(json.dumps(results.to_dict(), indent=2))
     write_report(out, results)
     return results
 
 
-def transfer_stages(stages: Stages, students: dict, opts: DemoOptions) -> TransferResults:
+def transfer_stages(runs: Runs, students: dict, opts: DemoOptions) -> TransferResults:
     """Every arm's student on the user's dataset: SVM probe, few-shot, fine-tuning with `opts.seeds` seeds."""
     root = opts.transfer_data
     folds = 3 if opts.quick else opts.fewshot_folds
     arms, measures = [], {}
     for arm in ARMS:
         ckpt = Path(students[arm.name]["checkpoint"])
-        probe = stages.run(f"transfer-probe-{arm.name}", lambda d, c=ckpt: transfer_probe_arm(c, root, folds))
-        runs = [
-            stages.run(
-                f"transfer-finetune-{arm.name}-seed{seed}",
+        probe = runs.run(transfer_probe_folder(arm), lambda d, c=ckpt: transfer_probe_arm(c, root, folds))
+        seeds = [
+            runs.run(
+                transfer_finetune_folder(arm, seed),
                 lambda d, a=arm, s=seed: finetune_stage(a, students, s, d, opts, root),
             )
             for seed in range(opts.seeds)
         ]
-        mean, std = mean_std([r["test_acc"] for r in runs])
+        mean, std = mean_std([r["test_acc"] for r in seeds])
         arms.append(
             TransferArm(
                 name=arm.name,
@@ -109,13 +117,13 @@ def transfer_stages(stages: Stages, students: dict, opts: DemoOptions) -> Transf
                 fewshot={k: {"mean": v["mean"], "std": v["std"]} for k, v in probe["fewshot"].items()},
                 finetune_acc_mean=mean,
                 finetune_acc_std=std,
-                finetune_accs=[r["test_acc"] for r in runs],
-                finetune_val_acc_mean=mean_std([r["val_acc"] for r in runs])[0],
+                finetune_accs=[r["test_acc"] for r in seeds],
+                finetune_val_acc_mean=mean_std([r["val_acc"] for r in seeds])[0],
             )
         )
         measures[arm.name] = arm_measures(
-            [r["val_acc"] for r in runs],
-            [r["test_acc"] for r in runs],
+            [r["val_acc"] for r in seeds],
+            [r["test_acc"] for r in seeds],
             probe["svm"].get("correct"),
             probe["fewshot"],
         )

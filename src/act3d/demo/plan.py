@@ -8,14 +8,20 @@ import time
 
 import torch
 
-from act3d.config import load_config
 from act3d.data.default import default_data_dir
 from act3d.data.folders import read_manifest
-from act3d.demo.arms import ARMS, student_folder, teacher_folder
-from act3d.demo.configs import DemoOptions, stage_overrides, teacher_config
-from act3d.demo.stages import Stages
-from act3d.train.finetune import FinetuneRunConfig
-from act3d.train.stage2 import PretrainRunConfig
+from act3d.demo.arms import (
+    ARMS,
+    TEACHERS,
+    TRAINED_ARMS,
+    finetune_folder,
+    student_folder,
+    teacher_folder,
+    transfer_finetune_folder,
+)
+from act3d.demo.configs import DemoOptions, stage_config, teacher_config
+from act3d.demo.runs import Runs
+from act3d.stages import FINETUNE, PRETRAIN
 
 
 def estimate_seconds(opts: DemoOptions) -> dict[str, float]:
@@ -27,12 +33,10 @@ def estimate_seconds(opts: DemoOptions) -> dict[str, float]:
     from act3d.train.stage1 import TeacherTask, build_autoencoder
     from act3d.train.stage2 import pretrain_task
 
-    t_cfg = teacher_config("pretrained", opts)
-    p_cfg = load_config(
-        PretrainRunConfig, "pretrain", opts.preset, overrides=stage_overrides(opts, "pretrain")
-    )
-    f_cfg = load_config(
-        FinetuneRunConfig, "finetune", opts.preset, overrides=stage_overrides(opts, "finetune")
+    t_cfg, p_cfg, f_cfg = (
+        teacher_config(TEACHERS[0], opts),
+        stage_config(PRETRAIN, opts),
+        stage_config(FINETUNE, opts),
     )
     device = resolve_device(t_cfg.runtime.device)
 
@@ -56,25 +60,28 @@ def estimate_seconds(opts: DemoOptions) -> dict[str, float]:
     stage1 = TeacherTask(autoencoder, t_cfg)
     frozen = copy.deepcopy(autoencoder).train().requires_grad_(False)  # Stage II's: frozen, in train mode
     stage2 = pretrain_task(p_cfg, frozen)
-    finetuning = ClassifierTask(build_classifier(f_cfg, [str(i) for i in range(16)]), f_cfg)
+    meta = json.loads((default_data_dir() / "meta.json").read_text())
+    finetuning = ClassifierTask(build_classifier(f_cfg, meta["classes"]), f_cfg)
 
     def steps(optim, size: int) -> int:
         total = optim.epochs * (size // optim.batch_size)
         return min(total, optim.max_steps) if optim.max_steps else total
 
-    spec = json.loads((default_data_dir() / "meta.json").read_text())["counts"]
+    spec = meta["counts"]
     todo = stages_to_run(opts)
     plan = {}
     if todo["teachers"]:
         s1 = per_step(stage1, t_cfg.optim.batch_size, t_cfg.data.num_points) * steps(
             t_cfg.optim, spec["pretrain"]
         )
-        plan[f"stage I ({todo['teachers']} of 2 teachers, {device})"] = todo["teachers"] * s1
+        plan[f"stage I ({todo['teachers']} of {len(TEACHERS)} teachers, {device})"] = todo["teachers"] * s1
     if todo["students"]:
         s2 = per_step(stage2, p_cfg.optim.batch_size, p_cfg.data.num_points) * steps(
             p_cfg.optim, spec["pretrain"]
         )
-        plan[f"stage II ({todo['students']} of 3 students, {device})"] = todo["students"] * s2
+        plan[f"stage II ({todo['students']} of {len(TRAINED_ARMS)} students, {device})"] = (
+            todo["students"] * s2
+        )
     runs = len(ARMS) * opts.seeds
     if todo["finetunes"] or todo["transfer_finetunes"]:
         per_run = per_step(finetuning, f_cfg.optim.batch_size, f_cfg.data.num_points)
@@ -95,16 +102,14 @@ def estimate_seconds(opts: DemoOptions) -> dict[str, float]:
 def stages_to_run(opts: DemoOptions) -> dict[str, int]:
     """How many training stages of each kind a run of the demo into `opts.out` still has to run (finished
     ones, with their `done.json`, are reused)."""
-    stages = Stages(opts.out)
+    runs = Runs(opts.out)
     seeds = range(opts.seeds)
     transfer = opts.transfer_data is not None
     return {
-        "teachers": sum(not stages.finished(teacher_folder(k)) for k in ("pretrained", "random")),
-        "students": sum(not stages.finished(student_folder(a)) for a in ARMS if a.target != "none"),
-        "finetunes": sum(not stages.finished(f"finetune-{a.name}-seed{s}") for a in ARMS for s in seeds),
+        "teachers": sum(not runs.finished(teacher_folder(t)) for t in TEACHERS),
+        "students": sum(not runs.finished(student_folder(a)) for a in TRAINED_ARMS),
+        "finetunes": sum(not runs.finished(finetune_folder(a, s)) for a in ARMS for s in seeds),
         "transfer_finetunes": sum(
-            transfer and not stages.finished(f"transfer-finetune-{a.name}-seed{s}")
-            for a in ARMS
-            for s in seeds
+            transfer and not runs.finished(transfer_finetune_folder(a, s)) for a in ARMS for s in seeds
         ),
     }

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from act3d.data.fewshot import fewshot_key
-from act3d.demo.arms import ARMS, FEWSHOT_SETTINGS, student_folder, teacher_folder
+from act3d.demo.arms import ARMS, FEWSHOT_SETTINGS, TEACHERS, student_folder, teacher_folder
 from act3d.demo.results import Comparison, DemoResults, TransferResults
 from act3d.viz import plot_confusion, plot_loss_curves, plot_tsne
 
@@ -209,13 +209,16 @@ def build_sections(results: DemoResults) -> list[Section]:
 def draw_pictures(out: Path, results: DemoResults) -> dict[str, Path]:
     """The report's pictures, caption -> file: loss curves, reconstructions, masks, t-SNE, confusion."""
     pictures: dict[str, Path] = {}
-    curves = plot_loss_curves(out, out / "loss_curves.png")
+    arms = {arm.name: arm for arm in ARMS}
+    runs = {teacher_folder(t): record for t, record in results.teachers.items()}
+    runs |= {student_folder(arms[arm.name]): arm.stage2 for arm in results.arms}
+    curves = plot_loss_curves(
+        {folder: record.get("loss_curve", []) for folder, record in runs.items()}, out / "loss_curves.png"
+    )
     if curves:
         pictures["Loss curves of every training stage"] = curves
-    arms = {arm.name: arm for arm in ARMS}
     for folder, name in (
-        (teacher_folder("pretrained"), "reconstructions.png"),
-        (teacher_folder("random"), "reconstructions.png"),
+        *((teacher_folder(t), "reconstructions.png") for t in TEACHERS),
         (student_folder(arms["act"]), "masked_inputs.png"),
         (student_folder(arms["point-mae"]), "masked_inputs.png"),
     ):

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import csv
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from act3d.config import load_config
 from act3d.data.dataset import DataConfig
 from act3d.demo.arms import FEWSHOT_SETTINGS, Arm
-from act3d.demo.configs import DemoOptions, stage_overrides, teacher_config, transfer_data_config
+from act3d.demo.configs import DemoOptions, stage_config, teacher_config, transfer_data_config
 from act3d.eval.probe import fewshot, split_features, svm_probe
 from act3d.models import zoo
-from act3d.train.finetune import FinetuneRunConfig, finetune
-from act3d.train.stage1 import train_teacher
-from act3d.train.stage2 import PretrainRunConfig, pretrain
+from act3d.stages import FINETUNE, PRETRAIN, TEACHER
 
 
 def probe_arm(student_ckpt: Path, folds: int, quick: bool) -> dict:
@@ -56,32 +52,32 @@ def transfer_probe_arm(student_ckpt: Path, root: Path, folds: int) -> dict:
     }
 
 
-def teacher_stage(kind: str, folder: Path, opts: DemoOptions) -> dict:
-    cfg = teacher_config(kind, opts)
-    result = train_teacher(cfg, folder, resume=True)
-    with open(folder / "metrics.csv") as f:
-        rows = list(csv.DictReader(f))
-    first, last = rows[0], rows[-1]
+def teacher_stage(teacher: str, folder: Path, opts: DemoOptions) -> dict:
+    """Train one of the demo's Stage I teachers: its checkpoint, steps, first and last Chamfer distances
+    and its loss curve."""
+    result = TEACHER.run(teacher_config(teacher, opts), folder, resume=True)
+    fine, coarse = result.curve("cd_fine"), result.curve("cd_coarse")
     return {
         "checkpoint": str(result.checkpoint),
         "steps": result.steps,
-        "chamfer_fine_first": float(first["cd_fine"]),
-        "chamfer_fine_last": float(last["cd_fine"]),
-        "chamfer_coarse_first": float(first["cd_coarse"]),
-        "chamfer_coarse_last": float(last["cd_coarse"]),
+        "chamfer_fine_first": fine[0][1],
+        "chamfer_fine_last": fine[-1][1],
+        "chamfer_coarse_first": coarse[0][1],
+        "chamfer_coarse_last": coarse[-1][1],
+        "loss_curve": result.curve("loss"),
     }
 
 
 def student_stage(arm: Arm, teachers: dict, folder: Path, opts: DemoOptions) -> dict:
-    cfg = load_config(PretrainRunConfig, "pretrain", opts.preset, overrides=stage_overrides(opts, "pretrain"))
+    """Pretrain an arm's Stage II student: its checkpoint and, where it trained, its first and last loss and
+    its loss curve."""
+    cfg = stage_config(PRETRAIN, opts)
     teacher = teachers[arm.teacher]["checkpoint"] if arm.teacher is not None else cfg.teacher_checkpoint
     cfg = replace(cfg, student=replace(cfg.student, target=arm.target), teacher_checkpoint=teacher)
-    record = {"checkpoint": str(pretrain(cfg, folder, resume=True).checkpoint)}
-    metrics = folder / "metrics.csv"
-    if metrics.is_file():
-        with metrics.open() as f:
-            rows = list(csv.DictReader(f))
-        record.update(loss_first=float(rows[0]["loss"]), loss_last=float(rows[-1]["loss"]))
+    result = PRETRAIN.run(cfg, folder, resume=True)
+    record = {"checkpoint": str(result.checkpoint)}
+    if loss := result.curve("loss"):
+        record.update(loss_first=loss[0][1], loss_last=loss[-1][1], loss_curve=loss)
     return record
 
 
@@ -89,11 +85,11 @@ def finetune_stage(
     arm: Arm, students: dict, seed: int, folder: Path, opts: DemoOptions, data: Path | None = None
 ) -> dict:
     """Fine-tune an arm's student with `seed`, on the scan split or on the prepared dataset `data`."""
-    cfg = load_config(FinetuneRunConfig, "finetune", opts.preset, overrides=stage_overrides(opts, "finetune"))
+    cfg = stage_config(FINETUNE, opts)
     transfer = cfg.data if data is None else replace(cfg.data, format="class-folders", root=str(data))
     runtime = replace(cfg.runtime, seed=seed)
     cfg = replace(cfg, data=transfer, runtime=runtime, checkpoint=students[arm.name]["checkpoint"])
-    res = finetune(cfg, folder, resume=True).scores
+    res = FINETUNE.run(cfg, folder, resume=True).scores
     return {
         k: res[k]
         for k in (

@@ -1,6 +1,6 @@
 """Frozen-feature protocols: the linear SVM probe and few-shot classification.
 
-Features are the student's tokens over all patches, max- and mean-pooled (`(M, 2W)`).
+Features are the student's tokens over all patches, max- and mean-pooled (`(M, 2W)`, `act3d.eval.features`).
 """
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import torch
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -17,27 +16,13 @@ from sklearn.svm import SVC
 from act3d.data.dataset import DataConfig, open_source, stack_clouds
 from act3d.data.fewshot import QUERIES_PER_CLASS, draw_fewshot_episode, episode_rng, fewshot_key
 from act3d.data.sample import CloudSource
+from act3d.eval.features import extract_features
 from act3d.eval.metrics import mean_class_accuracy, mean_std, overall_accuracy
 from act3d.models.student import StudentEncoder
 from act3d.ops.grouping import PatchConfig
 
 log = logging.getLogger(__name__)
 SVM_C_GRID = [0.001, 0.01, 0.1, 1.0, 10.0]
-
-
-@torch.no_grad()
-def extract_features(
-    encoder: StudentEncoder, points: torch.Tensor, patches: PatchConfig, batch_size: int = 64
-) -> np.ndarray:
-    """`(M, N, 3)` clouds -> `(M, 2W)` frozen features (max and mean of the patch tokens)."""
-    encoder.eval()
-    device = next(encoder.parameters()).device
-    feats = []
-    for chunk in points.split(batch_size):
-        p = patches.group(chunk.to(device))
-        tokens = encoder(p.neighborhood, p.center)[:, 1:]
-        feats.append(torch.cat([tokens.max(dim=1).values, tokens.mean(dim=1)], dim=-1).cpu())
-    return torch.cat(feats).numpy()
 
 
 def source_features(

@@ -127,10 +127,10 @@ class CrossModalAutoencoder(nn.Module):
     """The Stage I model. `forward(patches, tau)` reconstructs every patch; `teacher_features(patches)`
     gives the per-patch latent features `(B, G, C)` that Stage II distils."""
 
-    def __init__(self, cfg: AutoencoderConfig, patches: PatchConfig, transformer: PretrainedTransformer):
+    def __init__(self, cfg: AutoencoderConfig, patching: PatchConfig, transformer: PretrainedTransformer):
         super().__init__()
         c, d, v = cfg.tokens_dim, transformer.width, cfg.codebook_size
-        self.cfg, self.patch_cfg = cfg, patches
+        self.cfg, self.patching = cfg, patching
         self.patch_embed = PatchEmbed(c, cfg.embed_hidden)
         self.dgcnn_1 = DGCNN(c, v, cfg.dgcnn_k, cfg.dgcnn_hidden)
         self.codebook = nn.Parameter(torch.randn(v, c))
@@ -145,7 +145,7 @@ class CrossModalAutoencoder(nn.Module):
         )
         self.proj_post = nn.Linear(d, c)
         self.dgcnn_2 = DGCNN(c, c, cfg.dgcnn_k, cfg.dgcnn_hidden)
-        self.decoder = FoldingDecoder(c, patches.group_size, cfg.decoder_hidden, cfg.fold_hidden)
+        self.decoder = FoldingDecoder(c, patching.group_size, cfg.decoder_hidden, cfg.fold_hidden)
 
     @property
     def feature_dim(self) -> int:

@@ -19,6 +19,20 @@ from act3d.errors import CheckpointError
 FORMAT_VERSION = 2
 
 
+def model_payload(
+    kind: str,
+    state: dict[str, torch.Tensor],
+    step: int,
+    config: dict[str, Any] | None,
+    arch: dict[str, Any],
+    **more,
+) -> dict[str, Any]:
+    """What every act3d checkpoint holds: its `kind`, the model's state dict, the optimiser step it was taken
+    at, the run's resolved config and `arch` (what `act3d.models.zoo` rebuilds the model from); `more`: what
+    its writer adds (training state, the source of an imported checkpoint)."""
+    return {"kind": kind, "model": state, "step": step, "config": config, "arch": arch, **more}
+
+
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write `payload` (plus the format version) to `path` atomically: a crash never leaves half a file."""
     path = Path(path)

@@ -8,8 +8,9 @@ from typing import Literal
 import torch
 from torch import nn
 
+from act3d.models.layers import pool_tokens
 from act3d.models.student import StudentEncoder
-from act3d.ops.grouping import Patches
+from act3d.ops.grouping import PatchConfig, Patches
 
 Transfer = Literal["full", "linear", "mlp3"]
 
@@ -38,13 +39,11 @@ def mlp3_head(in_dim: int, num_classes: int, dropout: float = 0.5) -> nn.Sequent
     )
 
 
-def pooled_feature(tokens: torch.Tensor) -> torch.Tensor:
-    """`(B, 1 + G, W)` encoder output -> `(B, 2W)`: cls token and max-pooled patch tokens."""
-    return torch.cat([tokens[:, 0], tokens[:, 1:].max(dim=1).values], dim=-1)
-
-
 class PointClassifier(nn.Module):
-    """Student encoder over all patches -> concat(cls, max-pool) -> head -> `(B, classes)` logits.
+    """Student encoder over all patches -> `cls+max` pooling -> head -> `(B, classes)` logits.
+
+    `forward` takes the patches training cuts from its augmented clouds; `logits(points)` cuts `(B, N, 3)`
+    clouds into patches itself, as the model was trained (`patching`).
 
     `transfer`: `full` trains everything with the `mlp3` head; `linear` / `mlp3` freeze the backbone
     (only the cls token and the head learn) under a linear / 3-layer head. A frozen backbone trains in
@@ -52,9 +51,10 @@ class PointClassifier(nn.Module):
     The linear head is `Sequential(Linear)`, as the official `cls_head_finetune`.
     """
 
-    def __init__(self, encoder: StudentEncoder, head: ClassifierHead):
+    def __init__(self, encoder: StudentEncoder, head: ClassifierHead, patching: PatchConfig):
         super().__init__()
         self.encoder, self.transfer, self.frozen_mode = encoder, head.transfer, head.frozen_mode
+        self.patching = patching
         width = encoder.cfg.width
         self.head = (
             nn.Sequential(nn.Linear(2 * width, head.num_classes))
@@ -71,8 +71,10 @@ class PointClassifier(nn.Module):
             self.encoder.eval()  # a frozen backbone keeps its BatchNorm statistics and no drop path
         return self
 
-    def features(self, patches: Patches) -> torch.Tensor:
-        return pooled_feature(self.encoder(patches.neighborhood, patches.center))
-
     def forward(self, patches: Patches) -> torch.Tensor:
-        return self.head(self.features(patches))
+        tokens = self.encoder(patches.neighborhood, patches.center)
+        return self.head(pool_tokens(tokens[:, 1:], "cls+max", tokens[:, 0]))
+
+    def logits(self, points: torch.Tensor) -> torch.Tensor:
+        """`(B, N, 3)` clouds -> `(B, classes)` logits."""
+        return self(self.patching.group(points))

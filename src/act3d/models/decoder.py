@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from act3d.models.tokenizer import PointwiseMLP
+from act3d.errors import ConfigError
+from act3d.models.layers import PointwiseMLP
 
 
 class FoldingDecoder(nn.Module):
@@ -18,7 +19,7 @@ class FoldingDecoder(nn.Module):
     def __init__(self, in_dim: int, num_fine: int, hidden: int = 1024, fold_hidden: int = 512):
         super().__init__()
         if num_fine % 4:
-            raise ValueError(f"group size must be divisible by 4 for the 2x2 folding grid, got {num_fine}")
+            raise ConfigError(f"group size must be divisible by 4 for the 2x2 folding grid, got {num_fine}")
         self.num_fine, self.num_coarse = num_fine, num_fine // 4
         self.mlp = nn.Sequential(
             nn.Linear(in_dim, hidden),

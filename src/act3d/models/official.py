@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
@@ -30,20 +30,15 @@ from act3d.config import from_dict
 from act3d.errors import CheckpointError
 from act3d.models import zoo
 from act3d.models.autoencoder import AutoencoderConfig
-from act3d.models.checkpoint import listing, load_checkpoint, read_weight_file, save_checkpoint
+from act3d.models.checkpoint import listing, load_checkpoint, model_payload, read_weight_file, save_checkpoint
 from act3d.models.classifier import ClassifierHead
-from act3d.models.pretrained import PretrainedTransformer
+from act3d.models.pretrained import PretrainedTransformer, vit_arch
 from act3d.models.segmenter import SegmenterHead, feature_layers
 from act3d.models.student import StudentConfig
 from act3d.ops.grouping import PatchConfig
+from act3d.stages import ModelName, kind_of, model_of
 
-Layout = Literal["teacher", "student", "classifier", "segmenter"]
-LAYOUT_OF_KIND = {
-    zoo.TEACHER: "teacher",
-    zoo.STUDENT: "student",
-    zoo.CLASSIFIER: "classifier",
-    zoo.SEGMENTER: "segmenter",
-}
+Layout = ModelName  # each official layout holds the act3d model of the same name
 
 _ENCODER = [  # student encoder: (act3d name, official name), prefixes unless they end without a dot
     ("cls_token", "cls_token"),
@@ -222,21 +217,11 @@ def _arch(layout: Layout, config: dict[str, Any], state: dict[str, torch.Tensor]
 
 
 def _vit_arch(state: dict[str, torch.Tensor], heads: int | None) -> dict[str, Any]:
-    """The teacher's ViT architecture read off the official weights (`heads` cannot be, it comes from config)."""
-    blocks = {int(k.split(".")[2]) for k in state if k.startswith("visual_embed.0.")}
-    if not blocks:
+    """The teacher's ViT architecture read off the official weights (`visual_embed.0.<i>.`, the timm blocks)."""
+    if not any(k.startswith("visual_embed.0.") for k in state):
         raise CheckpointError("no visual_embed.0.* weights: not an official Stage I checkpoint")
-    width = state["visual_embed.0.0.norm1.weight"].shape[0]
-    return {
-        "type": "vit",
-        "width": width,
-        "depth": max(blocks) + 1,
-        "heads": heads or width // 64,
-        "hidden": state["visual_embed.0.0.mlp.fc1.weight"].shape[0],
-        "layer_scale": "visual_embed.0.0.ls1.gamma" in state,
-        "qkv_bias": "visual_embed.0.0.attn.qkv.bias" in state,
-        "name": "official ACT teacher",
-    }
+    arch = vit_arch(state, heads, "the official checkpoint", prefix="visual_embed.0.")
+    return {**arch, "name": "official ACT teacher"}
 
 
 def select_layout_weights(
@@ -268,22 +253,14 @@ def import_official(
     written path and the official weight names that were set aside (see `select_layout_weights`).
     """
     official, ignored = select_layout_weights(read_weight_file(path), layout)
-    kind = {v: k for k, v in LAYOUT_OF_KIND.items()}[layout]
+    kind = kind_of(layout)
     arch = _arch(layout, config, official)
     model = zoo.build(kind, arch)
     model.load_state_dict(from_official(official, layout, model.state_dict()))
-    saved = save_checkpoint(
-        out,
-        {
-            "kind": kind,
-            "model": model.state_dict(),
-            "step": 0,
-            "source": str(path),
-            "ignored_official_keys": ignored,
-            "arch": arch,
-            "config": config,
-        },
+    payload = model_payload(
+        kind, model.state_dict(), 0, config, arch, source=str(path), ignored_official_keys=ignored
     )
+    saved = save_checkpoint(out, payload)
     return saved, ignored
 
 
@@ -291,8 +268,8 @@ def export_official(checkpoint: str | Path, out: str | Path) -> tuple[Path, Path
     """Write an act3d checkpoint in the official layout: `out.safetensors` (weights) + `out.json` (metadata)."""
     from safetensors.torch import save_file
 
-    ckpt = load_checkpoint(checkpoint, tuple(LAYOUT_OF_KIND))
-    layout = LAYOUT_OF_KIND[ckpt["kind"]]
+    ckpt = load_checkpoint(checkpoint, zoo.KINDS)
+    layout = model_of(ckpt["kind"])
     weights = {k: v.contiguous() for k, v in to_official(ckpt["model"], layout).items()}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -112,30 +112,47 @@ def heads_from_model_name(name: str) -> int | None:
     return None
 
 
+def default_heads(width: int) -> int:
+    """Attention heads of a ViT whose weights cannot tell: heads of width 64, as ViT-S/B/L."""
+    return max(1, width // 64)
+
+
+def vit_arch(
+    state: dict[str, torch.Tensor],
+    heads: int | None,
+    source: str,
+    prefix: str = "blocks.",
+    depth: int | None = None,
+) -> dict:
+    """A ViT's `PretrainedTransformer.arch` read off its timm-layout weights under `prefix`
+    (`<prefix><i>.norm1.weight`, ...); the first `depth` blocks (all by default). `heads` cannot be read off
+    the weights: None takes `default_heads`."""
+    block_ids = sorted({int(m.group(1)) for k in state if (m := re.match(re.escape(prefix) + r"(\d+)\.", k))})
+    if not block_ids or f"{prefix}0.norm1.weight" not in state:
+        raise CheckpointError(
+            f"{source}: no ViT blocks found (expected keys like '{prefix}0.norm1.weight'); "
+            f"first keys: {sorted(state)[:5]}"
+        )
+    if depth is not None and depth > len(block_ids):
+        raise CheckpointError(f"{source}: asked for {depth} blocks but the checkpoint has {len(block_ids)}")
+    width = state[f"{prefix}0.norm1.weight"].shape[0]
+    return {
+        "type": "vit",
+        "width": width,
+        "depth": depth or len(block_ids),
+        "heads": heads or default_heads(width),
+        "hidden": state[f"{prefix}0.mlp.fc1.weight"].shape[0],
+        "layer_scale": f"{prefix}0.ls1.gamma" in state,
+        "qkv_bias": f"{prefix}0.attn.qkv.bias" in state,
+    }
+
+
 def vit_from_timm_state(
     state: dict[str, torch.Tensor], heads: int, source: str, depth: int | None = None
 ) -> PretrainedTransformer:
     """Build ViT blocks from a timm-layout state dict (`blocks.<i>.norm1.weight`, ..., `norm.weight`)."""
-    block_ids = sorted({int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d+)\.", k))})
-    if not block_ids or "blocks.0.norm1.weight" not in state:
-        raise CheckpointError(
-            f"{source}: no ViT blocks found (expected keys like 'blocks.0.norm1.weight'); "
-            f"first keys: {sorted(state)[:5]}"
-        )
-    width = state["blocks.0.norm1.weight"].shape[0]
-    hidden = state["blocks.0.mlp.fc1.weight"].shape[0]
-    if depth is not None and depth > len(block_ids):
-        raise CheckpointError(f"{source}: asked for {depth} blocks but the checkpoint has {len(block_ids)}")
-    use = block_ids[: depth or len(block_ids)]
-    arch = {
-        "type": "vit",
-        "width": width,
-        "depth": len(use),
-        "heads": heads,
-        "hidden": hidden,
-        "layer_scale": "blocks.0.ls1.gamma" in state,
-        "qkv_bias": "blocks.0.attn.qkv.bias" in state,
-    }
+    arch = vit_arch(state, heads, source, depth=depth)
+    use = range(arch["depth"])
     backbone = PretrainedTransformer(arch, source)
     wanted = {
         k: v
@@ -426,7 +443,7 @@ def build_transformer(cfg: TransformerConfig) -> PretrainedTransformer:
         return minilm(cfg.depth)
     if cfg.kind == "random":
         return random_vit(
-            cfg.width, cfg.depth or cfg.random_depth, cfg.heads or max(1, cfg.width // 64), cfg.layer_scale
+            cfg.width, cfg.depth or cfg.random_depth, cfg.heads or default_heads(cfg.width), cfg.layer_scale
         )
     if cfg.path is None:
         raise CheckpointError(f"teacher kind {cfg.kind!r} needs model.transformer.path")

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from act3d.models.student import StudentEncoder, trunc_normal_init
-from act3d.models.tokenizer import PointwiseMLP
-from act3d.ops.grouping import Patches
+from act3d.models.layers import PointwiseMLP, pool_tokens, trunc_normal_init
+from act3d.models.student import StudentEncoder
+from act3d.ops.grouping import PatchConfig, Patches
 from act3d.ops.indexing import gather_points
 from act3d.ops.knn import knn
 
@@ -59,12 +59,12 @@ def feature_layers(depth: int) -> tuple[int, ...]:
 
 class PointSegmenter(nn.Module):
     """Patches + the clouds' points (+ per-point extras such as colour, + an object category) ->
-    `(B, N, num_classes)` logits."""
+    `(B, N, num_classes)` logits. `logits(points, ...)` cuts the clouds into patches itself (`patching`)."""
 
-    def __init__(self, encoder: StudentEncoder, cfg: SegmenterHead):
+    def __init__(self, encoder: StudentEncoder, cfg: SegmenterHead, patching: PatchConfig):
         super().__init__()
         num_categories, propagation, head = cfg.num_categories, cfg.propagation, cfg.head
-        self.encoder, self.num_categories = encoder, num_categories
+        self.encoder, self.num_categories, self.patching = encoder, num_categories, patching
         self.layers = feature_layers(encoder.cfg.depth)
         feat = encoder.cfg.width * len(self.layers)
         self.category_embed = (
@@ -93,7 +93,7 @@ class PointSegmenter(nn.Module):
     ) -> torch.Tensor:
         layers = self.encoder(patches.neighborhood, patches.center, return_layers=self.layers, with_cls=False)
         tokens = torch.cat(layers, dim=-1)  # (B, G, feat)
-        glob = [tokens.max(dim=1).values, tokens.mean(dim=1)]
+        glob = [pool_tokens(tokens, "max+mean")]
         if self.category_embed is not None:
             one_hot = nn.functional.one_hot(category, self.num_categories).float()
             glob.append(self.category_embed(one_hot))
@@ -104,3 +104,9 @@ class PointSegmenter(nn.Module):
         x = self.propagate(torch.cat(per_point, dim=-1))
         x = torch.cat([x, glob.unsqueeze(1).expand(-1, x.shape[1], -1)], dim=-1)
         return self.head(x)
+
+    def logits(
+        self, points: torch.Tensor, extra: torch.Tensor | None = None, category: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`(B, N, 3)` clouds -> `(B, N, num_classes)` logits."""
+        return self(self.patching.group(points), points, extra, category)

@@ -15,11 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from act3d.errors import require
+from act3d.errors import ConfigError, require
+from act3d.models.layers import Pooling, pool_tokens, trunc_normal_init
 from act3d.models.tokenizer import CenterEmbed, PatchEmbed
 from act3d.models.transformer import TransformerStack
 from act3d.ops.chamfer import chamfer_distance
-from act3d.ops.grouping import Patches
+from act3d.ops.grouping import PatchConfig, Patches
 from act3d.ops.indexing import gather_points
 
 
@@ -64,17 +65,6 @@ class StudentConfig:
             "a ratio in [0, 1) (some patches must stay visible)",
             self.mask_ratio,
         )
-
-
-def trunc_normal_init(module: nn.Module) -> None:
-    """The official `_init_weights`: trunc-normal(0.02) Linears with zero bias, unit LayerNorms (`model.apply`)."""
-    if isinstance(module, nn.Linear):
-        nn.init.trunc_normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
 
 
 def _init_decoder_weights(module: nn.Module) -> None:
@@ -129,6 +119,16 @@ class StudentEncoder(nn.Module):
         return self.norm(self.blocks(x, pos))
 
 
+def embed_clouds(
+    encoder: StudentEncoder, patching: PatchConfig, points: torch.Tensor, pooling: Pooling
+) -> torch.Tensor:
+    """`(B, N, 3)` clouds -> `(B, 2W)` features: the backbone over all their patches (cls token included),
+    pooled by `pooling` (`act3d.models.layers.pool_tokens`)."""
+    patches = patching.group(points)
+    tokens = encoder(patches.neighborhood, patches.center)
+    return pool_tokens(tokens[:, 1:], pooling, tokens[:, 0])
+
+
 def split_by_mask(mask: torch.Tensor, num_mask: int) -> tuple[torch.Tensor, torch.Tensor]:
     """`(B, G)` bool mask with `num_mask` True per row -> the indices of the visible `(B, G - num_mask)` and of
     the masked `(B, num_mask)` patches, each in patch order: what `x[~mask]` and `x[mask]` select, without
@@ -143,9 +143,16 @@ def select_patches(neighborhood: torch.Tensor, index: torch.Tensor) -> torch.Ten
     return gather_points(neighborhood.reshape(b, -1, k * 3), index).reshape(b, -1, k, 3)
 
 
+def masked_count(ratio: float, groups: int) -> int:
+    """How many of a cloud's `groups` patches a mask of `ratio` hides: `round(ratio * G)`. The official
+    `_mask_center_rand` (models/act.py) truncates, `int(self.mask_ratio * G)`; the two agree unless
+    `ratio * G` has a fraction >= 0.5 (the presets' 0.8 x 64 = 51.2 and 0.6 x 64 = 38.4 agree)."""
+    return int(round(ratio * groups))
+
+
 def random_mask(batch: int, groups: int, ratio: float, device: torch.device | str) -> torch.Tensor:
-    """`(B, G)` bool, True = masked; exactly `round(ratio * G)` masked patches per cloud."""
-    num_mask = int(round(ratio * groups))
+    """`(B, G)` bool, True = masked; exactly `masked_count(ratio, G)` masked patches per cloud."""
+    num_mask = masked_count(ratio, groups)
     order = torch.rand(batch, groups, device=device).argsort(dim=1)
     mask = torch.zeros(batch, groups, dtype=torch.bool, device=device)
     mask.scatter_(1, order[:, :num_mask], True)
@@ -153,22 +160,23 @@ def random_mask(batch: int, groups: int, ratio: float, device: torch.device | st
 
 
 def block_mask(center: torch.Tensor, ratio: float) -> torch.Tensor:
-    """Mask the `round(ratio * G)` centres nearest to a random centre of each cloud. `(B, G, 3) -> (B, G)`."""
+    """Mask the `masked_count(ratio, G)` centres nearest to a random centre of each cloud. `(B, G, 3) -> (B, G)`."""
     b, g, _ = center.shape
-    num_mask = int(round(ratio * g))
+    num_mask = masked_count(ratio, g)
     seed = gather_points(center, torch.randint(g, (b, 1), device=center.device))  # (B, 1, 3)
     nearest = (center - seed).norm(dim=-1).argsort(dim=1)[:, :num_mask]
     return torch.zeros(b, g, dtype=torch.bool, device=center.device).scatter_(1, nearest, True)
 
 
 class MaskedPointModel(nn.Module):
-    """Stage II: encode the visible patches, decode mask tokens, predict each masked patch's target."""
+    """Stage II: encode the visible patches, decode mask tokens, predict each masked patch's target. Its
+    `encoder` is the student backbone; `patching` says how it cuts clouds into patches."""
 
-    def __init__(self, cfg: StudentConfig, group_size: int, target_dim: int | None = None):
+    def __init__(self, cfg: StudentConfig, patching: PatchConfig, target_dim: int | None = None):
         super().__init__()
         if cfg.target == "act" and target_dim is None:
-            raise ValueError("the act target needs the teacher's feature width (target_dim)")
-        self.cfg = cfg
+            raise ConfigError("the act target needs the teacher's feature width (target_dim)")
+        self.cfg, self.patching = cfg, patching
         w = cfg.width
         self.encoder = StudentEncoder(cfg)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, w))
@@ -178,7 +186,7 @@ class MaskedPointModel(nn.Module):
         # the decoder positions and the projection head keep PyTorch's default initialisation
         self.decoder = TransformerStack(w, cfg.decoder_depth, cfg.decoder_heads, cfg.mlp_ratio, cfg.drop_path)
         self.decoder_norm = nn.LayerNorm(w)
-        out_dim = target_dim if cfg.target == "act" else 3 * group_size
+        out_dim = target_dim if cfg.target == "act" else 3 * patching.group_size
         self.head = nn.Linear(w, out_dim)
         self.decoder.apply(_init_decoder_weights)
         nn.init.trunc_normal_(self.mask_token, std=0.02)
@@ -188,22 +196,18 @@ class MaskedPointModel(nn.Module):
             return block_mask(center, self.cfg.mask_ratio)
         return random_mask(center.shape[0], center.shape[1], self.cfg.mask_ratio, center.device)
 
-    def num_masked(self, groups: int) -> int:
-        """How many of `groups` patches `make_mask` masks in every cloud."""
-        return int(round(self.cfg.mask_ratio * groups))
-
-    def forward(self, patches: Patches, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, patches: Patches, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`mask (B, G)` from `make_mask` (True = masked) -> predictions `(B, M, out_dim)` for the masked
-        patches, in patch order."""
+        patches, in patch order, and their indices `(B, M)` (`split_by_mask`)."""
         b, g, _ = patches.center.shape
-        num_mask = self.num_masked(g)
+        num_mask = masked_count(self.cfg.mask_ratio, g)
         visible, masked = split_by_mask(mask, num_mask)
         visible_tokens = self.encoder(patches.neighborhood, patches.center, visible=visible)[:, 1:]
         pos = self.decoder_pos_embed(patches.center)
         x = torch.cat([visible_tokens, self.mask_token.expand(b, num_mask, -1)], dim=1)
         pos = torch.cat([gather_points(pos, visible), gather_points(pos, masked)], dim=1)
         x = self.decoder_norm(self.decoder(x, pos))
-        return self.head(x[:, -num_mask:])
+        return self.head(x[:, -num_mask:]), masked
 
 
 def act_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -5,29 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
-class PointwiseMLP(nn.Sequential):
-    """Per-point Linear layers with BatchNorm + ReLU between them, on channels-last `(..., C)` input;
-    `activate_last` puts BatchNorm + ReLU after the last layer too (PointNet++'s conv-bn-relu stacks).
-
-    The 1x1 convolutions of the PointNet family are exactly per-point linear maps; as `nn.Linear` on
-    channels-last data they run as plain matrix products, much faster than 1x1 convolutions on CPU.
-    """
-
-    def __init__(self, *widths: int, activate_last: bool = False):
-        layers: list[nn.Module] = []
-        for i, (cin, cout) in enumerate(zip(widths[:-1], widths[1:])):
-            layers.append(nn.Linear(cin, cout))
-            if activate_last or i < len(widths) - 2:
-                layers += [nn.BatchNorm1d(cout), nn.ReLU(inplace=True)]
-        super().__init__(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = x.shape
-        x = x.reshape(-1, shape[-1])
-        for layer in self:
-            x = layer(x)
-        return x.reshape(*shape[:-1], x.shape[-1])
+from act3d.models.layers import PointwiseMLP
 
 
 class PatchEmbed(nn.Module):

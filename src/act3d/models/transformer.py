@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from act3d.errors import ConfigError
+
 
 class DropPath(nn.Module):
     """Stochastic depth: drop a whole residual branch per sample with probability `p` while training."""
@@ -44,7 +46,7 @@ class Attention(nn.Module):
     def __init__(self, dim: int, heads: int, qkv_bias: bool = False):
         super().__init__()
         if dim % heads:
-            raise ValueError(f"width {dim} is not divisible by {heads} heads")
+            raise ConfigError(f"width {dim} is not divisible by {heads} heads")
         self.heads = heads
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)

@@ -1,5 +1,9 @@
 """The one place that rebuilds act3d models from checkpoints.
 
+The four models are named `teacher`, `student`, `classifier` and `segmenter` (`act3d.stages.MODELS`): a
+checkpoint of one carries the kind `act3d-<model>` (`act3d.stages.kind_of`), and the official ACT checkpoint
+layout of each has the same name (`act3d.models.official`); each is what one stage of `act3d.stages` trains.
+
 Every checkpoint carries `arch`: the model-level description its model is rebuilt from (no run config, no
 training code, no original pretrained-Transformer weight file). The four kinds:
 
@@ -30,13 +34,9 @@ from act3d.models.pretrained import PretrainedTransformer
 from act3d.models.segmenter import PointSegmenter, SegmenterHead
 from act3d.models.student import MaskedPointModel, StudentConfig, StudentEncoder
 from act3d.ops.grouping import PatchConfig
+from act3d.stages import MODELS, kind_of
 
-TEACHER, STUDENT, CLASSIFIER, SEGMENTER = (
-    "act3d-teacher",
-    "act3d-student",
-    "act3d-classifier",
-    "act3d-segmenter",
-)
+TEACHER, STUDENT, CLASSIFIER, SEGMENTER = (kind_of(m) for m in MODELS)
 KINDS = (TEACHER, STUDENT, CLASSIFIER, SEGMENTER)
 
 
@@ -112,12 +112,14 @@ def build(kind: str, arch: dict[str, Any]) -> nn.Module:
             PretrainedTransformer.skeleton(arch["transformer"]),
         )
     if kind == STUDENT:
-        return MaskedPointModel(student_config(arch), patch_config(arch).group_size, arch["target_dim"])
+        return MaskedPointModel(student_config(arch), patch_config(arch), arch["target_dim"])
     if kind == CLASSIFIER:
-        return PointClassifier(StudentEncoder(student_config(arch)), from_dict(ClassifierHead, arch["head"]))
+        head = from_dict(ClassifierHead, arch["head"])
+        return PointClassifier(StudentEncoder(student_config(arch)), head, patch_config(arch))
     if kind == SEGMENTER:
-        return PointSegmenter(StudentEncoder(student_config(arch)), from_dict(SegmenterHead, arch["head"]))
-    raise ValueError(f"unknown model kind {kind!r}; one of {KINDS}")
+        head = from_dict(SegmenterHead, arch["head"])
+        return PointSegmenter(StudentEncoder(student_config(arch)), head, patch_config(arch))
+    raise CheckpointError(f"unknown model kind {kind!r}; one of {KINDS}")
 
 
 def load(path: str | Path, kind: str | tuple[str, ...] = KINDS) -> tuple[nn.Module, dict[str, Any]]:

@@ -10,6 +10,7 @@ from typing import Literal
 
 import torch
 
+from act3d.errors import InputError
 from act3d.ops._checks import check_cloud
 from act3d.ops.indexing import gather_points
 from act3d.ops.knn import knn
@@ -24,14 +25,14 @@ def _combine(sq_xy: torch.Tensor, sq_yx: torch.Tensor, norm: Norm) -> torch.Tens
         return sq_xy.mean(-1) + sq_yx.mean(-1)
     if norm == "l1":
         return (sq_xy.clamp_min(_SQRT_EPS).sqrt().mean(-1) + sq_yx.clamp_min(_SQRT_EPS).sqrt().mean(-1)) / 2
-    raise ValueError(f"norm must be 'l1' or 'l2', got {norm!r}")
+    raise InputError(f"norm must be 'l1' or 'l2', got {norm!r}")
 
 
 def _check_pair(x: torch.Tensor, y: torch.Tensor) -> None:
     check_cloud(x, "x")
     check_cloud(y, "y")
     if x.shape[0] != y.shape[0]:
-        raise ValueError(f"batch sizes differ: x {x.shape[0]}, y {y.shape[0]}")
+        raise InputError(f"batch sizes differ: x {x.shape[0]}, y {y.shape[0]}")
 
 
 def chamfer_distance(x: torch.Tensor, y: torch.Tensor, norm: Norm = "l2") -> torch.Tensor:

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
+from act3d.errors import InputError
 from act3d.ops._checks import check_cloud, check_count
 from act3d.ops.indexing import gather_points
 
@@ -72,7 +73,7 @@ def knn(query: torch.Tensor, reference: torch.Tensor, k: int) -> tuple[torch.Ten
     check_cloud(query, "query", dim=None)
     check_cloud(reference, "reference", dim=query.shape[-1])
     if query.shape[0] != reference.shape[0]:
-        raise ValueError(f"batch sizes differ: query {query.shape[0]}, reference {reference.shape[0]}")
+        raise InputError(f"batch sizes differ: query {query.shape[0]}, reference {reference.shape[0]}")
     batch, num_ref = reference.shape[:2]
     check_count(k, num_ref, "k")
     query, reference = query.detach(), reference.detach()

@@ -19,7 +19,13 @@ import torch
 from torch import nn
 
 from act3d.errors import Act3dError
-from act3d.models.checkpoint import BackgroundWriter, host_copy, load_checkpoint, load_state_strict
+from act3d.models.checkpoint import (
+    BackgroundWriter,
+    host_copy,
+    load_checkpoint,
+    load_state_strict,
+    model_payload,
+)
 from act3d.train.distributed import DistInfo, barrier
 
 log = logging.getLogger(__name__)
@@ -41,8 +47,8 @@ def keep_previous(last: Path, previous: Path) -> None:
 class RunCheckpoints:
     """The checkpoints of one run in `out_dir / "checkpoints"`: what a resume reads and the guard restores.
 
-    Every checkpoint holds the model, optimiser, loss scaler, step, best validation scores, the run's
-    config, the torch RNG state and `extra` (`arch`: what the zoo rebuilds the model from).
+    Every checkpoint holds the model, step, the run's config and `arch` (`model_payload`), and the training
+    state: optimiser, loss scaler, best validation scores, metrics and the torch RNG state.
     """
 
     def __init__(
@@ -53,14 +59,14 @@ class RunCheckpoints:
         optimizer: torch.optim.Optimizer,
         scaler: torch.amp.GradScaler,
         config: dict[str, Any],
-        extra: dict[str, Any] | None,
+        arch: dict[str, Any],
         dist_info: DistInfo,
         steps_per_epoch: int,
     ):
         self.kind, self.module, self.optimizer, self.scaler = kind, module, optimizer, scaler
-        self.config, self.extra, self.dist_info, self.steps_per_epoch = (
+        self.config, self.arch, self.dist_info, self.steps_per_epoch = (
             config,
-            extra or {},
+            arch,
             dist_info,
             steps_per_epoch,
         )
@@ -98,19 +104,19 @@ class RunCheckpoints:
             self.writer.submit(  # copied now, written while training goes on
                 path,
                 host_copy(
-                    {
-                        "kind": self.kind,
-                        "model": self.module.state_dict(),
-                        "optimizer": self.optimizer.state_dict(),
-                        "scaler": self.scaler.state_dict(),
-                        "step": step,
-                        "epoch": step / self.steps_per_epoch,
-                        "best": best,
-                        "metrics": metrics,
-                        "config": self.config,
-                        "rng": {"torch": torch.get_rng_state()},
-                        **self.extra,
-                    }
+                    model_payload(
+                        self.kind,
+                        self.module.state_dict(),
+                        step,
+                        self.config,
+                        self.arch,
+                        optimizer=self.optimizer.state_dict(),
+                        scaler=self.scaler.state_dict(),
+                        epoch=step / self.steps_per_epoch,
+                        best=best,
+                        metrics=metrics,
+                        rng={"torch": torch.get_rng_state()},
+                    )
                 ),
             )
         if path == self.last:

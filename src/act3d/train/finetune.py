@@ -6,7 +6,7 @@ import json
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +25,8 @@ from act3d.errors import require
 from act3d.eval.metrics import confusion_matrix, mean_class_accuracy, overall_accuracy
 from act3d.models import zoo
 from act3d.models.classifier import ClassifierHead, PointClassifier, Transfer
-from act3d.models.student import StudentConfig, StudentEncoder, trunc_normal_init
+from act3d.models.layers import trunc_normal_init
+from act3d.models.student import StudentConfig, StudentEncoder
 from act3d.ops.fps import farthest_point_sampling
 from act3d.ops.grouping import PatchConfig
 from act3d.ops.indexing import gather_points
@@ -66,6 +67,14 @@ class FinetuneRunConfig:
     test_selected_vote_rounds: int = 0
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-4, weight_decay=0.05, batch_size=32))
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    # what a resumed run may change besides optim and runtime: how it evaluates and reports
+    RESUMABLE: ClassVar[tuple[str, ...]] = (
+        "eval_every",
+        "votes",
+        "report_test_selected",
+        "test_selected_vote_rounds",
+    )
 
     def __post_init__(self) -> None:
         check_points_per_cloud(self.data, self.patches)
@@ -129,7 +138,7 @@ def build_classifier(
     pretrained student `cfg.checkpoint`)."""
     if encoder is None:
         encoder, _ = student_backbone(cfg)
-    model = PointClassifier(encoder, classifier_head(cfg, class_names))
+    model = PointClassifier(encoder, classifier_head(cfg, class_names), cfg.patches)
     if cfg.checkpoint is None:  # official PointTransformer from scratch: every Linear, the head's too (act.py
         model.head.apply(trunc_normal_init)  # l.865-867); a pretrained run keeps PyTorch's default head init
     return model
@@ -164,7 +173,7 @@ def classify(
     """
     model.eval()
     device = next(model.parameters()).device
-    n, p = cfg.data.num_points, cfg.patches
+    n = cfg.data.num_points
     out = []
     for chunk in points.split(batch_size):
         chunk = chunk.to(device)
@@ -173,13 +182,13 @@ def classify(
                 chunk, fps_pool_size(n, chunk.shape[1]) if votes > 1 else min(n, chunk.shape[1])
             )
         if votes == 1:
-            out.append(model(p.group(chunk)).float())
+            out.append(model.logits(chunk).float())
             continue
         total = 0
         for _ in range(votes):
             cols = torch.randperm(chunk.shape[1], generator=generator)[:n].to(device)
             pts = scale_and_translate(chunk[:, cols], generator=generator)
-            total = total + model(p.group(pts)).float()
+            total = total + model.logits(pts).float()
         out.append(total / votes)
     return torch.cat(out).cpu()
 
@@ -191,10 +200,15 @@ def evaluate_classifier(
     cfg: FinetuneRunConfig,
     votes: int = 1,
     seed: int = 0,
-) -> dict[str, float]:
+) -> dict[str, Any]:
+    """Overall and mean class accuracy of `classify`'s predictions, and their confusion matrix."""
     logits = classify(model, points, cfg, votes, torch.Generator().manual_seed(seed))
-    pred, truth = logits.argmax(-1).numpy(), labels.numpy()
-    return {"acc": overall_accuracy(pred, truth), "macc": mean_class_accuracy(pred, truth, logits.shape[-1])}
+    pred, truth, classes = logits.argmax(-1).numpy(), labels.numpy(), logits.shape[-1]
+    return {
+        "acc": overall_accuracy(pred, truth),
+        "macc": mean_class_accuracy(pred, truth, classes),
+        "confusion": confusion_matrix(pred, truth, classes),
+    }
 
 
 def finetune(
@@ -218,11 +232,10 @@ def finetune(
         test_history: list[float] = []
 
         def evaluate(m: PointClassifier) -> dict[str, float]:
-            scores = (
-                {f"val_{k}": v for k, v in evaluate_classifier(m, *val, cfg, seed=cfg.runtime.seed).items()}
-                if val is not None
-                else {}
-            )
+            scores = {}
+            if val is not None:
+                measured = evaluate_classifier(m, *val, cfg, seed=cfg.runtime.seed)
+                scores = {"val_acc": measured["acc"], "val_macc": measured["macc"]}
             if cfg.report_test_selected:  # the official runner's per-epoch test evaluation
                 test_history.append(evaluate_classifier(m, test_points, test_labels, cfg)["acc"])
             return scores
@@ -246,11 +259,10 @@ def finetune(
                 if val is not None
                 else None
             )
+        # the test split, read once: its accuracies and confusion from the same (voted) predictions
         final = evaluate_classifier(
             model, test_points, test_labels, cfg, votes=cfg.votes, seed=cfg.runtime.seed
         )
-        logits = classify(model, test_points, cfg)
-        cm = confusion_matrix(logits.argmax(-1).numpy(), test_labels.numpy(), len(names))
         results = {
             "task": "classification",
             "dataset": test_source.name,
@@ -266,7 +278,7 @@ def finetune(
             "test_macc": final["macc"],
             "votes": cfg.votes,
             "class_names": names,
-            "confusion": cm.tolist(),
+            "confusion": final["confusion"].tolist(),
         }
         if cfg.report_test_selected:
             results["test_acc_selected_on_test"] = max(test_history, default=None)

@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from act3d.data.dataset import DeviceClouds
-from act3d.errors import Act3dError
+from act3d.errors import ConfigError
 from act3d.models.transformer import set_activation_checkpointing
 from act3d.train.batches import EpochSampler, epoch_batches
 from act3d.train.checkpoints import RunCheckpoints
@@ -57,8 +57,8 @@ class Task(Protocol):
 class FitResult:
     steps: int
     seconds: float
-    last_metrics: dict[str, float]
-    best: dict[str, float] | None
+    history: list[dict[str, float]]  # the rows of metrics.csv: training log points and evaluations (rank 0)
+    best: dict[str, float] | None  # the validation scores of best.pt and its step
     checkpoint: Path
 
 
@@ -75,13 +75,13 @@ class StepPlan:
     def of(size: int, optim: OptimConfig, world_size: int) -> StepPlan:
         micro = optim.batch_size // (optim.accum_steps * world_size)
         if micro * optim.accum_steps * world_size != optim.batch_size:
-            raise Act3dError(
+            raise ConfigError(
                 f"batch_size {optim.batch_size} must be divisible by accum_steps {optim.accum_steps} "
                 f"x processes {world_size}"
             )
         steps_per_epoch = size // optim.batch_size
         if steps_per_epoch == 0:
-            raise Act3dError(f"the dataset has {size} samples, fewer than one batch of {optim.batch_size}")
+            raise ConfigError(f"the dataset has {size} samples, fewer than one batch of {optim.batch_size}")
         total = optim.epochs * steps_per_epoch
         total = min(total, optim.max_steps) if optim.max_steps is not None else total
         return StepPlan(micro, steps_per_epoch, total, int(optim.warmup_epochs * steps_per_epoch))
@@ -159,13 +159,13 @@ def fit(
     evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
     best_metric: str | None = None,
     evaluate_every: int = 1,
-    extra: dict[str, Any] | None = None,
+    arch: dict[str, Any] | None = None,
 ) -> FitResult:
     """Train `task.module` on `dataset`; everything goes to `out_dir` (`checkpoints/`, `metrics.csv`).
 
     `evaluate(module) -> metrics` (on validation data, names like `val_acc`) runs after every
     `evaluate_every` epochs (0: never); with `best_metric`, the best value so far is kept as
-    `checkpoints/best.pt`. `extra` is stored in every checkpoint (`arch`: what the zoo rebuilds the model from).
+    `checkpoints/best.pt`. `arch` (what the zoo rebuilds the model from) is stored in every checkpoint.
     """
     dist_info, device = setup_device(runtime)
     plan = StepPlan.of(len(dataset), optim, dist_info.world_size)
@@ -179,7 +179,7 @@ def fit(
         Precision(runtime.amp, device),
     )
     if optim.step_twice and precision.scaler.is_enabled():
-        raise Act3dError("optim.step_twice needs runtime.amp bf16 or none: fp16 loss scaling steps once")
+        raise ConfigError("optim.step_twice needs runtime.amp bf16 or none: fp16 loss scaling steps once")
     ckpts = RunCheckpoints(
         Path(out_dir),
         task.kind,
@@ -187,7 +187,7 @@ def fit(
         optimizer,
         precision.scaler,
         config,
-        extra,
+        arch or {},
         dist_info,
         plan.steps_per_epoch,
     )
@@ -240,7 +240,7 @@ def fit(
             ckpts.save(ckpts.last, step, best, last_metrics)
     finally:
         ckpts.close()  # every checkpoint on disk before fit returns or raises
-    return FitResult(step, time.perf_counter() - started, last_metrics, best, ckpts.last)
+    return FitResult(step, time.perf_counter() - started, metrics_log.history(), best, ckpts.last)
 
 
 def _progress_bar(runtime: RuntimeConfig, dist_info: DistInfo, total: int, step: int, kind: str):

@@ -49,6 +49,11 @@ class MetricsLog:
             writer.writeheader()
             writer.writerows(self.rows)
 
+    def history(self) -> list[dict[str, float]]:
+        """Every row of `metrics.csv` as numbers, in step order (rows read back on resume hold strings;
+        a column a row lacks is left out of it). Empty on ranks other than 0."""
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in self.rows]
+
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()

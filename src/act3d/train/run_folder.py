@@ -80,23 +80,17 @@ def run_lock(out_dir: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-# what a resumed run may change: how long and how fast it trains, how it runs and what it reports; anything
-# else (models, patches, data, targets, seeds of the data split) would mix two runs in one folder
+# what a resumed run of any stage may change: how long and how fast it trains, how it runs; anything else
+# (models, patches, data, targets, seeds of the data split) would mix two runs in one folder. A stage's run
+# config adds its own report-only settings as `RESUMABLE` (e.g. fine-tuning's votes).
 RESUMABLE = ("optim.epochs", "optim.max_steps", "optim.lr", "optim.min_lr", "optim.weight_decay")
 RESUMABLE += ("optim.warmup_epochs", "optim.grad_clip", "optim.accum_steps", "data.root", "data.on_device")
-RESUMABLE += (
-    "eval_every",
-    "votes",
-    "report_test_selected",
-    "test_selected_vote_rounds",
-    "pictures",
-    "gallery",
-)
 
 
-def resumable(key: str) -> bool:
+def resumable(key: str, config_class: type) -> bool:
     """Whether a resumed run may change this setting (`runtime.seed` also draws the validation split)."""
-    return key in RESUMABLE or (key.startswith("runtime.") and key != "runtime.seed")
+    own = getattr(config_class, "RESUMABLE", ())
+    return key in RESUMABLE or key in own or (key.startswith("runtime.") and key != "runtime.seed")
 
 
 def changed_settings(
@@ -113,16 +107,16 @@ def changed_settings(
     return changes
 
 
-def check_resumed_config(out_dir: Path, config: dict[str, Any]) -> None:
+def check_resumed_config(out_dir: Path, config: Any) -> None:
     """A resumed run says, in one line, which settings differ from its `config.yaml`, and refuses those that
-    cannot change mid-run (`RESUMABLE` lists the ones that can)."""
-    from act3d.config import load_yaml
+    cannot change mid-run (`resumable` says which can)."""
+    from act3d.config import load_yaml, to_dict
 
     if not (out_dir / "config.yaml").is_file():
         return
-    changes = changed_settings(load_yaml(out_dir / "config.yaml"), config)
+    changes = changed_settings(load_yaml(out_dir / "config.yaml"), to_dict(config))
     said = ", ".join(f"{k} {old!r} -> {new!r}" for k, old, new in changes)
-    fixed = [k for k, _, _ in changes if not resumable(k)]
+    fixed = [k for k, _, _ in changes if not resumable(k, type(config))]
     if fixed:
         raise Act3dError(
             f"cannot resume {out_dir} with changed {', '.join(fixed)} (it was trained with other values: "
@@ -138,7 +132,7 @@ def run_files(out_dir: Path, config: Any, resume: bool = False, overwrite: bool 
     `log.txt` that receives this process's log records. A resumed run's settings are checked against its
     `config.yaml` (`check_resumed_config`). Only rank 0 writes; yields whether this process is the one that
     writes."""
-    from act3d.config import save_config, to_dict
+    from act3d.config import save_config
     from act3d.train.distributed import is_main_process
 
     main = is_main_process()
@@ -149,7 +143,7 @@ def run_files(out_dir: Path, config: Any, resume: bool = False, overwrite: bool 
     with run_lock(out_dir):
         claim_run_dir(out_dir, resume, overwrite)
         if resume:
-            check_resumed_config(out_dir, to_dict(config))
+            check_resumed_config(out_dir, config)
         save_config(config, out_dir / "config.yaml")
         with _log_file(out_dir / "log.txt"):
             yield True

@@ -6,7 +6,7 @@ import json
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -64,6 +64,10 @@ class SegmentRunConfig:
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-4, weight_decay=0.05, batch_size=16))
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     pictures: int = 4
+
+    RESUMABLE: ClassVar[tuple[str, ...]] = (
+        "pictures",
+    )  # what a resumed run may change besides optim, runtime
 
     def __post_init__(self) -> None:
         check_points_per_cloud(self.data, self.patches)
@@ -243,7 +247,7 @@ def segment(
         head=list(cfg.head),
     )
     arch = zoo.segmenter_arch(cfg.student, cfg.patches, cfg.data.num_points, cfg.task, names, head)
-    model = PointSegmenter(encoder, head)
+    model = PointSegmenter(encoder, head, cfg.patches)
     weights = None
     if cfg.task == "semantic" and cfg.class_weights:  # from the rooms that train, as the official loader
         weights = torch.from_numpy(label_weights(train_data.rooms, len(S3DIS_CLASSES)))

@@ -34,10 +34,15 @@ class StageResult:
     steps: int
     seconds: float
     scores: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)  # metrics.csv's rows (`FitResult.history`)
 
     @staticmethod
     def of(fitted: FitResult, scores: dict[str, Any] | None = None) -> StageResult:
-        return StageResult(fitted.checkpoint, fitted.steps, fitted.seconds, scores or {})
+        return StageResult(fitted.checkpoint, fitted.steps, fitted.seconds, scores or {}, fitted.history)
+
+    def curve(self, metric: str) -> list[list[float]]:
+        """`[step, value]` of every logged row that has `metric`, e.g. the training loss (lists: as JSON)."""
+        return [[int(row["step"]), row[metric]] for row in self.history if metric in row]
 
 
 def pretraining_clouds(cfg: Any) -> PointClouds | DeviceClouds:
@@ -64,7 +69,7 @@ def train(
         out_dir,
         to_dict(cfg),
         resume=resume,
-        extra={"arch": arch},
+        arch=arch,
         **evaluation,
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -63,6 +64,10 @@ class TeacherRunConfig:
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-4, weight_decay=5e-4, batch_size=64))
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     gallery: int = 8  # clouds shown in the reconstruction gallery
+
+    RESUMABLE: ClassVar[tuple[str, ...]] = (
+        "gallery",
+    )  # what a resumed run may change besides optim, runtime
 
     def __post_init__(self) -> None:
         require(

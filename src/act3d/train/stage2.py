@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -22,15 +22,15 @@ from act3d.data.transforms import scale_and_translate
 from act3d.errors import Act3dError, require
 from act3d.models import zoo
 from act3d.models.autoencoder import CrossModalAutoencoder
-from act3d.models.checkpoint import save_checkpoint
+from act3d.models.checkpoint import model_payload, save_checkpoint
 from act3d.models.student import (
     MaskedPointModel,
     StudentConfig,
     act_loss,
     center_features,
     mae_loss,
+    masked_count,
     select_patches,
-    split_by_mask,
 )
 from act3d.ops.grouping import PatchConfig
 from act3d.ops.indexing import gather_points
@@ -59,10 +59,15 @@ class PretrainRunConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     gallery: int = 4
 
+    RESUMABLE: ClassVar[tuple[str, ...]] = (
+        "gallery",
+    )  # what a resumed run may change besides optim, runtime
+
     def __post_init__(self) -> None:
         check_points_per_cloud(self.data, self.patches)
         require(
-            round(self.student.mask_ratio * self.patches.num_groups) >= 1 or self.student.target == "none",
+            masked_count(self.student.mask_ratio, self.patches.num_groups) >= 1
+            or self.student.target == "none",
             "student.mask_ratio",
             f"a ratio that masks at least one of {self.patches.num_groups} patches",
             self.student.mask_ratio,
@@ -86,8 +91,7 @@ class PretrainTask:
         points, _ = batch
         patches = self.cfg.patches.group(scale_and_translate(points))
         mask = self.module.make_mask(patches.center)
-        pred = model(patches, mask)
-        _, masked = split_by_mask(mask, self.module.num_masked(mask.shape[1]))
+        pred, masked = model(patches, mask)
         if self.cfg.student.target == "mae":
             return mae_loss(pred, select_patches(patches.neighborhood, masked)), {}
         target = self.teacher.teacher_features(patches)
@@ -100,7 +104,7 @@ def pretrain_task(cfg: PretrainRunConfig, teacher: CrossModalAutoencoder | None)
     """Stage II's task: a fresh student whose head predicts `teacher`'s features (no teacher: the mae and
     none targets), and the loss against them."""
     target_dim = teacher.feature_dim if teacher else None
-    return PretrainTask(MaskedPointModel(cfg.student, cfg.patches.group_size, target_dim), teacher, cfg)
+    return PretrainTask(MaskedPointModel(cfg.student, cfg.patches, target_dim), teacher, cfg)
 
 
 def pretrain(
@@ -118,10 +122,10 @@ def pretrain(
                     "the act target needs teacher_checkpoint: a Stage I checkpoint from `act3d train-teacher`"
                 )
             teacher = zoo.load_teacher(cfg.teacher_checkpoint).train(cfg.teacher_mode == "train")
-            if teacher.patch_cfg.group_size != cfg.patches.group_size:
+            if teacher.patching.group_size != cfg.patches.group_size:
                 raise Act3dError(
                     f"{cfg.teacher_checkpoint}: the teacher was trained on patches of "
-                    f"{teacher.patch_cfg.group_size} points, this run uses {cfg.patches.group_size}"
+                    f"{teacher.patching.group_size} points, this run uses {cfg.patches.group_size}"
                 )
         task = pretrain_task(cfg, teacher)
         model = task.module
@@ -137,16 +141,7 @@ def pretrain(
         if cfg.student.target == "none":
             path = out_dir / "checkpoints" / "last.pt"
             if main:
-                save_checkpoint(
-                    path,
-                    {
-                        "kind": KIND,
-                        "model": model.state_dict(),
-                        "step": 0,
-                        "config": to_dict(cfg),
-                        "arch": arch,
-                    },
-                )
+                save_checkpoint(path, model_payload(KIND, model.state_dict(), 0, to_dict(cfg), arch))
             return StageResult(path, 0, 0.0)
         data = pretraining_clouds(cfg)
         fitted = train(task, data, cfg, out_dir, resume, arch)
@@ -170,14 +165,15 @@ def render_masked_inputs(
     patches = cfg.patches.group(points)
     mask = model.make_mask(patches.center)
     absolute = patches.neighborhood + patches.center.unsqueeze(2)
+    predicted = model(patches, mask)[0] if cfg.student.target == "mae" else None  # (n, M, 3K)
     clouds, titles = [], []
     for i in range(n):
         clouds += [points[i].cpu().numpy(), absolute[i][~mask[i]].reshape(-1, 3).cpu().numpy()]
         titles += [f"input {i}", f"visible ({int((~mask[i]).sum())} patches)"]
-        if cfg.student.target == "mae":
-            pred = model(patches, mask)[i].reshape(-1, cfg.patches.group_size, 3) + patches.center[i][
-                mask[i]
-            ].unsqueeze(1)
+        if predicted is not None:
+            pred = predicted[i].reshape(-1, cfg.patches.group_size, 3) + patches.center[i][mask[i]].unsqueeze(
+                1
+            )
             clouds.append(
                 torch.cat([absolute[i][~mask[i]].reshape(-1, 3), pred.reshape(-1, 3)]).cpu().numpy()
             )

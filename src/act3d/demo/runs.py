@@ -1,5 +1,6 @@
-"""A resumable sequence of named stages: each runs once into its own folder and leaves a `done.json`; a
-re-run reads finished stages back instead of running them again (the demo's main loop)."""
+"""A resumable sequence of named runs (a teacher, a student, a probe, a fine-tuning seed): each runs once
+into its own folder and leaves a `done.json`; a re-run reads finished runs back instead of running them
+again (the demo's main loop). The names come from `act3d.demo.arms`."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from act3d.atomic import write_text_atomic
 log = logging.getLogger(__name__)
 
 
-class Stages:
-    """Runs named stages once: a finished stage (its `done.json`) is read back instead of re-run."""
+class Runs:
+    """Runs each named run once: a finished one (its `done.json`) is read back instead of re-run."""
 
     def __init__(self, out: Path):
         self.out = out
@@ -23,7 +24,7 @@ class Stages:
         self.reused: list[str] = []
 
     def finished(self, name: str) -> bool:
-        """Whether stage `name` finished earlier (a run reads it back instead of running it)."""
+        """Whether run `name` finished earlier (it is read back instead of run again)."""
         return (self.out / name / "done.json").is_file()
 
     def run(self, name: str, fn: Callable[[Path], dict]) -> dict:

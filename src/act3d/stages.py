@@ -1,0 +1,108 @@
+"""The four training stages, one record each. The CLI, checkpoint import and export, the zoo and the demo
+read a stage's names from here; adding or renaming a stage is one record.
+
+| stage      | command         | trains (zoo model = official layout) | code                                     |
+|------------|-----------------|--------------------------------------|------------------------------------------|
+| `teacher`  | `train-teacher` | `teacher` (kind `act3d-teacher`)     | train/stage1: TeacherRunConfig, train_teacher |
+| `pretrain` | `pretrain`      | `student` (kind `act3d-student`)     | train/stage2: PretrainRunConfig, pretrain |
+| `finetune` | `finetune`      | `classifier` (kind `act3d-classifier`) | train/finetune: FinetuneRunConfig, finetune |
+| `segment`  | `segment`       | `segmenter` (kind `act3d-segmenter`) | train/segment: SegmentRunConfig, segment |
+
+A stage's name is also its preset family (`presets/<name>.<preset>.yaml`) and the prefix of a demo override
+(`act3d demo --set <name>:KEY=VALUE`). This module imports no torch: the command line reads it to build its
+parsers, and a stage's config class and run function are imported when first asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from act3d.config import load_config
+
+ModelName = Literal["teacher", "student", "classifier", "segmenter"]
+KIND_PREFIX = "act3d-"
+
+
+def kind_of(model: ModelName) -> str:
+    """The `kind` a checkpoint of `model` carries: `act3d-<model>`."""
+    return KIND_PREFIX + model
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str  # preset family and demo override prefix
+    command: str  # the CLI command that runs it
+    model: ModelName  # what it trains: the zoo model, its checkpoint kind and its official layout
+    default_preset: str  # the CLI's default
+    official_preset: str  # the preset `import-official --layout <model>` takes the architecture from
+    code: Callable[[], tuple[type, Callable[..., Any]]]  # imports (run config class, run function)
+
+    @property
+    def kind(self) -> str:
+        """The checkpoint kind of the model it trains."""
+        return kind_of(self.model)
+
+    @property
+    def config(self) -> type:
+        """The run config dataclass."""
+        return self.code()[0]
+
+    @property
+    def run(self) -> Callable[..., Any]:
+        """`run(cfg, out_dir, resume=False, overwrite=False) -> StageResult`."""
+        return self.code()[1]
+
+    def load_config(
+        self, preset: str | None = None, file: str | None = None, overrides: Sequence[str] = ()
+    ) -> Any:
+        """This stage's run config: its dataclass defaults, the preset, the YAML file, then `KEY=VALUE`."""
+        return load_config(self.config, self.name, preset, file, list(overrides))
+
+
+def _teacher():
+    from act3d.train.stage1 import TeacherRunConfig, train_teacher
+
+    return TeacherRunConfig, train_teacher
+
+
+def _pretrain():
+    from act3d.train.stage2 import PretrainRunConfig, pretrain
+
+    return PretrainRunConfig, pretrain
+
+
+def _finetune():
+    from act3d.train.finetune import FinetuneRunConfig, finetune
+
+    return FinetuneRunConfig, finetune
+
+
+def _segment():
+    from act3d.train.segment import SegmentRunConfig, segment
+
+    return SegmentRunConfig, segment
+
+
+TEACHER = Stage("teacher", "train-teacher", "teacher", "cpu", "paper", _teacher)
+PRETRAIN = Stage("pretrain", "pretrain", "student", "cpu", "paper", _pretrain)
+FINETUNE = Stage("finetune", "finetune", "classifier", "cpu", "scanobjectnn_pb_t50_rs", _finetune)
+SEGMENT = Stage("segment", "segment", "segmenter", "paper_part", "paper_part", _segment)
+STAGES = (TEACHER, PRETRAIN, FINETUNE, SEGMENT)
+
+
+MODELS: tuple[ModelName, ...] = tuple(s.model for s in STAGES)
+
+
+def model_of(kind: str) -> ModelName:
+    """The model a checkpoint `kind` holds (the inverse of `kind_of`)."""
+    model = kind.removeprefix(KIND_PREFIX)
+    if kind == model or model not in MODELS:
+        raise ValueError(f"unknown checkpoint kind {kind!r}; one of {[kind_of(m) for m in MODELS]}")
+    return model  # type: ignore[return-value]
+
+
+def stage_training(model: str) -> Stage:
+    """The stage that trains the zoo model (= official layout) `model`."""
+    return next(s for s in STAGES if s.model == model)
