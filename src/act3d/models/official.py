@@ -2,11 +2,14 @@
 
 Official checkpoints (docs/method.md; RunpeiDong/ACT tools/builder.py `save_checkpoint`) are `torch.save`
 dicts with the weights under `base_model`, keys in the official module names, and 1x1 convolutions where
-act3d uses `Linear` (`(out, in, 1)` / `(out, in, 1, 1)` weights instead of `(out, in)`). Three layouts:
+act3d uses `Linear` (`(out, in, 1)` / `(out, in, 1, 1)` weights instead of `(out, in)`). One layout per
+act3d model (`act3d.stages`), named as the model:
 
 - `teacher`: the Stage I autoencoder (dVAE with the prompted image Transformer),
 - `student`: the Stage II model (encoder under `ACT_encoder.`, decoder under `ACT_decoder.`),
-- `classifier`: a fine-tuned classifier (encoder keys without prefix, head under `cls_head_finetune.`).
+- `classifier`: a fine-tuned classifier (encoder keys without prefix, head under `cls_head_finetune.`),
+- `segmenter`: act3d's own: the backbone under the official encoder names, the head under `act3d_head.`
+  (what `export-official` writes for a segmenter; the official segmentation checkpoints are not read).
 
 `import_official` reads one (`weights_only=True`, or a safetensors file) into an act3d checkpoint;
 `export_official` writes an act3d checkpoint in the official layout as safetensors + a JSON of metadata.

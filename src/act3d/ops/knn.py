@@ -11,14 +11,13 @@ from act3d.ops._checks import check_cloud, check_count
 from act3d.ops.indexing import gather_points
 
 # Elements of the (B, rows, N) distance scratch per block of query rows. On a CPU, blocks of 8 MB stay in
-# cache between the distance and selection passes (32 x 8192 -> 512: 227 ms with 2M elements, 371 ms with
-# 8M, on 2 cores); on a GPU, few large blocks mean few kernel launches.
+# cache between the distance and selection passes; on a GPU, few large blocks mean few kernel launches
+# (measured by benchmarks/ops.py, tables in docs/benchmarks.md).
 _QUERY_BLOCK_ELEMENTS = {"cpu": 1 << 21, "cuda": 1 << 26}
 # Reference points per chunk in the two-level selection of `_smallest`.
 _CHUNK = 32
 # From this many reference points a CPU uses SciPy's k-d tree (one per cloud) instead of the blocked
-# distance matmul. Measured on 2 quiet cores, 32 clouds, k = 32 (tree / matmul): 1024 -> 64 22.5 / 10.6 ms,
-# 2048 -> 128 34.2 / 32.9 ms, 4096 -> 256 60.4 / 92.2 ms, 8192 -> 512 94.2 / 252.9 ms. The two paths also
+# distance matmul: below it the matmul is as fast or faster (docs/benchmarks.md). The two paths also
 # order equal distances (repeated points) differently, which moves the last bits of a training run, so
 # the demo's and pretraining's 1024-point clouds keep the matmul path, as do tiny clouds and GPUs.
 TREE_MIN_POINTS = 4096

@@ -1,9 +1,9 @@
 """What the four stages share: their result, the pretraining data, the call into `fit`, the Stage III
 backbone (scratch or pretrained) and the reload of the validation-selected model.
 
-Each stage module (`stage1`, `stage2`, `finetune`, `segment`) reads as the same skeleton: seed, build the
-model, open the data, `train` inside `run_files`, then evaluate or draw its pictures, and return a
-`StageResult`.
+Each stage module (`stage1`, `stage2`, `finetune`, `segment`; their records are in `act3d.stages`) seeds,
+builds its model, opens its data, calls `train` inside `run_files`, then evaluates or draws its pictures,
+and returns a `StageResult`.
 """
 
 from __future__ import annotations
