@@ -87,8 +87,9 @@ class StepPlan:
         return StepPlan(micro, steps_per_epoch, total, int(optim.warmup_epochs * steps_per_epoch))
 
 
-class Model:
-    """The model a training step calls: DDP-wrapped under torchrun, compiled with `runtime.compile`. Where
+class WrappedModule:
+    """`task.module` as a training step calls it (`current`): DDP-wrapped under torchrun, compiled with
+    `runtime.compile`; `module` is the network itself (BatchNorm synchronised under torchrun). Where
     compiling fails at a call (no compiler, an unsupported op, a capture that is not possible), training goes
     on with the eager model and one warning."""
 
@@ -119,7 +120,7 @@ class Model:
 
 def train_step(
     task: Task,
-    model: Model,
+    model: WrappedModule,
     batches: Iterator[Any],
     optimizer: torch.optim.Optimizer,
     precision: Precision,
@@ -172,7 +173,7 @@ def fit(
     task.to(device)
     if isinstance(dataset, DeviceClouds):
         dataset.to(device)
-    model = Model(task.module, runtime, dist_info, device)
+    model = WrappedModule(task.module, runtime, dist_info, device)
     module, optimizer, precision = (
         model.module,
         make_optimizer(model.module, optim),
