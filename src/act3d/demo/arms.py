@@ -18,10 +18,8 @@ class Arm:
     short: str  # the arm in a sentence of the report
 
 
-TEACHERS = (
-    "pretrained",
-    "random",
-)  # Stage I around the shipped ViT-S/14, and around a random ViT of its shape
+# Stage I around the shipped ViT-S/14, and around a random ViT of its shape
+TEACHERS = ("pretrained", "random")
 ARMS = [
     Arm("act", "ACT (pretrained ViT-S/14 teacher)", "pretrained", "act", "ACT"),
     Arm("act-random-teacher", "ACT, randomly initialised teacher", "random", "act", "ACT (random teacher)"),

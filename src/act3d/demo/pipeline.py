@@ -54,7 +54,8 @@ def run_demo(opts: DemoOptions) -> DemoResults:
     started = time.perf_counter()
     data_dir = build_default()
     plan = estimate_seconds(opts)
-    reused = sum(Runs(out).finished(p.name) for p in out.iterdir() if p.is_dir())
+    runs = Runs(out)
+    reused = sum(runs.finished(p.name) for p in out.iterdir() if p.is_dir())
     log.info(
         "plan: %.1f min of training steps, timed here (evaluation, probes and the report come on top)%s:",
         sum(plan.values()) / 60,
@@ -62,7 +63,6 @@ def run_demo(opts: DemoOptions) -> DemoResults:
     )
     for step, seconds in plan.items():
         log.info("  %-48s ~%4.0fs", step, seconds)
-    runs = Runs(out)
     teachers = {}
     for teacher in TEACHERS:
         teachers[teacher] = runs.run(teacher_folder(teacher), lambda d, t=teacher: teacher_stage(t, d, opts))

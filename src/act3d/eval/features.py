@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from act3d.models.layers import Pooling
-from act3d.models.student import StudentEncoder, embed_clouds
+from act3d.models.student import StudentEncoder, pooled_features
 from act3d.ops.grouping import PatchConfig
 
 
@@ -22,6 +22,7 @@ def extract_features(
     encoder.eval()
     device = next(encoder.parameters()).device
     feats = [
-        embed_clouds(encoder, patching, chunk.to(device), pooling).cpu() for chunk in points.split(batch_size)
+        pooled_features(encoder, patching.group(chunk.to(device)), pooling).cpu()
+        for chunk in points.split(batch_size)
     ]
     return torch.cat(feats).numpy()

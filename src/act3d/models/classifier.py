@@ -8,8 +8,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from act3d.models.layers import pool_tokens
-from act3d.models.student import StudentEncoder
+from act3d.models.student import StudentEncoder, pooled_features
 from act3d.ops.grouping import PatchConfig, Patches
 
 Transfer = Literal["full", "linear", "mlp3"]
@@ -72,8 +71,7 @@ class PointClassifier(nn.Module):
         return self
 
     def forward(self, patches: Patches) -> torch.Tensor:
-        tokens = self.encoder(patches.neighborhood, patches.center)
-        return self.head(pool_tokens(tokens[:, 1:], "cls+max", tokens[:, 0]))
+        return self.head(pooled_features(self.encoder, patches, "cls+max"))
 
     def logits(self, points: torch.Tensor) -> torch.Tensor:
         """`(B, N, 3)` clouds -> `(B, classes)` logits."""

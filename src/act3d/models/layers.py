@@ -55,9 +55,9 @@ def pool_tokens(
     """One feature per cloud from `(B, G, C)` patch tokens: `(B, 2C)`.
 
     - `cls+max`: the cls token `(B, C)` beside the max over the patches: what the official classification
-      head reads (`PointTransformer.forward`, models/act.py);
+      head reads (`PointTransformer.forward`, models/act.py l.907);
     - `max+mean`: the max and the mean over the patches: the SVM probe's features and the segmenters' global
-      vector (part_segmentation/models/pt.py).
+      vector (part_segmentation/models/pt.py l.330-336).
     """
     if rule == "cls+max":
         if cls_token is None:

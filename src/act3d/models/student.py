@@ -119,12 +119,9 @@ class StudentEncoder(nn.Module):
         return self.norm(self.blocks(x, pos))
 
 
-def embed_clouds(
-    encoder: StudentEncoder, patching: PatchConfig, points: torch.Tensor, pooling: Pooling
-) -> torch.Tensor:
-    """`(B, N, 3)` clouds -> `(B, 2W)` features: the backbone over all their patches (cls token included),
-    pooled by `pooling` (`act3d.models.layers.pool_tokens`)."""
-    patches = patching.group(points)
+def pooled_features(encoder: StudentEncoder, patches: Patches, pooling: Pooling) -> torch.Tensor:
+    """`(B, 2W)` features: the backbone over every patch (cls token included), pooled by `pooling`
+    (`act3d.models.layers.pool_tokens`); a classifier's head reads them `cls+max`, the SVM probe `max+mean`."""
     tokens = encoder(patches.neighborhood, patches.center)
     return pool_tokens(tokens[:, 1:], pooling, tokens[:, 0])
 
@@ -145,7 +142,7 @@ def select_patches(neighborhood: torch.Tensor, index: torch.Tensor) -> torch.Ten
 
 def masked_count(ratio: float, groups: int) -> int:
     """How many of a cloud's `groups` patches a mask of `ratio` hides: `round(ratio * G)`. The official
-    `_mask_center_rand` (models/act.py) truncates, `int(self.mask_ratio * G)`; the two agree unless
+    `_mask_center_rand` (models/act.py l.255) truncates, `int(self.mask_ratio * G)`; the two agree unless
     `ratio * G` has a fraction >= 0.5 (the presets' 0.8 x 64 = 51.2 and 0.6 x 64 = 38.4 agree)."""
     return int(round(ratio * groups))
 

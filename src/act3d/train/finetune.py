@@ -68,7 +68,7 @@ class FinetuneRunConfig:
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-4, weight_decay=0.05, batch_size=32))
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
-    # what a resumed run may change besides optim and runtime: how it evaluates and reports
+    # what a resumed run may change besides optim and runtime (act3d.train.run_folder.resumable)
     RESUMABLE: ClassVar[tuple[str, ...]] = (
         "eval_every",
         "votes",

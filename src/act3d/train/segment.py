@@ -65,9 +65,8 @@ class SegmentRunConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     pictures: int = 4
 
-    RESUMABLE: ClassVar[tuple[str, ...]] = (
-        "pictures",
-    )  # what a resumed run may change besides optim, runtime
+    # what a resumed run may change besides optim and runtime (act3d.train.run_folder.resumable)
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("pictures",)
 
     def __post_init__(self) -> None:
         check_points_per_cloud(self.data, self.patches)

@@ -65,9 +65,8 @@ class TeacherRunConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     gallery: int = 8  # clouds shown in the reconstruction gallery
 
-    RESUMABLE: ClassVar[tuple[str, ...]] = (
-        "gallery",
-    )  # what a resumed run may change besides optim, runtime
+    # what a resumed run may change besides optim and runtime (act3d.train.run_folder.resumable)
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("gallery",)
 
     def __post_init__(self) -> None:
         require(

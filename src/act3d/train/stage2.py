@@ -59,9 +59,8 @@ class PretrainRunConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     gallery: int = 4
 
-    RESUMABLE: ClassVar[tuple[str, ...]] = (
-        "gallery",
-    )  # what a resumed run may change besides optim, runtime
+    # what a resumed run may change besides optim and runtime (act3d.train.run_folder.resumable)
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("gallery",)
 
     def __post_init__(self) -> None:
         check_points_per_cloud(self.data, self.patches)
