@@ -48,8 +48,11 @@ def run_variant(name: str, overrides: list[str], runs: Path) -> dict:
     out = runs / name
     if name != "demo" and not any(o.startswith("teacher:") for o in overrides):
         for teacher in (runs / "demo").glob("stage1-*"):  # the same Stage I: reuse its finished teachers
-            if not (out / teacher.name).exists() and (teacher / "done.json").is_file():
+            record = runs / "demo" / "done" / f"{teacher.name}.json"
+            if not (out / teacher.name).exists() and record.is_file():
                 shutil.copytree(teacher, out / teacher.name)
+                (out / "done").mkdir(parents=True, exist_ok=True)
+                shutil.copy(record, out / "done" / record.name)
     cmd = [sys.executable, "-m", "act3d", "demo", "--out", str(out)] + [
         a for o in overrides for a in ("--set", o)
     ]

@@ -13,7 +13,7 @@ episodes on frozen features (a fixed, stratified 25% of the scan training split 
 arms are paired by seed (and by episode for few-shot). Gaps are paired differences with 95% t intervals
 (`act3d.eval.paired`).
 
-Every stage runs once into `runs/sweep/...` with a `done.json` (`act3d.demo.runs.Runs`); a re-run reuses
+Every stage runs once into `runs/sweep/...` and leaves a record in `done/` (`act3d.demo.runs.Runs`); a re-run reuses
 finished stages, so the sweep can be stopped and resumed, and stages shared by points (the Point-MAE
 student of an unchanged Stage II, scratch) run once. The tables and the figure go to
 docs/sweep_tables.md and docs/sweep_gaps.png.
@@ -38,7 +38,7 @@ from act3d.demo.arms import ARMS, FEWSHOT_SETTINGS, TEACHERS
 from act3d.demo.configs import DemoOptions, stage_overrides, teacher_config
 from act3d.demo.runs import Runs
 from act3d.demo.steps import finetune_stage, student_stage, teacher_stage
-from act3d.eval.paired import describe, paired_difference
+from act3d.eval.paired import paired_difference
 from act3d.eval.probe import fewshot, source_features, svm_probe
 from act3d.models import zoo
 from act3d.stages import PRETRAIN, TEACHER
@@ -227,7 +227,9 @@ def gap_table(results: dict) -> tuple[list[str], list[dict]]:
         for a, b, label in GAPS:
             cells, row = [], {"point": point.name, "gap": label, "seeds": seeds}
             for m in MEASURES:
-                d = paired_difference(values(results, point.name, a, m), values(results, point.name, b, m))
+                d = paired_difference(
+                    values(results, point.name, a, m), values(results, point.name, b, m), a, b, m
+                )
                 row[m] = d.to_dict()
                 ci = "" if d.low is None else f" [{d.low * 100:+.1f}, {d.high * 100:+.1f}]"
                 cells.append(
@@ -296,10 +298,8 @@ def write_report(results: dict, out: Path) -> None:
         for m in MEASURES:
             a, b = values(results, point.name, "act", m), values(results, point.name, "act-random-teacher", m)
             unit = "episode" if ":" in m else "seed"
-            words.append(
-                f"- {point.name}, {m}: "
-                + describe("pretrained", "random teacher", paired_difference(a, b), unit)
-            )
+            d = paired_difference(a, b, "pretrained", "random teacher", m, unit)
+            words.append(f"- {point.name}, {d.text}")
     text = [
         "# Teacher budget sweep (generated)",
         "",

@@ -79,8 +79,9 @@ def test_eval_embed_predict(trained, tmp_path, capsys):
         "obj_bg",
     ]
     assert main(["eval", "svm", *common, "--out", str(tmp_path / "svm")]) == 0
-    rows = json.loads((tmp_path / "svm" / "results.json").read_text())["results"]
-    assert {r["metric"] for r in rows} == {"overall_accuracy", "mean_class_accuracy"}
+    summary = json.loads((tmp_path / "svm" / "summary.json").read_text())
+    rows = summary["results"]
+    assert summary["command"] == "eval svm" and {r["metric"] for r in rows} == {"oa", "macc"}
     assert all({"value", "split", "seed", "config_hash"} <= set(r) for r in rows)
     assert (
         main(
@@ -100,7 +101,7 @@ def test_eval_embed_predict(trained, tmp_path, capsys):
         )
         == 0
     )
-    assert "2w1s:" in capsys.readouterr().out
+    assert "2w1s" in json.loads((tmp_path / "fs" / "summary.json").read_text())["table"]
     np.save(tmp_path / "a.npy", np.random.default_rng(0).normal(size=(100, 3)))
     np.savetxt(tmp_path / "b.xyz", np.random.default_rng(1).normal(size=(50, 3)))
     assert (

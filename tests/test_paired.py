@@ -5,7 +5,7 @@ import math
 import pytest
 
 from act3d.demo.compare import arm_measures, compare_arms
-from act3d.eval.paired import describe, paired_difference
+from act3d.eval.paired import PairedDifference, paired_difference
 
 
 def test_paired_t_interval_matches_the_textbook_value():
@@ -24,23 +24,25 @@ def test_pairing_removes_the_shared_seed_effect():
     d = paired_difference(a, b)
     assert d.mean == pytest.approx(0.01) and d.high - d.low == pytest.approx(0.0, abs=1e-12)
     assert d.distinguishable
-    behind = paired_difference(b, [x + 0.02 for x in b[:3]] + [b[3] + 0.03])
+    behind = paired_difference(b, [x + 0.02 for x in b[:3]] + [b[3] + 0.03], "b", "c", unit="seed")
     assert behind.distinguishable and behind.high < 0
-    assert "behind" in describe("b", "c", behind, "seed")
+    assert behind.text.startswith("b − c: ") and behind.text.endswith(": b behind")
 
 
 def test_one_unit_has_no_interval_and_mismatched_units_are_refused():
-    d = paired_difference([0.7], [0.6])
+    d = paired_difference([0.7], [0.6], unit="seed")
     assert d.low is None and not d.distinguishable
-    assert "no interval" in describe("a", "b", d, "seed")
+    assert "(one seed: no interval)" in d.text
     with pytest.raises(ValueError, match="same, non-zero count"):
         paired_difference([0.1, 0.2], [0.1])
 
 
-def test_describe_says_whether_zero_is_inside():
-    d = paired_difference([0.51, 0.49, 0.55], [0.50, 0.50, 0.50])
-    text = describe("ACT", "scratch", d, "seed")
-    assert text.startswith("ACT − scratch: +1.7 points (95% CI") and "not distinguishable" in text
+def test_the_sentence_says_whether_zero_is_inside_and_the_dict_reads_back():
+    d = paired_difference([0.51, 0.49, 0.55], [0.50] * 3, "act", "scratch", "OA", "seed", ("ACT", "scratch"))
+    assert d.text.startswith("OA: ACT − scratch: +1.7 points (95% CI") and "not distinguishable" in d.text
+    saved = d.to_dict()
+    assert saved["distinguishable"] is False and saved["method"] == "paired t" and saved["a"] == "act"
+    assert PairedDifference.from_dict(saved) == d
 
 
 def test_demo_comparisons_pair_seeds_episodes_and_test_clouds():
@@ -91,8 +93,11 @@ def test_finetune_and_fewshot_compare_to_an_earlier_run(pretrain_cfg, finetune_c
         )
         == 0
     )
-    paired = json.loads((tmp_path / "a" / "results.json").read_text())["paired"]
-    assert [p["measure"] for p in paired] == ["val OA", "test OA"] and all(p["n"] == 2 for p in paired)
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    paired = summary["paired"]
+    assert [p["measure"] for p in paired] == ["val oa", "val macc", "test oa", "test macc"]
+    assert all(p["n"] == 2 for p in paired) and set(summary["scores"]["test oa"]) == {"mean", "std"}
+    assert json.loads((tmp_path / "a" / "seed1" / "results.json").read_text())["seed"] == 1
     capsys.readouterr()
     changed = [
         *ft,
@@ -133,9 +138,9 @@ def test_finetune_and_fewshot_compare_to_an_earlier_run(pretrain_cfg, finetune_c
         )
         == 0
     )
-    assert "2w1s: this run − fs0:" in capsys.readouterr().out
-    row = json.loads((tmp_path / "fs1" / "results.json").read_text())["paired"][0]
+    row = json.loads((tmp_path / "fs1" / "summary.json").read_text())["paired"][0]
     assert row["measure"] == "2w1s" and row["n"] == 3 and row["method"] == "paired t"
+    assert row["text"].startswith("2w1s: this run − fs0:")
 
 
 def test_the_sweep_script_pairs_arms_by_seed_and_episode(tmp_path):

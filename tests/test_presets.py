@@ -127,7 +127,7 @@ def test_segmentation_presets_build(name, classes, categories, extra):
     cfg = load_config(SegmentRunConfig, "segment", name)
     model = PointSegmenter(
         StudentEncoder(cfg.student),
-        SegmenterHead(classes, categories, extra, cfg.propagation, cfg.head),
+        SegmenterHead(classes, categories, extra, cfg.propagation, cfg.hidden),
         cfg.patches,
     )
     assert model.layers == (4, 8, 12)  # features of blocks 4, 8 and 12
@@ -160,7 +160,7 @@ def test_segmentation_heads_are_the_official_ones(name, classes, categories, lin
     cfg = load_config(SegmentRunConfig, "segment", name)
     model = PointSegmenter(
         StudentEncoder(cfg.student),
-        SegmenterHead(classes, categories, 0, cfg.propagation, cfg.head),
+        SegmenterHead(classes, categories, 0, cfg.propagation, cfg.hidden),
         cfg.patches,
     )
     head = [m for n, m in model.named_modules() if not n.startswith("encoder")]
@@ -183,3 +183,16 @@ def test_the_paper_presets_floor_the_learning_rate_as_the_official_schedulers():
     for name in ("paper_part", "paper_semantic"):
         optim = load_config(SegmentRunConfig, "segment", name).optim
         assert (optim.min_lr, optim.step_twice) == (1e-6, True)
+
+
+def test_the_paper_recipes_live_in_the_presets_alone():
+    """Every paper preset states its whole optimiser recipe (itself or through its `base:`), so no paper
+    number comes from `OptimConfig`'s defaults, which are the CPU presets' fallbacks."""
+    from act3d.config import _preset_path, _with_base
+
+    recipe = {"epochs", "batch_size", "lr", "min_lr", "weight_decay", "warmup_epochs", "grad_clip"}
+    for family in ("teacher", "pretrain", "finetune", "segment"):
+        for name in list_presets(family):
+            if name not in ("cpu", "gpu"):
+                stated = set(_with_base(family, _preset_path(family, name))["optim"])
+                assert recipe <= stated, (family, name, sorted(recipe - stated))

@@ -147,9 +147,9 @@ def test_the_demo_plan_counts_only_the_stages_it_will_run(tmp_path):
     assert stages_to_run(opts) == {"teachers": 2, "students": 3, "finetunes": 8, "transfer_finetunes": 0}
     finished = ["stage1-pretrained-teacher", "stage1-random-teacher", "stage2-act", "stage2-point-mae"]
     finished += [f"finetune-{a.name}-seed{s}" for a in ARMS for s in range(2)]
+    (tmp_path / "done").mkdir()
     for name in finished:
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "done.json").write_text('{"seconds": 1, "result": {}}')
+        (tmp_path / "done" / f"{name}.json").write_text('{"seconds": 1, "result": {}}')
     opts.transfer_data = tmp_path / "prepared"
     assert stages_to_run(opts) == {"teachers": 0, "students": 1, "finetunes": 0, "transfer_finetunes": 8}
 

@@ -1,5 +1,6 @@
 """Files written whole or not at all: written under a temporary name beside their place, then renamed over
-it in one step, so a crash, a kill or a full disk never leaves half a file where a reader looks."""
+it in one step, so a crash, a kill or a full disk never leaves half a file where a reader looks; and the one
+lock that keeps two processes from writing the same place at once."""
 
 from __future__ import annotations
 
@@ -37,3 +38,25 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     """`path.write_text(text)`, whole or not at all."""
     with atomic_file(path) as f:
         f.write(text)
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path, busy: Exception | None = None) -> Iterator[None]:
+    """Hold an exclusive advisory lock (`flock`) on `path`, a folder or a lock file (made if missing), while
+    the context lasts. The system drops it when the process ends, however it ends (kill -9 included), so a
+    crash never blocks the next process. Another process's lock is waited for, or with `busy` that error is
+    raised at once. Where the platform has no advisory locks (Windows), nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fd = os.open(path, os.O_RDONLY) if path.is_dir() else os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (fcntl.LOCK_NB if busy is not None else 0))
+        except BlockingIOError:
+            raise busy from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock

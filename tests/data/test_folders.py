@@ -202,8 +202,8 @@ def test_every_command_reads_a_prepared_folder(
     student = str(pretrain(pretrain_cfg, tmp_path / "s2").checkpoint)
     finetune_cfg.checkpoint = student
     finetune_cfg.optim.max_steps = 2
-    result = finetune(finetune_cfg, tmp_path / "ft").scores
-    assert result["class_names"] == ["cube", "slab", "tall"] and "val_acc" in result
+    result = finetune(finetune_cfg, tmp_path / "ft").transfer
+    assert result.class_names == ["cube", "slab", "tall"] and set(result.val) == {"oa", "macc"}
     classifier = str(tmp_path / "ft" / "checkpoints" / "last.pt")
     data = ["--format", "class-folders", "--root", str(prepared)]
 
@@ -230,7 +230,7 @@ def test_every_command_reads_a_prepared_folder(
         )
         == 0
     )
-    assert "3w5s" in json.loads((tmp_path / "fs" / "results.json").read_text())["table"]
+    assert "3w5s" in json.loads((tmp_path / "fs" / "summary.json").read_text())["table"]
     # the same protocol on written episodes in the official layout (eval fewshot --fewshot-root)
     episodes = ["--way", "3", "--shot", "5", "--folds", "2"]
     assert (
@@ -265,7 +265,7 @@ def test_every_command_reads_a_prepared_folder(
         )
         == 0
     )
-    assert len(json.loads((tmp_path / "fs-pkl" / "results.json").read_text())["table"]["3w5s"]["folds"]) == 2
+    assert len(json.loads((tmp_path / "fs-pkl" / "summary.json").read_text())["table"]["3w5s"]["folds"]) == 2
     assert main(["embed", "--checkpoint", student, *data, "--out", str(tmp_path / "e.npy")]) == 0
     assert np.load(tmp_path / "e.npy").shape[0] == 12
     assert np.load(tmp_path / "e.labels.npy").tolist() == [0] * 4 + [1] * 4 + [2] * 4
@@ -349,7 +349,7 @@ def test_demo_measures_every_arm_on_the_transfer_data(prepared, pretrain_cfg, tm
         "fine-tune test OA",
         "SVM test OA",
     }
-    assert (opts.out / "transfer-finetune-scratch-seed0" / "done.json").is_file()
+    assert (opts.out / "done" / "transfer-finetune-scratch-seed0.json").is_file()
     page = write_report(tmp_path, replace(fake_results(), transfer=transfer)).read_text()
     assert (
         '<table id="transfer">' in page

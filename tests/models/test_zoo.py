@@ -26,7 +26,7 @@ def trained_part_segmenter(tmp_path) -> SegmentRunConfig:
             "patches": TINY_PATCHES,
             "student": {**TINY_STUDENT, "depth": 3},
             "propagation": [24, 16],
-            "head": [16, 16],
+            "hidden": [16, 16],
             "optim": {"epochs": 1, "batch_size": 2, "warmup_epochs": 0.5},
             "runtime": TINY_RUNTIME,
             "pictures": 1,

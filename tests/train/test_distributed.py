@@ -65,7 +65,7 @@ def test_two_processes_match_one(scan_root, tmp_path):
     console = two.stdout + two.stderr
     # one voice: rank 0 tells the user, once; no deprecated collective warns (the differentiable all-reduce
     # of the batch-norm statistics is act3d's own)
-    assert console.count("overall accuracy:") == 1 and "Warning" not in console, console[-3000:]
+    assert console.count("test, over 1 seed(s):") == 1 and "Warning" not in console, console[-3000:]
     a = load_checkpoint(tmp_path / "one" / "checkpoints" / "last.pt")
     b = load_checkpoint(tmp_path / "two" / "checkpoints" / "last.pt")
     assert a["step"] == b["step"] == 4
@@ -141,7 +141,7 @@ def test_two_nodes_train_what_two_processes_on_one_node_train(scan_root, tmp_pat
     for k, v in a["model"].items():
         assert torch.equal(b["model"][k], v), k  # the same processes, the same reductions: the same bits
     text = "".join(c.stdout + c.stderr for c in consoles)
-    assert text.count("overall accuracy:") == 1  # one folder, one voice
+    assert text.count("test, over 1 seed(s):") == 1  # one folder, one voice
     # stopped after 2 steps, then resumed: bit-identical to the uninterrupted two-node run
     _two_nodes(cfg_path, tmp_path / "resumed", ["--set", "optim.max_steps=2"])
     _two_nodes(cfg_path, tmp_path / "resumed", ["--resume"])

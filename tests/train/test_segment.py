@@ -19,7 +19,7 @@ def _cfg(task, root, fmt, points):
             "patches": TINY_PATCHES,
             "student": {**TINY_STUDENT, "depth": 3},
             "propagation": [24, 16],
-            "head": [16, 16],
+            "hidden": [16, 16],
             "sample_rate": 0.25,
             "optim": {"epochs": 1, "batch_size": 2, "warmup_epochs": 0.5},
             "runtime": TINY_RUNTIME,
@@ -37,24 +37,22 @@ def _losses(run) -> list[float]:
 def test_part_segmentation_on_official_layout(tmp_path):
     cfg = _cfg("part", write_shapenetpart(tmp_path), "shapenetpart", 128)
     cfg.optim.epochs, cfg.optim.lr = 30, 3e-3
-    res = segment(cfg, tmp_path / "part").scores
+    res = segment(cfg, tmp_path / "part").transfer
     losses = _losses(tmp_path / "part")
     # labels are random among each category's parts: learning to name only the category's parts takes the
     # loss from ~log(50) towards log(parts per category)
     assert sum(losses[-3:]) < 0.8 * sum(losses[:3]), losses
-    assert set(res["metrics"]) == {"test_class_miou", "test_instance_miou"}
-    assert (
-        0 <= res["metrics"]["test_instance_miou"] <= 1 and res["val_samples"] == 4
-    )  # ShapeNetPart's own val split
+    assert set(res.test) == set(res.val) == {"class_miou", "instance_miou"}
+    assert 0 <= res.test["instance_miou"] <= 1 and res.val_samples == 4  # ShapeNetPart's own val split
     assert (tmp_path / "part" / "predictions.png").stat().st_size > 1000
     assert json.loads((tmp_path / "part" / "results.json").read_text())["task"] == "part"
 
 
 def test_semantic_segmentation_on_official_layout(tmp_path):
     cfg = _cfg("semantic", write_s3dis(tmp_path), "s3dis", 128)
-    res = segment(cfg, tmp_path / "sem").scores
-    assert set(res["metrics"]) == {"test_oa", "test_macc", "test_miou"} and res["test_samples"] > 0
-    assert res["val_samples"] > 0  # blocks of the held-out training room
+    res = segment(cfg, tmp_path / "sem").transfer
+    assert set(res.test) == {"oa", "macc", "miou"} and res.test_samples > 0
+    assert res.val_samples > 0  # blocks of the held-out training room
 
 
 def test_semantic_without_area_5_is_an_error(tmp_path):
@@ -138,9 +136,9 @@ def test_whole_rooms_cover_every_point_in_full_pieces():
 def test_semantic_whole_room_test_protocol(tmp_path):
     cfg = _cfg("semantic", write_s3dis(tmp_path), "s3dis", 128)
     cfg.test_protocol, cfg.votes = "whole_rooms", 2
-    res = segment(cfg, tmp_path / "sem").scores
-    assert res["test_protocol"] == "whole_rooms" and res["test_samples"] == 2 * 5000  # every Area 5 point
-    assert 0 <= res["metrics"]["test_miou"] <= 1
+    res = segment(cfg, tmp_path / "sem").transfer
+    assert res.protocol["test"] == "whole_rooms" and res.test_samples == 2 * 5000  # every Area 5 point
+    assert 0 <= res.test["miou"] <= 1
 
 
 def test_a_task_that_does_not_fit_the_data_is_one_line():
@@ -154,13 +152,14 @@ def test_the_semantic_preset_keeps_its_task(tmp_path, monkeypatch):
     """`act3d segment --preset paper_semantic` runs semantic segmentation (the --task default once won)."""
     from act3d.cli import main
     from act3d.train import segment as segment_module
-    from act3d.train.stage import StageResult
+    from act3d.train.stage import StageResult, TransferResult
 
+    result = TransferResult("semantic", "s3dis", 0, None, 0, 0.0, 0, {}, {"miou": 0.5}, 0, 1, {})
     seen = {}
     monkeypatch.setattr(
         segment_module,
         "segment",
-        lambda cfg, *a, **k: seen.setdefault("cfg", cfg) and StageResult(tmp_path, 0, 0.0, {"metrics": {}}),
+        lambda cfg, *a, **k: seen.setdefault("cfg", cfg) and StageResult(tmp_path, 0, 0.0, result),
     )
     root = write_s3dis(tmp_path)
     assert (
@@ -216,7 +215,7 @@ def _room(n: int, seed: int):
         rng.uniform(0, [3, 2, 3], size=(n, 3)).astype(np.float32),
         colors=rng.uniform(size=(n, 3)).astype(np.float32),
         point_labels=rng.integers(0, 13, n),
-        source=f"room{seed}",
+        origin=f"room{seed}",
     )
 
 

@@ -1,4 +1,5 @@
 import copy
+import json
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ from act3d.models import zoo
 from act3d.models.checkpoint import load_checkpoint, save_checkpoint
 from act3d.train.checkpoints import TrainingDiverged
 from act3d.train.finetune import build_classifier, finetune
+from act3d.train.stage import TransferResult
 from act3d.train.stage1 import build_autoencoder, train_teacher
 from act3d.train.stage2 import pretrain
 
@@ -127,11 +129,11 @@ def test_stage2_arms_and_finetune(teacher_cfg, pretrain_cfg, finetune_cfg, tmp_p
         encoder, _ = zoo.load_student(ckpt)
         assert encoder.cfg.width == 32
     finetune_cfg.checkpoint = str(act)
-    results = finetune(finetune_cfg, tmp_path / "ft").scores
-    assert (
-        len(results["confusion"]) == 15 and sum(map(sum, results["confusion"])) == 16
-    )  # every test cloud counted
-    assert results["val_acc"] is not None and results["selected_step"] <= results["steps"]
+    results = finetune(finetune_cfg, tmp_path / "ft").transfer
+    assert len(results.confusion) == 15 and sum(map(sum, results.confusion)) == 16  # every test cloud counted
+    assert results.val["oa"] is not None and results.selected_step <= results.steps
+    saved = json.loads((tmp_path / "ft" / "results.json").read_text())
+    assert TransferResult.from_dict(saved) == results and results.test_samples == 16
     model, cfg, names = load_classifier(tmp_path / "ft" / "checkpoints" / "last.pt")
     assert len(names) == 15 and (tmp_path / "ft" / "checkpoints" / "best.pt").is_file()
     # the pretrained student's architecture, the fine-tuning run's own drop-path rate
@@ -191,7 +193,7 @@ def test_same_config_same_seed_same_bits(teacher_cfg, pretrain_cfg, finetune_cfg
         pretrain_cfg.teacher_checkpoint = str(teacher)
         student = pretrain(pretrain_cfg, tmp_path / tag / "s2").checkpoint
         finetune_cfg.checkpoint = str(student)
-        results = finetune(finetune_cfg, tmp_path / tag / "ft").scores
+        results = finetune(finetune_cfg, tmp_path / tag / "ft").transfer.to_dict()
         files = [teacher, student, tmp_path / tag / "ft" / "checkpoints" / "last.pt"]
         return [load_checkpoint(f)["model"] for f in files] + [
             {k: v for k, v in results.items() if k != "seconds"}
@@ -270,8 +272,8 @@ def test_finetuning_learns_separable_shapes(tmp_path):
             "runtime": {"progress": False},
         },
     )
-    results = finetune(cfg, tmp_path / "ft").scores
-    assert results["val_acc"] >= 0.8 and results["test_acc"] >= 0.9, results
+    results = finetune(cfg, tmp_path / "ft").transfer
+    assert results.val["oa"] >= 0.8 and results.test["oa"] >= 0.9, results
 
 
 def test_a_failing_torch_compile_falls_back_to_eager(teacher_cfg, tmp_path, monkeypatch, caplog):
@@ -326,10 +328,10 @@ def test_fewshot_trains_on_every_support_cloud_and_reports_the_last_model(tmp_pa
     ]
     cfg = load_config(FinetuneRunConfig, "finetune", "modelnet40_fewshot", overrides=over)
     assert (cfg.optim.epochs, cfg.val_fraction) == (2, 0.0) and to_dict(cfg)["report_test_selected"]
-    res = finetune(cfg, tmp_path / "fs").scores
-    assert res["steps"] == 2 * 50 // 5  # every support cloud, every epoch (90% of them trained 9 steps)
-    assert res["val_samples"] == 0 and res["val_acc"] is None and res["selected_step"] == res["steps"]
-    assert 0 <= res["test_acc_selected_on_test"] <= 1 and res["test_acc_selected_on_test"] >= res["test_acc"]
+    res = finetune(cfg, tmp_path / "fs").transfer
+    assert res.steps == 2 * 50 // 5  # every support cloud, every epoch (90% of them trained 9 steps)
+    assert res.val_samples == 0 and res.val == {} and res.selected_step == res.steps
+    assert 0 <= res.test_selected_on_test["oa"] <= 1 and res.test_selected_on_test["oa"] >= res.test["oa"]
 
 
 def test_the_fps_pool_changes_every_step(finetune_cfg):

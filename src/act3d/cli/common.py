@@ -1,4 +1,4 @@
-"""What several commands share: the config flags of training commands, and results.json rows."""
+"""What several commands share: the config flags of training commands, and `summary.json`."""
 
 from __future__ import annotations
 
@@ -95,13 +95,22 @@ def config_hash(config: dict) -> str:
     return hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def write_results(out: Path, rows: list[dict], extra: dict) -> Path:
-    """`results.json`: one row per metric (metric, value, split, seed, config hash) plus context, added to
-    what a run already wrote there."""
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "results.json"
-    existing = json.loads(path.read_text()) if path.is_file() else {}
-    write_text_atomic(path, json.dumps({**existing, "results": rows, **extra}, indent=2))
+def score_row(metric: str, value: float, split: str, seed: int, config: dict) -> dict:
+    """One row of `summary.json`'s `results`: a score (a fraction) with what produced it."""
+    return {
+        "metric": metric,
+        "value": value,
+        "split": split,
+        "seed": seed,
+        "config_hash": config_hash(config),
+    }
+
+
+def write_summary(out: Path, command: str, rows: list[dict], extra: dict) -> Path:
+    """`OUT/summary.json`, what a command measured, one shape for every command: `command`, `results` (one
+    `score_row` per score) and the command's context (`protocol`, `paired_values`, `paired`, ...)."""
+    path = out / "summary.json"
+    write_text_atomic(path, json.dumps({"command": command, "results": rows, **extra}, indent=2))
     return path
 
 
@@ -115,11 +124,12 @@ def add_compare_arg(parser: argparse.ArgumentParser, units: str) -> None:
 
 
 def compare_to(folder: str, mine: dict[str, dict[str, float]], protocol: dict, unit: str) -> list[dict]:
-    """Paired differences of this run's values (measure -> unit id -> value) against those another run of
-    the same command saved in `folder/results.json` under `paired_values`, over the units both have."""
-    from act3d.eval.paired import describe, paired_difference
+    """Paired differences (`PairedDifference.to_dict`) of this run's values (measure -> unit id -> value)
+    against those another run of the same command saved in `folder/summary.json` under `paired_values`, over
+    the units both have."""
+    from act3d.eval.paired import paired_difference
 
-    path = Path(folder) / "results.json"
+    path = Path(folder) / "summary.json"
     try:
         theirs = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
@@ -142,11 +152,16 @@ def compare_to(folder: str, mine: dict[str, dict[str, float]], protocol: dict, u
         other = theirs["paired_values"].get(measure, {})
         units = [u for u in values if u in other]
         if units:
-            d = paired_difference([values[u] for u in units], [other[u] for u in units])
-            text = describe("this run", Path(folder).name, d, unit)
-            rows.append(
-                {"measure": measure, "against": str(folder), **d.to_dict(), "text": f"{measure}: {text}"}
+            d = paired_difference(
+                [values[u] for u in units],
+                [other[u] for u in units],
+                "this run",
+                str(folder),
+                measure,
+                unit,
+                labels=("this run", Path(folder).name),
             )
+            rows.append(d.to_dict())
     if not rows:
         raise Act3dError(f"--compare-to {folder}: no {unit} in common with this run")
     return rows

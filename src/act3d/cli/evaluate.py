@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
 from act3d.cli.common import (
     VARIANT_HELP,
     add_compare_arg,
     compare_to,
-    config_hash,
     dataset_variant,
     output_folder,
     positive_int,
-    write_results,
+    score_row,
+    write_summary,
 )
 
 log = logging.getLogger("act3d")
@@ -39,80 +38,41 @@ def _features(args: argparse.Namespace):
 def _eval_svm(args: argparse.Namespace) -> int:
     from act3d.eval.probe import svm_probe
 
-    output_folder(args.out)
+    out = output_folder(args.out)
     ftr, ytr, fte, yte, names = _features(args)
     res = svm_probe(ftr, ytr, fte, yte, len(names), seed=args.seed)
-    h = config_hash(vars(args) | {"run": None})
+    config = vars(args) | {"run": None}
     rows = [
-        {
-            "metric": "overall_accuracy",
-            "value": res["test_acc"],
-            "split": "test",
-            "seed": args.seed,
-            "config_hash": h,
-        },
-        {
-            "metric": "mean_class_accuracy",
-            "value": res["test_macc"],
-            "split": "test",
-            "seed": args.seed,
-            "config_hash": h,
-        },
+        score_row("oa", res["test_acc"], "test", args.seed, config),
+        score_row("macc", res["test_macc"], "test", args.seed, config),
     ]
-    write_results(
-        Path(args.out),
-        rows,
-        {
-            "svm_C": res["C"],
-            "val_acc": res["val_acc"],
-            "test_acc": res["test_acc"],
-            "checkpoint": args.checkpoint,
-        },
-    )
-    print(
-        f"linear SVM probe: OA {100 * res['test_acc']:.2f}%  mAcc {100 * res['test_macc']:.2f}%  "
-        f"(C={res['C']} chosen by {res['val_acc']:.3f} cross-validated accuracy on the training split)"
+    extra = {"checkpoint": args.checkpoint, "svm_C": res["C"], "cross_validated_acc": res["val_acc"]}
+    write_summary(out, "eval svm", rows, extra)
+    log.info(
+        "linear SVM probe: OA %.2f%%  mAcc %.2f%%  (C=%s chosen by %.3f cross-validated accuracy on the "
+        "training split)",
+        100 * res["test_acc"],
+        100 * res["test_macc"],
+        res["C"],
+        res["val_acc"],
     )
     return 0
 
 
 def _eval_fewshot(args: argparse.Namespace) -> int:
-    from act3d.data.modelnet import modelnet40_fewshot
-    from act3d.eval.metrics import mean_std, overall_accuracy
-    from act3d.eval.probe import _svm_pipeline, fewshot, source_features
-    from act3d.models import zoo
+    from act3d.eval.probe import fewshot, fewshot_folds
 
-    output_folder(args.out)
+    out = output_folder(args.out)
     settings = [(w, s) for w in args.way for s in args.shot]
-    rows, table = [], {}
     if args.fewshot_root:  # the official fold pickles
-        encoder, arch = zoo.load_student(args.checkpoint)
-        patches, num_points = zoo.patch_config(arch), arch["num_points"]
-        for way, shot in settings:
-            accs = []
-            for fold in range(args.folds):
-                train, test = modelnet40_fewshot(args.fewshot_root, way, shot, fold)
-                train_x, train_y = source_features(encoder, patches, train, num_points)
-                test_x, test_y = source_features(encoder, patches, test, num_points)
-                clf = _svm_pipeline(1.0).fit(train_x, train_y)
-                accs.append(overall_accuracy(clf.predict(test_x), test_y))
-            mean, std = mean_std(accs)
-            table[f"{way}w{shot}s"] = {"mean": mean, "std": std, "folds": accs}
+        table = fewshot_folds(args.checkpoint, args.fewshot_root, settings, args.folds)
     else:  # folds drawn deterministically from any labelled set
         ftr, ytr, fte, yte, _ = _features(args)
         table = fewshot(ftr, ytr, fte, yte, settings, folds=args.folds, seed=args.seed)
+    config = vars(args) | {"run": None}
+    rows = [score_row(f"fewshot_{key}_oa", v["mean"], "test", args.seed, config) for key, v in table.items()]
     for key, v in table.items():
-        rows.append(
-            {
-                "metric": f"fewshot_{key}_accuracy_mean",
-                "value": v["mean"],
-                "std": v["std"],
-                "split": "test",
-                "seed": args.seed,
-                "config_hash": config_hash(vars(args) | {"run": None}),
-            }
-        )
-        print(f"{key}: {100 * v['mean']:.1f} ± {100 * v['std']:.1f} %  ({len(v['folds'])} folds)")
+        log.info("%s: %.1f ± %.1f %%  (%d folds)", key, 100 * v["mean"], 100 * v["std"], len(v["folds"]))
     # folds pair two checkpoints only when they saw the same episodes: the same data, seed and fold files
     protocol = {
         k: getattr(args, k) for k in ("format", "root", "variant", "num_points", "seed", "fewshot_root")
@@ -120,9 +80,9 @@ def _eval_fewshot(args: argparse.Namespace) -> int:
     paired = {key: {str(i): acc for i, acc in enumerate(v["folds"])} for key, v in table.items()}
     comparison = compare_to(args.compare_to, paired, protocol, "episode") if args.compare_to else []
     for c in comparison:
-        print(c["text"])
+        log.info("%s", c["text"])
     extra = {"checkpoint": args.checkpoint, "table": table, "protocol": protocol, "paired_values": paired}
-    write_results(Path(args.out), rows, extra | {"paired": comparison})
+    write_summary(out, "eval fewshot", rows, extra | {"paired": comparison})
     return 0
 
 
@@ -133,7 +93,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", help=VARIANT_HELP + " (default scan)")
     p.add_argument("--num-points", type=positive_int, help="points per cloud (default: as pretrained)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="folder for results.json")
+    p.add_argument("--out", required=True, help="folder for summary.json")
 
 
 def register(commands: argparse._SubParsersAction) -> None:

@@ -39,7 +39,7 @@ def _inputs(args: argparse.Namespace, model: Act3dModel) -> Iterator[tuple[str, 
     clouds = PointClouds(source, model.num_points, train=False)
     for i in range(len(clouds)):
         points, label = clouds[i]
-        yield source[i].source or f"{source.name}[{i}]", points.numpy(), label
+        yield source[i].origin or f"{source.name}[{i}]", points.numpy(), label
 
 
 def _batches(items: Iterator, size: int = BATCH) -> Iterator[list]:

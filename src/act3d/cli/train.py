@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
 from act3d.cli.common import (
     add_compare_arg,
     add_config_args,
     compare_to,
-    config_hash,
     output_folder,
     positive_int,
-    write_results,
+    score_row,
+    write_summary,
 )
 from act3d.config import to_dict
-from act3d.stages import FINETUNE, PRETRAIN, SEGMENT, TEACHER
+from act3d.stages import FINETUNE, PRETRAIN, SEGMENT, TEACHER, Stage
 
 log = logging.getLogger("act3d")
 
@@ -47,62 +46,8 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from act3d.eval.metrics import mean_std
-
     overrides = list(args.overrides) + ([f"checkpoint={args.checkpoint}"] if args.checkpoint else [])
-    configs = [
-        FINETUNE.load_config(args.preset, args.config, overrides + [f"runtime.seed={seed}"])
-        for seed in range(args.seeds)
-    ]
-    # seeds pair runs of two checkpoints only on the same data, split and training recipe
-    protocol = to_dict(configs[0]) | {"checkpoint": None, "runtime": None}
-    output_folder(args.out)
-    accs, rows, paired = [], [], {"val OA": {}, "test OA": {}}
-    for seed, cfg in enumerate(configs):
-        out = Path(args.out) / f"seed{seed}" if args.seeds > 1 else Path(args.out)
-        res = FINETUNE.run(cfg, out, resume=args.resume, overwrite=args.overwrite).scores
-        accs.append(res["test_acc"])
-        paired["val OA"][str(seed)], paired["test OA"][str(seed)] = res["val_acc"], res["test_acc"]
-        h = config_hash(to_dict(cfg))
-        rows += [
-            {
-                "metric": "overall_accuracy",
-                "value": res["val_acc"],
-                "split": "val",
-                "seed": seed,
-                "config_hash": h,
-            },
-            {
-                "metric": "overall_accuracy",
-                "value": res["test_acc"],
-                "split": "test",
-                "seed": seed,
-                "config_hash": h,
-            },
-            {
-                "metric": "mean_class_accuracy",
-                "value": res["test_macc"],
-                "split": "test",
-                "seed": seed,
-                "config_hash": h,
-            },
-        ]
-        log.info(
-            "seed %d: OA %.2f%%, mAcc %.2f%% (votes %d)",
-            seed,
-            100 * res["test_acc"],
-            100 * res["test_macc"],
-            res["votes"],
-        )
-    mean, std = mean_std(accs)
-    comparison = compare_to(args.compare_to, paired, protocol, "seed") if args.compare_to else []
-    extra = {"overall_accuracy_mean": mean, "overall_accuracy_std": std, "seeds": args.seeds}
-    extra |= {"protocol": protocol, "paired_values": paired, "paired": comparison}
-    write_results(Path(args.out), rows, extra)
-    log.info("overall accuracy: %.2f ± %.2f %% over %d seed(s)", 100 * mean, 100 * std, args.seeds)
-    for c in comparison:
-        log.info("%s", c["text"])
-    return 0
+    return _transfer(FINETUNE, args, overrides, args.preset)
 
 
 def _segment(args: argparse.Namespace) -> int:
@@ -114,10 +59,52 @@ def _segment(args: argparse.Namespace) -> int:
         overrides.append(f"data.root={args.root}")
     if args.checkpoint:
         overrides.append(f"checkpoint={args.checkpoint}")
-    cfg = SEGMENT.load_config(preset, args.config, overrides)
-    res = SEGMENT.run(cfg, output_folder(args.out), resume=args.resume, overwrite=args.overwrite).scores
-    log.info("%s", ", ".join(f"{k} {100 * v:.2f}%" for k, v in res["metrics"].items()))
+    return _transfer(SEGMENT, args, overrides, preset)
+
+
+def _transfer(stage: Stage, args: argparse.Namespace, overrides: list[str], preset: str) -> int:
+    """Run a transfer stage once per seed 0..N-1, in OUT with one seed and in OUT/seed<i> with several (each
+    run folder with its `results.json`, a `TransferResult`); then OUT/summary.json: every score of every
+    seed, their mean and std, and with `--compare-to` the paired differences to an earlier run."""
+    from act3d.eval.metrics import mean_std
+
+    configs = [
+        stage.load_config(preset, args.config, overrides + [f"runtime.seed={seed}"])
+        for seed in range(args.seeds)
+    ]
+    # seeds pair runs of two checkpoints only on the same data, split and training recipe
+    protocol = to_dict(configs[0]) | {"checkpoint": None, "runtime": None}
+    out = output_folder(args.out)
+    rows, paired = [], {}
+    for cfg in configs:
+        seed = cfg.runtime.seed
+        folder = out / f"seed{seed}" if args.seeds > 1 else out
+        result = stage.run(cfg, folder, resume=args.resume, overwrite=args.overwrite).transfer
+        for split, scores in (("val", result.val), ("test", result.test)):
+            for metric, value in scores.items():
+                rows.append(score_row(metric, value, split, seed, to_dict(cfg)))
+                paired.setdefault(f"{split} {metric}", {})[str(seed)] = value
+        log.info("seed %d: %s", seed, _percentages(result.test))
+    spread = {
+        measure: dict(zip(("mean", "std"), mean_std(list(v.values())))) for measure, v in paired.items()
+    }
+    comparison = compare_to(args.compare_to, paired, protocol, "seed") if args.compare_to else []
+    extra = {"seeds": args.seeds, "scores": spread, "protocol": protocol, "paired_values": paired}
+    write_summary(out, stage.command, rows, extra | {"paired": comparison})
+    log.info(
+        "test, over %d seed(s): %s",
+        args.seeds,
+        ", ".join(
+            f"{m} {100 * s['mean']:.2f} ± {100 * s['std']:.2f}%" for m, s in spread.items() if "test" in m
+        ),
+    )
+    for c in comparison:
+        log.info("%s", c["text"])
     return 0
+
+
+def _percentages(scores: dict[str, float]) -> str:
+    return ", ".join(f"{name} {100 * value:.2f}%" for name, value in scores.items())
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -140,10 +127,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     add_config_args(ft, FINETUNE)
     ft.add_argument("--checkpoint", help="Stage II student checkpoint (omit to train from scratch)")
-    ft.add_argument(
-        "--seeds", type=positive_int, default=1, help="repeat with seeds 0..N-1 and report mean ± std"
-    )
-    add_compare_arg(ft, "seeds")
+    _seed_args(ft)
     ft.set_defaults(run=_finetune)
 
     seg = commands.add_parser(
@@ -163,4 +147,15 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="dataset folder (shapenetcore_partanno_segmentation_benchmark_v0_normal or stanford_indoor3d)",
     )
     seg.add_argument("--checkpoint", help="Stage II student checkpoint (omit to train from scratch)")
+    _seed_args(seg)
     seg.set_defaults(run=_segment)
+
+
+def _seed_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--seeds",
+        type=positive_int,
+        default=1,
+        help="repeat with seeds 0..N-1 (in OUT/seed<i>) and report mean ± std in OUT/summary.json",
+    )
+    add_compare_arg(parser, "seeds")

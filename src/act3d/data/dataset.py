@@ -122,7 +122,7 @@ class PointClouds(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         sample = self.source[index]
         rng = np.random.default_rng([self.seed, index, self.epoch if self.train else 0])
-        points = sample.points[resample_indices(len(sample.points), self.num_points, rng, sample.source)]
+        points = sample.points[resample_indices(len(sample.points), self.num_points, rng, sample.origin)]
         if self.normalize_subset:
             points = normalize_unit_sphere(points)
         return torch.from_numpy(np.ascontiguousarray(points)), sample.label
@@ -152,7 +152,7 @@ class DeviceClouds:
         for i in range(len(samples)):
             s, samples[i] = samples[i], None
             clouds[i] = s.points[
-                resample_indices(len(s.points), stored, np.random.default_rng([seed, i]), s.source)
+                resample_indices(len(s.points), stored, np.random.default_rng([seed, i]), s.origin)
             ]
         self.points = torch.from_numpy(clouds)
 

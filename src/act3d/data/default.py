@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from act3d.atomic import exclusive_lock
 from act3d.data.h5clouds import H5Clouds, write_h5_clouds
 from act3d.data.sample import normalize_unit_sphere
 from act3d.data.shapes import FAMILIES, Surface, box, sample_object
@@ -68,13 +69,7 @@ def cache_lock(entry: Path) -> Iterator[None]:
     the others wait here and then find it built. An `flock` on `<entry>.lock`, which the system releases
     when the builder ends, however it ends; entries are published by a rename, so a crash leaves none."""
     entry.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # no advisory locks on this platform: each process builds its own temporary copy
-        yield
-        return
-    with open(entry.with_name(entry.name + ".lock"), "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    with exclusive_lock(entry.with_name(entry.name + ".lock")):
         yield
 
 

@@ -423,4 +423,4 @@ class ClassFolders:
         path = self.paths[i]
         rows = load_npy(path, missing="missing (run `act3d data prepare` again to restore it)")
         points = check_points(rows, str(path), self.nonfinite)
-        return Sample(normalize_unit_sphere(points), self.labels[i], source=str(path))
+        return Sample(normalize_unit_sphere(points), self.labels[i], origin=str(path))

@@ -54,9 +54,9 @@ class H5Clouds:
         return len(self.points)
 
     def __getitem__(self, index: int) -> Sample:
-        source = f"{self.path}[{index}]"
+        origin = f"{self.path}[{index}]"
         return Sample(
-            check_points(self.points[index], source, self.nonfinite), int(self.labels[index]), source=source
+            check_points(self.points[index], origin, self.nonfinite), int(self.labels[index]), origin=origin
         )
 
 

@@ -64,14 +64,14 @@ class ModelNet40Txt:
         path = self.root / shape_id.rsplit("_", 1)[0] / f"{shape_id}.txt"
         data = _load_txt_cloud(path)
         points = check_points(data, str(path), self.nonfinite)
-        return Sample(normalize_unit_sphere(points), self.labels[i], source=str(path))
+        return Sample(normalize_unit_sphere(points), self.labels[i], origin=str(path))
 
 
-def _label(value, source: str) -> int:
+def _label(value, origin: str) -> int:
     """A stored label (an int, or a 1-element array as in the official pickles) as an int."""
     array = np.asarray(value).reshape(-1)
     if array.size != 1 or not np.issubdtype(array.dtype, np.integer):
-        raise DataError(f"{source}: expected an integer class label, got {value!r}")
+        raise DataError(f"{origin}: expected an integer class label, got {value!r}")
     return int(array[0])
 
 
@@ -84,29 +84,29 @@ class InMemoryClouds:
         labels: list[int],
         class_names: list[str],
         name: str,
-        source: str,
+        origin: str,
         nonfinite: str = "error",
     ):
         if len(clouds) != len(labels):
-            raise DataError(f"{source}: {len(clouds)} clouds but {len(labels)} labels")
-        self.clouds, self.labels = clouds, [_label(x, f"{source}[{i}]") for i, x in enumerate(labels)]
-        self.class_names, self.name, self.source, self.nonfinite = class_names, name, source, nonfinite
+            raise DataError(f"{origin}: {len(clouds)} clouds but {len(labels)} labels")
+        self.clouds, self.labels = clouds, [_label(x, f"{origin}[{i}]") for i, x in enumerate(labels)]
+        self.class_names, self.name, self.origin, self.nonfinite = class_names, name, origin, nonfinite
         if nonfinite == "error":  # every cloud now, not when a bad one happens to be drawn
             for i, cloud in enumerate(clouds):
                 cloud = np.asarray(cloud)
                 if cloud.dtype.kind in "fc" and not np.isfinite(cloud[..., :3]).all():
-                    raise DataError(f"{source}[{i}]: NaN/inf coordinates (the first such cloud)")
+                    raise DataError(f"{origin}[{i}]: NaN/inf coordinates (the first such cloud)")
         for i, label in enumerate(self.labels):
-            check_label(label, len(class_names), f"{source}[{i}]")
+            check_label(label, len(class_names), f"{origin}[{i}]")
 
     def __len__(self) -> int:
         return len(self.clouds)
 
     def __getitem__(self, i: int) -> Sample:
-        src = f"{self.source}[{i}]"
+        origin = f"{self.origin}[{i}]"
         data = np.asarray(self.clouds[i])
         return Sample(
-            normalize_unit_sphere(check_points(data, src, self.nonfinite)), self.labels[i], source=src
+            normalize_unit_sphere(check_points(data, origin, self.nonfinite)), self.labels[i], origin=origin
         )
 
 

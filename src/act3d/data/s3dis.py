@@ -62,5 +62,5 @@ class S3DISRooms:
             -1,
             colors=(data[:, 3:6] / 255.0).astype(np.float32),
             point_labels=labels,
-            source=str(path),
+            origin=str(path),
         )

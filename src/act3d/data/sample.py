@@ -21,7 +21,7 @@ class Sample:
     label: int = -1  # object class, -1 when unlabelled
     colors: np.ndarray | None = None  # (N, 3) in [0, 1]
     point_labels: np.ndarray | None = None  # (N,) part / semantic class per point
-    source: str = ""  # file (and entry) it came from, for error messages
+    origin: str = ""  # the file (and entry) it came from, for error messages
 
 
 class CloudSource(Protocol):
@@ -43,7 +43,7 @@ class CloudSource(Protocol):
 MAX_COORDINATE = 1e6
 
 
-def check_points(points: np.ndarray, source: str, nonfinite: str = "error") -> np.ndarray:
+def check_points(points: np.ndarray, origin: str, nonfinite: str = "error") -> np.ndarray:
     """Validate one cloud's coordinates; returns them as float32 `(N, 3)`.
 
     `nonfinite`: `"error"` (default) rejects NaN/inf coordinates with their count, `"drop"` removes
@@ -51,37 +51,37 @@ def check_points(points: np.ndarray, source: str, nonfinite: str = "error") -> n
     """
     points = np.asarray(points)
     if points.ndim != 2 or points.shape[1] < 3:
-        raise DataError(f"{source}: expected points of shape (N, 3+), got {points.shape}")
+        raise DataError(f"{origin}: expected points of shape (N, 3+), got {points.shape}")
     if points.shape[0] == 0:
-        raise DataError(f"{source}: the cloud is empty")
+        raise DataError(f"{origin}: the cloud is empty")
     if not np.issubdtype(points.dtype, np.number) or np.issubdtype(points.dtype, np.complexfloating):
-        raise DataError(f"{source}: expected numeric coordinates, got {points.dtype}")
+        raise DataError(f"{origin}: expected numeric coordinates, got {points.dtype}")
     xyz = points[:, :3].astype(np.float32, copy=False)
     bad = ~np.isfinite(xyz).all(axis=1)
     if bad.any():
         if nonfinite != "drop":
-            raise DataError(f"{source}: {int(bad.sum())} of {len(xyz)} points have NaN/inf coordinates")
-        log.warning("%s: dropping %d points with NaN/inf coordinates", source, int(bad.sum()))
+            raise DataError(f"{origin}: {int(bad.sum())} of {len(xyz)} points have NaN/inf coordinates")
+        log.warning("%s: dropping %d points with NaN/inf coordinates", origin, int(bad.sum()))
         xyz = xyz[~bad]
         if len(xyz) == 0:
-            raise DataError(f"{source}: no finite points left")
+            raise DataError(f"{origin}: no finite points left")
     largest = float(np.abs(xyz).max())
     if largest > MAX_COORDINATE:
         raise DataError(
-            f"{source}: coordinates reach {largest:.3g}; expected |x| <= {MAX_COORDINATE:.0g} (check the units)"
+            f"{origin}: coordinates reach {largest:.3g}; expected |x| <= {MAX_COORDINATE:.0g} (check the units)"
         )
     return xyz
 
 
-def check_label(label: int, num_classes: int, source: str) -> int:
+def check_label(label: int, num_classes: int, origin: str) -> int:
     """An object label must index the class list."""
     if not 0 <= int(label) < num_classes:
-        raise DataError(f"{source}: label {int(label)} is out of range for {num_classes} classes")
+        raise DataError(f"{origin}: label {int(label)} is out of range for {num_classes} classes")
     return int(label)
 
 
 def resample_indices(
-    num_points: int, target: int, rng: np.random.Generator, source: str = "", warn: bool = True
+    num_points: int, target: int, rng: np.random.Generator, origin: str = "", warn: bool = True
 ) -> np.ndarray:
     """Indices choosing `target` of `num_points` points: without replacement when possible, else with
     replacement (and a warning, since duplicated points change the patch statistics; `warn=False` where
@@ -91,7 +91,7 @@ def resample_indices(
     if warn:
         log.warning(
             "%s has %d points, fewer than %d: resampling with replacement",
-            source or "a cloud",
+            origin or "a cloud",
             num_points,
             target,
         )

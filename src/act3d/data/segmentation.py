@@ -128,7 +128,7 @@ class RoomBlocks(Dataset):
         log.warning(
             "no %.1f m block of %s holds more than %d points; using one of %d",
             self.block,
-            room.source,
+            room.origin,
             MIN_BLOCK_POINTS,
             len(best[0]),
         )

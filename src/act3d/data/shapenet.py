@@ -70,7 +70,7 @@ class ShapeNet55:
     def __getitem__(self, i: int) -> Sample:
         path = self.root / "shapenet_pc" / self.files[i]
         return Sample(
-            check_points(load_npy(path), str(path), self.nonfinite), self.labels[i], source=str(path)
+            check_points(load_npy(path), str(path), self.nonfinite), self.labels[i], origin=str(path)
         )
 
 
@@ -140,4 +140,4 @@ class ShapeNetPart:
             )
         # normalised whole, before any sampling (official part_segmentation dataset: pc_normalize, then
         # choice)
-        return Sample(normalize_unit_sphere(points), label, point_labels=parts, source=str(path))
+        return Sample(normalize_unit_sphere(points), label, point_labels=parts, origin=str(path))

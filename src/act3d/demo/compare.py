@@ -8,8 +8,7 @@ interval.
 
 from __future__ import annotations
 
-from act3d.demo.results import Comparison
-from act3d.eval.paired import describe, paired_difference
+from act3d.eval.paired import PairedDifference, paired_difference
 
 # (a, b): the question each pair asks of ACT's claim
 PAIRS = [
@@ -39,7 +38,7 @@ def arm_measures(
     return measures
 
 
-def compare_arms(measures: dict[str, dict[str, dict]], labels: dict[str, str]) -> list[Comparison]:
+def compare_arms(measures: dict[str, dict[str, dict]], labels: dict[str, str]) -> list[PairedDifference]:
     """Every pair of `PAIRS` present in `measures` (arm -> `arm_measures`), on every measure both arms
     have: the paired difference, its interval and the sentence the report prints."""
     rows = []
@@ -50,7 +49,9 @@ def compare_arms(measures: dict[str, dict[str, dict]], labels: dict[str, str]) -
             mb = measures[b].get(name)
             if mb is None or len(mb["values"]) != len(ma["values"]) or not ma["values"]:
                 continue
-            d = paired_difference(ma["values"], mb["values"])
-            text = f"{name}: " + describe(labels[a], labels[b], d, ma["unit"])
-            rows.append(Comparison(a=a, b=b, measure=name, unit=ma["unit"], **d.to_dict(), text=text))
+            rows.append(
+                paired_difference(
+                    ma["values"], mb["values"], a, b, name, ma["unit"], labels=(labels[a], labels[b])
+                )
+            )
     return rows

@@ -5,7 +5,7 @@ question, around a randomly initialised ViT of the same shape); Stage II distils
 beside a Point-MAE-style student and an untrained one (scratch); Stage III measures every arm with the
 same budget: a linear SVM probe, few-shot episodes and fine-tuning on the scan-like split; with
 `transfer_data`, the same three on a prepared class-folder dataset of the user's too. Every stage
-writes into its own folder and a `done.json`; re-running reuses finished stages and resumes an
+writes into its own folder and leaves a record in `done/`; re-running reuses finished stages and resumes an
 interrupted one from its last checkpoint.
 """
 
@@ -55,7 +55,7 @@ def run_demo(opts: DemoOptions) -> DemoResults:
     data_dir = build_default()
     plan = estimate_seconds(opts)
     runs = Runs(out)
-    reused = sum(runs.finished(p.name) for p in out.iterdir() if p.is_dir())
+    reused = runs.finished_count()
     log.info(
         "plan: %.1f min of training steps, timed here (evaluation, probes and the report come on top)%s:",
         sum(plan.values()) / 60,

@@ -101,7 +101,7 @@ def estimate_seconds(opts: DemoOptions) -> dict[str, float]:
 
 def stages_to_run(opts: DemoOptions) -> dict[str, int]:
     """How many training stages of each kind a run of the demo into `opts.out` still has to run (finished
-    ones, with their `done.json`, are reused)."""
+    ones, with their record in `done/`, are reused)."""
     runs = Runs(opts.out)
     seeds = range(opts.seeds)
     transfer = opts.transfer_data is not None

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from act3d.data.fewshot import fewshot_key
 from act3d.demo.arms import ARMS, FEWSHOT_SETTINGS, TEACHERS, student_folder, teacher_folder
-from act3d.demo.results import Comparison, DemoResults, TransferResults
+from act3d.demo.results import DemoResults, TransferResults
+from act3d.eval.paired import PairedDifference
 from act3d.viz import plot_confusion, plot_loss_curves, plot_tsne
 
 
@@ -96,7 +97,7 @@ def transfer_table(transfer: TransferResults) -> Table:
     return Table("transfer", columns, rows)
 
 
-def comparison_table(comparisons: list[Comparison], table_id: str) -> Table:
+def comparison_table(comparisons: list[PairedDifference], table_id: str) -> Table:
     """Paired differences a − b: mean and 95% interval in points, the units, and whether it excludes zero."""
     labels = {arm.name: arm.short for arm in ARMS}
     rows = [
@@ -128,7 +129,7 @@ PAPER_BUDGET = (
 )
 
 
-def headline(comparisons: list[Comparison]) -> list[str]:
+def headline(comparisons: list[PairedDifference]) -> list[str]:
     """What the run shows, in words: the pretrained-teacher question first, then every other difference
     whose interval excludes zero."""
     if not comparisons:

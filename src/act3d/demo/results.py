@@ -6,23 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-
-@dataclass
-class Comparison:
-    """One paired difference `a - b` of two arms on one measure (`act3d.demo.compare`)."""
-
-    a: str
-    b: str
-    measure: str
-    unit: str  # seed | episode | test cloud
-    mean: float
-    low: float | None
-    high: float | None
-    n: int
-    confidence: float
-    distinguishable: bool
-    method: str
-    text: str
+from act3d.eval.paired import PairedDifference
 
 
 @dataclass
@@ -64,7 +48,7 @@ class TransferResults:
     counts: dict[str, dict[str, int]]
     fewshot_folds: int
     arms: list[TransferArm]
-    comparisons: list[Comparison]
+    comparisons: list[PairedDifference]
 
 
 @dataclass
@@ -81,7 +65,7 @@ class DemoResults:
     data: str
     teachers: dict[str, dict[str, Any]]  # "pretrained" / "random" -> checkpoint, steps, Chamfer first/last
     arms: list[ArmResult]
-    comparisons: list[Comparison]
+    comparisons: list[PairedDifference]
     timings: dict[str, float]
     confusion_act: list[list[int]]
     class_names: list[str]
@@ -94,8 +78,11 @@ class DemoResults:
     def to_dict(self) -> dict[str, Any]:
         """The `results.json` layout (no `transfer` key without transfer data)."""
         out = asdict(self)
+        out["comparisons"] = [c.to_dict() for c in self.comparisons]
         if self.transfer is None:
             del out["transfer"]
+        else:
+            out["transfer"]["comparisons"] = [c.to_dict() for c in self.transfer.comparisons]
         return out
 
     @staticmethod
@@ -104,10 +91,10 @@ class DemoResults:
         known = {f.name for f in fields(DemoResults)}
         values = {k: v for k, v in d.items() if k in known}
         values["arms"] = [ArmResult(**a) for a in d["arms"]]
-        values["comparisons"] = [Comparison(**c) for c in d.get("comparisons", [])]
+        values["comparisons"] = [PairedDifference.from_dict(c) for c in d.get("comparisons", [])]
         if d.get("transfer"):
             t = dict(d["transfer"])
             t["arms"] = [TransferArm(**a) for a in t["arms"]]
-            t["comparisons"] = [Comparison(**c) for c in t.get("comparisons", [])]
+            t["comparisons"] = [PairedDifference.from_dict(c) for c in t.get("comparisons", [])]
             values["transfer"] = TransferResults(**t)
         return DemoResults(**values)

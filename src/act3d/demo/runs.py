@@ -1,6 +1,6 @@
 """A resumable sequence of named runs (a teacher, a student, a probe, a fine-tuning seed): each runs once
-into its own folder and leaves a `done.json`; a re-run reads finished runs back instead of running them
-again (the demo's main loop). The names come from `act3d.demo.arms`."""
+into its own folder `OUT/<name>` and leaves its record in `OUT/done/<name>.json`; a re-run reads finished
+runs back instead of running them again (the demo's main loop). The names come from `act3d.demo.arms`."""
 
 from __future__ import annotations
 
@@ -16,20 +16,26 @@ log = logging.getLogger(__name__)
 
 
 class Runs:
-    """Runs each named run once: a finished one (its `done.json`) is read back instead of re-run."""
+    """Runs each named run once: a finished one (its record in `OUT/done`) is read back instead of re-run."""
 
     def __init__(self, out: Path):
         self.out = out
         self.timings: dict[str, float] = {}
         self.reused: list[str] = []
 
+    def record(self, name: str) -> Path:
+        """The record a finished run leaves: `{"seconds": ..., "result": ...}`."""
+        return self.out / "done" / f"{name}.json"
+
     def finished(self, name: str) -> bool:
         """Whether run `name` finished earlier (it is read back instead of run again)."""
-        return (self.out / name / "done.json").is_file()
+        return self.record(name).is_file()
+
+    def finished_count(self) -> int:
+        return len(list((self.out / "done").glob("*.json")))
 
     def run(self, name: str, fn: Callable[[Path], dict]) -> dict:
-        folder = self.out / name
-        done = folder / "done.json"
+        folder, done = self.out / name, self.record(name)
         if self.finished(name):
             record = json.loads(done.read_text())
             self.timings[name] = record["seconds"]
@@ -40,6 +46,7 @@ class Runs:
         start = time.perf_counter()
         result = fn(folder)
         seconds = time.perf_counter() - start
+        done.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(done, json.dumps({"seconds": seconds, "result": result}, indent=2))
         self.timings[name] = seconds
         log.info("[done] %s in %.0fs", name, seconds)

@@ -89,17 +89,14 @@ def finetune_stage(
     transfer = cfg.data if data is None else replace(cfg.data, format="class-folders", root=str(data))
     runtime = replace(cfg.runtime, seed=seed)
     cfg = replace(cfg, data=transfer, runtime=runtime, checkpoint=students[arm.name]["checkpoint"])
-    res = FINETUNE.run(cfg, folder, resume=True).scores
+    res = FINETUNE.run(cfg, folder, resume=True).transfer
     return {
-        k: res[k]
-        for k in (
-            "val_acc",
-            "test_acc",
-            "test_macc",
-            "seed",
-            "steps",
-            "selected_step",
-            "confusion",
-            "class_names",
-        )
+        "val_acc": res.val["oa"],
+        "test_acc": res.test["oa"],
+        "test_macc": res.test["macc"],
+        "seed": res.seed,
+        "steps": res.steps,
+        "selected_step": res.selected_step,
+        "confusion": res.confusion,
+        "class_names": res.class_names,
     }

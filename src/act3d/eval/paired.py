@@ -3,13 +3,13 @@
 Every arm of a comparison runs with the same seeds and the same few-shot episodes, so the right question is
 not whether two arms' spreads overlap but whether the per-unit differences `a_i - b_i` are centred away
 from zero. `paired_difference` gives their mean with a two-sided paired t interval (Student's t with
-`n - 1` degrees of freedom over the `n` differences); `describe` says the same in words.
+`n - 1` degrees of freedom over the `n` differences) and says the same in words.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 from scipy import stats
@@ -19,13 +19,20 @@ CONFIDENCE = 0.95
 
 @dataclass(frozen=True)
 class PairedDifference:
-    """The mean of `a - b` over `n` paired units and its confidence interval (`None` with one unit)."""
+    """Arm `a` against arm `b` on one `measure`, paired by `unit` (seed, episode, test cloud): the mean of
+    `a - b` over `n` shared units, its confidence interval (`None` with one unit) and the sentence that says
+    so (`text`). The one type of a paired comparison, in the demo, the CLI's `--compare-to` and the sweep."""
 
+    a: str
+    b: str
+    measure: str
+    unit: str
     mean: float
     low: float | None
     high: float | None
     n: int
-    confidence: float = CONFIDENCE
+    confidence: float
+    text: str
 
     @property
     def distinguishable(self) -> bool:
@@ -35,26 +42,57 @@ class PairedDifference:
     def to_dict(self) -> dict:
         return asdict(self) | {"distinguishable": self.distinguishable, "method": "paired t"}
 
+    @staticmethod
+    def from_dict(d: dict) -> PairedDifference:
+        """A saved `to_dict` read back (its derived keys dropped)."""
+        return PairedDifference(**{f.name: d[f.name] for f in fields(PairedDifference)})
 
-def paired_difference(a: list[float], b: list[float], confidence: float = CONFIDENCE) -> PairedDifference:
-    """Mean of `a[i] - b[i]` with its paired t interval; `a` and `b` hold one value per shared unit."""
-    if len(a) != len(b) or not a:
-        raise ValueError(f"paired values need the same, non-zero count of units; got {len(a)} and {len(b)}")
-    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+
+def paired_difference(
+    values_a: list[float],
+    values_b: list[float],
+    a: str = "a",
+    b: str = "b",
+    measure: str = "",
+    unit: str = "unit",
+    labels: tuple[str, str] | None = None,
+    confidence: float = CONFIDENCE,
+) -> PairedDifference:
+    """Mean of `values_a[i] - values_b[i]` with its paired t interval; the lists hold one value per shared
+    unit. `labels` name the arms in `text` where their display names differ from `a` and `b`."""
+    if len(values_a) != len(values_b) or not values_a:
+        raise ValueError(
+            f"paired values need the same, non-zero count of units; got {len(values_a)} and {len(values_b)}"
+        )
+    diff = np.asarray(values_a, dtype=np.float64) - np.asarray(values_b, dtype=np.float64)
     n, mean = len(diff), float(diff.mean())
-    if n < 2:
-        return PairedDifference(mean, None, None, n, confidence)
-    half = float(stats.t.ppf((1 + confidence) / 2, n - 1) * diff.std(ddof=1) / math.sqrt(n))
-    return PairedDifference(mean, mean - half, mean + half, n, confidence)
+    low = high = None
+    if n >= 2:
+        half = float(stats.t.ppf((1 + confidence) / 2, n - 1) * diff.std(ddof=1) / math.sqrt(n))
+        low, high = mean - half, mean + half
+    label_a, label_b = labels or (a, b)
+    sentence = _sentence(label_a, label_b, mean, low, high, n, unit, confidence)
+    text = f"{measure}: {sentence}" if measure else sentence
+    return PairedDifference(a, b, measure, unit, mean, low, high, n, confidence, text)
 
 
-def describe(a: str, b: str, d: PairedDifference, unit: str, scale: float = 100.0) -> str:
-    """One sentence: `"ACT - scratch: +3.1 points (95% CI -1.2 to +7.4 over 3 seeds), not
+def _sentence(
+    a: str,
+    b: str,
+    mean: float,
+    low: float | None,
+    high: float | None,
+    n: int,
+    unit: str,
+    confidence: float = CONFIDENCE,
+    scale: float = 100.0,
+) -> str:
+    """The comparison in words: `"ACT - scratch: +3.1 points (95% CI -1.2 to +7.4 over 3 seeds), not
     distinguishable from zero"`; values are multiplied by `scale` (fractions to points)."""
-    head = f"{a} − {b}: {d.mean * scale:+.1f} points"
-    if d.low is None:
+    head = f"{a} − {b}: {mean * scale:+.1f} points"
+    if low is None:
         return f"{head} (one {unit}: no interval)"
-    span = f"{d.confidence:.0%} CI {d.low * scale:+.1f} to {d.high * scale:+.1f} over {d.n} {unit}s"
-    if not d.distinguishable:
+    span = f"{confidence:.0%} CI {low * scale:+.1f} to {high * scale:+.1f} over {n} {unit}s"
+    if not (low > 0 or high < 0):
         return f"{head} ({span}), not distinguishable from zero"
-    return f"{head} ({span}): {a} {'ahead' if d.mean > 0 else 'behind'}"
+    return f"{head} ({span}): {a} {'ahead' if mean > 0 else 'behind'}"

@@ -15,9 +15,11 @@ from sklearn.svm import SVC
 
 from act3d.data.dataset import DataConfig, open_source, stack_clouds
 from act3d.data.fewshot import QUERIES_PER_CLASS, draw_fewshot_episode, episode_rng, fewshot_key
+from act3d.data.modelnet import modelnet40_fewshot
 from act3d.data.sample import CloudSource
 from act3d.eval.features import extract_features
 from act3d.eval.metrics import mean_class_accuracy, mean_std, overall_accuracy
+from act3d.models import zoo
 from act3d.models.student import StudentEncoder
 from act3d.ops.grouping import PatchConfig
 
@@ -47,6 +49,18 @@ def split_features(
 def _svm_pipeline(c: float):
     # libsvm's exact solver: fast at these sample counts and free of liblinear's convergence limits
     return make_pipeline(StandardScaler(), SVC(C=c, kernel="linear"))
+
+
+def fewshot_accuracy(
+    support_x: np.ndarray, support_y: np.ndarray, query_x: np.ndarray, query_y: np.ndarray
+) -> float:
+    """One few-shot episode: a linear SVM (C=1) fitted on the support features, its accuracy on the query."""
+    return overall_accuracy(_svm_pipeline(1.0).fit(support_x, support_y).predict(query_x), query_y)
+
+
+def _setting_scores(way: int, shot: int, accs: list[float]) -> dict:
+    mean, std = mean_std(accs)
+    return {"way": way, "shot": shot, "mean": mean, "std": std, "folds": accs}
 
 
 def svm_probe(
@@ -102,8 +116,26 @@ def fewshot(
                 np.array([remap[c] for c in train_y[support]]),
                 np.array([remap[c] for c in test_y[query]]),
             )
-            clf = _svm_pipeline(1.0).fit(train_x[support], ys)
-            accs.append(overall_accuracy(clf.predict(test_x[query]), yq))
-        mean, std = mean_std(accs)
-        out[fewshot_key(way, shot)] = {"way": way, "shot": shot, "mean": mean, "std": std, "folds": accs}
+            accs.append(fewshot_accuracy(train_x[support], ys, test_x[query], yq))
+        out[fewshot_key(way, shot)] = _setting_scores(way, shot, accs)
+    return out
+
+
+def fewshot_folds(checkpoint: str, root: str, settings: list[tuple[int, int]], folds: int = 10) -> dict:
+    """Few-shot accuracy of a student checkpoint on the official fold pickles (`data.modelnet
+    .modelnet40_fewshot`, `root/{way}way_{shot}shot/{fold}.pkl`), as `fewshot` returns it."""
+    encoder, arch = zoo.load_student(checkpoint)
+    patches, num_points = zoo.patch_config(arch), arch["num_points"]
+    out = {}
+    for way, shot in settings:
+        accs = []
+        for fold in range(folds):
+            train, test = modelnet40_fewshot(root, way, shot, fold)
+            accs.append(
+                fewshot_accuracy(
+                    *source_features(encoder, patches, train, num_points),
+                    *source_features(encoder, patches, test, num_points),
+                )
+            )
+        out[fewshot_key(way, shot)] = _setting_scores(way, shot, accs)
     return out

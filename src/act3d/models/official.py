@@ -211,7 +211,7 @@ def _arch(layout: Layout, config: dict[str, Any], state: dict[str, torch.Tensor]
             num_categories=categories,
             point_extra=linears["propagate"][0].shape[1] - feat - 3,
             propagation=[w.shape[0] for w in linears["propagate"]],
-            head=[w.shape[0] for w in linears["head"][:-1]],
+            hidden=[w.shape[0] for w in linears["head"][:-1]],
         )
         return zoo.segmenter_arch(student, patches, config["data"]["num_points"], config["task"], names, head)
     model_cfg = from_dict(AutoencoderConfig, config["model"])

@@ -27,7 +27,7 @@ from act3d.ops.knn import knn
 
 # the official widths: propagation (4 x 384, 1024), head (512, 256)
 PROPAGATION = (1536, 1024)
-HEAD = (512, 256)
+HIDDEN = (512, 256)
 
 
 @dataclass
@@ -39,7 +39,7 @@ class SegmenterHead:
     num_categories: int = 0
     point_extra: int = 0
     propagation: list[int] = field(default_factory=lambda: list(PROPAGATION))
-    head: list[int] = field(default_factory=lambda: list(HEAD))
+    hidden: list[int] = field(default_factory=lambda: list(HIDDEN))  # the head's two hidden layers
 
 
 def interpolate_to_points(
@@ -63,7 +63,7 @@ class PointSegmenter(nn.Module):
 
     def __init__(self, encoder: StudentEncoder, cfg: SegmenterHead, patching: PatchConfig):
         super().__init__()
-        num_categories, propagation, head = cfg.num_categories, cfg.propagation, cfg.head
+        num_categories, propagation, hidden = cfg.num_categories, cfg.propagation, cfg.hidden
         self.encoder, self.num_categories, self.patching = encoder, num_categories, patching
         self.layers = feature_layers(encoder.cfg.depth)
         feat = encoder.cfg.width * len(self.layers)
@@ -75,10 +75,10 @@ class PointSegmenter(nn.Module):
         global_dim = 2 * feat + (64 if num_categories else 0)
         self.propagate = PointwiseMLP(3 + feat + cfg.point_extra, *propagation, activate_last=True)
         self.head = nn.Sequential(
-            PointwiseMLP(propagation[-1] + global_dim, head[0], activate_last=True),
+            PointwiseMLP(propagation[-1] + global_dim, hidden[0], activate_last=True),
             nn.Dropout(0.5),
-            PointwiseMLP(head[0], head[1], activate_last=True),
-            nn.Linear(head[1], cfg.num_classes),
+            PointwiseMLP(hidden[0], hidden[1], activate_last=True),
+            nn.Linear(hidden[1], cfg.num_classes),
         )
         for module in (self.category_embed, self.propagate, self.head):
             if module is not None:

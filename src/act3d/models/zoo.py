@@ -117,7 +117,10 @@ def build(kind: str, arch: dict[str, Any]) -> nn.Module:
         head = from_dict(ClassifierHead, arch["head"])
         return PointClassifier(StudentEncoder(student_config(arch)), head, patch_config(arch))
     if kind == SEGMENTER:
-        head = from_dict(SegmenterHead, arch["head"])
+        widths = dict(arch["head"])
+        if "head" in widths:  # checkpoints written before the hidden widths were named `hidden`
+            widths["hidden"] = widths.pop("head")
+        head = from_dict(SegmenterHead, widths)
         return PointSegmenter(StudentEncoder(student_config(arch)), head, patch_config(arch))
     raise CheckpointError(f"unknown model kind {kind!r}; one of {KINDS}")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,7 +32,7 @@ from act3d.ops.indexing import gather_points
 from act3d.train.metrics_log import Metric
 from act3d.train.options import OptimConfig, RuntimeConfig
 from act3d.train.run_folder import run_files
-from act3d.train.stage import StageResult, reload_best, student_backbone, train
+from act3d.train.stage import StageResult, TransferResult, reload_best, student_backbone, train
 
 log = logging.getLogger(__name__)
 KIND = zoo.CLASSIFIER
@@ -251,45 +250,43 @@ def finetune(
             best_metric="val_acc" if val is not None else None,
             evaluate_every=cfg.eval_every,
         )
+        val_scores = {}
         if reload_best(model, out_dir, KIND, result):  # the validation-selected model
-            val_acc = result.best["val_acc"]
-        else:  # eval_every 0, or no validation split (few-shot): the last model
-            val_acc = (
-                evaluate_classifier(model, *val, cfg, seed=cfg.runtime.seed)["acc"]
-                if val is not None
-                else None
-            )
+            val_scores = {"oa": result.best["val_acc"], "macc": result.best["val_macc"]}
+        elif val is not None:  # eval_every 0: the last model
+            measured = evaluate_classifier(model, *val, cfg, seed=cfg.runtime.seed)
+            val_scores = {"oa": measured["acc"], "macc": measured["macc"]}
         # the test split, read once: its accuracies and confusion from the same (voted) predictions
         final = evaluate_classifier(
             model, test_points, test_labels, cfg, votes=cfg.votes, seed=cfg.runtime.seed
         )
-        results = {
-            "task": "classification",
-            "dataset": test_source.name,
-            "transfer": cfg.transfer,
-            "pretrained": cfg.checkpoint,
-            "seed": cfg.runtime.seed,
-            "steps": result.steps,
-            "seconds": round(result.seconds, 1),
-            "selected_step": result.best["step"] if result.best else result.steps,
-            "val_acc": val_acc,
-            "val_samples": len(val[1]) if val else 0,
-            "test_acc": final["acc"],
-            "test_macc": final["macc"],
-            "votes": cfg.votes,
-            "class_names": names,
-            "confusion": final["confusion"].tolist(),
-        }
-        if cfg.report_test_selected:
-            results["test_acc_selected_on_test"] = max(test_history, default=None)
+        selected_on_test = {}
+        if test_history:
+            selected_on_test["oa"] = max(test_history)
         if cfg.test_selected_vote_rounds:
-            rounds = [
+            selected_on_test["vote_oa"] = max(
                 evaluate_classifier(model, test_points, test_labels, cfg, votes=max(cfg.votes, 2), seed=r)[
                     "acc"
                 ]
                 for r in range(cfg.test_selected_vote_rounds)
-            ]
-            results["test_vote_acc_selected_on_test"] = max(rounds)
+            )
+        results = TransferResult(
+            task="classification",
+            dataset=test_source.name,
+            seed=cfg.runtime.seed,
+            pretrained=cfg.checkpoint,
+            steps=result.steps,
+            seconds=round(result.seconds, 1),
+            selected_step=result.best["step"] if result.best else result.steps,
+            val=val_scores,
+            test={"oa": final["acc"], "macc": final["macc"]},
+            val_samples=len(val[1]) if val is not None else 0,
+            test_samples=len(test_labels),
+            protocol={"transfer": cfg.transfer, "votes": cfg.votes},
+            test_selected_on_test=selected_on_test,
+            class_names=names,
+            confusion=final["confusion"].tolist(),
+        )
         if main:
-            (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+            results.write(out_dir)
     return StageResult.of(result, results)

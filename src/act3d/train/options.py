@@ -12,6 +12,9 @@ from act3d.errors import require
 
 @dataclass
 class OptimConfig:
+    # act3d's fallbacks for what a preset or file leaves out; the paper's recipes (which differ per stage:
+    # min_lr 1e-7 or 1e-6, grad_clip 10 or 0) live in the paper presets alone, each stating every value
+    # (tests/test_presets.py::test_the_paper_recipes_live_in_the_presets_alone)
     epochs: int = 300
     batch_size: int = 32  # global: per optimiser step, over all processes and accumulation steps
     accum_steps: int = 1

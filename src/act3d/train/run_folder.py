@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from act3d.atomic import exclusive_lock
 from act3d.errors import Act3dError
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,6 @@ RUN_OUTPUTS = (
     "results.json",
     "checkpoints",
     "tensorboard",
-    "done.json",
 )
 
 
@@ -56,28 +55,13 @@ class RunLockedError(Act3dError):
     """Another process is writing the run folder."""
 
 
-@contextlib.contextmanager
-def run_lock(out_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the run folder itself while a run writes it (`flock` on the folder: no
-    lock file to leave behind). The system drops the lock when the process ends, however it ends (kill -9
-    included), so a crashed run never blocks the next one."""
-    try:
-        import fcntl
-    except ImportError:  # no advisory locks on this platform (Windows): runs are not locked
-        yield
-        return
-    fd = os.open(out_dir, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunLockedError(
-                f"{out_dir} is being written by another act3d process; wait for it to finish, or choose "
-                "another --out"
-            ) from None
-        yield
-    finally:
-        os.close(fd)  # releases the lock
+def run_lock(out_dir: Path) -> contextlib.AbstractContextManager[None]:
+    """An exclusive lock on the run folder itself while a run writes it (no lock file to leave behind); a
+    second process is refused at once, not kept waiting."""
+    busy = RunLockedError(
+        f"{out_dir} is being written by another act3d process; wait for it to finish, or choose another --out"
+    )
+    return exclusive_lock(out_dir, busy)
 
 
 # what a resumed run of any stage may change: how long and how fast it trains, how it runs; anything else

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,13 +20,13 @@ from act3d.data.transforms import scale_and_shift
 from act3d.errors import ConfigError, require
 from act3d.eval.metrics import iou_per_class, mean_class_accuracy, overall_accuracy, part_segmentation_miou
 from act3d.models import zoo
-from act3d.models.segmenter import HEAD, PROPAGATION, PointSegmenter, SegmenterHead
+from act3d.models.segmenter import HIDDEN, PROPAGATION, PointSegmenter, SegmenterHead
 from act3d.models.student import StudentConfig
 from act3d.ops.grouping import PatchConfig
 from act3d.train.metrics_log import Metric
 from act3d.train.options import OptimConfig, RuntimeConfig
 from act3d.train.run_folder import run_files
-from act3d.train.stage import StageResult, reload_best, student_backbone, train
+from act3d.train.stage import StageResult, TransferResult, reload_best, student_backbone, train
 
 log = logging.getLogger(__name__)
 KIND = zoo.SEGMENTER
@@ -46,7 +45,7 @@ class SegmentRunConfig:
     checkpoint: str | None = None  # Stage II student checkpoint; None = from scratch
     # widths of the feature propagation and of the head's two hidden layers (official pt.py: 1536, 1024; 512, 256)
     propagation: list[int] = field(default_factory=lambda: list(PROPAGATION))
-    head: list[int] = field(default_factory=lambda: list(HEAD))
+    hidden: list[int] = field(default_factory=lambda: list(HIDDEN))
     # random scale 0.8-1.25 and shift 0.1 of every training batch, both tasks (official main.py)
     augmentation: Literal["none", "scale_shift"] = "scale_shift"
     block: float = 1.0  # S3DIS block size in metres
@@ -85,10 +84,10 @@ class SegmentRunConfig:
         )
         require(self.sample_rate > 0, "sample_rate", "a value > 0", self.sample_rate)
         require(
-            len(self.propagation) >= 1 and len(self.head) == 2 and min(self.propagation + self.head) >= 1,
-            "propagation / head",
+            len(self.propagation) >= 1 and len(self.hidden) == 2 and min(self.propagation + self.hidden) >= 1,
+            "propagation / hidden",
             "one or more widths >= 1 / two widths >= 1",
-            (self.propagation, self.head),
+            (self.propagation, self.hidden),
         )
         require(self.votes >= 1, "votes", "an integer >= 1", self.votes)
         require(0 < self.val_fraction < 1, "val_fraction", "a fraction in (0, 1)", self.val_fraction)
@@ -101,6 +100,7 @@ class SegmentTask:
         self, model: PointSegmenter, cfg: SegmentRunConfig, class_weights: torch.Tensor | None = None
     ):
         self.module, self.cfg, self.class_weights = model, cfg, class_weights
+        self.part = cfg.task == "part"  # part segmentation (ShapeNetPart), else semantic (S3DIS)
 
     def to(self, device: torch.device) -> None:
         self.module.to(device)
@@ -108,14 +108,14 @@ class SegmentTask:
             self.class_weights = self.class_weights.to(device)
 
     def forward(self, model: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.cfg.task == "part":
+        if self.part:
             points, labels, category = batch
             extra = None
         else:
             points, color, labels, category = batch
             extra = color if self.cfg.color else None
         patches = self.cfg.patches.group(points)
-        return model(patches, points, extra, category if self.cfg.task == "part" else None), labels
+        return model(patches, points, extra, category if self.part else None), labels
 
     def step(self, model: nn.Module, batch, step: int) -> tuple[torch.Tensor, dict[str, Metric]]:
         if self.cfg.augmentation == "scale_shift":
@@ -164,7 +164,7 @@ def predict_all(
     preds, truths, cats, inputs = [], [], [], []
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
     part_mask = None
-    if task.cfg.task == "part":
+    if task.part:
         part_mask = torch.full((len(class_names), NUM_PARTS), float("-inf"), device=device)
         for c, name in enumerate(class_names):
             part_mask[c, PART_IDS[name]] = 0.0
@@ -185,7 +185,7 @@ def scores(
     task: SegmentTask, preds: list[np.ndarray], truths: list[np.ndarray], cats: list, names: list[str]
 ):
     """Part: class and instance mIoU; semantic: OA, mAcc and mIoU over all points."""
-    if task.cfg.task == "part":
+    if task.part:
         class_miou, instance_miou = part_segmentation_miou(preds, truths, cats, [PART_IDS[n] for n in names])
         return {"class_miou": class_miou, "instance_miou": instance_miou}
     p, t = np.concatenate(preds), np.concatenate(truths)
@@ -243,7 +243,7 @@ def segment(
         num_categories=len(names) if cfg.task == "part" else 0,
         point_extra=3 if cfg.task == "semantic" and cfg.color else 0,
         propagation=list(cfg.propagation),
-        head=list(cfg.head),
+        hidden=list(cfg.hidden),
     )
     arch = zoo.segmenter_arch(cfg.student, cfg.patches, cfg.data.num_points, cfg.task, names, head)
     model = PointSegmenter(encoder, head, cfg.patches)
@@ -270,19 +270,23 @@ def segment(
             test_scores, test_samples = scores(task, preds, truths, [], names), sum(map(len, truths))
         else:
             test_scores, test_samples = evaluate(task, test_data), len(test_data)
-        results = {
-            "task": cfg.task,
-            "metrics": {f"test_{k}": v for k, v in test_scores.items()},
-            "test_protocol": cfg.test_protocol if cfg.task == "semantic" else "shapes",
-            "validation": result.best,
-            "steps": result.steps,
-            "seed": cfg.runtime.seed,
-            "pretrained": cfg.checkpoint,
-            "val_samples": len(val_data),
-            "test_samples": test_samples,  # shapes, blocks, or (whole rooms) points
-        }
+        results = TransferResult(
+            task=cfg.task,
+            dataset=test_data.source.name,
+            seed=cfg.runtime.seed,
+            pretrained=cfg.checkpoint,
+            steps=result.steps,
+            seconds=round(result.seconds, 1),
+            selected_step=result.best["step"],
+            val={k.removeprefix("val_"): v for k, v in result.best.items() if k.startswith("val_")},
+            test=test_scores,
+            val_samples=len(val_data),
+            test_samples=test_samples,
+            protocol={"test": cfg.test_protocol if cfg.task == "semantic" else "shapes"},
+            class_names=names,
+        )
         if main:
-            (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+            results.write(out_dir)
             render_predictions(task, test_data, out_dir / "predictions.png", cfg.pictures)
     return StageResult.of(result, results)
 

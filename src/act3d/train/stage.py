@@ -3,18 +3,20 @@ backbone (scratch or pretrained) and the reload of the validation-selected model
 
 Each stage module (`stage1`, `stage2`, `finetune`, `segment`; their records are in `act3d.stages`) seeds,
 builds its model, opens its data, calls `train` inside `run_files`, then evaluates or draws its pictures,
-and returns a `StageResult`.
+and returns a `StageResult` (a transfer stage's with its `TransferResult`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
+from act3d.atomic import write_text_atomic
 from act3d.config import to_dict
 from act3d.data.dataset import DeviceClouds, PointClouds, open_source, training_clouds
 from act3d.models import zoo
@@ -26,19 +28,57 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
+class TransferResult:
+    """What one transfer run (fine-tuning, part or semantic segmentation) measured: its run folder's
+    `results.json` (`to_dict`), one shape for every transfer. Scores are fractions, keyed by measure (`oa`,
+    `macc`, `miou`, `class_miou`, `instance_miou`). `val` holds the selected model's validation scores (empty
+    without a validation split), `test` the test split's, read once; `test_selected_on_test` the official
+    runners' readings, the best over repeated test evaluations, named apart and never the headline."""
+
+    task: str  # classification | part | semantic
+    dataset: str
+    seed: int
+    pretrained: str | None
+    steps: int
+    seconds: float
+    selected_step: int
+    val: dict[str, float]
+    test: dict[str, float]
+    val_samples: int
+    test_samples: int  # clouds, shapes, blocks, or (whole rooms) points
+    protocol: dict[str, Any]  # classification: transfer and votes; segmentation: the test protocol
+    test_selected_on_test: dict[str, float] = field(default_factory=dict)
+    class_names: list[str] = field(default_factory=list)
+    confusion: list[list[int]] | None = None  # classification: rows true class, columns predicted
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> TransferResult:
+        return TransferResult(**d)
+
+    def write(self, out_dir: Path) -> Path:
+        """`out_dir/results.json`, written atomically."""
+        path = out_dir / "results.json"
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2))
+        return path
+
+
+@dataclass
 class StageResult:
     """What every stage returns: its model's checkpoint, the training it ran and, for the transfer stages,
-    its scores (what it also writes to `results.json`)."""
+    what it measured (also in its `results.json`)."""
 
     checkpoint: Path
     steps: int
     seconds: float
-    scores: dict[str, Any] = field(default_factory=dict)
+    transfer: TransferResult | None = None
     history: list[dict[str, float]] = field(default_factory=list)  # metrics.csv's rows (`FitResult.history`)
 
     @staticmethod
-    def of(fitted: FitResult, scores: dict[str, Any] | None = None) -> StageResult:
-        return StageResult(fitted.checkpoint, fitted.steps, fitted.seconds, scores or {}, fitted.history)
+    def of(fitted: FitResult, transfer: TransferResult | None = None) -> StageResult:
+        return StageResult(fitted.checkpoint, fitted.steps, fitted.seconds, transfer, fitted.history)
 
     def curve(self, metric: str) -> list[list[float]]:
         """`[step, value]` of every logged row that has `metric`, e.g. the training loss (lists: as JSON)."""
