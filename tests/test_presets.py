@@ -190,9 +190,44 @@ def test_the_paper_recipes_live_in_the_presets_alone():
     number comes from `OptimConfig`'s defaults, which are the CPU presets' fallbacks."""
     from act3d.config import _preset_path, _with_base
 
-    recipe = {"epochs", "batch_size", "lr", "min_lr", "weight_decay", "warmup_epochs", "grad_clip"}
+    recipe = {
+        "epochs",
+        "batch_size",
+        "lr",
+        "min_lr",
+        "weight_decay",
+        "warmup_epochs",
+        "grad_clip",
+        "schedule",
+    }
     for family in ("teacher", "pretrain", "finetune", "segment"):
         for name in list_presets(family):
             if name not in ("cpu", "gpu"):
                 stated = set(_with_base(family, _preset_path(family, name))["optim"])
                 assert recipe <= stated, (family, name, sorted(recipe - stated))
+
+
+def test_the_paper_presets_run_the_official_epochs_and_schedule():
+    """runner_*.py train range(start, max_epoch + 1) under a per-epoch timm cosine of max_epoch epochs; the
+    segmentation mains train `epoch` epochs under one of `epoch` epochs, both from warmup_lr_init 1e-6."""
+    for kind, cls in (
+        ("teacher", TeacherRunConfig),
+        ("pretrain", PretrainRunConfig),
+        ("finetune", FinetuneRunConfig),
+        ("segment", SegmentRunConfig),
+    ):
+        for name in list_presets(kind):
+            if name in ("cpu", "gpu"):
+                assert load_config(cls, kind, name).optim.schedule == "steps"  # the demo's numbers stand
+                continue
+            optim = load_config(cls, kind, name).optim
+            cosine = {"segment": optim.epochs, "finetune": 150 if "fewshot" in name else 300}.get(kind, 300)
+            extra = 0 if kind == "segment" else 1
+            assert (optim.schedule, optim.warmup_lr, optim.warmup_epochs) == ("epochs", 1e-6, 10), (
+                kind,
+                name,
+            )
+            assert (optim.cosine_epochs or optim.epochs, optim.epochs) == (cosine, cosine + extra), (
+                kind,
+                name,
+            )

@@ -231,3 +231,35 @@ def test_step_twice_takes_two_adamw_steps_per_batch(tmp_path):
         state = load_checkpoint(tmp_path / f"run{twice}" / "checkpoints" / "last.pt", "act3d-segmenter")
         steps[twice] = {int(s["step"]) for s in state["optimizer"]["state"].values()}
     assert steps == {False: {2}, True: {4}}
+
+
+def test_official_data_and_test_selected_readings(tmp_path):
+    """val_fraction 0 trains as the official mains: ShapeNetPart on train + val (part_segmentation/main.py
+    l.109), S3DIS on every training room; report_test_selected scores the test split after every epoch and
+    keeps each measure's best on its own (main.py l.332-337), apart from act3d's once-read test."""
+    import csv
+
+    part = _cfg("part", write_shapenetpart(tmp_path), "shapenetpart", 128)
+    part.val_fraction, part.report_test_selected, part.optim.epochs = 0.0, True, 3
+    res = segment(part, tmp_path / "part").transfer
+    assert res.val == {} and res.val_samples == 0 and res.selected_step == res.steps
+    assert res.steps == 3 * (2 * 2 * len(res.class_names)) // 2  # train + val shapes, batch 2, 3 epochs
+    rows = [r for r in csv.DictReader(open(tmp_path / "part" / "metrics.csv")) if r.get("test_class_miou")]
+    assert len(rows) == 3
+    for measure in ("class_miou", "instance_miou"):  # each the best of its own column
+        assert res.test_selected_on_test[measure] == pytest.approx(
+            max(float(r[f"test_{measure}"]) for r in rows)
+        )
+
+    semantic = _cfg("semantic", write_s3dis(tmp_path / "s3dis"), "s3dis", 128)
+    semantic.val_fraction, semantic.report_test_selected = 0.0, True
+    res = segment(semantic, tmp_path / "sem").transfer
+    assert res.val_samples == 0 and set(res.test_selected_on_test) == {"miou"}
+
+
+def test_shapenetpart_trainval_is_train_and_val(tmp_path):
+    from act3d.data.shapenet import ShapeNetPart
+
+    root = write_shapenetpart(tmp_path)
+    train, val, both = (ShapeNetPart(root, s) for s in ("train", "val", "trainval"))
+    assert both.items == train.items + val.items and len(both) == 2 * len(train)

@@ -80,8 +80,10 @@ class ShapeNetPart:
     def __init__(self, root: str | Path, split: str = "train", nonfinite: str = "error"):
         self.root = Path(root)
         cat_file = self.root / "synsetoffset2category.txt"
-        split_file = self.root / "train_test_split" / f"shuffled_{split}_file_list.json"
-        for required in (cat_file, split_file):
+        # trainval: the train and val lists together, as the official PartNormalDataset (dataset.py l.97-98)
+        splits = ["train", "val"] if split == "trainval" else [split]
+        split_files = [self.root / "train_test_split" / f"shuffled_{s}_file_list.json" for s in splits]
+        for required in (cat_file, *split_files):
             if not required.is_file():
                 raise DataError(
                     f"ShapeNetPart layout incomplete under {self.root}: missing {required.relative_to(self.root)}"
@@ -94,16 +96,24 @@ class ShapeNetPart:
                 cat, synset = line.split()
                 synset_to_cat[synset] = cat
         self.class_names = sorted(synset_to_cat.values())
-        try:
-            entries = json.loads(split_file.read_text())
-        except json.JSONDecodeError as err:
-            raise DataError(f"{split_file}: not valid JSON ({err})") from None
-        self.items = []
         unknown = sorted(set(synset_to_cat.values()) - set(PART_IDS))
         if unknown:
             raise DataError(
                 f"{cat_file}: unknown ShapeNetPart categories {unknown}; expected among {sorted(PART_IDS)}"
             )
+        self.items = []
+        for split_file in split_files:
+            self.items += self._entries(split_file, synset_to_cat)
+        self.name = f"shapenetpart-{split}"
+        self.nonfinite = nonfinite
+
+    def _entries(self, split_file: Path, synset_to_cat: dict[str, str]) -> list[tuple[str, str, int]]:
+        """`(synset, shape id, category index)` of every entry of one split list."""
+        try:
+            entries = json.loads(split_file.read_text())
+        except json.JSONDecodeError as err:
+            raise DataError(f"{split_file}: not valid JSON ({err})") from None
+        items = []
         for entry in entries:  # "shape_data/<synset>/<id>"
             parts = entry.split("/") if isinstance(entry, str) else []
             if len(parts) != 3 or not all(parts):
@@ -113,9 +123,8 @@ class ShapeNetPart:
             _, synset, shape_id = parts
             if synset not in synset_to_cat:
                 raise DataError(f"{split_file}: synset {synset} is not in synsetoffset2category.txt")
-            self.items.append((synset, shape_id, self.class_names.index(synset_to_cat[synset])))
-        self.name = f"shapenetpart-{split}"
-        self.nonfinite = nonfinite
+            items.append((synset, shape_id, self.class_names.index(synset_to_cat[synset])))
+        return items
 
     def __len__(self) -> int:
         return len(self.items)

@@ -32,7 +32,7 @@ from act3d.train.distributed import DistInfo, mean_across_ranks, synchronise_bat
 from act3d.train.metrics_log import Metric, MetricsLog, StepWindow
 from act3d.train.optimizer import make_optimizer
 from act3d.train.options import OptimConfig, RuntimeConfig
-from act3d.train.schedule import cosine_with_warmup
+from act3d.train.schedule import cosine_with_warmup, timm_cosine_per_epoch
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,17 @@ class StepPlan:
         total = optim.epochs * steps_per_epoch
         total = min(total, optim.max_steps) if optim.max_steps is not None else total
         return StepPlan(micro, steps_per_epoch, total, int(optim.warmup_epochs * steps_per_epoch))
+
+
+def learning_rate(optim: OptimConfig, plan: StepPlan, step: int) -> float:
+    """The learning rate of optimiser step `step` under `optim.schedule`."""
+    if optim.schedule == "epochs":
+        cosine = optim.cosine_epochs or optim.epochs
+        epoch = step // plan.steps_per_epoch
+        return timm_cosine_per_epoch(
+            epoch, cosine, optim.warmup_epochs, optim.lr, optim.min_lr, optim.warmup_lr
+        )
+    return cosine_with_warmup(step, plan.total, plan.warmup, optim.lr, optim.min_lr)
 
 
 class WrappedModule:
@@ -205,7 +216,7 @@ def fit(
             if batches is None or within == 0:
                 sampler = EpochSampler(len(dataset), optim.batch_size, runtime.seed, epoch, within, dist_info)
                 batches = epoch_batches(dataset, sampler, epoch, plan.micro, runtime, device)
-            lr = cosine_with_warmup(step, plan.total, plan.warmup, optim.lr, optim.min_lr)
+            lr = learning_rate(optim, plan, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             torch.manual_seed(_step_seed(runtime.seed, step, dist_info.rank))

@@ -23,6 +23,12 @@ class OptimConfig:
     weight_decay: float = 0.05
     warmup_epochs: float = 10
     grad_clip: float = 10.0  # 0 disables
+    # `steps`: act3d's cosine, updated every optimiser step after a linear warm-up to lr; `epochs`: the
+    # official runners' timm CosineLRScheduler, updated once per epoch (`schedule.timm_cosine_per_epoch`):
+    # from warmup_lr, a cosine of cosine_epochs epochs (default: epochs) that starts below lr
+    schedule: Literal["steps", "epochs"] = "steps"
+    warmup_lr: float = 1e-6  # `epochs` only: timm's warmup_lr_init
+    cosine_epochs: int | None = None  # `epochs` only: timm's t_initial (the official runners train one more)
     max_steps: int | None = None  # stop after this many optimiser steps (smoke runs)
     # the official segmentation loops (part_segmentation/main.py, semantic_segmentation/main.py l.211-219)
     # step AdamW twice per batch: once on the raw gradient, then, after clipping it, once more
@@ -37,6 +43,13 @@ class OptimConfig:
         require(self.weight_decay >= 0, "weight_decay", "a value >= 0", self.weight_decay)
         require(self.warmup_epochs >= 0, "warmup_epochs", "a value >= 0", self.warmup_epochs)
         require(self.grad_clip >= 0, "grad_clip", "a value >= 0 (0 disables clipping)", self.grad_clip)
+        require(self.warmup_lr >= 0, "warmup_lr", "a value >= 0", self.warmup_lr)
+        require(
+            self.cosine_epochs is None or self.cosine_epochs >= 1,
+            "cosine_epochs",
+            "null or an integer >= 1",
+            self.cosine_epochs,
+        )
         require(
             self.max_steps is None or self.max_steps >= 1,
             "max_steps",

@@ -17,7 +17,7 @@ from act3d.data.s3dis import CLASSES as S3DIS_CLASSES
 from act3d.data.segmentation import PartShapes, RoomBlocks, centred_block, label_weights, whole_room_blocks
 from act3d.data.shapenet import NUM_PARTS, PART_IDS
 from act3d.data.transforms import scale_and_shift
-from act3d.errors import ConfigError, require
+from act3d.errors import require
 from act3d.eval.metrics import iou_per_class, mean_class_accuracy, overall_accuracy, part_segmentation_miou
 from act3d.models import zoo
 from act3d.models.segmenter import HIDDEN, PROPAGATION, PointSegmenter, SegmenterHead
@@ -53,8 +53,15 @@ class SegmentRunConfig:
     sample_rate: float = 1.0
     class_weights: bool = True  # S3DIS: cross-entropy weighted by (max_freq / freq)^(1/3), as the official
     color: bool = False  # S3DIS: feed rgb to the head (the official model sees xyz only)
-    # S3DIS: training rooms held out to select the checkpoint (ShapeNetPart has its val split)
+    # > 0: the checkpoint is selected on validation data: S3DIS holds out this fraction of the training rooms,
+    # ShapeNetPart uses its own val split (whatever the fraction). 0: the official data, no validation and
+    # the last model scored: S3DIS trains on every training room, ShapeNetPart on train + val
+    # (part_segmentation/main.py l.109)
     val_fraction: float = 0.1
+    # the official reading beside act3d's: the test split scored after every epoch and each measure's best
+    # kept on its own (part_segmentation/main.py l.332-337: class and instance mIoU; semantic_segmentation/
+    # main.py l.304-305: the Area 5 block mIoU), reported apart as `test_selected_on_test`
+    report_test_selected: bool = False
     # S3DIS test: `blocks`, random blocks of Area 5 as the official main.py scores every epoch; `whole_rooms`,
     # every Area 5 point in 1 m columns at `stride` with `votes` passes, as the official main_test.py
     test_protocol: Literal["blocks", "whole_rooms"] = "blocks"
@@ -65,7 +72,7 @@ class SegmentRunConfig:
     pictures: int = 4
 
     # what a resumed run may change besides optim and runtime (act3d.train.run_folder.resumable)
-    RESUMABLE: ClassVar[tuple[str, ...]] = ("pictures",)
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("pictures", "report_test_selected")
 
     def __post_init__(self) -> None:
         check_points_per_cloud(self.data, self.patches)
@@ -90,7 +97,7 @@ class SegmentRunConfig:
             (self.propagation, self.hidden),
         )
         require(self.votes >= 1, "votes", "an integer >= 1", self.votes)
-        require(0 < self.val_fraction < 1, "val_fraction", "a fraction in (0, 1)", self.val_fraction)
+        require(0 <= self.val_fraction < 1, "val_fraction", "a fraction in [0, 1)", self.val_fraction)
 
 
 class SegmentTask:
@@ -128,28 +135,22 @@ class SegmentTask:
 
 
 def _datasets(cfg: SegmentRunConfig):
-    """(training source, training, validation and test datasets). ShapeNetPart validates on its own val
-    split; S3DIS on `val_fraction` of the training rooms (Area 5 is the test set)."""
-    train_src, test_src = open_source(cfg.data, "train"), open_source(cfg.data, "test")
-    n, seed = cfg.data.num_points, cfg.runtime.seed
+    """(training source, training, validation (None with `val_fraction` 0) and test datasets). ShapeNetPart
+    validates on its own val split; S3DIS on `val_fraction` of the training rooms (Area 5 is the test set)."""
+    test_src, n, seed = open_source(cfg.data, "test"), cfg.data.num_points, cfg.runtime.seed
     if cfg.task == "part":
-        val_src = open_source(cfg.data, "val")
-        return (
-            train_src,
-            PartShapes(train_src, n, True, seed),
-            PartShapes(val_src, n, False, seed),
-            PartShapes(test_src, n, False, seed),
-        )
+        official = cfg.val_fraction == 0
+        train_src = open_source(cfg.data, "trainval" if official else "train")
+        val = None if official else PartShapes(open_source(cfg.data, "val"), n, False, seed)
+        return train_src, PartShapes(train_src, n, True, seed), val, PartShapes(test_src, n, False, seed)
+    train_src = open_source(cfg.data, "train")
     fit_src, val_src = split_validation(train_src, cfg.val_fraction, seed)
-    if val_src is None:
-        raise ConfigError(
-            "segment: val_fraction must be > 0: the checkpoint is selected on held-out training rooms"
-        )
+    blocks = dict(block=cfg.block, sample_rate=cfg.sample_rate, seed=seed)
     return (
         train_src,
-        RoomBlocks(fit_src, n, True, cfg.block, cfg.sample_rate, seed),
-        RoomBlocks(val_src, n, False, cfg.block, cfg.sample_rate, seed),
-        RoomBlocks(test_src, n, False, cfg.block, cfg.sample_rate, seed),
+        RoomBlocks(fit_src, n, True, **blocks),
+        RoomBlocks(val_src, n, False, **blocks) if val_src is not None else None,
+        RoomBlocks(test_src, n, False, **blocks),
     )
 
 
@@ -253,7 +254,15 @@ def segment(
         log.info("class weights: %s", ", ".join(f"{n} {w:.2f}" for n, w in zip(S3DIS_CLASSES, weights)))
     with run_files(out_dir, cfg, resume, overwrite) as main:
         task = SegmentTask(model, cfg, weights)
-        best = "val_instance_miou" if cfg.task == "part" else "val_miou"
+
+        def evaluate_epoch(m: PointSegmenter) -> dict[str, float]:
+            measured = {}
+            if val_data is not None:
+                measured |= {f"val_{k}": v for k, v in evaluate(task, val_data).items()}
+            if cfg.report_test_selected:  # the official runners' per-epoch test evaluation
+                measured |= {f"test_{k}": v for k, v in evaluate(task, test_data).items()}
+            return measured
+
         result = train(
             task,
             train_data,
@@ -261,10 +270,11 @@ def segment(
             out_dir,
             resume,
             arch,
-            evaluate=lambda m: {f"val_{k}": v for k, v in evaluate(task, val_data).items()},
-            best_metric=best,
+            evaluate=evaluate_epoch if val_data is not None or cfg.report_test_selected else None,
+            best_metric=("val_instance_miou" if task.part else "val_miou") if val_data is not None else None,
         )
-        reload_best(model, out_dir, KIND, result)  # the validation-selected model: the test set is read once
+        # the validation-selected model (the last one without validation): the test set is read once
+        reload_best(model, out_dir, KIND, result)
         if cfg.task == "semantic" and cfg.test_protocol == "whole_rooms":
             preds, truths = predict_whole_rooms(task, test_data.source, cfg.runtime.seed)
             test_scores, test_samples = scores(task, preds, truths, [], names), sum(map(len, truths))
@@ -277,18 +287,34 @@ def segment(
             pretrained=cfg.checkpoint,
             steps=result.steps,
             seconds=round(result.seconds, 1),
-            selected_step=result.best["step"],
-            val={k.removeprefix("val_"): v for k, v in result.best.items() if k.startswith("val_")},
+            selected_step=result.best["step"] if result.best else result.steps,
+            val={k.removeprefix("val_"): v for k, v in (result.best or {}).items() if k.startswith("val_")},
             test=test_scores,
-            val_samples=len(val_data),
+            val_samples=len(val_data) if val_data is not None else 0,
             test_samples=test_samples,
             protocol={"test": cfg.test_protocol if cfg.task == "semantic" else "shapes"},
+            test_selected_on_test=best_on_test(result.history, OFFICIAL_READINGS[cfg.task]),
             class_names=names,
         )
         if main:
             results.write(out_dir)
             render_predictions(task, test_data, out_dir / "predictions.png", cfg.pictures)
     return StageResult.of(result, results)
+
+
+# what the official mains keep the best of over their per-epoch test evaluations, each on its own
+OFFICIAL_READINGS = {"part": ("class_miou", "instance_miou"), "semantic": ("miou",)}
+
+
+def best_on_test(history: list[dict[str, float]], measures: tuple[str, ...]) -> dict[str, float]:
+    """The best of each measure over the per-epoch test evaluations logged in `history` (`test_<measure>`),
+    each maxed on its own as the official mains do; empty where none ran."""
+    best = {}
+    for measure in measures:
+        values = [row[f"test_{measure}"] for row in history if f"test_{measure}" in row]
+        if values:
+            best[measure] = max(values)
+    return best
 
 
 def render_predictions(task: SegmentTask, data, path: Path, count: int) -> Path:
