@@ -117,7 +117,7 @@ def test_official_training_sample_is_an_fps_pool_subset():
     assert [fps_pool_size(n, 10_000) for n in (1024, 2048, 8192)] == [1200, 2400, 8192]
     assert fps_pool_size(2048, 2048) == 2048  # ScanObjectNN stores 2048 points
     clouds = torch.rand(2, 500, 3)
-    pool = fps_points(clouds, 120)
+    pool = fps_points(clouds, 120, "act3d")
     sample = random_subset(pool, 100)
     assert sample.shape == (2, 100, 3)
     for b in range(2):  # every sampled point is one of the cloud's FPS pool

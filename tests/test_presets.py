@@ -231,3 +231,17 @@ def test_the_paper_presets_run_the_official_epochs_and_schedule():
                 kind,
                 name,
             )
+
+
+def test_the_paper_presets_sample_as_the_official_fps_kernel():
+    """Every FPS of the official code is pointnet2_ops' kernel (utils/misc.py l.35-42, the segmentation
+    pt.py l.11-18): the paper presets use its rule, the demo's presets act3d's."""
+    for kind, cls in (
+        ("teacher", TeacherRunConfig),
+        ("pretrain", PretrainRunConfig),
+        ("finetune", FinetuneRunConfig),
+        ("segment", SegmentRunConfig),
+    ):
+        for name in list_presets(kind):
+            rule = load_config(cls, kind, name).patches.fps
+            assert rule == ("act3d" if name in ("cpu", "gpu") else "pointnet2"), (kind, name)

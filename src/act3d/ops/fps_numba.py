@@ -74,14 +74,17 @@ def _thread_pool(workers: int) -> ThreadPoolExecutor:
 
 
 def farthest_point_sampling_numba(
-    points: torch.Tensor, num_samples: int, start: torch.Tensor
+    points: torch.Tensor, num_samples: int, start: torch.Tensor, nearest: torch.Tensor | None = None
 ) -> torch.Tensor:
     """`(B, N, 3)` float32 or float64 CPU clouds and `(B,)` long start indices -> `(B, num_samples)` long
-    indices in selection order, over `torch.get_num_threads()` threads. The caller (`ops.fps`) checks the
-    inputs."""
+    indices in selection order, over `torch.get_num_threads()` threads; `nearest` `(B, N)`: where the running
+    distances start (inf where None). The caller (`ops.fps`) checks the inputs."""
     batch, num_points, _ = points.shape
     x, y, z = points.detach().permute(2, 0, 1).contiguous().numpy()
-    nearest = np.full((batch, num_points), np.inf, dtype=x.dtype)
+    if nearest is None:
+        nearest = np.full((batch, num_points), np.inf, dtype=x.dtype)
+    else:
+        nearest = nearest.detach().to(points.dtype).contiguous().numpy().copy()
     bits = nearest.view(np.int32 if x.dtype == np.float32 else np.int64)
     out = np.empty((batch, num_samples), dtype=np.int64)
     starts = start.tolist()

@@ -15,7 +15,7 @@ import triton.language as tl
 
 
 @triton.jit
-def _fps_kernel(points_ptr, start_ptr, out_ptr, num_points, num_samples, BLOCK: tl.constexpr):
+def _fps_kernel(points_ptr, nearest_ptr, start_ptr, out_ptr, num_points, num_samples, BLOCK: tl.constexpr):
     cloud = tl.program_id(0)
     offsets = tl.arange(0, BLOCK)
     valid = offsets < num_points
@@ -23,7 +23,8 @@ def _fps_kernel(points_ptr, start_ptr, out_ptr, num_points, num_samples, BLOCK: 
     x = tl.load(base + offsets * 3 + 0, mask=valid, other=0.0)
     y = tl.load(base + offsets * 3 + 1, mask=valid, other=0.0)
     z = tl.load(base + offsets * 3 + 2, mask=valid, other=0.0)
-    nearest = tl.where(valid, float("inf"), -1.0)  # padding is never the farthest
+    # where the running distances start (inf, or the official kernel's values); padding is never the farthest
+    nearest = tl.load(nearest_ptr + cloud * num_points + offsets, mask=valid, other=-1.0)
     farthest = tl.load(start_ptr + cloud)
     for i in range(num_samples):
         tl.store(out_ptr + cloud * num_samples + i, farthest)
@@ -35,15 +36,19 @@ def _fps_kernel(points_ptr, start_ptr, out_ptr, num_points, num_samples, BLOCK: 
 
 
 def farthest_point_sampling_triton(
-    points: torch.Tensor, num_samples: int, start: torch.Tensor
+    points: torch.Tensor, num_samples: int, start: torch.Tensor, nearest: torch.Tensor | None = None
 ) -> torch.Tensor:
     """`(B, N, 3)` clouds (N <= `ops.fps.TRITON_MAX_POINTS`) and `(B,)` long start indices ->
-    `(B, num_samples)` long indices in selection order. The caller (`ops.fps`) checks the inputs."""
+    `(B, num_samples)` long indices in selection order; `nearest` `(B, N)`: where the running distances
+    start (inf where None). The caller (`ops.fps`) checks the inputs."""
     batch, num_points, _ = points.shape
     block = triton.next_power_of_2(num_points)
     out = torch.empty(batch, num_samples, dtype=torch.long, device=points.device)
+    if nearest is None:
+        nearest = torch.full((batch, num_points), float("inf"), device=points.device)
     _fps_kernel[(batch,)](
         points.detach().float().contiguous(),
+        nearest.float().contiguous(),
         start.contiguous(),
         out,
         num_points,

@@ -26,7 +26,7 @@ from act3d.models import zoo
 from act3d.models.classifier import ClassifierHead, PointClassifier, Transfer
 from act3d.models.layers import trunc_normal_init
 from act3d.models.student import StudentConfig, StudentEncoder
-from act3d.ops.fps import farthest_point_sampling
+from act3d.ops.fps import FpsRule, farthest_point_sampling
 from act3d.ops.grouping import PatchConfig
 from act3d.ops.indexing import gather_points
 from act3d.train.metrics_log import Metric
@@ -97,9 +97,10 @@ def fps_pool_size(num_points: int, available: int) -> int:
     return min(_FPS_POOL.get(num_points, round(num_points * 1.171875)), available)
 
 
-def fps_points(points: torch.Tensor, count: int, random_start: bool = False) -> torch.Tensor:
-    """`(B, M, 3)` -> `(B, count, 3)`: farthest point sampling from the first point, or from a random one."""
-    return gather_points(points, farthest_point_sampling(points, count, random_start))
+def fps_points(points: torch.Tensor, count: int, rule: FpsRule, random_start: bool = False) -> torch.Tensor:
+    """`(B, M, 3)` -> `(B, count, 3)`: farthest point sampling (under `rule`, `ops.fps`) from the first point,
+    or from a random one."""
+    return gather_points(points, farthest_point_sampling(points, count, random_start, rule=rule))
 
 
 def random_subset(points: torch.Tensor, count: int) -> torch.Tensor:
@@ -122,7 +123,8 @@ class ClassifierTask:
             # the official training readers shuffle each cloud's points before runner_finetune's FPS
             # (ScanObjectNNDataset.py l.35-37, ModelNetDataset.py l.144-147): FPS from a random point, so
             # the pool changes every epoch
-            pool = fps_points(points, fps_pool_size(self.cfg.data.num_points, points.shape[1]), True)
+            pool_size = fps_pool_size(self.cfg.data.num_points, points.shape[1])
+            pool = fps_points(points, pool_size, self.cfg.patches.fps, random_start=True)
             points = random_subset(pool, self.cfg.data.num_points)
         points = AUGMENTATIONS[self.cfg.augmentation](points, None)
         logits = model(self.cfg.patches.group(points))
@@ -178,7 +180,9 @@ def classify(
         chunk = chunk.to(device)
         if cfg.sampling == "fps":
             chunk = fps_points(
-                chunk, fps_pool_size(n, chunk.shape[1]) if votes > 1 else min(n, chunk.shape[1])
+                chunk,
+                fps_pool_size(n, chunk.shape[1]) if votes > 1 else min(n, chunk.shape[1]),
+                cfg.patches.fps,
             )
         if votes == 1:
             out.append(model.logits(chunk).float())
