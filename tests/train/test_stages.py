@@ -300,14 +300,20 @@ def test_a_failing_torch_compile_falls_back_to_eager(teacher_cfg, tmp_path, monk
     )
 
 
-def test_a_scratch_classifier_initialises_its_head_as_the_official_code(finetune_cfg):
-    """Official PointTransformer from scratch applies trunc-normal(0.02) to every Linear, the head's too."""
+def test_a_scratch_classifier_keeps_pytorchs_default_init_as_the_official_runner(finetune_cfg):
+    """runner_finetune.py l.89-93 calls load_model_from_ckpt, whose apply(_init_weights) (act.py l.865-867)
+    is PointTransformer's only trunc-normal init, only with a checkpoint: from scratch every layer keeps
+    PyTorch's default init, and only cls_token and cls_pos are trunc-normal(0.02) (act.py l.791-792)."""
     torch.manual_seed(0)
     finetune_cfg.student.width = 128
-    head = build_classifier(finetune_cfg, [f"c{i}" for i in range(10)]).head
-    first = head[0].weight  # (256, 256): PyTorch's default would give std 1 / sqrt(3 * 256) = 0.036
-    assert abs(first.std().item() - 0.02) < 0.002
-    assert not head[0].bias.any()
+    model = build_classifier(finetune_cfg, [f"c{i}" for i in range(10)])
+    first = model.head[0].weight
+    # PyTorch's default Linear init: uniform within 1 / sqrt(fan_in), std 1 / sqrt(3 fan_in)
+    fan_in = first.shape[1]
+    assert first.abs().max() <= 1 / fan_in**0.5 and abs(first.std().item() - 1 / (3 * fan_in) ** 0.5) < 0.003
+    qkv = next(m for n, m in model.encoder.blocks.named_modules() if isinstance(m, torch.nn.Linear))
+    assert qkv.weight.std().item() > 0.05  # trunc-normal(0.02) would give 0.02
+    assert abs(model.encoder.cls_token.std().item() - 0.02) < 0.006
 
 
 def test_fewshot_trains_on_every_support_cloud_and_reports_the_last_model(tmp_path):
@@ -332,6 +338,9 @@ def test_fewshot_trains_on_every_support_cloud_and_reports_the_last_model(tmp_pa
     assert res.steps == 2 * 50 // 5  # every support cloud, every epoch (90% of them trained 9 steps)
     assert res.val_samples == 0 and res.val == {} and res.selected_step == res.steps
     assert 0 <= res.test_selected_on_test["oa"] <= 1 and res.test_selected_on_test["oa"] >= res.test["oa"]
+    # the official head scores 40 classes in every episode (fewshot_modelnet.yaml l.35)
+    assert len(res.class_names) == 40 and res.class_names[5:] == [f"unused_{i}" for i in range(5, 40)]
+    assert len(res.confusion) == 40 and sum(map(sum, res.confusion)) == res.test_samples
 
 
 def test_the_fps_pool_changes_every_step(finetune_cfg):

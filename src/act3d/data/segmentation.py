@@ -12,7 +12,8 @@ from torch.utils.data import Dataset
 from act3d.data.sample import CloudSource, Sample
 
 log = logging.getLogger(__name__)
-# a random training block is redrawn until it holds more than this many points (official dataset.py l.116)
+# a random training block is redrawn until it holds more than this many points (official
+# semantic_segmentation/dataset.py l.118-125)
 MIN_BLOCK_POINTS = 1024
 # the official loop redraws for ever; act3d stops after this many draws and keeps the fullest block seen
 MAX_BLOCK_DRAWS = 1000
@@ -77,7 +78,7 @@ def centred_block(room: Sample, idx: np.ndarray, centre: np.ndarray):
 
 class RoomBlocks(Dataset):
     """Random `block`-metre columns of S3DIS rooms, `num_points` points each: `(xyz (N, 3), rgb (N, 3),
-    labels (N,), 0)`, as the official S3DISDataset (semantic_segmentation/dataset.py l.71-135).
+    labels (N,), 0)`, as the official S3DISDataset (semantic_segmentation/dataset.py l.72-148).
 
     One epoch holds `blocks_per_room` blocks of each room (in proportion to its points). Each block is
     centred on a random point of its room and redrawn until it holds more than `MIN_BLOCK_POINTS` points;
@@ -146,7 +147,7 @@ def whole_room_blocks(
     points: np.ndarray, num_points: int, rng: np.random.Generator, block: float = 1.0, stride: float = 0.5
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Every point of a room in `num_points`-point pieces of `block`-metre columns on a grid of `stride`
-    (official `ScannetDatasetWholeScene`, semantic_segmentation/dataset.py l.157-204): the columns reach
+    (official `ScannetDatasetWholeScene`, semantic_segmentation/dataset.py l.150-236): the columns reach
     0.001 m past their edges, the last column of a row ends at the room's edge, each column's points are
     padded with random repeats to a multiple of `num_points` and shuffled. Returns `(point indices
     (num_points,), xy centre)` per piece."""

@@ -20,11 +20,10 @@ from act3d.data.dataset import (
     training_clouds,
 )
 from act3d.data.transforms import AUGMENTATIONS, scale_and_translate
-from act3d.errors import require
+from act3d.errors import ConfigError, require
 from act3d.eval.metrics import confusion_matrix, mean_class_accuracy, overall_accuracy
 from act3d.models import zoo
 from act3d.models.classifier import ClassifierHead, PointClassifier, Transfer
-from act3d.models.layers import trunc_normal_init
 from act3d.models.student import StudentConfig, StudentEncoder
 from act3d.ops.fps import FpsRule, farthest_point_sampling
 from act3d.ops.grouping import PatchConfig
@@ -45,6 +44,9 @@ class FinetuneRunConfig:
     student: StudentConfig = field(default_factory=StudentConfig)  # architecture when training from scratch
     checkpoint: str | None = None  # Stage II student checkpoint; None = from scratch
     transfer: Transfer = "full"
+    # the head's outputs; null: the dataset's classes. The official few-shot config has cls_dim 40 for every
+    # episode (fewshot_modelnet.yaml l.35): a 5-way episode's head scores 40 classes, 35 of them never seen
+    num_classes: int | None = None
     head_dropout: float = 0.5
     # linear / mlp3: the frozen backbone's mode while the head trains. `train` is the official code's (its
     # whole model is in train mode: batch statistics in the mini-PointNet, drop path); `eval` freezes those
@@ -78,6 +80,9 @@ class FinetuneRunConfig:
     def __post_init__(self) -> None:
         check_points_per_cloud(self.data, self.patches)
         require(0 <= self.head_dropout < 1, "head_dropout", "a rate in [0, 1)", self.head_dropout)
+        require(
+            self.num_classes is None or self.num_classes >= 1, "num_classes", "null or >= 1", self.num_classes
+        )
         require(self.votes >= 1, "votes", "an integer >= 1", self.votes)
         require(0 <= self.val_fraction < 1, "val_fraction", "a fraction in [0, 1)", self.val_fraction)
         require(self.eval_every >= 0, "eval_every", "an integer >= 0", self.eval_every)
@@ -140,9 +145,31 @@ def build_classifier(
     if encoder is None:
         encoder, _ = student_backbone(cfg)
     model = PointClassifier(encoder, classifier_head(cfg, class_names), cfg.patches)
-    if cfg.checkpoint is None:  # official PointTransformer from scratch: every Linear, the head's too (act.py
-        model.head.apply(trunc_normal_init)  # l.865-867); a pretrained run keeps PyTorch's default head init
-    return model
+    if cfg.checkpoint is None:
+        official_scratch_init(model)
+    return model  # a pretrained run keeps the student's weights and PyTorch's default head init
+
+
+def official_scratch_init(model: PointClassifier) -> None:
+    """The official classifier from scratch: runner_finetune.py (l.89-93) calls `load_model_from_ckpt`,
+    whose `self.apply(self._init_weights)` (act.py l.865-867) is the only trunc-normal init, only with a
+    checkpoint, so every layer keeps PyTorch's default init and only `cls_token` and `cls_pos` are drawn
+    trunc-normal(0.02) (act.py l.791-792, in `__init__`)."""
+    for module in model.modules():
+        if module is not model and hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    nn.init.trunc_normal_(model.encoder.cls_token, std=0.02)
+    nn.init.trunc_normal_(model.encoder.cls_pos, std=0.02)
+
+
+def head_classes(cfg: FinetuneRunConfig, class_names: list[str]) -> list[str]:
+    """The name of every head output: the dataset's classes, then `unused_<i>` up to `cfg.num_classes`."""
+    if cfg.num_classes is not None and cfg.num_classes < len(class_names):
+        raise ConfigError(
+            f"num_classes {cfg.num_classes} is fewer than the data's {len(class_names)} classes; "
+            "expected null or at least that many"
+        )
+    return class_names + [f"unused_{i}" for i in range(len(class_names), cfg.num_classes or 0)]
 
 
 def classifier_head(cfg: FinetuneRunConfig, class_names: list[str]) -> ClassifierHead:
@@ -222,7 +249,7 @@ def finetune(
     out_dir = Path(out_dir)
     torch.manual_seed(cfg.runtime.seed)
     full_train, test_source = open_source(cfg.data, "train"), open_source(cfg.data, "test")
-    names = list(full_train.class_names)
+    names = head_classes(cfg, list(full_train.class_names))
     train_source, val_source = split_validation(full_train, cfg.val_fraction, cfg.runtime.seed)
     encoder, student = student_backbone(cfg)
     cfg = replace(cfg, student=student)  # a pretrained student brings its own architecture
