@@ -2,10 +2,11 @@
 
 import math
 
+import numpy as np
 import pytest
 
 from act3d.demo.compare import arm_measures, compare_arms
-from act3d.eval.paired import PairedDifference, paired_difference
+from act3d.eval.paired import PairedDifference, paired_bootstrap, paired_difference
 
 
 def test_paired_t_interval_matches_the_textbook_value():
@@ -45,17 +46,61 @@ def test_the_sentence_says_whether_zero_is_inside_and_the_dict_reads_back():
     assert PairedDifference.from_dict(saved) == d
 
 
+def _outcomes(accuracies: list[float], clouds: int = 100) -> list[list[int]]:
+    """Per-cloud 0/1 outcomes per unit with the given accuracies (the first clouds right)."""
+    return [[1] * round(a * clouds) + [0] * (clouds - round(a * clouds)) for a in accuracies]
+
+
 def test_demo_comparisons_pair_seeds_episodes_and_test_clouds():
-    act = arm_measures([0.5, 0.6], [0.52, 0.61], [1, 1, 0, 1], {"5w10s": {"folds": [0.8, 0.9, 0.7]}})
-    scratch = arm_measures([0.4, 0.5], [0.42, 0.51], [1, 0, 0, 1], {"5w10s": {"folds": [0.6, 0.7, 0.5]}})
+    fewshot = {"5w10s": {"correct": _outcomes([0.8, 0.9, 0.7], 20)}}
+    act = arm_measures(_outcomes([0.5, 0.6]), _outcomes([0.52, 0.61]), [1, 1, 0, 1], fewshot)
+    fewshot = {"5w10s": {"correct": _outcomes([0.6, 0.7, 0.5], 20)}}
+    scratch = arm_measures(_outcomes([0.4, 0.5]), _outcomes([0.42, 0.51]), [1, 0, 0, 1], fewshot)
     rows = compare_arms({"act": act, "scratch": scratch}, {"act": "ACT", "scratch": "scratch"})
     by_measure = {r.measure: r for r in rows}
     assert set(by_measure) == {"fine-tune val OA", "fine-tune test OA", "SVM test OA", "few-shot 5w10s"}
-    assert all((r.a, r.b) == ("act", "scratch") for r in rows)
-    fewshot = by_measure["few-shot 5w10s"]
-    assert fewshot.n == 3 and fewshot.unit == "episode" and fewshot.distinguishable
-    assert by_measure["SVM test OA"].mean == pytest.approx(0.25) and by_measure["SVM test OA"].n == 4
+    assert all((r.a, r.b, r.method) == ("act", "scratch", "paired bootstrap") for r in rows)
+    few = by_measure["few-shot 5w10s"]
+    assert (few.n, few.clouds, few.unit) == (3, 60, "episode") and few.distinguishable
+    assert by_measure["SVM test OA"].mean == pytest.approx(0.25) and by_measure["SVM test OA"].clouds == 4
     assert by_measure["fine-tune test OA"].mean == pytest.approx(0.10)
+    assert "over 2 seeds × 100 clouds" in by_measure["fine-tune test OA"].text
+
+
+def test_one_cloud_of_difference_in_every_seed_is_not_called_distinguishable():
+    """Issue 30's case: three seeds that each differ by one validation cloud. Their per-seed differences are
+    equal, so a t interval over them has zero width and excludes zero; the clouds beneath say otherwise."""
+    a = _outcomes([0.50, 0.55, 0.60])  # the last clouds wrong
+    b = [seed[:-1] + [1] for seed in a]  # the same, but right on the last cloud
+    t = paired_difference([sum(x) / 100 for x in a], [sum(x) / 100 for x in b])
+    assert t.high - t.low == pytest.approx(0.0, abs=1e-12) and t.distinguishable  # what went wrong
+    d = paired_bootstrap(a, b, "Point-MAE", "scratch", "fine-tune val OA", "seed")
+    assert d.mean == pytest.approx(-0.01) and d.low < 0 <= d.high and not d.distinguishable
+    assert "not distinguishable" in d.text
+    # two equal differences (two seeds, two clouds each) likewise
+    two = paired_bootstrap([[0, 0, 1], [0, 0, 1]], [[1, 1, 1], [1, 1, 1]])
+    assert two.low < two.high
+
+
+def test_the_bootstrap_interval_is_the_textbook_one_where_the_textbook_applies():
+    # one unit, 400 clouds, a right on 60%, b on 50%, independent: the mean difference's normal interval is
+    # d ± 1.96 sd / sqrt(n); the percentile bootstrap agrees within Monte Carlo error
+    rng = np.random.default_rng(0)
+    a, b = (rng.random(400) < 0.6).astype(int), (rng.random(400) < 0.5).astype(int)
+    d = paired_bootstrap([a.tolist()], [b.tolist()], samples=20000)
+    diff = a - b
+    half = 1.959964 * diff.std(ddof=1) / np.sqrt(len(diff))
+    assert d.mean == pytest.approx(diff.mean())
+    assert d.low == pytest.approx(diff.mean() - half, abs=0.006) and d.high == pytest.approx(
+        diff.mean() + half, abs=0.006
+    )
+    # a difference the data hold on every cloud of every seed has the interval [1, 1]
+    sure = paired_bootstrap([[1] * 10] * 3, [[0] * 10] * 3)
+    assert (sure.low, sure.high) == (1.0, 1.0) and sure.distinguishable
+    # seeded: the same inputs give the same interval, bit for bit
+    assert paired_bootstrap([a.tolist()], [b.tolist()]) == paired_bootstrap([a.tolist()], [b.tolist()])
+    with pytest.raises(ValueError, match="same, non-zero count of clouds"):
+        paired_bootstrap([[1, 0]], [[1]])
 
 
 def test_finetune_and_fewshot_compare_to_an_earlier_run(pretrain_cfg, finetune_cfg, tmp_path, capsys):
@@ -139,7 +184,7 @@ def test_finetune_and_fewshot_compare_to_an_earlier_run(pretrain_cfg, finetune_c
         == 0
     )
     row = json.loads((tmp_path / "fs1" / "summary.json").read_text())["paired"][0]
-    assert row["measure"] == "2w1s" and row["n"] == 3 and row["method"] == "paired t"
+    assert row["measure"] == "2w1s" and row["n"] == 3 and row["method"] == "paired bootstrap"
     assert row["text"].startswith("2w1s: this run − fs0:")
 
 

@@ -36,7 +36,15 @@ def fake_results() -> DemoResults:
                 stage2={},
             )
         )
-    measures = {a.name: arm_measures(a.finetune_scan_val_accs, a.finetune_scan_accs, None, {}) for a in arms}
+    measures = {
+        a.name: arm_measures(
+            [[1] * round(100 * v) + [0] * (100 - round(100 * v)) for v in a.finetune_scan_val_accs],
+            [[1] * round(100 * v) + [0] * (100 - round(100 * v)) for v in a.finetune_scan_accs],
+            None,
+            {},
+        )
+        for a in arms
+    }
     return DemoResults(
         quick=True,
         preset="cpu",
@@ -69,10 +77,11 @@ def test_report_files_and_numbers(tmp_path):
     for row in results_table(results).rows:
         assert row["finetune"] in page
     assert "70.1 ± 0.1" in page  # mean and std of the three seeds, in percent
-    # the paired difference of the seeds: scratch is 1 point ahead on every seed, an interval of zero width
-    assert (
-        "fine-tune test OA: ACT − scratch: -1.0 points (95% CI -1.0 to -1.0 over 3 seeds): ACT behind" in page
-    )
+    # scratch is 1 point ahead on every seed, one cloud in 100: the paired bootstrap's interval holds zero
+    behind = next(c for c in results.comparisons if c.measure == "fine-tune test OA")
+    assert behind.text.startswith("fine-tune test OA: ACT − scratch: -1.0 points (95% CI -")
+    assert "not distinguishable" in behind.text and f"{100 * behind.low:+.1f} to +0.0" in page
+    assert (tmp_path / "paired_differences.png").stat().st_size > 1000  # the forest plot
     assert DemoResults.from_dict(json.loads(json.dumps(results.to_dict()))) == results
 
 
@@ -181,7 +190,8 @@ def test_the_real_demo_runs_end_to_end_at_a_tiny_size(tmp_path):
     assert (tmp_path / "demo" / "report.html").stat().st_size > 10_000
     # every pair of arms on every measure, paired by test cloud (SVM) and episode (few-shot, 3 quick folds)
     svm = [c for c in results.comparisons if c.measure == "SVM test OA"]
-    assert (svm[0].a, svm[0].b) == ("act", "act-random-teacher") and svm[0].n > 1
+    assert (svm[0].a, svm[0].b) == ("act", "act-random-teacher") and (svm[0].n, svm[0].unit) == (1, "fit")
+    assert svm[0].clouds > 1 and svm[0].method == "paired bootstrap"
     assert any(c.unit == "episode" and c.n == 3 for c in results.comparisons)
     assert "## What this run shows" in report and "Pretrained against random teacher:" in report
     again = run_demo(opts)  # every stage is reused, the same results come back

@@ -1,4 +1,5 @@
-"""Pictures (matplotlib, headless): point-cloud galleries, loss curves, embeddings, confusion matrices."""
+"""Pictures (matplotlib, headless): point-cloud galleries, loss curves, embeddings, confusion matrices,
+forest plots of paired differences."""
 
 from __future__ import annotations
 
@@ -75,6 +76,31 @@ def plot_loss_curves(curves: dict[str, Sequence[Sequence[float]]], path: Path) -
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0][0].set_ylabel("training loss", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_forest(rows: Sequence[dict], path: Path, title: str = "") -> Path | None:
+    """A forest plot: one line per paired difference (`PairedDifference.to_dict()` rows: `text`-free
+    fields `a`, `b`, `measure`, `mean`, `low`, `high`, `distinguishable`), its mean as a dot and its interval
+    as a bar, in points, zero marked; intervals that exclude zero in colour. None without rows."""
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 0.28 * len(rows) + 1.0))
+    for y, row in enumerate(reversed(rows)):
+        colour = ("tab:green" if row["mean"] > 0 else "tab:red") if row["distinguishable"] else "0.45"
+        if row["low"] is not None:
+            ax.plot([100 * row["low"], 100 * row["high"]], [y, y], color=colour, linewidth=2)
+        ax.plot(100 * row["mean"], y, "o", color=colour, markersize=4)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([f"{r['a']} − {r['b']}: {r['measure']}" for r in reversed(rows)], fontsize=7)
+    ax.set_xlabel("paired difference a − b (points; 95% interval)", fontsize=8)
+    ax.tick_params(axis="x", labelsize=7)
+    if title:
+        ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -161,6 +161,27 @@ def test_timm_pth_and_safetensors(tmp_path):
         torch.testing.assert_close(run_blocks(loaded, x), run_blocks(vit, x))
 
 
+@pytest.mark.parametrize(
+    "extra, named",
+    [
+        ({"norm_pre.weight": (16,), "norm_pre.bias": (16,)}, "pre-norm before the blocks"),  # timm CLIP ViTs
+        ({"blocks.0.attn.q_norm.weight": (8,), "blocks.0.attn.k_norm.weight": (8,)}, "query/key norms"),
+        ({"reg_token": (1, 4, 16)}, "register tokens"),
+        ({"blocks.0.attn.relative_position_bias_table": (9, 2)}, "relative-position"),
+        ({"rope.freqs": (4,)}, "rotary position"),
+    ],
+)
+def test_timm_parts_act3d_does_not_compute_are_refused_in_one_line(tmp_path, extra, named):
+    """A timm CLIP ViT once loaded without a word: its `norm_pre` dropped and GELU computed for QuickGELU."""
+    from safetensors.torch import save_file
+
+    state, _ = _timm_state()
+    save_file(state | {k: torch.ones(shape) for k, shape in extra.items()}, str(tmp_path / "w.safetensors"))
+    with pytest.raises(CheckpointError, match=named) as err:
+        timm_vit(tmp_path / "w.safetensors", heads=2)
+    assert "\n" not in str(err.value) and "w.safetensors" in str(err.value)
+
+
 def test_timm_jax_npz(tmp_path):
     state, vit = _timm_state()
     d, heads = 16, 2

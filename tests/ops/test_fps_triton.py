@@ -28,6 +28,17 @@ for batch, n, s in [(2, 1000, 64), (3, 1024, 128), (1, 37, 37), (2, 2500, 16)]:
         assert got[b].tolist() == chosen, (batch, n, s, b)
     zero = torch.zeros(batch, dtype=torch.long)
     assert torch.equal(farthest_point_sampling_triton(points, s, zero), farthest_point_sampling(points, s))
+# the pointnet2 rule: reordered points, ineligible ones starting at -1, all sampled (ties and repeats)
+from act3d.ops import fps
+grid = torch.randint(-64, 65, (2, 300, 3), generator=g) / 64.0
+grid[:, 1:6] = torch.randint(-1, 2, (2, 5, 3), generator=g) / 64.0
+order = fps.pointnet2_tie_order(300)
+reordered, start = grid[:, order], torch.argsort(order)[torch.zeros(2, dtype=torch.long)]
+nearest = fps.pointnet2_start_distances(reordered)
+assert torch.equal(
+    farthest_point_sampling_triton(reordered, 300, start, nearest),
+    fps.farthest_point_sampling_eager(reordered, 300, start, nearest),
+)
 print("ok")
 """
 

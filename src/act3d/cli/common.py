@@ -110,7 +110,10 @@ def write_summary(out: Path, command: str, rows: list[dict], extra: dict) -> Pat
     """`OUT/summary.json`, what a command measured, one shape for every command: `command`, `results` (one
     `score_row` per score) and the command's context (`protocol`, `paired_values`, `paired`, ...)."""
     path = out / "summary.json"
-    write_text_atomic(path, json.dumps({"command": command, "results": rows, **extra}, indent=2))
+    from act3d.environment import environment
+
+    summary = {"command": command, "results": rows, **extra, "environment": environment()}
+    write_text_atomic(path, json.dumps(summary, indent=2))
     return path
 
 
@@ -123,11 +126,14 @@ def add_compare_arg(parser: argparse.ArgumentParser, units: str) -> None:
     )
 
 
-def compare_to(folder: str, mine: dict[str, dict[str, float]], protocol: dict, unit: str) -> list[dict]:
-    """Paired differences (`PairedDifference.to_dict`) of this run's values (measure -> unit id -> value)
-    against those another run of the same command saved in `folder/summary.json` under `paired_values`, over
-    the units both have."""
-    from act3d.eval.paired import paired_difference
+def compare_to(
+    folder: str, mine: dict[str, dict[str, float | list[int]]], protocol: dict, unit: str
+) -> list[dict]:
+    """Paired differences (`PairedDifference.to_dict`) of this run's values (measure -> unit id -> a value,
+    or the unit's per-cloud outcomes) against those another run of the same command saved in
+    `folder/summary.json` under `paired_values`, over the units both have: a paired bootstrap over units and
+    clouds where the values are outcomes, a paired t interval where they are one number per unit."""
+    from act3d.eval.paired import paired_bootstrap, paired_difference
 
     path = Path(folder) / "summary.json"
     try:
@@ -152,7 +158,8 @@ def compare_to(folder: str, mine: dict[str, dict[str, float]], protocol: dict, u
         other = theirs["paired_values"].get(measure, {})
         units = [u for u in values if u in other]
         if units:
-            d = paired_difference(
+            compare = paired_bootstrap if isinstance(values[units[0]], list) else paired_difference
+            d = compare(
                 [values[u] for u in units],
                 [other[u] for u in units],
                 "this run",

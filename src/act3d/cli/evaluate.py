@@ -77,7 +77,7 @@ def _eval_fewshot(args: argparse.Namespace) -> int:
     protocol = {
         k: getattr(args, k) for k in ("format", "root", "variant", "num_points", "seed", "fewshot_root")
     }
-    paired = {key: {str(i): acc for i, acc in enumerate(v["folds"])} for key, v in table.items()}
+    paired = {key: {str(i): outcomes for i, outcomes in enumerate(v["correct"])} for key, v in table.items()}
     comparison = compare_to(args.compare_to, paired, protocol, "episode") if args.compare_to else []
     for c in comparison:
         log.info("%s", c["text"])

@@ -75,7 +75,7 @@ def _transfer(stage: Stage, args: argparse.Namespace, overrides: list[str], pres
     # seeds pair runs of two checkpoints only on the same data, split and training recipe
     protocol = to_dict(configs[0]) | {"checkpoint": None, "runtime": None}
     out = output_folder(args.out)
-    rows, paired = [], {}
+    rows, values, paired = [], {}, {}
     for cfg in configs:
         seed = cfg.runtime.seed
         folder = out / f"seed{seed}" if args.seeds > 1 else out
@@ -83,10 +83,13 @@ def _transfer(stage: Stage, args: argparse.Namespace, overrides: list[str], pres
         for split, scores in (("val", result.val), ("test", result.test)):
             for metric, value in scores.items():
                 rows.append(score_row(metric, value, split, seed, to_dict(cfg)))
-                paired.setdefault(f"{split} {metric}", {})[str(seed)] = value
+                values.setdefault(f"{split} {metric}", {})[str(seed)] = value
+                # an accuracy pairs cloud by cloud (its outcomes), any other score seed by seed
+                outcome = result.outcomes.get(split) if metric == "oa" else None
+                paired.setdefault(f"{split} {metric}", {})[str(seed)] = value if outcome is None else outcome
         log.info("seed %d: %s", seed, _percentages(result.test))
     spread = {
-        measure: dict(zip(("mean", "std"), mean_std(list(v.values())))) for measure, v in paired.items()
+        measure: dict(zip(("mean", "std"), mean_std(list(v.values())))) for measure, v in values.items()
     }
     comparison = compare_to(args.compare_to, paired, protocol, "seed") if args.compare_to else []
     extra = {"seeds": args.seeds, "scores": spread, "protocol": protocol, "paired_values": paired}

@@ -1,14 +1,15 @@
 """The demo's paired comparisons: each pair of arms, on each measure, over the units the arms share.
 
 Every arm is fine-tuned with the same seeds, probed on the same few-shot episodes and scored on the same
-test clouds, so the differences are paired: by seed (fine-tuning), by episode (few-shot) and by test cloud
-(the SVM probe, a 0/1 correctness per cloud). `act3d.eval.paired` gives each mean difference its 95% t
-interval.
+test clouds, so the differences are paired. Each measure is an accuracy made of per-cloud outcomes within
+units: fine-tuning's validation or test clouds within each seed, few-shot's query clouds within each
+episode, the SVM probe's test clouds (one unit). `act3d.eval.paired.paired_bootstrap` resamples both
+levels and gives each mean difference its 95% interval.
 """
 
 from __future__ import annotations
 
-from act3d.eval.paired import PairedDifference, paired_difference
+from act3d.eval.paired import PairedDifference, paired_bootstrap
 
 # (a, b): the question each pair asks of ACT's claim
 PAIRS = [
@@ -20,38 +21,42 @@ PAIRS = [
 
 
 def arm_measures(
-    finetune_val: list[float],
-    finetune_test: list[float],
+    finetune_val: list[list[int]],
+    finetune_test: list[list[int]],
     svm_correct: list[int] | None,
     fewshot: dict[str, dict],
 ) -> dict[str, dict]:
-    """One arm's paired values: measure -> {"unit": ..., "values": [...]} (few-shot: one per episode)."""
+    """One arm's per-cloud outcomes, measure -> {"unit": ..., "outcomes": one list of 1/0 per unit}:
+    fine-tuning per seed (its validation and test clouds), the SVM probe (one fit, its test clouds),
+    few-shot per episode (its query clouds)."""
     measures = {
-        "fine-tune val OA": {"unit": "seed", "values": finetune_val},
-        "fine-tune test OA": {"unit": "seed", "values": finetune_test},
+        "fine-tune val OA": {"unit": "seed", "outcomes": finetune_val},
+        "fine-tune test OA": {"unit": "seed", "outcomes": finetune_test},
     }
     if svm_correct is not None:
-        measures["SVM test OA"] = {"unit": "test cloud", "values": svm_correct}
+        measures["SVM test OA"] = {"unit": "fit", "outcomes": [svm_correct]}
     for key, fs in fewshot.items():
-        if "folds" in fs:
-            measures[f"few-shot {key}"] = {"unit": "episode", "values": fs["folds"]}
+        if "correct" in fs:
+            measures[f"few-shot {key}"] = {"unit": "episode", "outcomes": fs["correct"]}
     return measures
 
 
 def compare_arms(measures: dict[str, dict[str, dict]], labels: dict[str, str]) -> list[PairedDifference]:
     """Every pair of `PAIRS` present in `measures` (arm -> `arm_measures`), on every measure both arms
-    have: the paired difference, its interval and the sentence the report prints."""
+    have on the same units and clouds: the paired difference, its interval and the sentence the report
+    prints."""
     rows = []
     for a, b in PAIRS:
         if a not in measures or b not in measures:
             continue
         for name, ma in measures[a].items():
             mb = measures[b].get(name)
-            if mb is None or len(mb["values"]) != len(ma["values"]) or not ma["values"]:
+            same = mb is not None and [len(o) for o in mb["outcomes"]] == [len(o) for o in ma["outcomes"]]
+            if not same or not ma["outcomes"]:
                 continue
             rows.append(
-                paired_difference(
-                    ma["values"], mb["values"], a, b, name, ma["unit"], labels=(labels[a], labels[b])
+                paired_bootstrap(
+                    ma["outcomes"], mb["outcomes"], a, b, name, ma["unit"], labels=(labels[a], labels[b])
                 )
             )
     return rows

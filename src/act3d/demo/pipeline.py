@@ -38,6 +38,7 @@ from act3d.demo.report import write_report
 from act3d.demo.results import ArmResult, DemoResults, TransferArm, TransferResults
 from act3d.demo.runs import Runs
 from act3d.demo.steps import finetune_stage, probe_arm, student_stage, teacher_stage, transfer_probe_arm
+from act3d.environment import environment
 from act3d.eval.metrics import mean_std
 
 log = logging.getLogger(__name__)
@@ -122,8 +123,8 @@ def transfer_stages(runs: Runs, students: dict, opts: DemoOptions) -> TransferRe
             )
         )
         measures[arm.name] = arm_measures(
-            [r["val_acc"] for r in seeds],
-            [r["test_acc"] for r in seeds],
+            [r["val_correct"] for r in seeds],
+            [r["test_correct"] for r in seeds],
             probe["svm"].get("correct"),
             probe["fewshot"],
         )
@@ -170,8 +171,8 @@ def collect_results(
         )
         arms.append(result)
         measures[arm.name] = arm_measures(
-            result.finetune_scan_val_accs,
-            result.finetune_scan_accs,
+            [r["val_correct"] for r in ft],
+            [r["test_correct"] for r in ft],
             probes[arm.name]["svm_scan"].get("correct"),
             probes[arm.name]["fewshot"],
         )
@@ -183,6 +184,7 @@ def collect_results(
         wall_seconds=round(seconds, 1),
         torch=torch.__version__,
         threads=torch.get_num_threads(),
+        environment=environment(),
         data=str(data_dir),
         teachers=teachers,
         arms=arms,

@@ -13,7 +13,7 @@ from act3d.data.fewshot import fewshot_key
 from act3d.demo.arms import ARMS, FEWSHOT_SETTINGS, TEACHERS, student_folder, teacher_folder
 from act3d.demo.results import DemoResults, TransferResults
 from act3d.eval.paired import PairedDifference
-from act3d.viz import plot_confusion, plot_loss_curves, plot_tsne
+from act3d.viz import plot_confusion, plot_forest, plot_loss_curves, plot_tsne
 
 
 def _pct(x: float) -> str:
@@ -106,7 +106,8 @@ def comparison_table(comparisons: list[PairedDifference], table_id: str) -> Tabl
             "measure": c.measure,
             "diff": f"{100 * c.mean:+.1f}",
             "interval": "-" if c.low is None else f"{100 * c.low:+.1f} to {100 * c.high:+.1f}",
-            "units": f"{c.n} {c.unit}{'s' if c.n != 1 else ''}",
+            "units": f"{c.n} {c.unit}{'s' if c.n != 1 else ''}"
+            + (f", {c.clouds} clouds" if c.clouds else ""),
             "verdict": "yes" if c.distinguishable else "no",
         }
         for c in comparisons
@@ -115,7 +116,7 @@ def comparison_table(comparisons: list[PairedDifference], table_id: str) -> Tabl
         ("pair", "a − b"),
         ("measure", "measure"),
         ("diff", "mean difference, points"),
-        ("interval", "95% paired t interval"),
+        ("interval", "95% paired bootstrap interval"),
         ("units", "paired units"),
         ("verdict", "excludes zero"),
     ]
@@ -150,6 +151,19 @@ def headline(comparisons: list[PairedDifference]) -> list[str]:
     return lines + (shown or ["No paired difference is distinguishable from zero."])
 
 
+def machine_line(env: dict) -> list[str]:
+    """What the run's bits depend on (`act3d.environment`), in one sentence; none for an older results.json."""
+    if not env:
+        return []
+    pinned = ", ".join(f"{k}={v}" for k, v in env["kernel_variables"].items())
+    return [
+        f"Machine: {env['cpu']}, PyTorch kernels for {env['cpu_capability']}, BLAS {env['blas']}"
+        + (f", pinned by {pinned}" if pinned else "")
+        + "; a rerun on this machine kind is identical to the last bit, another CPU kind differs within the "
+        "seed spread (docs/experiments.md, 'What is identical where')."
+    ]
+
+
 def build_sections(results: DemoResults) -> list[Section]:
     """Every section of the report, in order."""
     reused, changes, preset = results.reused_stages, results.overrides, results.preset
@@ -168,13 +182,18 @@ def build_sections(results: DemoResults) -> list[Section]:
         "config.yaml is in its folder)" + (f"; changed: {', '.join(changes)}" if changes else "") + "."
     )
     sections = [
-        Section("What this run shows", [wall, config], headline(results.comparisons)),
+        Section(
+            "What this run shows",
+            [wall, *machine_line(results.environment), config],
+            headline(results.comparisons),
+        ),
         Section("Results (mean ± std over seeds / folds)", table=results_table(results)),
         Section(
             "Paired differences",
             [
                 "Every arm shares the seeds, the few-shot episodes and the test clouds, so each difference is "
-                "taken per unit and given its 95% paired t interval."
+                "paired: its 95% interval comes from a paired bootstrap that resamples the units (seeds, "
+                "episodes) and, within each, the clouds an accuracy is made of."
             ],
             table=comparison_table(results.comparisons, "paired"),
         ),
@@ -208,8 +227,20 @@ def build_sections(results: DemoResults) -> list[Section]:
 
 
 def draw_pictures(out: Path, results: DemoResults) -> dict[str, Path]:
-    """The report's pictures, caption -> file: loss curves, reconstructions, masks, t-SNE, confusion."""
+    """The report's pictures, caption -> file: the paired differences, loss curves, reconstructions, masks,
+    t-SNE, confusion."""
     pictures: dict[str, Path] = {}
+    forests = [("", "paired_differences.png", results.comparisons)]
+    if results.transfer is not None:
+        forests.append(
+            (" on the transfer data", "paired_differences_transfer.png", results.transfer.comparisons)
+        )
+    for where, name, comparisons in forests:
+        drawn = plot_forest([c.to_dict() for c in comparisons], out / name)
+        if drawn:
+            pictures[
+                f"Paired differences{where} (dot: mean, bar: 95% interval; coloured where it excludes zero)"
+            ] = drawn
     arms = {arm.name: arm for arm in ARMS}
     runs = {teacher_folder(t): record for t, record in results.teachers.items()}
     runs |= {student_folder(arms[arm.name]): arm.stage2 for arm in results.arms}

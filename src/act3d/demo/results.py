@@ -73,6 +73,7 @@ class DemoResults:
     fewshot_folds: int
     transfer: TransferResults | None = None
     reused_stages: list[str] = field(default_factory=list)
+    environment: dict[str, Any] = field(default_factory=dict)  # act3d.environment: what the bits depend on
     act3d_demo: int = 1  # the layout version of results.json
 
     def to_dict(self) -> dict[str, Any]:

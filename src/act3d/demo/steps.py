@@ -99,4 +99,6 @@ def finetune_stage(
         "selected_step": res.selected_step,
         "confusion": res.confusion,
         "class_names": res.class_names,
+        "val_correct": res.outcomes["val"],
+        "test_correct": res.outcomes["test"],
     }

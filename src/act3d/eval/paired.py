@@ -1,9 +1,19 @@
-"""Paired comparisons of two arms measured on the same units (seeds, few-shot folds).
+"""Paired comparisons of two arms measured on the same units (seeds, few-shot episodes, test clouds).
 
-Every arm of a comparison runs with the same seeds and the same few-shot episodes, so the right question is
-not whether two arms' spreads overlap but whether the per-unit differences `a_i - b_i` are centred away
-from zero. `paired_difference` gives their mean with a two-sided paired t interval (Student's t with
-`n - 1` degrees of freedom over the `n` differences) and says the same in words.
+Every arm of a comparison runs with the same seeds and the same few-shot episodes and is scored on the same
+clouds, so the right question is not whether two arms' spreads overlap but whether their paired differences
+are centred away from zero.
+
+- An accuracy is made of per-cloud outcomes within each seed (or episode). `paired_bootstrap` resamples
+  what it is made of, the seeds and, within each drawn seed, its clouds (the same clouds for both arms), and
+  gives the percentile interval of the mean difference: as wide as the clouds and seeds make it, so three
+  seeds that each differ by one cloud do not exclude zero (a t interval over the three equal per-seed
+  differences would have zero width).
+- A measure with one value per unit and nothing beneath it (a segmentation mIoU per seed) gets
+  `paired_difference`: the mean of `a_i - b_i` with a two-sided paired Student-t interval (`n - 1` degrees
+  of freedom).
+
+Both say the result in words (`PairedDifference.text`).
 """
 
 from __future__ import annotations
@@ -15,13 +25,15 @@ import numpy as np
 from scipy import stats
 
 CONFIDENCE = 0.95
+BOOTSTRAP_SAMPLES = 4000
 
 
 @dataclass(frozen=True)
 class PairedDifference:
-    """Arm `a` against arm `b` on one `measure`, paired by `unit` (seed, episode, test cloud): the mean of
-    `a - b` over `n` shared units, its confidence interval (`None` with one unit) and the sentence that says
-    so (`text`). The one type of a paired comparison, in the demo, the CLI's `--compare-to` and the sweep."""
+    """Arm `a` against arm `b` on one `measure`, paired by `unit` (seed, episode, SVM fit): the mean of
+    `a - b` over `n` shared units (and the `clouds` beneath them), its confidence interval (`None` where
+    nothing can be resampled: one unit of single values, or one cloud) and the sentence that says so
+    (`text`). The one type of a paired comparison, in the demo, the CLI's `--compare-to` and the sweep."""
 
     a: str
     b: str
@@ -33,19 +45,21 @@ class PairedDifference:
     n: int
     confidence: float
     text: str
+    method: str = "paired t"  # or "paired bootstrap"
+    clouds: int = 0  # paired clouds beneath the n units (bootstrap), 0 where each unit is one value
 
     @property
     def distinguishable(self) -> bool:
-        """Whether the interval excludes zero (never with fewer than two units)."""
+        """Whether the interval excludes zero (never without an interval)."""
         return self.low is not None and (self.low > 0 or self.high < 0)
 
     def to_dict(self) -> dict:
-        return asdict(self) | {"distinguishable": self.distinguishable, "method": "paired t"}
+        return asdict(self) | {"distinguishable": self.distinguishable}
 
     @staticmethod
     def from_dict(d: dict) -> PairedDifference:
-        """A saved `to_dict` read back (its derived keys dropped)."""
-        return PairedDifference(**{f.name: d[f.name] for f in fields(PairedDifference)})
+        """A saved `to_dict` read back (its derived key dropped)."""
+        return PairedDifference(**{f.name: d[f.name] for f in fields(PairedDifference) if f.name in d})
 
 
 def paired_difference(
@@ -71,9 +85,59 @@ def paired_difference(
         half = float(stats.t.ppf((1 + confidence) / 2, n - 1) * diff.std(ddof=1) / math.sqrt(n))
         low, high = mean - half, mean + half
     label_a, label_b = labels or (a, b)
-    sentence = _sentence(label_a, label_b, mean, low, high, n, unit, confidence)
+    sentence = _sentence(label_a, label_b, mean, low, high, f"{n} {unit}s", unit, confidence)
     text = f"{measure}: {sentence}" if measure else sentence
     return PairedDifference(a, b, measure, unit, mean, low, high, n, confidence, text)
+
+
+def paired_bootstrap(
+    outcomes_a: list[list[float]],
+    outcomes_b: list[list[float]],
+    a: str = "a",
+    b: str = "b",
+    measure: str = "",
+    unit: str = "seed",
+    labels: tuple[str, str] | None = None,
+    confidence: float = CONFIDENCE,
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = 0,
+) -> PairedDifference:
+    """The mean over units (seeds, episodes) of each unit's mean per-cloud difference `a - b`, with a two-level
+    paired bootstrap percentile interval. `outcomes_a[u]` and `outcomes_b[u]` hold unit u's per-cloud outcomes
+    (0/1 correctness) on the same clouds in the same order. Each of `samples` replicates draws `n` units with
+    replacement and, within each drawn unit, its clouds with replacement; the interval is the replicates'
+    central `confidence` range. Seeded: the same inputs give the same interval, bit for bit."""
+    if len(outcomes_a) != len(outcomes_b) or not outcomes_a:
+        raise ValueError(
+            f"paired outcomes need the same, non-zero count of units; got {len(outcomes_a)} and {len(outcomes_b)}"
+        )
+    diffs = []
+    for u, (ua, ub) in enumerate(zip(outcomes_a, outcomes_b)):
+        if len(ua) != len(ub) or not ua:
+            raise ValueError(
+                f"unit {u}: paired outcomes need the same, non-zero count of clouds; got {len(ua)} and {len(ub)}"
+            )
+        diffs.append(np.asarray(ua, dtype=np.float64) - np.asarray(ub, dtype=np.float64))
+    n, clouds = len(diffs), sum(len(d) for d in diffs)
+    mean = float(np.mean([d.mean() for d in diffs]))
+    low = high = None
+    if clouds >= 2:
+        rng = np.random.default_rng(seed)
+        drawn = rng.integers(n, size=(samples, n))  # the units of every replicate
+        unit_means = np.empty((samples, n))
+        for u, d in enumerate(diffs):  # every draw of unit u resamples its clouds anew
+            where = drawn == u
+            counts = rng.multinomial(len(d), np.full(len(d), 1 / len(d)), size=int(where.sum()))
+            unit_means[where] = counts @ d / len(d)
+        replicates = unit_means.mean(axis=1)
+        low, high = (float(q) for q in np.quantile(replicates, [(1 - confidence) / 2, (1 + confidence) / 2]))
+    label_a, label_b = labels or (a, b)
+    over = f"{n} {unit}s × {clouds // n} clouds" if clouds % n == 0 else f"{n} {unit}s, {clouds} clouds"
+    sentence = _sentence(label_a, label_b, mean, low, high, over, unit, confidence)
+    text = f"{measure}: {sentence}" if measure else sentence
+    return PairedDifference(
+        a, b, measure, unit, mean, low, high, n, confidence, text, "paired bootstrap", clouds
+    )
 
 
 def _sentence(
@@ -82,7 +146,7 @@ def _sentence(
     mean: float,
     low: float | None,
     high: float | None,
-    n: int,
+    over: str,
     unit: str,
     confidence: float = CONFIDENCE,
     scale: float = 100.0,
@@ -92,7 +156,7 @@ def _sentence(
     head = f"{a} − {b}: {mean * scale:+.1f} points"
     if low is None:
         return f"{head} (one {unit}: no interval)"
-    span = f"{confidence:.0%} CI {low * scale:+.1f} to {high * scale:+.1f} over {n} {unit}s"
+    span = f"{confidence:.0%} CI {low * scale:+.1f} to {high * scale:+.1f} over {over}"
     if not (low > 0 or high < 0):
         return f"{head} ({span}), not distinguishable from zero"
     return f"{head} ({span}): {a} {'ahead' if mean > 0 else 'behind'}"

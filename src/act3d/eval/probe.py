@@ -51,16 +51,27 @@ def _svm_pipeline(c: float):
     return make_pipeline(StandardScaler(), SVC(C=c, kernel="linear"))
 
 
-def fewshot_accuracy(
+def fewshot_correct(
     support_x: np.ndarray, support_y: np.ndarray, query_x: np.ndarray, query_y: np.ndarray
-) -> float:
-    """One few-shot episode: a linear SVM (C=1) fitted on the support features, its accuracy on the query."""
-    return overall_accuracy(_svm_pipeline(1.0).fit(support_x, support_y).predict(query_x), query_y)
+) -> np.ndarray:
+    """One few-shot episode: a linear SVM (C=1) fitted on the support features; 1/0 per query cloud, whether
+    it classified that cloud right."""
+    return (_svm_pipeline(1.0).fit(support_x, support_y).predict(query_x) == query_y).astype(int)
 
 
-def _setting_scores(way: int, shot: int, accs: list[float]) -> dict:
+def _setting_scores(way: int, shot: int, correct: list[np.ndarray]) -> dict:
+    """A few-shot setting's folds: their accuracies, mean ± std, and each query cloud's outcome (`correct`,
+    one list per fold: what paired comparisons resample)."""
+    accs = [float(c.mean()) for c in correct]
     mean, std = mean_std(accs)
-    return {"way": way, "shot": shot, "mean": mean, "std": std, "folds": accs}
+    return {
+        "way": way,
+        "shot": shot,
+        "mean": mean,
+        "std": std,
+        "folds": accs,
+        "correct": [c.tolist() for c in correct],
+    }
 
 
 def svm_probe(
@@ -104,10 +115,10 @@ def fewshot(
     seed: int = 0,
 ) -> dict:
     """Few-shot accuracy per (way, shot) over `folds` deterministic episodes, with a linear SVM (C=1) on
-    frozen features; returns `{"5w10s": {"mean":..., "std":..., "folds": [...]}, ...}`."""
+    frozen features; returns `{"5w10s": {"mean":..., "std":..., "folds": [...], "correct": [...]}, ...}`."""
     out = {}
     for way, shot in settings:
-        accs = []
+        correct = []
         for fold in range(folds):
             rng = episode_rng(seed, way, shot, fold)
             classes, support, query = draw_fewshot_episode(train_y, test_y, way, shot, queries, rng)
@@ -116,8 +127,8 @@ def fewshot(
                 np.array([remap[c] for c in train_y[support]]),
                 np.array([remap[c] for c in test_y[query]]),
             )
-            accs.append(fewshot_accuracy(train_x[support], ys, test_x[query], yq))
-        out[fewshot_key(way, shot)] = _setting_scores(way, shot, accs)
+            correct.append(fewshot_correct(train_x[support], ys, test_x[query], yq))
+        out[fewshot_key(way, shot)] = _setting_scores(way, shot, correct)
     return out
 
 
@@ -128,14 +139,14 @@ def fewshot_folds(checkpoint: str, root: str, settings: list[tuple[int, int]], f
     patches, num_points = zoo.patch_config(arch), arch["num_points"]
     out = {}
     for way, shot in settings:
-        accs = []
+        correct = []
         for fold in range(folds):
             train, test = modelnet40_fewshot(root, way, shot, fold)
-            accs.append(
-                fewshot_accuracy(
+            correct.append(
+                fewshot_correct(
                     *source_features(encoder, patches, train, num_points),
                     *source_features(encoder, patches, test, num_points),
                 )
             )
-        out[fewshot_key(way, shot)] = _setting_scores(way, shot, accs)
+        out[fewshot_key(way, shot)] = _setting_scores(way, shot, correct)
     return out

@@ -147,10 +147,36 @@ def vit_arch(
     }
 
 
+# timm weights of parts act3d's ViT blocks do not compute: refused rather than dropped, since a model
+# without them is another network (a timm CLIP ViT's `norm_pre` before the blocks, and its QuickGELU, which
+# no weight shows but which comes with that pre-norm)
+_UNCOMPUTED_TIMM_PARTS = {
+    r"norm_pre\.": "a pre-norm before the blocks (`norm_pre`, as timm's CLIP ViTs: CLIP also uses QuickGELU)",
+    r"blocks\.\d+\.attn\.(q_norm|k_norm)\.": "query/key norms in attention (`attn.q_norm` / `attn.k_norm`)",
+    r"reg_token$": "register tokens (`reg_token`)",
+    r"blocks\.\d+\.attn\.(relative_position|rel_pos)": "relative-position attention tables",
+    r"(^|\.)(rope|freqs)(\.|$)": "rotary position embeddings",
+    r"blocks\.\d+\.(norm3|attn\.norm)\.": "extra norms inside the blocks",
+}
+
+
+def check_timm_vit_parts(state: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse, in one line naming what it found, a timm-layout ViT with parts act3d does not compute."""
+    for pattern, what in _UNCOMPUTED_TIMM_PARTS.items():
+        found = sorted(k for k in state if re.search(pattern, k))
+        if found:
+            raise CheckpointError(
+                f"{source}: has {what} ({found[0]}{', ...' if len(found) > 1 else ''}), which act3d's ViT "
+                "blocks do not compute; expected a plain timm ViT / DeiT / DINOv2 layout"
+            )
+
+
 def vit_from_timm_state(
     state: dict[str, torch.Tensor], heads: int, source: str, depth: int | None = None
 ) -> PretrainedTransformer:
-    """Build ViT blocks from a timm-layout state dict (`blocks.<i>.norm1.weight`, ..., `norm.weight`)."""
+    """Build ViT blocks from a timm-layout state dict (`blocks.<i>.norm1.weight`, ..., `norm.weight`); parts
+    act3d does not compute are refused (`check_timm_vit_parts`)."""
+    check_timm_vit_parts(state, source)
     arch = vit_arch(state, heads, source, depth=depth)
     use = range(arch["depth"])
     backbone = PretrainedTransformer(arch, source)

@@ -238,6 +238,7 @@ def evaluate_classifier(
         "acc": overall_accuracy(pred, truth),
         "macc": mean_class_accuracy(pred, truth, classes),
         "confusion": confusion_matrix(pred, truth, classes),
+        "correct": (pred == truth).astype(int).tolist(),  # per cloud: the unit of paired comparisons
     }
 
 
@@ -281,12 +282,16 @@ def finetune(
             best_metric="val_acc" if val is not None else None,
             evaluate_every=cfg.eval_every,
         )
-        val_scores = {}
-        if reload_best(model, out_dir, KIND, result):  # the validation-selected model
-            val_scores = {"oa": result.best["val_acc"], "macc": result.best["val_macc"]}
-        elif val is not None:  # eval_every 0: the last model
+        # the validation-selected model (eval_every 0 or no validation split: the last one), scored on the
+        # validation split as when it was selected (eval mode, the run's seed), cloud by cloud
+        reload_best(model, out_dir, KIND, result)
+        val_scores, outcomes = {}, {}
+        if val is not None:
             measured = evaluate_classifier(model, *val, cfg, seed=cfg.runtime.seed)
-            val_scores = {"oa": measured["acc"], "macc": measured["macc"]}
+            val_scores, outcomes["val"] = (
+                {"oa": measured["acc"], "macc": measured["macc"]},
+                measured["correct"],
+            )
         # the test split, read once: its accuracies and confusion from the same (voted) predictions
         final = evaluate_classifier(
             model, test_points, test_labels, cfg, votes=cfg.votes, seed=cfg.runtime.seed
@@ -317,6 +322,7 @@ def finetune(
             test_selected_on_test=selected_on_test,
             class_names=names,
             confusion=final["confusion"].tolist(),
+            outcomes=outcomes | {"test": final["correct"]},
         )
         if main:
             results.write(out_dir)

@@ -280,6 +280,9 @@ def segment(
             test_scores, test_samples = scores(task, preds, truths, [], names), sum(map(len, truths))
         else:
             test_scores, test_samples = evaluate(task, test_data), len(test_data)
+        protocol = {"test": cfg.test_protocol if cfg.task == "semantic" else "shapes"}
+        if cfg.report_test_selected:  # scored as the official main.py scores every epoch
+            protocol["test_selected_on_test"] = "shapes" if task.part else "blocks"
         results = TransferResult(
             task=cfg.task,
             dataset=test_data.source.name,
@@ -292,7 +295,7 @@ def segment(
             test=test_scores,
             val_samples=len(val_data) if val_data is not None else 0,
             test_samples=test_samples,
-            protocol={"test": cfg.test_protocol if cfg.task == "semantic" else "shapes"},
+            protocol=protocol,
             test_selected_on_test=best_on_test(result.history, OFFICIAL_READINGS[cfg.task]),
             class_names=names,
         )

@@ -19,6 +19,7 @@ from torch import nn
 from act3d.atomic import write_text_atomic
 from act3d.config import to_dict
 from act3d.data.dataset import DeviceClouds, PointClouds, open_source, training_clouds
+from act3d.environment import environment
 from act3d.models import zoo
 from act3d.models.checkpoint import load_checkpoint, load_state_strict
 from act3d.models.student import StudentConfig, StudentEncoder
@@ -50,6 +51,10 @@ class TransferResult:
     test_selected_on_test: dict[str, float] = field(default_factory=dict)
     class_names: list[str] = field(default_factory=list)
     confusion: list[list[int]] | None = None  # classification: rows true class, columns predicted
+    # classification: 1/0 per cloud, whether the selected model classified it right (`val`, `test`): what
+    # paired comparisons resample (`eval.paired.paired_bootstrap`)
+    outcomes: dict[str, list[int]] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=environment)  # what the bits depend on
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
