@@ -18,6 +18,19 @@ from act3d.train.stage2 import PretrainRunConfig
 CLASSES = {"obj_bg": 15, "obj_only": 15, "pb_t50_rs": 15, "modelnet40": 40, "fewshot": 5}
 
 
+# (family, run config, preset name) of every shipped preset
+EVERY_PRESET = [
+    (kind, cls, name)
+    for kind, cls in (
+        ("teacher", TeacherRunConfig),
+        ("pretrain", PretrainRunConfig),
+        ("finetune", FinetuneRunConfig),
+        ("segment", SegmentRunConfig),
+    )
+    for name in list_presets(kind)
+]
+
+
 def _count(module, trainable_only: bool = False) -> float:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only) / 1e6
 
@@ -200,48 +213,29 @@ def test_the_paper_recipes_live_in_the_presets_alone():
         "grad_clip",
         "schedule",
     }
-    for family in ("teacher", "pretrain", "finetune", "segment"):
-        for name in list_presets(family):
-            if name not in ("cpu", "gpu"):
-                stated = set(_with_base(family, _preset_path(family, name))["optim"])
-                assert recipe <= stated, (family, name, sorted(recipe - stated))
+    for family, _, name in EVERY_PRESET:
+        if name not in ("cpu", "gpu"):
+            stated = set(_with_base(family, _preset_path(family, name))["optim"])
+            assert recipe <= stated, (family, name, sorted(recipe - stated))
 
 
 def test_the_paper_presets_run_the_official_epochs_and_schedule():
     """runner_*.py train range(start, max_epoch + 1) under a per-epoch timm cosine of max_epoch epochs; the
     segmentation mains train `epoch` epochs under one of `epoch` epochs, both from warmup_lr_init 1e-6."""
-    for kind, cls in (
-        ("teacher", TeacherRunConfig),
-        ("pretrain", PretrainRunConfig),
-        ("finetune", FinetuneRunConfig),
-        ("segment", SegmentRunConfig),
-    ):
-        for name in list_presets(kind):
-            if name in ("cpu", "gpu"):
-                assert load_config(cls, kind, name).optim.schedule == "steps"  # the demo's numbers stand
-                continue
-            optim = load_config(cls, kind, name).optim
-            cosine = {"segment": optim.epochs, "finetune": 150 if "fewshot" in name else 300}.get(kind, 300)
-            extra = 0 if kind == "segment" else 1
-            assert (optim.schedule, optim.warmup_lr, optim.warmup_epochs) == ("epochs", 1e-6, 10), (
-                kind,
-                name,
-            )
-            assert (optim.cosine_epochs or optim.epochs, optim.epochs) == (cosine, cosine + extra), (
-                kind,
-                name,
-            )
+    for kind, cls, name in EVERY_PRESET:
+        optim = load_config(cls, kind, name).optim
+        if name in ("cpu", "gpu"):
+            assert optim.schedule == "steps"  # the demo's numbers stand
+            continue
+        cosine = {"segment": optim.epochs, "finetune": 150 if "fewshot" in name else 300}.get(kind, 300)
+        extra = 0 if kind == "segment" else 1
+        assert (optim.schedule, optim.warmup_lr, optim.warmup_epochs) == ("epochs", 1e-6, 10), (kind, name)
+        assert (optim.cosine_epochs or optim.epochs, optim.epochs) == (cosine, cosine + extra), (kind, name)
 
 
 def test_the_paper_presets_sample_as_the_official_fps_kernel():
     """Every FPS of the official code is pointnet2_ops' kernel (utils/misc.py l.35-42, the segmentation
     pt.py l.11-18): the paper presets use its rule, the demo's presets act3d's."""
-    for kind, cls in (
-        ("teacher", TeacherRunConfig),
-        ("pretrain", PretrainRunConfig),
-        ("finetune", FinetuneRunConfig),
-        ("segment", SegmentRunConfig),
-    ):
-        for name in list_presets(kind):
-            rule = load_config(cls, kind, name).patches.fps
-            assert rule == ("act3d" if name in ("cpu", "gpu") else "pointnet2"), (kind, name)
+    for kind, cls, name in EVERY_PRESET:
+        rule = load_config(cls, kind, name).patches.fps
+        assert rule == ("act3d" if name in ("cpu", "gpu") else "pointnet2"), (kind, name)
