@@ -47,3 +47,19 @@ def test_train_step_benchmark_reports_a_row_per_stage(tmp_path):
     rows = [line.split() for line in lines[2:]]
     assert [r[:2] for r in rows] == [["stage1", "cpu"], ["stage2", "cpu"]]
     assert all(int(r[10]) > 100 for r in rows)  # ATen operators per step, counted
+
+
+def test_inference_benchmark_reports_both_precisions(tmp_path):
+    out = tmp_path / "rows.json"
+    command = [sys.executable, "benchmarks/inference.py", "--students", "cpu", "--batch", "2"]
+    run = subprocess.run(
+        [*command, "--repeats", "1", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    rows = json.loads(out.read_text())
+    assert [r["precision"] for r in rows] == ["float32", "bf16"]
+    assert all(r["clouds_per_s"] > 0 and r["peak_mib"] > 0 and 0 < r["bf16_relative_l2"] < 0.1 for r in rows)

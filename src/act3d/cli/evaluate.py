@@ -8,6 +8,7 @@ import logging
 from act3d.cli.common import (
     VARIANT_HELP,
     add_compare_arg,
+    add_precision_arg,
     compare_to,
     dataset_variant,
     output_folder,
@@ -32,7 +33,7 @@ def _features(args: argparse.Namespace):
         variant=dataset_variant(args, default="scan"),
         num_points=args.num_points or arch["num_points"],
     )
-    return split_features(encoder, zoo.patch_config(arch), data_cfg)
+    return split_features(encoder, zoo.patch_config(arch), data_cfg, args.precision)
 
 
 def _eval_svm(args: argparse.Namespace) -> int:
@@ -65,7 +66,7 @@ def _eval_fewshot(args: argparse.Namespace) -> int:
     out = output_folder(args.out)
     settings = [(w, s) for w in args.way for s in args.shot]
     if args.fewshot_root:  # the official fold pickles
-        table = fewshot_folds(args.checkpoint, args.fewshot_root, settings, args.folds)
+        table = fewshot_folds(args.checkpoint, args.fewshot_root, settings, args.folds, args.precision)
     else:  # folds drawn deterministically from any labelled set
         ftr, ytr, fte, yte, _ = _features(args)
         table = fewshot(ftr, ytr, fte, yte, settings, folds=args.folds, seed=args.seed)
@@ -94,6 +95,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-points", type=positive_int, help="points per cloud (default: as pretrained)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="folder for summary.json")
+    add_precision_arg(p)
 
 
 def register(commands: argparse._SubParsersAction) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from act3d.cli.common import VARIANT_HELP, dataset_variant, output_file, positive_int
+from act3d.cli.common import VARIANT_HELP, add_precision_arg, dataset_variant, output_file, positive_int
 from act3d.data.formats import FORMATS
 from act3d.errors import Act3dError
 
@@ -57,7 +57,7 @@ def _embed(args: argparse.Namespace) -> int:
     from act3d.api import load_model
 
     out = output_file(args.out, ".npy")
-    model = load_model(args.checkpoint)
+    model = load_model(args.checkpoint, args.precision)
     feats, labels = [], []
     for batch in _batches(_inputs(args, model)):
         feats.append(model.embed(np.stack([cloud for _, cloud, _ in batch]), args.pooling))
@@ -76,7 +76,7 @@ def _predict(args: argparse.Namespace) -> int:
     from act3d.api import load_model
     from act3d.eval.metrics import mean_class_accuracy, overall_accuracy
 
-    model = load_model(args.checkpoint)
+    model = load_model(args.checkpoint, args.precision)
     truth, guess = [], []
     for batch in _batches(_inputs(args, model)):
         preds = model.predict(np.stack([cloud for _, cloud, _ in batch]), k=args.top_k)
@@ -109,6 +109,7 @@ def _input_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--split", default="test", choices=["train", "test"], help="the dataset's split (default test)"
     )
+    add_precision_arg(p)
 
 
 def register(commands: argparse._SubParsersAction) -> None:

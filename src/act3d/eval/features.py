@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from act3d.models.layers import Pooling
+from act3d.models.precision import Precision, inference_autocast
 from act3d.models.student import StudentEncoder, pooled_features
 from act3d.ops.grouping import PatchConfig
 
@@ -17,12 +18,15 @@ def extract_features(
     patching: PatchConfig,
     pooling: Pooling = "max+mean",
     batch_size: int = 64,
+    precision: Precision = "float32",
 ) -> np.ndarray:
-    """`(M, N, 3)` clouds -> `(M, 2W)` features, pooled by `pooling` (the SVM probe's: `max+mean`)."""
+    """`(M, N, 3)` clouds -> `(M, 2W)` float32 features, pooled by `pooling` (the SVM probe's: `max+mean`);
+    the encoder runs under `precision` (`models.precision`), the grouping in float32."""
     encoder.eval()
     device = next(encoder.parameters()).device
-    feats = [
-        pooled_features(encoder, patching.group(chunk.to(device)), pooling).cpu()
-        for chunk in points.split(batch_size)
-    ]
+    feats = []
+    for chunk in points.split(batch_size):
+        patches = patching.group(chunk.to(device))
+        with inference_autocast(precision, device):
+            feats.append(pooled_features(encoder, patches, pooling).float().cpu())
     return torch.cat(feats).numpy()

@@ -20,6 +20,7 @@ from act3d.data.sample import CloudSource
 from act3d.eval.features import extract_features
 from act3d.eval.metrics import mean_class_accuracy, mean_std, overall_accuracy
 from act3d.models import zoo
+from act3d.models.precision import Precision
 from act3d.models.student import StudentEncoder
 from act3d.ops.grouping import PatchConfig
 
@@ -28,21 +29,25 @@ SVM_C_GRID = [0.001, 0.01, 0.1, 1.0, 10.0]
 
 
 def source_features(
-    encoder: StudentEncoder, patches: PatchConfig, source: CloudSource, num_points: int
+    encoder: StudentEncoder,
+    patches: PatchConfig,
+    source: CloudSource,
+    num_points: int,
+    precision: Precision = "float32",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Frozen features `(M, 2W)` and labels `(M,)` of every cloud of a source, resampled to `num_points`."""
     points, labels = stack_clouds(source, num_points)
-    return extract_features(encoder, points, patches), labels.numpy()
+    return extract_features(encoder, points, patches, precision=precision), labels.numpy()
 
 
 def split_features(
-    encoder: StudentEncoder, patches: PatchConfig, data: DataConfig
+    encoder: StudentEncoder, patches: PatchConfig, data: DataConfig, precision: Precision = "float32"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """Features and labels of a dataset's train and test splits: `(train_x, train_y, test_x, test_y,
     class_names)`."""
     train, test = open_source(data, "train"), open_source(data, "test")
-    train_x, train_y = source_features(encoder, patches, train, data.num_points)
-    test_x, test_y = source_features(encoder, patches, test, data.num_points)
+    train_x, train_y = source_features(encoder, patches, train, data.num_points, precision)
+    test_x, test_y = source_features(encoder, patches, test, data.num_points, precision)
     return train_x, train_y, test_x, test_y, list(train.class_names)
 
 
@@ -132,7 +137,13 @@ def fewshot(
     return out
 
 
-def fewshot_folds(checkpoint: str, root: str, settings: list[tuple[int, int]], folds: int = 10) -> dict:
+def fewshot_folds(
+    checkpoint: str,
+    root: str,
+    settings: list[tuple[int, int]],
+    folds: int = 10,
+    precision: Precision = "float32",
+) -> dict:
     """Few-shot accuracy of a student checkpoint on the official fold pickles (`data.modelnet
     .modelnet40_fewshot`, `root/{way}way_{shot}shot/{fold}.pkl`), as `fewshot` returns it."""
     encoder, arch = zoo.load_student(checkpoint)
@@ -144,8 +155,8 @@ def fewshot_folds(checkpoint: str, root: str, settings: list[tuple[int, int]], f
             train, test = modelnet40_fewshot(root, way, shot, fold)
             correct.append(
                 fewshot_correct(
-                    *source_features(encoder, patches, train, num_points),
-                    *source_features(encoder, patches, test, num_points),
+                    *source_features(encoder, patches, train, num_points, precision),
+                    *source_features(encoder, patches, test, num_points, precision),
                 )
             )
         out[fewshot_key(way, shot)] = _setting_scores(way, shot, correct)
