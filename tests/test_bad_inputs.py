@@ -309,6 +309,37 @@ def test_embed_says_which_file_it_wrote(tiny, tmp_path, capsys):
     assert f"wrote {tmp_path / 'feat.npy'}" in capsys.readouterr().out and (tmp_path / "feat.npy").is_file()
 
 
+def test_embed_streams_a_folder_and_skips_a_file_it_cannot_read(tiny, tmp_path, capsys, caplog):
+    """A folder is read one file at a time; a broken file is named and left out, and the rows say which
+    file each is; a folder in which nothing can be read is one line."""
+    folder = tmp_path / "shapes" / "inner"
+    folder.mkdir(parents=True)
+    for k in range(3):
+        np.save(folder / f"{k}.npy", np.random.default_rng(k).normal(size=(80, 3)))
+    (folder / "1b.npy").write_bytes(b"not a numpy file")
+    (folder / "notes.md").write_text("ignored: not a cloud")
+    out = tmp_path / "e.npy"
+    assert (
+        main(["embed", str(tmp_path / "shapes"), "--checkpoint", str(tiny["classifier"]), "--out", str(out)])
+        == 0
+    )
+    assert np.load(out).shape[0] == 3 and "1b.npy" in caplog.text
+    rows = (tmp_path / "e.files.txt").read_text().splitlines()
+    assert [Path(r).name for r in rows] == ["0.npy", "1.npy", "2.npy"]
+    assert "skipped 1 unreadable file(s)" in capsys.readouterr().out
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for k in range(2):
+        (broken / f"{k}.npy").write_bytes(b"junk")
+    capsys.readouterr()
+    assert (
+        main(["embed", str(broken), "--checkpoint", str(tiny["classifier"]), "--out", str(tmp_path / "x")])
+        == 2
+    )
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after each file's warning
+    assert "none of the 2 file(s) could be read" in last and not (tmp_path / "x.npy").exists()
+
+
 def test_meshes_with_latin1_comments_read(tiny, tmp_path, capsys):
     verts = "\n".join(f"{x} {y} {z}" for x, y, z in np.random.default_rng(0).normal(size=(8, 3)))
     faces = "\n".join(f"3 {a} {b} {c}" for a, b, c in [(0, 1, 2), (2, 3, 4), (4, 5, 6), (5, 6, 7), (0, 4, 7)])

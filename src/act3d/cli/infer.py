@@ -3,31 +3,65 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from act3d.cli.common import VARIANT_HELP, add_precision_arg, dataset_variant, output_file, positive_int
+from act3d.data.files import CLOUD_SUFFIXES, MESH_SUFFIXES
 from act3d.data.formats import FORMATS
-from act3d.errors import Act3dError
+from act3d.errors import Act3dError, DataError
 
 if TYPE_CHECKING:
     from act3d.api import Act3dModel
 
+log = logging.getLogger("act3d")
 BATCH = 64
+READABLE = CLOUD_SUFFIXES | MESH_SUFFIXES  # what a folder given to embed / predict is searched for
 
 
-def _inputs(args: argparse.Namespace, model: Act3dModel) -> Iterator[tuple[str, np.ndarray, int]]:
-    """`(name, cloud (num_points, 3), label or -1)` for each file given (resampled as `model.prepare`
-    does), or each cloud of the dataset split (as evaluation reads it)."""
+def input_files(paths: list[str]) -> list[Path]:
+    """The files given, each folder expanded to the point-cloud and mesh files inside it (recursively, in
+    sorted order)."""
+    files = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            files.append(path)
+            continue
+        inside = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in READABLE)
+        if not inside:
+            raise Act3dError(f"{path}: no point-cloud or mesh files inside ({', '.join(sorted(READABLE))})")
+        files += inside
+    return files
+
+
+def _inputs(
+    args: argparse.Namespace, model: Act3dModel, skipped: list[str]
+) -> Iterator[tuple[str, np.ndarray, int]]:
+    """`(name, cloud (num_points, 3), label or -1)` for each file given, read one at a time (resampled as
+    `model.prepare` does; a file that cannot be read is named in a warning, added to `skipped` and left
+    out), or each cloud of the dataset split (as evaluation reads it)."""
     if args.format is None:
         if not args.files:
-            raise Act3dError("give files, or a dataset with --format (and --root)")
-        from act3d.api import read_clouds
+            raise Act3dError("give files or folders, or a dataset with --format (and --root)")
+        from tqdm.auto import tqdm
 
-        for path, cloud in zip(args.files, read_clouds(args.files)):
-            yield path, model.prepare(cloud)[0].numpy(), -1
+        from act3d.data.files import read_cloud
+
+        files = input_files(args.files)
+        for path in tqdm(files, desc="files", unit="file", disable=None):
+            try:
+                cloud = model.prepare(read_cloud(path))[0].numpy()
+            except DataError as err:
+                if len(files) == 1:  # the one file asked for: its error, not a skip
+                    raise
+                log.warning("skipped: %s", err)
+                skipped.append(str(path))
+                continue
+            yield str(path), cloud, -1
         return
     if args.files:
         raise Act3dError("give files or --format, not both")
@@ -58,10 +92,13 @@ def _embed(args: argparse.Namespace) -> int:
 
     out = output_file(args.out, ".npy")
     model = load_model(args.checkpoint, args.precision)
-    feats, labels = [], []
-    for batch in _batches(_inputs(args, model)):
+    feats, names, labels, skipped = [], [], [], []
+    for batch in _batches(_inputs(args, model, skipped)):  # one batch of clouds in memory at a time
         feats.append(model.embed(np.stack([cloud for _, cloud, _ in batch]), args.pooling))
+        names += [name for name, _, _ in batch]
         labels += [label for _, _, label in batch]
+    if not feats:
+        raise Act3dError(f"none of the {len(skipped)} file(s) could be read (each is named above)")
     features = np.concatenate(feats)
     np.save(out, features)
     print(f"wrote {out}: {features.shape[0]} embeddings of size {features.shape[1]} ({args.pooling} pooling)")
@@ -69,6 +106,13 @@ def _embed(args: argparse.Namespace) -> int:
         label_file = out.with_name(out.stem + ".labels.npy")
         np.save(label_file, np.array(labels, dtype=np.int64))
         print(f"wrote {label_file}: their class labels")
+    else:
+        names_file = out.with_name(out.stem + ".files.txt")
+        names_file.write_text("".join(f"{name}\n" for name in names))
+        print(
+            f"wrote {names_file}: the file of each row"
+            + (f"; skipped {len(skipped)} unreadable file(s)" if skipped else "")
+        )
     return 0
 
 
@@ -77,8 +121,8 @@ def _predict(args: argparse.Namespace) -> int:
     from act3d.eval.metrics import mean_class_accuracy, overall_accuracy
 
     model = load_model(args.checkpoint, args.precision)
-    truth, guess = [], []
-    for batch in _batches(_inputs(args, model)):
+    truth, guess, skipped = [], [], []
+    for batch in _batches(_inputs(args, model, skipped)):
         preds = model.predict(np.stack([cloud for _, cloud, _ in batch]), k=args.top_k)
         for (name, _, label), pred in zip(batch, preds):
             if args.format is None:
@@ -88,6 +132,8 @@ def _predict(args: argparse.Namespace) -> int:
                 )
             truth.append(label)
             guess.append(model.class_names.index(pred.labels[0]))
+    if not truth:
+        raise Act3dError(f"none of the {len(skipped)} file(s) could be read (each is named above)")
     if args.format is not None:
         y, p = np.array(truth), np.array(guess)
         print(
@@ -101,7 +147,8 @@ def _input_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "files",
         nargs="*",
-        help="point clouds (.npy .npz .ply .xyz .txt .pts) or meshes (.off .obj .ply .stl)",
+        help="point clouds (.npy .npz .ply .xyz .txt .pts) or meshes (.off .obj .ply .stl), or folders of "
+        "them (read one at a time; a file that cannot be read is named and skipped)",
     )
     p.add_argument("--format", choices=FORMATS, help="instead of files: a dataset, e.g. class-folders")
     p.add_argument("--root", help="the dataset's folder")
