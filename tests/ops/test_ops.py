@@ -174,16 +174,22 @@ def test_count_errors():
         chamfer_distance(points, points, "l3")
 
 
-@pytest.mark.parametrize("n,k", [(4096, 1), (4096, 32), (8192, 32)])
-def test_knn_tree_and_matmul_paths_find_the_same_neighbours(n, k, monkeypatch):
-    """CPU clouds from `TREE_MIN_POINTS` on go through SciPy's k-d tree; the blocked matmul gives the same
-    neighbours in the same order (float32 clouds, the training dtype; the naive twin checks both)."""
+@pytest.mark.parametrize("n,k,batch", [(2048, 32, 5), (4096, 1, 2), (4096, 32, 2), (8192, 32, 3)])
+def test_knn_tree_and_matmul_paths_find_the_same_neighbours(n, k, batch, monkeypatch):
+    """CPU clouds from `TREE_MIN_POINTS` on go through SciPy's k-d trees, the clouds shared out over threads;
+    the blocked matmul gives the same neighbours in the same order (float32 clouds, the training dtype; the
+    naive twin checks both)."""
     knn_module = importlib.import_module("act3d.ops.knn")  # the package exports the function as `knn`
 
-    ref_pts = cloud(2, n, "cpu", torch.float32)
-    query = cloud(2, 64, "cpu", torch.float32, seed=1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # so that the trees are shared out over a pool
+    ref_pts = cloud(batch, n, "cpu", torch.float32)
+    query = cloud(batch, 64, "cpu", torch.float32, seed=1)
     assert n >= knn_module.TREE_MIN_POINTS
-    d_tree, i_tree = knn(query, ref_pts, k)
+    try:
+        d_tree, i_tree = knn(query, ref_pts, k)
+    finally:
+        torch.set_num_threads(threads)
     monkeypatch.setattr(knn_module, "TREE_MIN_POINTS", 10**9)
     d_matmul, i_matmul = knn(query, ref_pts, k)
     d_ref, i_ref = knn_naive(query, ref_pts, k)

@@ -13,13 +13,12 @@ float one scalar. That makes the loop about twice as fast as a fused scalar one.
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
-
 import numba
 import numpy as np
 import torch
 from numba.extending import intrinsic
+
+from act3d.ops.threads import for_each_cloud
 
 
 @intrinsic
@@ -61,18 +60,6 @@ def _fps_cloud(x, y, z, nearest, bits, start, out):  # pragma: no cover - compil
         farthest = _farthest(x, y, z, nearest, bits, x[farthest], y[farthest], z[farthest])
 
 
-_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
-
-
-def _thread_pool(workers: int) -> ThreadPoolExecutor:
-    """A pool of `workers` threads for this process (a forked data-loader worker gets its own: the parent's
-    threads do not survive the fork)."""
-    key = (os.getpid(), workers)
-    if key not in _pools:
-        _pools[key] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="act3d-fps")
-    return _pools[key]
-
-
 def farthest_point_sampling_numba(
     points: torch.Tensor, num_samples: int, start: torch.Tensor, nearest: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -92,10 +79,5 @@ def farthest_point_sampling_numba(
     def run(b: int) -> None:
         _fps_cloud(x[b], y[b], z[b], nearest[b], bits[b], starts[b], out[b])
 
-    workers = min(batch, torch.get_num_threads())
-    if workers <= 1:
-        for b in range(batch):
-            run(b)
-    else:
-        list(_thread_pool(workers).map(run, range(batch)))
+    for_each_cloud(run, batch, torch.get_num_threads())
     return torch.from_numpy(out)

@@ -9,6 +9,7 @@ from scipy.spatial import cKDTree
 from act3d.errors import InputError
 from act3d.ops._checks import check_cloud, check_count
 from act3d.ops.indexing import gather_points
+from act3d.ops.threads import for_each_cloud
 
 # Elements of the (B, rows, N) distance scratch per block of query rows. On a CPU, blocks of 8 MB stay in
 # cache between the distance and selection passes; on a GPU, few large blocks mean few kernel launches
@@ -16,11 +17,12 @@ from act3d.ops.indexing import gather_points
 _QUERY_BLOCK_ELEMENTS = {"cpu": 1 << 21, "cuda": 1 << 26}
 # Reference points per chunk in the two-level selection of `_smallest`.
 _CHUNK = 32
-# From this many reference points a CPU uses SciPy's k-d tree (one per cloud) instead of the blocked
-# distance matmul: below it the matmul is as fast or faster (docs/benchmarks.md). The two paths also
-# order equal distances (repeated points) differently, which moves the last bits of a training run, so
-# the demo's and pretraining's 1024-point clouds keep the matmul path, as do tiny clouds and GPUs.
-TREE_MIN_POINTS = 4096
+# From this many reference points a CPU uses SciPy's k-d trees (one per cloud, the clouds shared out over
+# threads) instead of the blocked distance matmul: below it the matmul is as fast (32 clouds, k = 32, 2
+# threads: 1024 points 13.4 / 12.5 ms, 2048 22.9 / 33.6, docs/benchmarks.md). The two paths also order equal
+# distances (repeated points) differently, which moves the last bits of a training run, so the demo's and
+# pretraining's 1024-point clouds keep the matmul path, as do tiny clouds and GPUs.
+TREE_MIN_POINTS = 2048
 
 
 def _smallest(dist: torch.Tensor, k: int) -> torch.Tensor:
@@ -44,13 +46,17 @@ def _smallest(dist: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def _tree_neighbours(query: torch.Tensor, reference: torch.Tensor, k: int) -> torch.Tensor:
-    """`(B, M, k)` indices of the k nearest reference points, one k-d tree per cloud (CPU tensors)."""
+    """`(B, M, k)` indices of the k nearest reference points, one k-d tree per cloud (CPU tensors). The
+    clouds are shared out over threads (SciPy builds and queries without the GIL): a tree's own query
+    threads cost more than they give at a few hundred queries (docs/benchmarks.md)."""
     q, r = query.numpy(), reference.numpy()
-    workers = torch.get_num_threads()
     idx = np.empty((q.shape[0], q.shape[1], k), dtype=np.int64)
-    for b in range(q.shape[0]):
-        found = cKDTree(r[b], balanced_tree=False, compact_nodes=False).query(q[b], k, workers=workers)[1]
+
+    def run(b: int) -> None:
+        found = cKDTree(r[b], balanced_tree=False, compact_nodes=False).query(q[b], k, workers=1)[1]
         idx[b] = found.reshape(q.shape[1], k)
+
+    for_each_cloud(run, q.shape[0], torch.get_num_threads())
     return torch.from_numpy(idx)
 
 
