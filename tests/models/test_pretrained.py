@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from act3d.errors import CheckpointError
 from act3d.models.pretrained import (
@@ -180,6 +181,51 @@ def test_timm_parts_act3d_does_not_compute_are_refused_in_one_line(tmp_path, ext
     with pytest.raises(CheckpointError, match=named) as err:
         timm_vit(tmp_path / "w.safetensors", heads=2)
     assert "\n" not in str(err.value) and "w.safetensors" in str(err.value)
+
+
+def _clip_tower_reference(state: dict, x: torch.Tensor, heads: int, quick: bool) -> torch.Tensor:
+    """timm's CLIP tower (`pre_norm=True, norm_layer=nn.LayerNorm`, vision_transformer.py), restated in plain
+    functions: norm_pre, pre-norm blocks, norm, every LayerNorm at eps 1e-5, QuickGELU or GELU."""
+    ln = lambda h, key: F.layer_norm(h, h.shape[-1:], state[f"{key}.weight"], state[f"{key}.bias"], 1e-5)  # noqa: E731
+    h = ln(x, "norm_pre")
+    b, t, d = h.shape
+    for i in range(len({k.split(".")[1] for k in state if k.startswith("blocks.")})):
+        p = f"blocks.{i}."
+        qkv = F.linear(ln(h, p + "norm1"), state[p + "attn.qkv.weight"], state[p + "attn.qkv.bias"])
+        q, k, v = qkv.reshape(b, t, 3, heads, d // heads).permute(2, 0, 3, 1, 4)
+        att = torch.softmax(q @ k.transpose(-1, -2) / (d // heads) ** 0.5, -1) @ v
+        h = h + F.linear(
+            att.transpose(1, 2).reshape(b, t, d), state[p + "attn.proj.weight"], state[p + "attn.proj.bias"]
+        )
+        m = F.linear(ln(h, p + "norm2"), state[p + "mlp.fc1.weight"], state[p + "mlp.fc1.bias"])
+        m = m * torch.sigmoid(1.702 * m) if quick else F.gelu(m)
+        h = h + F.linear(m, state[p + "mlp.fc2.weight"], state[p + "mlp.fc2.bias"])
+    return ln(h, "norm")
+
+
+@pytest.mark.parametrize("name", ["vit_base_patch16_clip_224", "vit_base_patch16_clip_quickgelu_224"])
+def test_a_timm_clip_tower_named_is_computed_as_timm_computes_it(tmp_path, name):
+    from safetensors.torch import save_file
+
+    state, _ = _timm_state()
+    g = torch.Generator().manual_seed(5)
+    state = {k: v + 0.05 * torch.randn(v.shape, generator=g) for k, v in state.items()}  # no unit norms
+    state |= {
+        "norm_pre.weight": 1 + 0.1 * torch.randn(16, generator=g),
+        "norm_pre.bias": 0.1 * torch.randn(16, generator=g),
+    }
+    save_file(state, str(tmp_path / "clip.safetensors"))
+    tower = build_transformer(
+        TransformerConfig(kind="timm", path=str(tmp_path / "clip.safetensors"), heads=2, name=name)
+    )
+    x = torch.randn(2, 5, 16)
+    expected = _clip_tower_reference(state, x, 2, quick="quickgelu" in name)
+    torch.testing.assert_close(run_blocks(tower, x), expected, atol=1e-5, rtol=1e-5)
+    again = PretrainedTransformer.skeleton(tower.arch)  # the checkpoint's arch rebuilds it
+    again.load_state_dict(tower.state_dict())
+    torch.testing.assert_close(run_blocks(again, x), run_blocks(tower, x))
+    with pytest.raises(CheckpointError, match="set model.transformer.name"):  # not told: refused
+        build_transformer(TransformerConfig(kind="timm", path=str(tmp_path / "clip.safetensors"), heads=2))
 
 
 def test_timm_jax_npz(tmp_path):

@@ -42,6 +42,9 @@ TransformerKind = Literal["vit-s14-imgfocus", "minilm-l6", "timm", "hf-bert", "h
 class TransformerConfig:
     kind: TransformerKind = "vit-s14-imgfocus"
     path: str | None = None  # timm checkpoint file or HF folder (kinds timm / hf-bert / hf)
+    # timm: the model's timm name, which says what its weights cannot (heads; a `*_clip_*` tower's pre-norm,
+    # `*_clip_quickgelu_*`'s QuickGELU); None reads the heads off the file name
+    name: str | None = None
     heads: int | None = None  # attention heads, when the checkpoint cannot tell (timm) or for random
     depth: int | None = None  # use only the first `depth` blocks; None = all
     width: int = 384  # random kind only
@@ -73,13 +76,17 @@ class PretrainedTransformer(nn.Module):
         super().__init__()
         self.arch, self.name = dict(arch), name
         w, n = arch["width"], arch["depth"]
-        if arch["type"] == "vit":
+        if arch["type"] == "vit":  # a CLIP tower: a pre-norm, LayerNorm eps 1e-5, maybe QuickGELU
             ls = 1.0 if arch["layer_scale"] else None
+            eps, act = arch.get("eps", 1e-6), arch.get("act", "gelu")
             self.blocks = nn.ModuleList(
-                Block(w, arch["heads"], arch["hidden"] / w, arch["qkv_bias"], layer_scale=ls, eps=1e-6)
+                Block(
+                    w, arch["heads"], arch["hidden"] / w, arch["qkv_bias"], layer_scale=ls, eps=eps, act=act
+                )
                 for _ in range(n)
             )
-            self.input_norm, self.norm = nn.Identity(), nn.LayerNorm(w, eps=1e-6)
+            self.input_norm = nn.LayerNorm(w, eps=eps) if arch.get("pre_norm") else nn.Identity()
+            self.norm = nn.LayerNorm(w, eps=eps)
         elif arch["type"] == "bert":
             self.blocks = nn.ModuleList(
                 PostNormBlock(w, arch["heads"], arch["hidden"], arch["eps"]) for _ in range(n)
@@ -161,7 +168,9 @@ def vit_arch(
 # without them is another network (a timm CLIP ViT's `norm_pre` before the blocks, and its QuickGELU, which
 # no weight shows but which comes with that pre-norm)
 _UNCOMPUTED_TIMM_PARTS = {
-    r"norm_pre\.": "a pre-norm before the blocks (`norm_pre`, as timm's CLIP ViTs: CLIP also uses QuickGELU)",
+    r"norm_pre\.": "a pre-norm before the blocks (`norm_pre`, as timm's CLIP towers; if it is one, set "
+    "model.transformer.name to its timm name, e.g. vit_base_patch16_clip_224, or "
+    "vit_base_patch16_clip_quickgelu_224 for OpenAI's QuickGELU weights)",
     r"blocks\.\d+\.attn\.(q_norm|k_norm)\.": "query/key norms in attention (`attn.q_norm` / `attn.k_norm`)",
     r"reg_token$": "register tokens (`reg_token`)",
     r"blocks\.\d+\.attn\.(relative_position|rel_pos)": "relative-position attention tables",
@@ -170,9 +179,12 @@ _UNCOMPUTED_TIMM_PARTS = {
 }
 
 
-def check_timm_vit_parts(state: dict[str, torch.Tensor], source: str) -> None:
-    """Refuse, in one line naming what it found, a timm-layout ViT with parts act3d does not compute."""
+def check_timm_vit_parts(state: dict[str, torch.Tensor], source: str, clip: bool = False) -> None:
+    """Refuse, in one line naming what it found, a timm-layout ViT with parts act3d does not compute (a CLIP
+    tower's pre-norm is computed when the model's name says CLIP)."""
     for pattern, what in _UNCOMPUTED_TIMM_PARTS.items():
+        if clip and pattern.startswith("norm_pre"):
+            continue
         found = sorted(k for k in state if re.search(pattern, k))
         if found:
             raise CheckpointError(
@@ -182,18 +194,29 @@ def check_timm_vit_parts(state: dict[str, torch.Tensor], source: str) -> None:
 
 
 def vit_from_timm_state(
-    state: dict[str, torch.Tensor], heads: int, source: str, depth: int | None = None
+    state: dict[str, torch.Tensor], heads: int, source: str, depth: int | None = None, name: str | None = None
 ) -> PretrainedTransformer:
     """Build ViT blocks from a timm-layout state dict (`blocks.<i>.norm1.weight`, ..., `norm.weight`); parts
-    act3d does not compute are refused (`check_timm_vit_parts`)."""
-    check_timm_vit_parts(state, source)
+    act3d does not compute are refused (`check_timm_vit_parts`). `name`, the timm model name, says what the
+    weights cannot: a `*_clip_*` tower has `norm_pre` before its blocks and LayerNorms of eps 1e-5 (timm's
+    `pre_norm=True, norm_layer=nn.LayerNorm`), a `*_clip_quickgelu_*` one QuickGELU too."""
+    clip = name is not None and "_clip" in name
+    check_timm_vit_parts(state, source, clip)
     arch = vit_arch(state, heads, source, depth=depth)
+    if clip:
+        if "norm_pre.weight" not in state:
+            raise CheckpointError(
+                f"{source}: model.transformer.name {name!r} is a CLIP tower, but it has no norm_pre"
+            )
+        arch |= {"pre_norm": True, "eps": 1e-5, "act": "quick_gelu" if "quickgelu" in name else "gelu"}
     use = range(arch["depth"])
     backbone = PretrainedTransformer(arch, source)
     wanted = {
-        k: v
+        k.replace("norm_pre.", "input_norm.", 1): v
         for k, v in state.items()
-        if (k.startswith("blocks.") and int(k.split(".")[1]) in use) or k.startswith("norm.")
+        if (k.startswith("blocks.") and int(k.split(".")[1]) in use)
+        or k.startswith("norm.")
+        or (clip and k.startswith("norm_pre."))
     }
     load_state_strict(backbone, wanted, source)
     return backbone
@@ -259,11 +282,14 @@ def jax_vit_npz_to_timm(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor
     return out
 
 
-def timm_vit(path: str | Path, heads: int | None, depth: int | None = None) -> PretrainedTransformer:
-    """A timm ViT checkpoint on disk (`.pth`, `.safetensors` or JAX `.npz`)."""
+def timm_vit(
+    path: str | Path, heads: int | None, depth: int | None = None, name: str | None = None
+) -> PretrainedTransformer:
+    """A timm ViT checkpoint on disk (`.pth`, `.safetensors` or JAX `.npz`); `name`: its timm model name
+    (heads, and a CLIP tower's pre-norm and activation, `vit_from_timm_state`)."""
     path = Path(path)
     if heads is None:
-        heads = heads_from_model_name(path.stem)
+        heads = heads_from_model_name(name or path.stem)
     if heads is None:
         raise CheckpointError(
             f"{path}: cannot tell the number of attention heads; set model.transformer.heads"
@@ -273,7 +299,7 @@ def timm_vit(path: str | Path, heads: int | None, depth: int | None = None) -> P
         state = jax_vit_npz_to_timm({k: v.numpy() for k, v in state.items()})
     elif any(k.startswith("encoder.layer.") or k.startswith("embeddings.") for k in state):
         state = dinov2_hf_to_timm(state)
-    return vit_from_timm_state(state, heads, str(path), depth)
+    return vit_from_timm_state(state, heads, str(path), depth, name)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -484,7 +510,7 @@ def build_transformer(cfg: TransformerConfig) -> PretrainedTransformer:
     if cfg.path is None:
         raise CheckpointError(f"teacher kind {cfg.kind!r} needs model.transformer.path")
     if cfg.kind == "timm":
-        return timm_vit(cfg.path, cfg.heads, cfg.depth)
+        return timm_vit(cfg.path, cfg.heads, cfg.depth, cfg.name)
     if cfg.kind == "hf":
         return hf_transformer(cfg.path, cfg.depth)
     return hf_bert(cfg.path, cfg.depth)
