@@ -80,9 +80,10 @@ def _transfer(stage: Stage, args: argparse.Namespace, overrides: list[str], pres
         seed = cfg.runtime.seed
         folder = out / f"seed{seed}" if args.seeds > 1 else out
         result = stage.run(cfg, folder, resume=args.resume, overwrite=args.overwrite).transfer
+        config = to_dict(cfg)
         for split, scores in (("val", result.val), ("test", result.test)):
             for metric, value in scores.items():
-                rows.append(score_row(metric, value, split, seed, to_dict(cfg)))
+                rows.append(score_row(metric, value, split, seed, config))
                 values.setdefault(f"{split} {metric}", {})[str(seed)] = value
                 # an accuracy pairs cloud by cloud (its outcomes), any other score seed by seed
                 outcome = result.outcomes.get(split) if metric == "oa" else None

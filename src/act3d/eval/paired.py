@@ -84,10 +84,7 @@ def paired_difference(
     if n >= 2:
         half = float(stats.t.ppf((1 + confidence) / 2, n - 1) * diff.std(ddof=1) / math.sqrt(n))
         low, high = mean - half, mean + half
-    label_a, label_b = labels or (a, b)
-    sentence = _sentence(label_a, label_b, mean, low, high, f"{n} {unit}s", unit, confidence)
-    text = f"{measure}: {sentence}" if measure else sentence
-    return PairedDifference(a, b, measure, unit, mean, low, high, n, confidence, text)
+    return _named(a, b, measure, unit, labels, mean, low, high, n, confidence, f"{n} {unit}s")
 
 
 def paired_bootstrap(
@@ -131,13 +128,32 @@ def paired_bootstrap(
             unit_means[where] = counts @ d / len(d)
         replicates = unit_means.mean(axis=1)
         low, high = (float(q) for q in np.quantile(replicates, [(1 - confidence) / 2, (1 + confidence) / 2]))
-    label_a, label_b = labels or (a, b)
     over = f"{n} {unit}s × {clouds // n} clouds" if clouds % n == 0 else f"{n} {unit}s, {clouds} clouds"
+    return _named(
+        a, b, measure, unit, labels, mean, low, high, n, confidence, over, "paired bootstrap", clouds
+    )
+
+
+def _named(
+    a: str,
+    b: str,
+    measure: str,
+    unit: str,
+    labels: tuple[str, str] | None,
+    mean: float,
+    low: float | None,
+    high: float | None,
+    n: int,
+    confidence: float,
+    over: str,
+    method: str = "paired t",
+    clouds: int = 0,
+) -> PairedDifference:
+    """The `PairedDifference` of a computed mean and interval, with its sentence (`over`: what it spans)."""
+    label_a, label_b = labels or (a, b)
     sentence = _sentence(label_a, label_b, mean, low, high, over, unit, confidence)
     text = f"{measure}: {sentence}" if measure else sentence
-    return PairedDifference(
-        a, b, measure, unit, mean, low, high, n, confidence, text, "paired bootstrap", clouds
-    )
+    return PairedDifference(a, b, measure, unit, mean, low, high, n, confidence, text, method, clouds)
 
 
 def _sentence(

@@ -107,7 +107,7 @@ def load_hf(folder: str | Path, depth: int | None = None) -> tuple[dict, nn.Modu
         raise CheckpointError(f"{folder}: asked for {depth} layers but the model has {layers}")
     arch = {
         "type": "hf",
-        "width": model.config.hidden_size if hasattr(model.config, "hidden_size") else model.config.dim,
+        "width": model.config.hidden_size,  # DistilBERT's `dim` too (its config maps the name)
         "depth": depth or layers,
         "config": model.config.to_dict(),
         "builder": f"transformers {transformers.__version__}: {type(model).__name__}",

@@ -167,8 +167,9 @@ def vit_arch(
 # timm weights of parts act3d's ViT blocks do not compute: refused rather than dropped, since a model
 # without them is another network (a timm CLIP ViT's `norm_pre` before the blocks, and its QuickGELU, which
 # no weight shows but which comes with that pre-norm)
+_NORM_PRE = r"norm_pre\."  # computed where the model's name says CLIP (`vit_from_timm_state`)
 _UNCOMPUTED_TIMM_PARTS = {
-    r"norm_pre\.": "a pre-norm before the blocks (`norm_pre`, as timm's CLIP towers; if it is one, set "
+    _NORM_PRE: "a pre-norm before the blocks (`norm_pre`, as timm's CLIP towers; if it is one, set "
     "model.transformer.name to its timm name, e.g. vit_base_patch16_clip_224, or "
     "vit_base_patch16_clip_quickgelu_224 for OpenAI's QuickGELU weights)",
     r"blocks\.\d+\.attn\.(q_norm|k_norm)\.": "query/key norms in attention (`attn.q_norm` / `attn.k_norm`)",
@@ -183,7 +184,7 @@ def check_timm_vit_parts(state: dict[str, torch.Tensor], source: str, clip: bool
     """Refuse, in one line naming what it found, a timm-layout ViT with parts act3d does not compute (a CLIP
     tower's pre-norm is computed when the model's name says CLIP)."""
     for pattern, what in _UNCOMPUTED_TIMM_PARTS.items():
-        if clip and pattern.startswith("norm_pre"):
+        if clip and pattern == _NORM_PRE:
             continue
         found = sorted(k for k in state if re.search(pattern, k))
         if found:

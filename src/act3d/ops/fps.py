@@ -13,6 +13,7 @@ taken (2048 of 2048 points) the remaining slots repeat one point, point 0 where 
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import logging
@@ -94,7 +95,7 @@ def farthest_point_sampling(
     if rule == "pointnet2":
         # the kernel's rule as the act3d loop on reordered points: ineligible points start (and stay) at -1,
         # the others at 1e10, and in the kernel's tie order the first of equal maxima is the kernel's choice
-        order = pointnet2_tie_order(num_points, points.device)
+        order = pointnet2_tie_order(num_points).to(points.device)
         reordered = points[:, order]
         position = torch.empty_like(order)
         position[order] = torch.arange(num_points, device=points.device)
@@ -117,8 +118,10 @@ def _select(
     )
 
 
-def pointnet2_tie_order(num_points: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """The point indices `(N,)` in the order the official kernel prefers them among equal maxima. Point k
+@functools.lru_cache(maxsize=16)  # one per cloud size, computed once: grouping calls it every batch
+def pointnet2_tie_order(num_points: int) -> torch.Tensor:
+    """The point indices `(N,)` (a cached CPU tensor: read it, do not modify it) in the order the official
+    kernel prefers them among equal maxima. Point k
     is read by thread `k % T` of a block of T = opt_n_threads(N) threads (cuda_utils.h l.15-19: the largest
     power of two <= N, at most 512); each thread keeps the first of its equal maxima (the lowest k), and the
     reduction tree (`__update`, sampling_gpu.cu l.59-65), which keeps the lower thread on a tie and merges
@@ -130,7 +133,7 @@ def pointnet2_tie_order(num_points: int, device: torch.device | str = "cpu") -> 
     reversed_thread = torch.zeros_like(thread)
     for b in range(bits):
         reversed_thread |= ((thread >> b) & 1) << (bits - 1 - b)
-    return torch.argsort(reversed_thread * num_points + k).to(device)
+    return torch.argsort(reversed_thread * num_points + k)
 
 
 def pointnet2_start_distances(points: torch.Tensor) -> torch.Tensor:
