@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from act3d.atomic import exclusive_lock
-from act3d.errors import Act3dError
+from act3d.errors import Act3dError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +94,16 @@ def changed_settings(
 def check_resumed_config(out_dir: Path, config: Any) -> None:
     """A resumed run says, in one line, which settings differ from its `config.yaml`, and refuses those that
     cannot change mid-run (`resumable` says which can)."""
-    from act3d.config import load_yaml, to_dict
+    from act3d.config import from_dict, load_yaml, to_dict
 
     if not (out_dir / "config.yaml").is_file():
         return
-    changes = changed_settings(load_yaml(out_dir / "config.yaml"), to_dict(config))
+    saved = load_yaml(out_dir / "config.yaml")
+    try:  # settings added to act3d since the run was written read as their defaults, as the run ran
+        saved = to_dict(from_dict(type(config), saved))
+    except ConfigError:
+        pass  # a setting act3d no longer has: compared as written, and named below
+    changes = changed_settings(saved, to_dict(config))
     said = ", ".join(f"{k} {old!r} -> {new!r}" for k, old, new in changes)
     fixed = [k for k, _, _ in changes if not resumable(k, type(config))]
     if fixed:
