@@ -459,6 +459,30 @@ def test_resume_names_changed_settings_and_refuses_what_cannot_change(tiny, caps
     assert len(said) == 1 and "optim.lr 0.001 -> 0.5" in said[0] and "optim.max_steps None -> 6" in said[0]
 
 
+def test_a_run_written_before_a_setting_existed_resumes_with_its_default(tiny, caplog):
+    """A config.yaml from an act3d without `peft` (added with the PEFT methods) resumes unchanged."""
+    import yaml
+
+    path = tiny["run"] / "config.yaml"
+    saved = yaml.safe_load(path.read_text())
+    del saved["peft"]
+    path.write_text(yaml.safe_dump(saved))
+    run = [
+        "finetune",
+        "--config",
+        tiny["config"],
+        "--out",
+        tiny["run"],
+        "--resume",
+        "--set",
+        "optim.max_steps=6",
+    ]
+    with caplog.at_level("WARNING"):
+        assert main([str(a) for a in run]) == 0
+    said = [r.getMessage() for r in caplog.records if "changed settings" in r.getMessage()]
+    assert len(said) == 1 and "peft" not in said[0] and "optim.max_steps None -> 6" in said[0]
+
+
 def test_a_second_run_into_a_folder_in_use_is_refused(tiny, tmp_path, capsys):
     """A real second process holds the run folder; the lock goes with the process, kill -9 included."""
     import os

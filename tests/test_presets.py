@@ -7,6 +7,7 @@ import pytest
 from act3d.config import list_presets, load_config
 from act3d.data.s3dis import CLASSES as S3DIS_CLASSES
 from act3d.data.shapenet import NUM_PARTS
+from act3d.models.peft import PEFT_METHODS
 from act3d.models.pretrained import IMGFOCUS_VIT_S14, PretrainedTransformer
 from act3d.models.segmenter import PointSegmenter, SegmenterHead
 from act3d.models.student import MaskedPointModel, StudentEncoder
@@ -31,6 +32,11 @@ EVERY_PRESET = [
 ]
 
 
+def _demo_sized(name: str) -> bool:
+    """The demo's presets (`cpu`, `gpu` and the CPU presets of the PEFT methods, `cpu_<method>`)."""
+    return name in ("cpu", "gpu") or name.startswith("cpu_")
+
+
 def _count(module, trainable_only: bool = False) -> float:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only) / 1e6
 
@@ -51,7 +57,7 @@ def test_finetune_presets_build_the_paper_classifier(name):
     cfg = load_config(FinetuneRunConfig, "finetune", name)
     classes = next((n for key, n in CLASSES.items() if key in name), 16)
     model = build_classifier(cfg, [str(i) for i in range(classes)])
-    if name == "cpu":
+    if name == "cpu" or name.startswith("cpu_"):
         assert _count(model) < 3
         return
     # 12 blocks of width 384, 6 heads; 22.1M parameters with the mlp3 head (docs/method.md section 3)
@@ -59,6 +65,36 @@ def test_finetune_presets_build_the_paper_classifier(name):
     encoder = _count(model.encoder)
     if cfg.transfer == "linear":
         assert _count(model) == pytest.approx(encoder + (768 * classes + classes) / 1e6)
+    elif cfg.transfer in PEFT_METHODS:  # the backbone and what the method adds, the head on its features
+        head = _count(model.head)
+        assert _count(model) == pytest.approx(encoder + _count(model.peft) + head)
+        frozen = sum(p.numel() for p in model.peft.parameters() if not p.requires_grad) / 1e6
+        # of the backbone the cls token and position train; under PPT the mini-PointNet's first layers and
+        # the centre embedding too (33,792 + 50,048)
+        backbone = (768 + (83_840 if cfg.transfer == "ppt" else 0)) / 1e6
+        assert _count(model.encoder, trainable_only=True) == pytest.approx(backbone)
+        assert _count(model, trainable_only=True) == pytest.approx(
+            _count(model.peft) - frozen + head + backbone
+        )
+        # IDPT's official configs (ICCV23-IDPT cfgs/*_idpt.yaml): only OBJ_BG reads the prompt alone
+        if cfg.transfer == "idpt":
+            assert cfg.peft.idpt.head_features == ("promptonly" if "obj_bg" in name else "all")
+        if cfg.transfer == "dapt":  # LMD0311/DAPT cfgs/*_dapt.yaml
+            dapt = cfg.peft.dapt
+            assert dapt.rank == (72 if "modelnet" in name else 64)
+            assert cfg.student.drop_path == (0.3 if "obj_bg" in name or "pb_t50_rs" in name else 0.1)
+        if cfg.transfer == "ppt":  # zsc000722/PPT cfgs/pointmae_configs/*.yaml
+            assert cfg.student.drop_path == 0.3
+            assert (cfg.peft.ppt.prompt_groups, cfg.peft.ppt.prompt_group_size) == (
+                cfg.patches.num_groups,
+                32,
+            )
+        lr = 1e-4 if cfg.transfer == "ppt" and "modelnet" in name else 5e-4  # the methods' configs
+        # IDPT's, PointGST's and PPT's runners rotate ScanObjectNN only; DAPT's scales and translates all
+        scan = "scanobjectnn" in name and cfg.transfer != "dapt"
+        augmentation = "rotate" if scan else "scale_translate"
+        assert (cfg.optim.lr, cfg.augmentation, cfg.sampling) == (lr, augmentation, "fps")
+        return
     else:
         assert _count(model) == pytest.approx(22.1, abs=0.05)
     if cfg.transfer != "full":  # frozen backbone: the cls token (and its position) and the head learn
@@ -191,7 +227,7 @@ def test_the_paper_presets_floor_the_learning_rate_as_the_official_schedulers():
         ("finetune", FinetuneRunConfig),
     ):
         for name in list_presets(kind):
-            if name not in ("cpu", "gpu"):
+            if not _demo_sized(name):
                 assert load_config(cls, kind, name).optim.min_lr == 1e-7, (kind, name)
     for name in ("paper_part", "paper_semantic"):
         optim = load_config(SegmentRunConfig, "segment", name).optim
@@ -214,7 +250,7 @@ def test_the_paper_recipes_live_in_the_presets_alone():
         "schedule",
     }
     for family, _, name in EVERY_PRESET:
-        if name not in ("cpu", "gpu"):
+        if not _demo_sized(name):
             stated = set(_with_base(family, _preset_path(family, name))["optim"])
             assert recipe <= stated, (family, name, sorted(recipe - stated))
 
@@ -224,7 +260,7 @@ def test_the_paper_presets_run_the_official_epochs_and_schedule():
     segmentation mains train `epoch` epochs under one of `epoch` epochs, both from warmup_lr_init 1e-6."""
     for kind, cls, name in EVERY_PRESET:
         optim = load_config(cls, kind, name).optim
-        if name in ("cpu", "gpu"):
+        if _demo_sized(name):
             assert optim.schedule == "steps"  # the demo's numbers stand
             continue
         cosine = {"segment": optim.epochs, "finetune": 150 if "fewshot" in name else 300}.get(kind, 300)
@@ -238,4 +274,4 @@ def test_the_paper_presets_sample_as_the_official_fps_kernel():
     pt.py l.11-18): the paper presets use its rule, the demo's presets act3d's."""
     for kind, cls, name in EVERY_PRESET:
         rule = load_config(cls, kind, name).patches.fps
-        assert rule == ("act3d" if name in ("cpu", "gpu") else "pointnet2"), (kind, name)
+        assert rule == ("act3d" if _demo_sized(name) else "pointnet2"), (kind, name)

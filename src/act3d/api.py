@@ -96,9 +96,10 @@ class Act3dModel:
                 f"{self.path} is not a fine-tuned classifier: predict needs a checkpoint from "
                 "`act3d finetune`"
             )
-        patches = self.model.patching.group(self.prepare(points).to(self.device))  # grouped in float32
+        clouds = self.prepare(points).to(self.device)
+        patches = self.model.patching.group(clouds)  # grouped in float32
         with inference_autocast(self.precision, self.device):
-            logits = self.model(patches)
+            logits = self.model(patches, clouds)
         probs = torch.softmax(logits.float(), -1).cpu()
         self._finite(probs, "class probabilities")
         top = probs.topk(min(k, probs.shape[-1]), dim=-1)

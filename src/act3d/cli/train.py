@@ -134,7 +134,14 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     ft = commands.add_parser(
         FINETUNE.command,
-        help="Stage III: fine-tune (full) or probe (linear / mlp3) a student on a classification set",
+        help="Stage III: fine-tune (full, or a PEFT method) or probe (linear / mlp3) a student on a "
+        "classification set",
+        description="Stage III on a classification set. transfer: full (every weight), linear / mlp3 (frozen "
+        "backbone, a linear / 3-layer head), or a parameter-efficient method on the frozen backbone, each as "
+        "its official code: vpt_deep, idpt (ICCV 2023), dapt (CVPR 2024), pointgst (TPAMI 2025), ppt. Pick "
+        "one with a preset (finetune.<set>_<method>, cpu_<method>) or --set transfer=METHOD; the run prints "
+        "what trains. Example: --preset scanobjectnn_pb_t50_rs_dapt --checkpoint student.pt --seeds 3 "
+        "--compare-to runs/full",
     )
     add_config_args(ft, FINETUNE)
     ft.add_argument("--checkpoint", help="Stage II student checkpoint (omit to train from scratch)")

@@ -1,17 +1,19 @@
-"""Stage III heads on the student backbone: object classification with the paper's transfer modes."""
+"""Stage III heads on the student backbone: object classification with the paper's transfer modes and the
+parameter-efficient methods of `act3d.models.peft`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 from torch import nn
 
+from act3d.models.peft import BACKBONE_TRAINABLE, PEFT_METHODS, PeftConfig, backbone_trainable, build_method
 from act3d.models.student import StudentEncoder, pooled_features
 from act3d.ops.grouping import PatchConfig, Patches
 
-Transfer = Literal["full", "linear", "mlp3"]
+Transfer = Literal["full", "linear", "mlp3", "vpt_deep", "idpt", "dapt", "pointgst", "ppt"]
 
 
 @dataclass
@@ -22,17 +24,23 @@ class ClassifierHead:
     transfer: Transfer = "full"
     dropout: float = 0.5
     frozen_mode: Literal["train", "eval"] = "train"
+    peft: PeftConfig = field(default_factory=PeftConfig)  # the PEFT methods' settings
 
 
-def mlp3_head(in_dim: int, num_classes: int, dropout: float = 0.5) -> nn.Sequential:
+def mlp3_head(in_dim: int, num_classes: int, dropout: float = 0.5, activation: str = "relu") -> nn.Sequential:
+    """The official `cls_head_finetune`; PPT's uses GELU."""
+
+    def act() -> nn.Module:
+        return nn.GELU() if activation == "gelu" else nn.ReLU(inplace=True)
+
     return nn.Sequential(
         nn.Linear(in_dim, 256),
         nn.BatchNorm1d(256),
-        nn.ReLU(inplace=True),
+        act(),
         nn.Dropout(dropout),
         nn.Linear(256, 256),
         nn.BatchNorm1d(256),
-        nn.ReLU(inplace=True),
+        act(),
         nn.Dropout(dropout),
         nn.Linear(256, num_classes),
     )
@@ -45,7 +53,9 @@ class PointClassifier(nn.Module):
     clouds into patches itself, as the model was trained (`patching`).
 
     `transfer`: `full` trains everything with the `mlp3` head; `linear` / `mlp3` freeze the backbone
-    (only the cls token and the head learn) under a linear / 3-layer head. A frozen backbone trains in
+    (only the cls token and the head learn) under a linear / 3-layer head; a PEFT method (`vpt_deep`,
+    `idpt`, `dapt`, `pointgst`, `ppt`) adds its modules as `peft`, which compute the head's input from the frozen
+    backbone, under the `mlp3` head, and trains what its official freezing rule trains. A frozen backbone trains in
     `frozen_mode`: `train` (the official code: batch statistics, drop path) or `eval`.
     The linear head is `Sequential(Linear)`, as the official `cls_head_finetune`.
     """
@@ -54,15 +64,31 @@ class PointClassifier(nn.Module):
         super().__init__()
         self.encoder, self.transfer, self.frozen_mode = encoder, head.transfer, head.frozen_mode
         self.patching = patching
-        width = encoder.cfg.width
-        self.head = (
-            nn.Sequential(nn.Linear(2 * width, head.num_classes))
-            if head.transfer == "linear"
-            else mlp3_head(2 * width, head.num_classes, head.dropout)
+        self.peft = (
+            build_method(head.transfer, head.peft, encoder.cfg, patching)
+            if head.transfer in PEFT_METHODS
+            else None
         )
+        features = self.peft.feature_dim if self.peft is not None else 2 * encoder.cfg.width
+        self.head = (
+            nn.Sequential(nn.Linear(features, head.num_classes))
+            if head.transfer == "linear"
+            else mlp3_head(
+                features, head.num_classes, head.dropout, getattr(self.peft, "HEAD_ACTIVATION", "relu")
+            )
+        )
+        if hasattr(self.peft, "HEAD_INIT"):
+            self.head.apply(self.peft.HEAD_INIT)
         if head.transfer != "full":
             for name, p in encoder.named_parameters():
-                p.requires_grad_(name in ("cls_token", "cls_pos"))
+                p.requires_grad_(
+                    backbone_trainable(self.peft, name)
+                    if self.peft is not None
+                    else name in BACKBONE_TRAINABLE
+                )
+        if self.peft is not None:
+            for name, p in self.peft.named_parameters():
+                p.requires_grad_(name not in getattr(self.peft, "FROZEN", ()))
 
     def train(self, mode: bool = True) -> PointClassifier:
         super().train(mode)
@@ -70,9 +96,27 @@ class PointClassifier(nn.Module):
             self.encoder.eval()  # a frozen backbone keeps its BatchNorm statistics and no drop path
         return self
 
-    def forward(self, patches: Patches) -> torch.Tensor:
+    def forward(self, patches: Patches, points: torch.Tensor | None = None) -> torch.Tensor:
+        """`patches` cut from the `(B, N, 3)` clouds `points` -> `(B, classes)` logits; the clouds are read
+        only by a PEFT method that groups them again (PPT)."""
+        if self.peft is not None:
+            return self.head(self.peft(self.encoder, patches, points))
         return self.head(pooled_features(self.encoder, patches, "cls+max"))
+
+    def parameter_line(self) -> str:
+        """What trains, as the PEFT papers count it: `transfer idpt: 1,696,783 parameters train (7.68% of full
+        fine-tuning's 22,093,327); 23,522,191 in all`. Full fine-tuning counts the backbone and its `mlp3`
+        head on `cls+max` features."""
+        params = list(self.parameters())
+        trainable = sum(p.numel() for p in params if p.requires_grad)
+        full = sum(p.numel() for p in self.encoder.parameters()) + sum(
+            p.numel() for p in mlp3_head(2 * self.encoder.cfg.width, self.head[-1].out_features).parameters()
+        )
+        return (
+            f"transfer {self.transfer}: {trainable:,} parameters train ({100 * trainable / full:.2f}% of full "
+            f"fine-tuning's {full:,}); {sum(p.numel() for p in params):,} in all"
+        )
 
     def logits(self, points: torch.Tensor) -> torch.Tensor:
         """`(B, N, 3)` clouds -> `(B, classes)` logits."""
-        return self(self.patching.group(points))
+        return self(self.patching.group(points), points)

@@ -35,6 +35,7 @@ from act3d.models import zoo
 from act3d.models.autoencoder import AutoencoderConfig
 from act3d.models.checkpoint import listing, load_checkpoint, model_payload, read_weight_file, save_checkpoint
 from act3d.models.classifier import ClassifierHead
+from act3d.models.peft import PeftConfig
 from act3d.models.pretrained import PretrainedTransformer, vit_arch
 from act3d.models.segmenter import SegmenterHead, feature_layers
 from act3d.models.student import StudentConfig
@@ -76,7 +77,22 @@ RENAMES: dict[str, list[tuple[str, str]]] = {
         ("decoder_norm.", "ACT_decoder.norm."),
         ("head.", "proj_head."),
     ],
-    "classifier": [("encoder." + a, o) for a, o in _ENCODER] + [("head.", "cls_head_finetune.")],
+    # with the PEFT methods' additions in their official names (act3d.models.peft): VPT-deep's per-block
+    # prompts and IDPT's prompt generator (`blocks.cls`, inside the official encoder) and prompt position
+    "classifier": [("encoder." + a, o) for a, o in _ENCODER]
+    + [
+        ("head.", "cls_head_finetune."),
+        ("peft.prompts.", "cls_prompt_list."),
+        ("peft.prompt_pos.", "cls_prompt_pos_list."),
+        ("peft.generator.", "blocks.cls."),
+        ("peft.prompt_pos", "prompt_pos"),
+        ("peft.prompt_mlp.", "blocks.prompt_mlp."),  # PPT's prompt MLPs, inside the official encoder
+        ("peft.prompt_pos_mlp.", "blocks.prompt_pos_mlp."),
+        ("peft.prompt_all_mlp.", "blocks.prompt_all_mlp."),
+        # DAPT, PointGST: their per-block parameters keep their official names
+        ("peft.blocks.", "blocks.blocks."),
+        *[(f"peft.tfts_{p}_{i}", f"tfts_{p}_{i}") for p in ("gamma", "beta") for i in (1, 2)],
+    ],
     # the backbone travels in the official names, the head (laid out as part_segmentation/models/pt.py's,
     # with channels-last Linears) under act3d's own
     "segmenter": [("encoder." + a, o) for a, o in _ENCODER]
@@ -178,11 +194,13 @@ def _arch(layout: Layout, config: dict[str, Any], state: dict[str, torch.Tensor]
             raise CheckpointError("no cls_head_finetune.* weights: not a fine-tuned classifier checkpoint")
         last = max(head, key=lambda k: int(k.split(".")[1]) if k.count(".") == 2 else -1)  # the output layer
         names = [f"class_{i}" for i in range(state[last].shape[0])]
+        check_method(state, config["transfer"])
         head = ClassifierHead(
             len(names),
             config["transfer"],
             config["head_dropout"],
             config.get("frozen_backbone_mode", "train"),
+            from_dict(PeftConfig, config.get("peft", {})),
         )
         return zoo.classifier_arch(student, patches, config["data"]["num_points"], names, head)
     if layout == "student":
@@ -217,6 +235,33 @@ def _arch(layout: Layout, config: dict[str, Any], state: dict[str, torch.Tensor]
     model_cfg = from_dict(AutoencoderConfig, config["model"])
     backbone = PretrainedTransformer.skeleton(_vit_arch(state, model_cfg.transformer.heads))
     return zoo.teacher_arch(model_cfg, patches, backbone)
+
+
+# the official names that tell a PEFT method's classifier (act3d.models.peft) from a fine-tuned one
+_METHOD_MARKS = {
+    "vpt_deep": "cls_prompt_list.",
+    "idpt": "blocks.cls.",
+    "dapt": "tfts_",
+    "pointgst": ".gft_adapter.",
+    "ppt": "blocks.prompt_mlp.",
+}
+
+
+def method_of(state: dict[str, torch.Tensor]) -> str:
+    """The transfer an official classifier checkpoint was trained with, read off its key names: a PEFT
+    method whose additions it holds, else `full` (which `linear` and `mlp3` checkpoints also read as)."""
+    return next((m for m, mark in _METHOD_MARKS.items() if any(mark in k for k in state)), "full")
+
+
+def check_method(state: dict[str, torch.Tensor], transfer: str) -> None:
+    """Refuse, in one line, to read one method's classifier checkpoint as another's."""
+    found = method_of(state)
+    if found != transfer and (found in _METHOD_MARKS or transfer in _METHOD_MARKS):
+        what = f"{found} ({_METHOD_MARKS[found]}* weights)" if found in _METHOD_MARKS else "no PEFT weights"
+        raise CheckpointError(
+            f"the checkpoint holds a classifier with {what}, the configuration builds transfer {transfer}; "
+            f"expected a {transfer} checkpoint, or a preset of {found}"
+        )
 
 
 def _vit_arch(state: dict[str, torch.Tensor], heads: int | None) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from act3d.errors import ConfigError, require
 from act3d.eval.metrics import confusion_matrix, mean_class_accuracy, overall_accuracy
 from act3d.models import zoo
 from act3d.models.classifier import ClassifierHead, PointClassifier, Transfer
+from act3d.models.peft import PeftConfig
 from act3d.models.student import StudentConfig, StudentEncoder
 from act3d.ops.fps import FpsRule, farthest_point_sampling
 from act3d.ops.grouping import PatchConfig
@@ -43,7 +44,10 @@ class FinetuneRunConfig:
     patches: PatchConfig = field(default_factory=PatchConfig)
     student: StudentConfig = field(default_factory=StudentConfig)  # architecture when training from scratch
     checkpoint: str | None = None  # Stage II student checkpoint; None = from scratch
+    # full | linear | mlp3 (the paper's), or a PEFT method, set by `peft`: vpt_deep | idpt | dapt | pointgst
+    # | ppt (act3d.models.peft)
     transfer: Transfer = "full"
+    peft: PeftConfig = field(default_factory=PeftConfig)
     # the head's outputs; null: the dataset's classes. The official few-shot config has cls_dim 40 for every
     # episode (fewshot_modelnet.yaml l.35): a 5-way episode's head scores 40 classes, 35 of them never seen
     num_classes: int | None = None
@@ -132,7 +136,7 @@ class ClassifierTask:
             pool = fps_points(points, pool_size, self.cfg.patches.fps, random_start=True)
             points = random_subset(pool, self.cfg.data.num_points)
         points = AUGMENTATIONS[self.cfg.augmentation](points, None)
-        logits = model(self.cfg.patches.group(points))
+        logits = model(self.cfg.patches.group(points), points)
         loss = F.cross_entropy(logits, labels)
         return loss, {"train_acc": (logits.argmax(-1) == labels).float().mean()}
 
@@ -174,7 +178,9 @@ def head_classes(cfg: FinetuneRunConfig, class_names: list[str]) -> list[str]:
 
 def classifier_head(cfg: FinetuneRunConfig, class_names: list[str]) -> ClassifierHead:
     """The head a fine-tuning run trains: its classes, transfer mode, dropout and frozen-backbone mode."""
-    return ClassifierHead(len(class_names), cfg.transfer, cfg.head_dropout, cfg.frozen_backbone_mode)
+    return ClassifierHead(
+        len(class_names), cfg.transfer, cfg.head_dropout, cfg.frozen_backbone_mode, cfg.peft
+    )
 
 
 def classifier_arch(cfg: FinetuneRunConfig, class_names: list[str]) -> dict:
@@ -255,6 +261,7 @@ def finetune(
     encoder, student = student_backbone(cfg)
     cfg = replace(cfg, student=student)  # a pretrained student brings its own architecture
     model = build_classifier(cfg, names, encoder)
+    log.info("%s", model.parameter_line())
     load = cfg.data.load_points or cfg.data.num_points
     with run_files(out_dir, cfg, resume, overwrite) as main:
         test_points, test_labels = stack_clouds(test_source, load, seed=cfg.runtime.seed)

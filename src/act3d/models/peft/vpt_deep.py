@@ -1,0 +1,55 @@
+"""VPT-deep on a point Transformer, as IDPT's code defines it (the common PEFT baseline).
+
+Official: zyh16143998882/ICCV23-IDPT @bf152f2, models/Point_MAE.py `PointTransformerPromptDeep` (l.1230-1385)
+and `TransformerEncoderDeep` (l.237-265). Before every block the previous block's prompts are dropped and
+that block's own `prompts` (zeros + trunc-normal 0.02) are appended with their positions; the head reads the
+cls token beside the max over the patch tokens (prompts excluded).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from act3d.errors import require
+from act3d.models.peft.backbone import checkpointed, with_cls
+from act3d.models.student import StudentEncoder
+from act3d.ops.grouping import Patches
+
+
+@dataclass
+class VptDeepConfig:
+    prompts: int = 10  # prompt tokens per block (`prompt_nums`: 10, few-shot 20)
+
+    def __post_init__(self) -> None:
+        require(self.prompts >= 1, "prompts", "an integer >= 1", self.prompts)
+
+
+class DeepPrompts(nn.Module):
+    """`depth` sets of `prompts` learnable tokens and positions, `(1, P, W)` each (official
+    `cls_prompt_list` / `cls_prompt_pos_list`, l.1282-1293)."""
+
+    def __init__(self, cfg: VptDeepConfig, width: int, depth: int):
+        super().__init__()
+        self.feature_dim = 2 * width
+        self.prompts = nn.ParameterList(
+            nn.Parameter(torch.zeros(1, cfg.prompts, width)) for _ in range(depth)
+        )
+        self.prompt_pos = nn.ParameterList(
+            nn.Parameter(torch.zeros(1, cfg.prompts, width)) for _ in range(depth)
+        )
+        for p in [*self.prompts, *self.prompt_pos]:
+            nn.init.trunc_normal_(p, std=0.02)
+
+    def forward(self, encoder: StudentEncoder, patches: Patches, points: torch.Tensor | None) -> torch.Tensor:
+        """-> `(B, 2W)`: the normalised cls token beside the max over the patch tokens."""
+        x, pos = with_cls(encoder, encoder.patch_embed(patches.neighborhood), patches.center)
+        b, n = x.shape[0], x.shape[1]  # n = 1 + G
+        for i, (prompt, prompt_pos) in enumerate(zip(self.prompts, self.prompt_pos)):
+            x = torch.cat([x[:, :n], prompt.expand(b, -1, -1)], dim=1)  # l.256-262
+            p = torch.cat([pos, prompt_pos.expand(b, -1, -1)], dim=1)
+            x = checkpointed(encoder, encoder.blocks.blocks[i], x + p)
+        x = encoder.norm(x)
+        return torch.cat([x[:, 0], x[:, 1:n].max(dim=1).values], dim=-1)  # l.1382

@@ -1,0 +1,264 @@
+"""PEFT methods on the student backbone: each equals the reference statement of its official code for the same
+weights (tests/peft_reference.py), trains what the official freezing rule trains, counts the published
+parameters at the paper sizes, and travels in and out of the official checkpoint layout."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+from conftest import load_classifier
+from peft_reference import (
+    DaptClassifier,
+    IdptClassifier,
+    PointGstClassifier,
+    PptClassifier,
+    VptDeepClassifier,
+    adapt_trainable,
+    dapt_trainable,
+    get_basis,
+    only_new_trainable,
+    ppt_trainable,
+    xyz2key,
+)
+from safetensors.torch import load_file
+
+from act3d.config import to_dict
+from act3d.errors import CheckpointError, ConfigError
+from act3d.models.classifier import ClassifierHead, PointClassifier
+from act3d.models.official import export_official, import_official, official_names, to_official
+from act3d.models.peft import DaptConfig, IdptConfig, PeftConfig, VptDeepConfig
+from act3d.models.peft.pointgst import PointGstConfig, graph_basis, z_order_keys
+from act3d.models.peft.ppt import PptConfig
+from act3d.models.student import StudentConfig, StudentEncoder
+from act3d.ops.grouping import PatchConfig, group_patches
+
+WIDTH, DEPTH, HEADS, HIDDEN, CLASSES, GROUPS = 32, 3, 4, 0.125, 5, 24
+
+
+def _randomise(model: torch.nn.Module) -> None:
+    """Every weight and every BatchNorm statistic random, so no equality holds by initialisation."""
+    gen = torch.Generator().manual_seed(0)
+    for name, t in model.state_dict().items():
+        if t.is_floating_point():
+            values = torch.rand(t.shape, generator=gen) + 0.5 if "running_var" in name else None
+            t.copy_(values if values is not None else 0.3 * torch.randn(t.shape, generator=gen))
+
+
+def _act3d(transfer: str, peft: PeftConfig) -> PointClassifier:
+    student = StudentConfig(width=WIDTH, depth=DEPTH, heads=HEADS, decoder_heads=HEADS, embed_hidden=HIDDEN)
+    head = ClassifierHead(CLASSES, transfer, peft=peft)
+    model = PointClassifier(StudentEncoder(student), head, PatchConfig(GROUPS, 8))
+    _randomise(model)
+    return model.eval()
+
+
+CASES = {
+    "vpt_deep": (
+        PeftConfig(vpt_deep=VptDeepConfig(prompts=3)),
+        lambda: VptDeepClassifier(WIDTH, DEPTH, HEADS, HIDDEN, CLASSES, 3),
+    ),
+    **{
+        f"idpt-{features}": (
+            PeftConfig(idpt=IdptConfig(prompt_layer=layer, head_features=features, neighbours=k)),
+            lambda layer=layer, features=features, k=k: IdptClassifier(
+                WIDTH, DEPTH, HEADS, HIDDEN, CLASSES, layer, features, k
+            ),
+        )
+        for features, layer, k in [
+            ("all", 2, 20),
+            ("promptonly", 1, 6),
+            ("promptcls", 0, 20),
+            ("pointcls", 2, 24),
+        ]
+    },
+    **{
+        f"dapt-{cls}-{prompts}-{patches}": (
+            PeftConfig(dapt=DaptConfig(rank=6, cls=cls == "use", prompts=prompts, patches=patches)),
+            lambda cls=cls, prompts=prompts, patches=patches: DaptClassifier(
+                WIDTH,
+                DEPTH,
+                HEADS,
+                HIDDEN,
+                CLASSES,
+                6,
+                cls,
+                {"none": "None"}.get(prompts, prompts),
+                {"none": "None"}.get(patches, patches),
+            ),
+        )
+        for cls, prompts, patches in [
+            ("use", "mean", "max"),  # ScanObjectNN PB_T50_RS and OBJ_BG
+            ("use", "mean", "none"),  # OBJ_ONLY
+            ("use", "none", "max"),  # ModelNet40
+            ("None", "max", "max"),
+        ]
+    },
+    **{
+        f"pointgst-{local}": (
+            PeftConfig(pointgst=PointGstConfig(rank=5, local=local)),
+            lambda local=local: PointGstClassifier(WIDTH, DEPTH, HEADS, HIDDEN, CLASSES, 5, local),
+        )
+        for local in (8, 24)
+    },
+    **{
+        f"ppt-{groups}-{size}": (
+            PeftConfig(ppt=PptConfig(prompt_groups=groups, prompt_group_size=size)),
+            lambda: PptClassifier(WIDTH, DEPTH, HEADS, HIDDEN, CLASSES),
+        )
+        for groups, size in ((GROUPS, 8), (10, 12))
+    },
+}
+RULES = {
+    "vpt_deep": only_new_trainable,
+    "idpt": only_new_trainable,
+    "dapt": dapt_trainable,
+    "pointgst": adapt_trainable,
+    "ppt": ppt_trainable,
+}
+
+
+def _official_logits(official: torch.nn.Module, case: str, points: torch.Tensor) -> torch.Tensor:
+    """The reference model on `points`, grouped as act3d groups them (the grouping is tested on its own)."""
+    patches = group_patches(points, GROUPS, 8)
+    if case.startswith("ppt"):  # PPT's second grouping, `center_divider`
+        groups, size = (int(v) for v in case.split("-")[1:])
+        extra = group_patches(points, groups, size)
+        return official(patches.neighborhood, patches.center, extra.neighborhood, extra.center)
+    return official(patches.neighborhood, patches.center)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_method_equals_its_official_code_for_the_same_weights(case):
+    peft, reference = CASES[case]
+    model = _act3d(case.split("-")[0], peft)
+    official = reference().eval()
+    official.load_state_dict(to_official(model.state_dict(), "classifier"), strict=True)
+    points = torch.randn(3, 256, 3)
+    with torch.no_grad():
+        ours, theirs = (
+            model(group_patches(points, GROUPS, 8), points),
+            _official_logits(official, case, points),
+        )
+    torch.testing.assert_close(ours, theirs, atol=2e-5, rtol=1e-4)
+    assert ours.std() > 0.1  # the comparison is not between two constants
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_method_trains_what_the_official_rule_trains(case):
+    peft, reference = CASES[case]
+    model = _act3d(case.split("-")[0], peft)
+    names = official_names([n for n, _ in model.named_parameters()], "classifier")
+    trainable = {names[n] for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == RULES[case.split("-")[0]](reference())
+
+
+def test_idpt_gradients_reach_exactly_its_trainable_parameters():
+    model = _act3d("idpt", PeftConfig(idpt=IdptConfig(prompt_layer=1, neighbours=8))).train()
+    model.logits(torch.randn(4, 256, 3)).square().sum().backward()
+    for name, p in model.named_parameters():
+        assert (p.grad is not None) == p.requires_grad, name
+    assert model.peft.generator.conv1[0].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    "transfer, groups, published",
+    [
+        ("full", 128, 22_093_327),  # the ACT paper's 22.1M
+        ("vpt_deep", 128, 360_463),
+        ("idpt", 128, 1_696_783),  # IDPT's 1.7M (7.69%)
+        ("idpt", 64, 1_696_783),  # ModelNet40: the counts do not depend on the patch count
+        ("dapt", 128, 1_087_771),  # DAPT's 1.1M (4.97%)
+        ("pointgst", 128, 622_831),  # PointGST's 0.6M (2.77%; 2.82% of 22,093,327)
+        ("ppt", 128, 1_042_191),  # PPT's 1.04M
+    ],
+)
+def test_trainable_counts_at_the_paper_sizes(transfer, groups, published):
+    model = PointClassifier(
+        StudentEncoder(StudentConfig()), ClassifierHead(15, transfer), PatchConfig(groups, 32)
+    )
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == published
+    assert model.parameter_line().startswith(f"transfer {transfer}: {published:,} parameters train")
+
+
+def test_idpt_refuses_a_backbone_it_cannot_fit():
+    with pytest.raises(ConfigError, match="prompt_layer 3 is past the backbone's 3 blocks"):
+        _act3d("idpt", PeftConfig(idpt=IdptConfig(prompt_layer=3)))
+    with pytest.raises(ConfigError, match="neighbours 30 is more than the 24 patches"):
+        _act3d("idpt", PeftConfig(idpt=IdptConfig(prompt_layer=1, neighbours=30)))
+
+
+def _method_cfg(finetune_cfg, transfer, peft):
+    student = replace(finetune_cfg.student, width=WIDTH, depth=DEPTH, heads=HEADS, decoder_heads=HEADS)
+    return replace(
+        finetune_cfg, transfer=transfer, peft=peft, student=student, patches=PatchConfig(GROUPS, 8)
+    )
+
+
+@pytest.mark.parametrize("case", ["vpt_deep", "idpt-all", "dapt-use-mean-max", "pointgst-8", "ppt-10-12"])
+def test_official_checkpoint_imports_with_equal_logits_and_exports_back(case, finetune_cfg, tmp_path):
+    peft, reference = CASES[case]
+    official = reference().eval()
+    _randomise(official)
+    path = tmp_path / "ckpt-best.pth"  # as the official trainer writes it: DataParallel prefix, extra entries
+    state = {f"module.{k}": v for k, v in official.state_dict().items()}
+    torch.save({"base_model": state, "epoch": 299}, path)
+    cfg = _method_cfg(finetune_cfg, case.split("-")[0], peft)
+    out, _ = import_official(path, "classifier", to_dict(cfg), tmp_path / "act3d.pt")
+    model, arch, _ = load_classifier(out)
+    assert arch["head"]["transfer"] == case.split("-")[0]
+    points = torch.randn(2, 256, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model.logits(points), _official_logits(official, case, points), atol=2e-5, rtol=1e-4
+        )
+    weights, _ = export_official(out, tmp_path / "exported")
+    back = load_file(str(weights))
+    expected = {k: v for k, v in official.state_dict().items()}
+    assert back.keys() == expected.keys()
+    for k, v in expected.items():
+        torch.testing.assert_close(back[k], v, msg=k)
+
+
+def test_a_checkpoint_of_another_method_is_refused_in_one_line(finetune_cfg, tmp_path):
+    peft, reference = CASES["idpt-all"]
+    torch.save({"base_model": reference().state_dict()}, tmp_path / "idpt.pth")
+    cfg = _method_cfg(finetune_cfg, "vpt_deep", CASES["vpt_deep"][0])
+    with pytest.raises(CheckpointError) as err:
+        import_official(tmp_path / "idpt.pth", "classifier", to_dict(cfg), tmp_path / "x.pt")
+    assert "holds a classifier with idpt (blocks.cls.* weights)" in str(err.value)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_pointgst_z_order_keys_equal_the_official_lookup_tables():
+    coords = torch.randint(-60000, 60000, (3, 1000))
+    assert torch.equal(z_order_keys(*coords), xyz2key(*coords))
+
+
+def test_pointgst_official_basis_is_the_official_computation_bit_for_bit():
+    center = torch.rand(4, 32, 3) - 0.5
+    assert torch.equal(graph_basis(center, "official"), get_basis(center))
+
+
+def test_pointgst_intended_basis_scales_by_the_smallest_distance_between_two_centres():
+    center = torch.rand(2, 32, 3) - 0.5  # over 25 points torch.cdist takes the matrix-product path
+    dist = torch.cdist(center, center)
+    off_diagonal = dist[:, ~torch.eye(32, dtype=torch.bool)]
+    assert dist[dist > 0].min() < off_diagonal.min() / 10  # the official scale: a diagonal residue
+    eye = torch.eye(32)
+    weights = 1 / (dist * (1 - eye) / off_diagonal.min() + eye)
+    laplacian = (
+        eye
+        - weights
+        / (weights.sum(-1, keepdim=True) + 1e-6).sqrt()
+        / (weights.sum(-2, keepdim=True) + 1e-6).sqrt()
+    )
+    basis = graph_basis(center, "intended")
+    # the columns are the eigenvectors of that Laplacian: U^T L U is diagonal
+    inner = basis.transpose(1, 2) @ laplacian @ basis
+    torch.testing.assert_close(inner, torch.diag_embed(inner.diagonal(dim1=1, dim2=2)), atol=1e-5, rtol=0)
+
+
+def test_pointgst_refuses_a_local_size_that_does_not_divide_the_patches():
+    with pytest.raises(ConfigError, match="pointgst.local 7 does not divide the 24 patches"):
+        _act3d("pointgst", PeftConfig(pointgst=PointGstConfig(local=7)))
