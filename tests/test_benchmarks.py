@@ -63,3 +63,21 @@ def test_inference_benchmark_reports_both_precisions(tmp_path):
     rows = json.loads(out.read_text())
     assert [r["precision"] for r in rows] == ["float32", "bf16"]
     assert all(r["clouds_per_s"] > 0 and r["peak_mib"] > 0 and 0 < r["bf16_relative_l2"] < 0.1 for r in rows)
+
+
+def test_peft_benchmark_reports_a_row_per_transfer(tmp_path):
+    out = tmp_path / "peft.json"
+    run = subprocess.run(
+        [sys.executable, "benchmarks/peft.py", "--size", "cpu", "--batch", "2", "--repeats", "1"]
+        + ["--transfers", "full", "idpt", "pointgst", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["transfer"] for r in rows] == ["full", "idpt", "pointgst"]
+    assert all(r["step_ms"] > 0 and r["peak_mib"] > 0 for r in rows)
+    assert rows[0]["trainable"] > rows[1]["trainable"] > rows[2]["trainable"]
+    assert 0 < rows[2]["basis_share"] < 1 and rows[0]["basis_share"] is None

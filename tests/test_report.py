@@ -153,14 +153,26 @@ def test_the_demo_plan_counts_only_the_stages_it_will_run(tmp_path):
     from act3d.demo.plan import stages_to_run
 
     opts = DemoOptions(out=tmp_path, seeds=2)
-    assert stages_to_run(opts) == {"teachers": 2, "students": 3, "finetunes": 8, "transfer_finetunes": 0}
+    assert stages_to_run(opts) == {
+        "teachers": 2,
+        "students": 3,
+        "finetunes": 8,
+        "peft": 0,
+        "transfer_finetunes": 0,
+    }
     finished = ["stage1-pretrained-teacher", "stage1-random-teacher", "stage2-act", "stage2-point-mae"]
     finished += [f"finetune-{a.name}-seed{s}" for a in ARMS for s in range(2)]
     (tmp_path / "done").mkdir()
     for name in finished:
         (tmp_path / "done" / f"{name}.json").write_text('{"seconds": 1, "result": {}}')
     opts.transfer_data = tmp_path / "prepared"
-    assert stages_to_run(opts) == {"teachers": 0, "students": 1, "finetunes": 0, "transfer_finetunes": 8}
+    assert stages_to_run(opts) == {
+        "teachers": 0,
+        "students": 1,
+        "finetunes": 0,
+        "peft": 0,
+        "transfer_finetunes": 8,
+    }
 
 
 def test_the_real_demo_runs_end_to_end_at_a_tiny_size(tmp_path):
@@ -177,8 +189,17 @@ def test_the_real_demo_runs_end_to_end_at_a_tiny_size(tmp_path):
     overrides = [f"{stage}:{o}" for stage in ("teacher", "pretrain", "finetune") for o in tiny]
     overrides += ["teacher:model.transformer.depth=1", "teacher:anneal.steps=2"]
     overrides += [f"{stage}:student.{o}" for stage in ("pretrain", "finetune") for o in student]
+    overrides += [
+        "finetune:peft.idpt.prompt_layer=0",
+        "finetune:peft.idpt.neighbours=8",
+    ]  # one block, 16 patches
     opts = DemoOptions(
-        out=tmp_path / "demo", quick=True, seeds=1, fewshot_folds=1, overrides=tuple(overrides)
+        out=tmp_path / "demo",
+        quick=True,
+        seeds=1,
+        fewshot_folds=1,
+        overrides=tuple(overrides),
+        peft=("vpt_deep", "idpt"),
     )
     results = run_demo(opts)
     saved = json.loads((tmp_path / "demo" / "results.json").read_text())
@@ -194,6 +215,16 @@ def test_the_real_demo_runs_end_to_end_at_a_tiny_size(tmp_path):
     assert svm[0].clouds > 1 and svm[0].method == "paired bootstrap"
     assert any(c.unit == "episode" and c.n == 3 for c in results.comparisons)
     assert "## What this run shows" in report and "Pretrained against random teacher:" in report
+    # --peft: the ACT student's full fine-tuning, then each method, paired with it on val and test
+    assert [p.method for p in results.peft] == ["full", "vpt_deep", "idpt"]
+    full, vpt, idpt = results.peft
+    assert full.finetune_scan_accs == results.arms[0].finetune_scan_accs and full.trainable == full.parameters
+    assert 0 < vpt.trainable < full.trainable and idpt.seconds_per_step > 0
+    assert [(c.a, c.b, c.measure) for c in results.peft_comparisons] == [
+        (m, "act", f"fine-tune {s} OA") for m in ("vpt_deep", "idpt") for s in ("val", "test")
+    ]
+    assert "## Parameter-efficient transfer of the ACT student" in report and f"{idpt.trainable:,}" in report
+    assert "ACT + idpt − ACT" in report
     again = run_demo(opts)  # every stage is reused, the same results come back
-    assert set(again.reused_stages) >= {"stage1-pretrained-teacher", "stage2-act", "finetune-act-seed0"}
+    assert set(again.reused_stages) >= {"stage1-pretrained-teacher", "stage2-act", "finetune-act-idpt-seed0"}
     assert [a.svm_scan_acc for a in again.arms] == [a.svm_scan_acc for a in results.arms]

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from act3d.cli.common import positive_int
+from act3d.models.peft import PEFT_METHODS
 
 log = logging.getLogger("act3d")
 
@@ -22,6 +23,7 @@ def _demo(args: argparse.Namespace) -> int:
         overrides=tuple(args.overrides),
         transfer_data=Path(args.transfer_data) if args.transfer_data else None,
         preset=args.preset,
+        peft=tuple(PEFT_METHODS if args.peft == [] else args.peft or ()),
     )
     results = run_demo(opts)
     log.info("")
@@ -35,9 +37,24 @@ def _demo(args: argparse.Namespace) -> int:
             100 * arm.svm_scan_acc,
             100 * arm.fewshot["5w10s"]["mean"],
         )
-    log.info("paired differences, 95% t intervals (those that exclude zero are marked *):")
+    log.info("paired differences, 95% paired bootstrap intervals (those that exclude zero are marked *):")
     for c in results.comparisons:
         log.info("  %s %s", "*" if c.distinguishable else " ", c.text)
+    if results.peft:
+        log.info("")
+        log.info("the ACT student under each transfer:")
+        log.info("%-18s %22s %12s %18s", "transfer", "trainable", "ms / step", "fine-tune OA %")
+        for p in results.peft:
+            log.info(
+                "%-18s %22s %12.0f %10.1f ± %5.1f",
+                p.method,
+                f"{p.trainable:,}",
+                1e3 * p.seconds_per_step,
+                100 * p.finetune_scan_acc_mean,
+                100 * p.finetune_scan_acc_std,
+            )
+        for c in results.peft_comparisons:
+            log.info("  %s %s", "*" if c.distinguishable else " ", c.text)
     if results.transfer is not None:
         log.info("")
         log.info("on %s:", results.transfer.data)
@@ -90,5 +107,15 @@ def register(commands: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="also measure every arm on your own dataset (a folder written by `act3d data prepare`): "
         "SVM probe, few-shot and fine-tuning, in the same report and results.json",
+    )
+    demo.add_argument(
+        "--peft",
+        nargs="*",
+        choices=PEFT_METHODS,
+        metavar="METHOD",
+        help="also fine-tune the ACT student under parameter-efficient methods (all five without a name: "
+        f"{', '.join(PEFT_METHODS)}), each with the arms' seeds, and report their parameters, time per "
+        "step and paired differences against full fine-tuning (off by default; about a minute per method "
+        "and seed on the CPU preset)",
     )
     demo.set_defaults(run=_demo)

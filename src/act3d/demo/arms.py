@@ -1,7 +1,8 @@
 """The demo's teachers and arms, and the name of every run folder it writes: the one place that names them.
 
 A demo run folder holds one folder per run (`act3d.demo.runs.Runs`): a Stage I teacher, an arm's Stage II
-student, its probes, each fine-tuning seed and, with `--transfer-data`, the same on the user's data.
+student, its probes, each fine-tuning seed, with `--peft` each PEFT method's seeds on the ACT student and,
+with `--transfer-data`, the arms' runs on the user's data.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ ARMS = [
     Arm("point-mae", "Point-MAE-style target", None, "mae", "Point-MAE"),
     Arm("scratch", "no pretraining (scratch)", None, "none", "scratch"),
 ]
+ACT = ARMS[0]  # the arm the PEFT methods (`--peft`) transfer
 TRAINED_ARMS = [arm for arm in ARMS if arm.target != "none"]  # the arms whose students train in Stage II
 FEWSHOT_SETTINGS = [(5, 10), (5, 20), (10, 10), (10, 20)]
 
@@ -48,6 +50,11 @@ def probe_folder(arm: Arm) -> str:
 def finetune_folder(arm: Arm, seed: int) -> str:
     """The run folder of one fine-tuning seed of an arm on the default data."""
     return f"finetune-{arm.name}-seed{seed}"
+
+
+def peft_folder(method: str, seed: int) -> str:
+    """The run folder of one seed of a PEFT method (`act3d.models.peft`) on the ACT arm's student."""
+    return f"finetune-act-{method}-seed{seed}"
 
 
 def transfer_probe_folder(arm: Arm) -> str:

@@ -60,3 +60,23 @@ def compare_arms(measures: dict[str, dict[str, dict]], labels: dict[str, str]) -
                 )
             )
     return rows
+
+
+def compare_to_full(full: list[dict], methods: dict[str, list[dict]]) -> list[PairedDifference]:
+    """Each PEFT method (`--peft`) against full fine-tuning of the same student, seed by seed, on the
+    validation and the test clouds: `<method>` − `act`."""
+    rows = []
+    for method, seeds in methods.items():
+        for split, measure in (("val", "fine-tune val OA"), ("test", "fine-tune test OA")):
+            rows.append(
+                paired_bootstrap(
+                    [r[f"{split}_correct"] for r in seeds],
+                    [r[f"{split}_correct"] for r in full],
+                    method,
+                    "act",
+                    measure,
+                    "seed",
+                    labels=(f"ACT + {method}", "ACT, full fine-tuning"),
+                )
+            )
+    return rows

@@ -23,6 +23,8 @@ class DemoOptions:
     overrides: tuple[str, ...] = ()  # "teacher:KEY=VALUE", "pretrain:KEY=VALUE" or "finetune:KEY=VALUE"
     transfer_data: Path | None = None  # a prepared class-folder dataset (`act3d data prepare`)
     preset: str = "cpu"  # cpu: minutes on a 2-core CPU; gpu: the paper's model sizes, ~10 minutes on one GPU
+    # PEFT methods (act3d.models.peft) fine-tuned on the ACT arm's student beside its full fine-tuning
+    peft: tuple[str, ...] = ()
 
 
 DEMO_STAGES = (TEACHER, PRETRAIN, FINETUNE)  # the stages the demo runs
@@ -42,6 +44,17 @@ def stage_overrides(opts: DemoOptions, stage: Stage) -> list[str]:
 def stage_config(stage: Stage, opts: DemoOptions) -> Any:
     """A stage's run config in the demo: its `opts.preset`, the quick limits and the user's changes."""
     return stage.load_config(opts.preset, overrides=stage_overrides(opts, stage))
+
+
+def peft_config(method: str, opts: DemoOptions) -> Any:
+    """A PEFT method's fine-tuning config in the demo: `finetune.cpu_<method>` (its settings for the CPU
+    backbone) on the CPU preset, the demo preset with `transfer: <method>` (the official settings, for the
+    paper-sized backbone) otherwise; then the quick limits and the user's `finetune:` changes."""
+    if opts.preset == "cpu":
+        return FINETUNE.load_config(f"cpu_{method}", overrides=stage_overrides(opts, FINETUNE))
+    return FINETUNE.load_config(
+        opts.preset, overrides=[f"transfer={method}", *stage_overrides(opts, FINETUNE)]
+    )
 
 
 def check_overrides(overrides: tuple[str, ...]) -> None:

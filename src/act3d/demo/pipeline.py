@@ -22,20 +22,22 @@ from act3d.data.dataset import open_source
 from act3d.data.default import build_default
 from act3d.data.folders import read_manifest
 from act3d.demo.arms import (
+    ACT,
     ARMS,
     TEACHERS,
     finetune_folder,
+    peft_folder,
     probe_folder,
     student_folder,
     teacher_folder,
     transfer_finetune_folder,
     transfer_probe_folder,
 )
-from act3d.demo.compare import arm_measures, compare_arms
+from act3d.demo.compare import arm_measures, compare_arms, compare_to_full
 from act3d.demo.configs import DemoOptions, check_overrides, transfer_data_config
 from act3d.demo.plan import estimate_seconds
 from act3d.demo.report import write_report
-from act3d.demo.results import ArmResult, DemoResults, TransferArm, TransferResults
+from act3d.demo.results import ArmResult, DemoResults, PeftResult, TransferArm, TransferResults
 from act3d.demo.runs import Runs
 from act3d.demo.steps import finetune_stage, probe_arm, student_stage, teacher_stage, transfer_probe_arm
 from act3d.environment import environment
@@ -84,14 +86,43 @@ def run_demo(opts: DemoOptions) -> DemoResults:
             )
             for seed in range(opts.seeds)
         ]
+    peft = {
+        method: [
+            runs.run(
+                peft_folder(method, seed),
+                lambda d, m=method, s=seed: finetune_stage(ACT, students, s, d, opts, method=m),
+            )
+            for seed in range(opts.seeds)
+        ]
+        for method in opts.peft
+    }
     transfer = transfer_stages(runs, students, opts) if opts.transfer_data is not None else None
     results = collect_results(
         opts, teachers, students, probes, finetunes, runs.timings, time.perf_counter() - started, data_dir
     )
     results.transfer, results.reused_stages = transfer, runs.reused
+    if peft:  # the ACT student's full fine-tuning first, then each method on it
+        rows = {"full": finetunes[ACT.name], **peft}
+        results.peft = [peft_result(method, seeds) for method, seeds in rows.items()]
+        results.peft_comparisons = compare_to_full(finetunes[ACT.name], peft)
     (out / "results.json").write_text(json.dumps(results.to_dict(), indent=2))
     write_report(out, results)
     return results
+
+
+def peft_result(method: str, seeds: list[dict]) -> PeftResult:
+    """A transfer's fine-tuning seeds of the ACT student (`full` or a PEFT method) as a typed result."""
+    mean, std = mean_std([r["test_acc"] for r in seeds])
+    return PeftResult(
+        method=method,
+        trainable=seeds[0]["trainable"],
+        parameters=seeds[0]["parameters"],
+        seconds_per_step=sum(r["seconds_per_step"] for r in seeds) / len(seeds),
+        finetune_scan_acc_mean=mean,
+        finetune_scan_acc_std=std,
+        finetune_scan_accs=[r["test_acc"] for r in seeds],
+        finetune_scan_val_acc_mean=mean_std([r["val_acc"] for r in seeds])[0],
+    )
 
 
 def transfer_stages(runs: Runs, students: dict, opts: DemoOptions) -> TransferResults:

@@ -15,6 +15,7 @@ from act3d.demo.arms import (
     TEACHERS,
     TRAINED_ARMS,
     finetune_folder,
+    peft_folder,
     student_folder,
     teacher_folder,
     transfer_finetune_folder,
@@ -83,13 +84,17 @@ def estimate_seconds(opts: DemoOptions) -> dict[str, float]:
             todo["students"] * s2
         )
     runs = len(ARMS) * opts.seeds
-    if todo["finetunes"] or todo["transfer_finetunes"]:
+    if todo["finetunes"] or todo["transfer_finetunes"] or todo["peft"]:
         per_run = per_step(finetuning, f_cfg.optim.batch_size, f_cfg.data.num_points)
         if todo["finetunes"]:
             s3 = per_run * steps(f_cfg.optim, spec["scan_train"])
             plan[f"fine-tuning ({todo['finetunes']} of {runs} arm x seed runs, {device})"] = (
                 todo["finetunes"] * s3
             )
+        if todo["peft"]:  # timed as full fine-tuning: the methods cost about as much (benchmarks/peft.py)
+            plan[
+                f"PEFT fine-tuning ({todo['peft']} of {len(opts.peft) * opts.seeds} method x seed runs, {device})"
+            ] = todo["peft"] * per_run * steps(f_cfg.optim, spec["scan_train"])
         if todo["transfer_finetunes"]:
             counts = read_manifest(opts.transfer_data)["counts"].values()
             train = sum(c["train"] for c in counts) * (1 - f_cfg.val_fraction)
@@ -109,6 +114,7 @@ def stages_to_run(opts: DemoOptions) -> dict[str, int]:
         "teachers": sum(not runs.finished(teacher_folder(t)) for t in TEACHERS),
         "students": sum(not runs.finished(student_folder(a)) for a in TRAINED_ARMS),
         "finetunes": sum(not runs.finished(finetune_folder(a, s)) for a in ARMS for s in seeds),
+        "peft": sum(not runs.finished(peft_folder(m, s)) for m in opts.peft for s in seeds),
         "transfer_finetunes": sum(
             transfer and not runs.finished(transfer_finetune_folder(a, s)) for a in ARMS for s in seeds
         ),

@@ -102,7 +102,7 @@ def comparison_table(comparisons: list[PairedDifference], table_id: str) -> Tabl
     labels = {arm.name: arm.short for arm in ARMS}
     rows = [
         {
-            "pair": f"{labels[c.a]} − {labels[c.b]}",
+            "pair": f"{labels.get(c.a, f'ACT + {c.a}')} − {labels[c.b]}",
             "measure": c.measure,
             "diff": f"{100 * c.mean:+.1f}",
             "interval": "-" if c.low is None else f"{100 * c.low:+.1f} to {100 * c.high:+.1f}",
@@ -121,6 +121,28 @@ def comparison_table(comparisons: list[PairedDifference], table_id: str) -> Tabl
         ("verdict", "excludes zero"),
     ]
     return Table(table_id, columns, rows)
+
+
+def peft_table(results: DemoResults) -> Table:
+    """`--peft`: the ACT student's full fine-tuning, then one row per PEFT method on it."""
+    rows = [
+        {
+            "method": "full fine-tuning" if p.method == "full" else p.method,
+            "trainable": f"{p.trainable:,} of {p.parameters:,}",
+            "step": f"{1e3 * p.seconds_per_step:.0f}",
+            "finetune_val": _pct(p.finetune_scan_val_acc_mean),
+            "finetune": f"{_pct(p.finetune_scan_acc_mean)} ± {_pct(p.finetune_scan_acc_std)}",
+        }
+        for p in results.peft
+    ]
+    columns = [
+        ("method", "transfer"),
+        ("trainable", "trainable parameters"),
+        ("step", "ms per step"),
+        ("finetune_val", "validation OA % (selects)"),
+        ("finetune", "scan test OA %"),
+    ]
+    return Table("peft", columns, rows)
 
 
 PAPER_BUDGET = (
@@ -206,6 +228,25 @@ def build_sections(results: DemoResults) -> list[Section]:
             Section(
                 "Transfer: paired differences",
                 table=comparison_table(transfer.comparisons, "transfer-paired"),
+            )
+        )
+    if results.peft:
+        sections.append(
+            Section(
+                "Parameter-efficient transfer of the ACT student",
+                [
+                    "The ACT arm's student, frozen, under each PEFT method (`--peft`), with the seeds of its full "
+                    "fine-tuning; each method computes what its official code computes and trains what its "
+                    "official rule trains (docs/method.md, section 4b). The differences below are paired "
+                    "with full fine-tuning seed by seed."
+                ],
+                table=peft_table(results),
+            )
+        )
+        sections.append(
+            Section(
+                "Parameter-efficient transfer: paired differences against full fine-tuning",
+                table=comparison_table(results.peft_comparisons, "peft-paired"),
             )
         )
     teachers = [

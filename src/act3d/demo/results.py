@@ -41,6 +41,20 @@ class TransferArm:
 
 
 @dataclass
+class PeftResult:
+    """The ACT arm's student under one transfer (`full`, or a PEFT method of `--peft`), over the seeds."""
+
+    method: str
+    trainable: int
+    parameters: int
+    seconds_per_step: float  # mean over the seeds
+    finetune_scan_acc_mean: float
+    finetune_scan_acc_std: float
+    finetune_scan_accs: list[float]
+    finetune_scan_val_acc_mean: float
+
+
+@dataclass
 class TransferResults:
     data: str
     source: str
@@ -74,12 +88,20 @@ class DemoResults:
     transfer: TransferResults | None = None
     reused_stages: list[str] = field(default_factory=list)
     environment: dict[str, Any] = field(default_factory=dict)  # act3d.environment: what the bits depend on
+    # `--peft`: each method on the ACT student, and its paired differences against full fine-tuning
+    peft: list[PeftResult] = field(default_factory=list)
+    peft_comparisons: list[PairedDifference] = field(default_factory=list)
     act3d_demo: int = 1  # the layout version of results.json
 
     def to_dict(self) -> dict[str, Any]:
-        """The `results.json` layout (no `transfer` key without transfer data)."""
+        """The `results.json` layout (no `transfer` key without transfer data, no `peft` keys without
+        `--peft`)."""
         out = asdict(self)
         out["comparisons"] = [c.to_dict() for c in self.comparisons]
+        if self.peft:
+            out["peft_comparisons"] = [c.to_dict() for c in self.peft_comparisons]
+        else:
+            del out["peft"], out["peft_comparisons"]
         if self.transfer is None:
             del out["transfer"]
         else:
@@ -93,6 +115,8 @@ class DemoResults:
         values = {k: v for k, v in d.items() if k in known}
         values["arms"] = [ArmResult(**a) for a in d["arms"]]
         values["comparisons"] = [PairedDifference.from_dict(c) for c in d.get("comparisons", [])]
+        values["peft"] = [PeftResult(**p) for p in d.get("peft", [])]
+        values["peft_comparisons"] = [PairedDifference.from_dict(c) for c in d.get("peft_comparisons", [])]
         if d.get("transfer"):
             t = dict(d["transfer"])
             t["arms"] = [TransferArm(**a) for a in t["arms"]]

@@ -9,7 +9,7 @@ import numpy as np
 
 from act3d.data.dataset import DataConfig
 from act3d.demo.arms import FEWSHOT_SETTINGS, Arm
-from act3d.demo.configs import DemoOptions, stage_config, teacher_config, transfer_data_config
+from act3d.demo.configs import DemoOptions, peft_config, stage_config, teacher_config, transfer_data_config
 from act3d.eval.probe import fewshot, split_features, svm_probe
 from act3d.models import zoo
 from act3d.stages import FINETUNE, PRETRAIN, TEACHER
@@ -82,15 +82,28 @@ def student_stage(arm: Arm, teachers: dict, folder: Path, opts: DemoOptions) -> 
 
 
 def finetune_stage(
-    arm: Arm, students: dict, seed: int, folder: Path, opts: DemoOptions, data: Path | None = None
+    arm: Arm,
+    students: dict,
+    seed: int,
+    folder: Path,
+    opts: DemoOptions,
+    data: Path | None = None,
+    method: str | None = None,
 ) -> dict:
-    """Fine-tune an arm's student with `seed`, on the scan split or on the prepared dataset `data`."""
-    cfg = stage_config(FINETUNE, opts)
+    """Fine-tune an arm's student with `seed`, on the scan split or on the prepared dataset `data`, in full or
+    under a PEFT `method`; its scores, parameter counts and seconds per step."""
+    cfg = stage_config(FINETUNE, opts) if method is None else peft_config(method, opts)
     transfer = cfg.data if data is None else replace(cfg.data, format="class-folders", root=str(data))
     runtime = replace(cfg.runtime, seed=seed)
     cfg = replace(cfg, data=transfer, runtime=runtime, checkpoint=students[arm.name]["checkpoint"])
-    res = FINETUNE.run(cfg, folder, resume=True).transfer
+    run = FINETUNE.run(cfg, folder, resume=True)
+    res = run.transfer
+    model, _ = zoo.load(run.checkpoint, zoo.CLASSIFIER)  # built as trained: its freezing rule applied
+    params = list(model.parameters())
     return {
+        "trainable": sum(p.numel() for p in params if p.requires_grad),
+        "parameters": sum(p.numel() for p in params),
+        "seconds_per_step": res.seconds / max(res.steps, 1),
         "val_acc": res.val["oa"],
         "test_acc": res.test["oa"],
         "test_macc": res.test["macc"],
