@@ -295,3 +295,45 @@ def test_random_teacher_skeleton_roundtrip():
     twin.load_state_dict(vit.state_dict())
     x = torch.randn(1, 3, 32)
     torch.testing.assert_close(run_blocks(twin, x), run_blocks(vit, x))
+
+
+def _timm_importable() -> bool:
+    try:
+        import timm  # noqa: F401  (imports torchvision, which the CPU torch build here lacks)
+    except Exception:  # an ImportError, or torchvision failing to load
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _timm_importable(), reason="timm does not import here (it needs torchvision)")
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("vit_small_patch16_224", {}),
+        ("deit_small_patch16_224", {}),
+        ("vit_small_patch14_dinov2", {"img_size": 56}),
+        ("vit_base_patch16_clip_224", {}),
+        ("vit_base_patch16_clip_quickgelu_224", {}),
+    ],
+)
+def test_a_timm_file_reads_as_timm_computes_it(tmp_path, name, kwargs):
+    """Where timm is importable: a random timm model of each layout act3d computes, saved as a state dict,
+    read through act3d's timm path, gives timm's own blocks-and-norm output on the same tokens."""
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, depth=2, **kwargs).eval()
+    with torch.no_grad():  # no unit norms or zero biases left to hide a wrong reading
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "w.safetensors"))
+    ours = build_transformer(
+        TransformerConfig(
+            kind="timm", path=str(tmp_path / "w.safetensors"), heads=model.blocks[0].attn.num_heads, name=name
+        )
+    )
+    x = torch.randn(2, 7, model.embed_dim)
+    with torch.no_grad():
+        theirs = model.norm(model.blocks(model.norm_pre(x)))
+    torch.testing.assert_close(run_blocks(ours, x), theirs, atol=1e-5, rtol=1e-5)
