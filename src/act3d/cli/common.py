@@ -66,18 +66,23 @@ def positive_int(text: str) -> int:
     return value
 
 
-def output_folder(path: str) -> Path:
-    """`--out` as a folder that exists and can be written, checked before any work starts."""
+def output_folder(path: str, keep: bool = True) -> Path:
+    """`--out` as a folder that exists and can be written, checked before any work starts. `keep=False`: a
+    folder made for the check is removed again (a training stage makes its folder when it starts writing,
+    so a run refused before that leaves nothing)."""
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise Act3dError(f"--out {out}: exists and is not a folder")
     probe = out / f".act3d-write-check-{os.getpid()}"
+    made = [p for p in (out, *out.parents) if not p.exists()]
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
         raise Act3dError(f"--out {out}: cannot write there ({err.strerror})") from None
+    for folder in made if not keep else ():  # deepest first
+        folder.rmdir()
     return out
 
 

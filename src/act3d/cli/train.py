@@ -23,7 +23,9 @@ log = logging.getLogger("act3d")
 
 def _train_teacher(args: argparse.Namespace) -> int:
     cfg = TEACHER.load_config(args.preset, args.config, args.overrides)
-    result = TEACHER.run(cfg, output_folder(args.out), resume=args.resume, overwrite=args.overwrite)
+    result = TEACHER.run(
+        cfg, output_folder(args.out, keep=False), resume=args.resume, overwrite=args.overwrite
+    )
     log.info(
         "Stage I done: %d steps in %.0fs; checkpoint %s", result.steps, result.seconds, result.checkpoint
     )
@@ -35,7 +37,9 @@ def _pretrain(args: argparse.Namespace) -> int:
     if args.teacher:
         overrides.append(f"teacher_checkpoint={args.teacher}")
     cfg = PRETRAIN.load_config(args.preset, args.config, overrides)
-    result = PRETRAIN.run(cfg, output_folder(args.out), resume=args.resume, overwrite=args.overwrite)
+    result = PRETRAIN.run(
+        cfg, output_folder(args.out, keep=False), resume=args.resume, overwrite=args.overwrite
+    )
     log.info(
         "Stage II done: %d steps in %.0fs; student checkpoint %s",
         result.steps,
@@ -74,7 +78,7 @@ def _transfer(stage: Stage, args: argparse.Namespace, overrides: list[str], pres
     ]
     # seeds pair runs of two checkpoints only on the same data, split and training recipe
     protocol = to_dict(configs[0]) | {"checkpoint": None, "runtime": None}
-    out = output_folder(args.out)
+    out = output_folder(args.out, keep=False)  # each seed's run makes its folder (and OUT) when it starts
     rows, values, paired = [], {}, {}
     for cfg in configs:
         seed = cfg.runtime.seed

@@ -83,6 +83,15 @@ class FinetuneRunConfig:
 
     def __post_init__(self) -> None:
         check_points_per_cloud(self.data, self.patches)
+        if self.transfer == "ppt":  # PPT cuts the clouds a second time
+            ppt = self.peft.ppt
+            need = max(ppt.prompt_groups, ppt.prompt_group_size)
+            require(
+                self.data.num_points >= need,
+                "data.num_points",
+                f"at least max(peft.ppt.prompt_groups, peft.ppt.prompt_group_size) = {need}",
+                self.data.num_points,
+            )
         require(0 <= self.head_dropout < 1, "head_dropout", "a rate in [0, 1)", self.head_dropout)
         require(
             self.num_classes is None or self.num_classes >= 1, "num_classes", "null or >= 1", self.num_classes
