@@ -9,7 +9,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from act3d.models.peft import BACKBONE_TRAINABLE, PEFT_METHODS, PeftConfig, backbone_trainable, build_method
+from act3d.models.peft import PEFT_METHODS, PeftConfig, backbone_trainable, build_method
 from act3d.models.student import StudentEncoder, pooled_features
 from act3d.ops.grouping import PatchConfig, Patches
 
@@ -54,9 +54,9 @@ class PointClassifier(nn.Module):
 
     `transfer`: `full` trains everything with the `mlp3` head; `linear` / `mlp3` freeze the backbone
     (only the cls token and the head learn) under a linear / 3-layer head; a PEFT method (`vpt_deep`,
-    `idpt`, `dapt`, `pointgst`, `ppt`) adds its modules as `peft`, which compute the head's input from the frozen
-    backbone, under the `mlp3` head, and trains what its official freezing rule trains. A frozen backbone trains in
-    `frozen_mode`: `train` (the official code: batch statistics, drop path) or `eval`.
+    `idpt`, `dapt`, `pointgst`, `ppt`) adds its modules as `peft`, which compute the head's input from the
+    frozen backbone, under the `mlp3` head, and trains what its official freezing rule trains. A frozen
+    backbone trains in `frozen_mode`: `train` (the official code: batch statistics, drop path) or `eval`.
     The linear head is `Sequential(Linear)`, as the official `cls_head_finetune`.
     """
 
@@ -81,11 +81,7 @@ class PointClassifier(nn.Module):
             self.head.apply(self.peft.HEAD_INIT)
         if head.transfer != "full":
             for name, p in encoder.named_parameters():
-                p.requires_grad_(
-                    backbone_trainable(self.peft, name)
-                    if self.peft is not None
-                    else name in BACKBONE_TRAINABLE
-                )
+                p.requires_grad_(backbone_trainable(self.peft, name))
         if self.peft is not None:
             for name, p in self.peft.named_parameters():
                 p.requires_grad_(name not in getattr(self.peft, "FROZEN", ()))

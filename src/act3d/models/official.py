@@ -7,7 +7,9 @@ act3d model (`act3d.stages`), named as the model:
 
 - `teacher`: the Stage I autoencoder (dVAE with the prompted image Transformer),
 - `student`: the Stage II model (encoder under `ACT_encoder.`, decoder under `ACT_decoder.`),
-- `classifier`: a fine-tuned classifier (encoder keys without prefix, head under `cls_head_finetune.`),
+- `classifier`: a fine-tuned classifier (encoder keys without prefix, head under `cls_head_finetune.`); a
+  PEFT method's classifier as its repository saves it (its additions under their official names, next to
+  the encoder's, `act3d.models.peft`),
 - `segmenter`: act3d's own: the backbone under the official encoder names, the head under `act3d_head.`
   (what `export-official` writes for a segmenter; the official segmentation checkpoints are not read).
 

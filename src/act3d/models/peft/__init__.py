@@ -69,6 +69,6 @@ def build_method(method: str, cfg: PeftConfig, student: StudentConfig, patching:
     raise ConfigError(f"unknown PEFT method {method!r}; one of {PEFT_METHODS}")
 
 
-def backbone_trainable(method: nn.Module, name: str) -> bool:
-    """Whether the backbone parameter `name` trains under `method`'s official rule."""
+def backbone_trainable(method: nn.Module | None, name: str) -> bool:
+    """Whether the backbone parameter `name` trains under `method`'s official rule (None: the probes')."""
     return name in BACKBONE_TRAINABLE or name.startswith(getattr(method, "BACKBONE_TRAINABLE_PREFIXES", ()))
