@@ -1,6 +1,7 @@
 """Cost of one fine-tuning step under each transfer: full fine-tuning, the probes and the PEFT methods, at one
-preset's sizes. Wall time (median), the peak memory of the step, the trainable parameters and, for PointGST,
-the share of the step its spectral bases take (eigendecompositions of the patch-centre graphs).
+preset's sizes. Wall time (median), the peak memory of the step, the trainable parameters, the multiply-adds
+of one cloud's forward pass (what the PEFT papers print as "GFLOPs": 4.76 for ACT at 2048 points) and, for
+PointGST, the share of the step its spectral bases take (eigendecompositions of the patch-centre graphs).
 
     python benchmarks/peft.py [--size paper|cpu] [--batch 8] [--repeats 3] [--device cpu|cuda] [--json FILE]
 
@@ -20,6 +21,7 @@ import sys
 
 import torch
 from timing import median_seconds  # benchmarks/timing.py
+from torch.utils.flop_counter import FlopCounterMode
 
 from act3d.config import load_config
 from act3d.models.peft.pointgst import spectral_bases
@@ -68,6 +70,10 @@ def measure(size: str, transfer: str, batch: int, device: str, repeats: int) -> 
         peak_mib = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # kilobytes on Linux
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model.logits(points[:1, : cfg.data.num_points])
+    model.train()
     basis_share = None
     if transfer == "pointgst":
         center = cfg.patches.group(points[:, : cfg.data.num_points]).center
@@ -81,6 +87,7 @@ def measure(size: str, transfer: str, batch: int, device: str, repeats: int) -> 
         "batch": batch,
         "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "step_ms": seconds * 1e3,
+        "gmacs": counter.get_total_flops() / 2e9,  # per cloud, forward
         "peak_mib": peak_mib,
         "basis_share": basis_share,
     }
@@ -125,8 +132,9 @@ def main() -> None:
     for r in rows:
         basis = f"{r['basis_share']:6.1%}" if r["basis_share"] is not None else f"{'-':>6}"
         print(
-            f"{r['transfer']:9} {r['trainable']:11,d} {r['step_ms']:9.0f} {r['step_ms'] / full['step_ms']:7.2f} "
-            f"{r['peak_mib']:9.0f} {r['peak_mib'] / full['peak_mib']:7.2f} {basis}"
+            f"{r['transfer']:9} {r['trainable']:11,d} {r['gmacs']:6.2f} {r['step_ms']:9.0f} "
+            f"{r['step_ms'] / full['step_ms']:7.2f} {r['peak_mib']:9.0f} "
+            f"{r['peak_mib'] / full['peak_mib']:7.2f} {basis}"
         )
     if args.json:
         with open(args.json, "w") as f:

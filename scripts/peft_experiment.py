@@ -6,7 +6,8 @@ Runs `act3d demo --peft` (every method on the ACT student, the arms' seeds; a de
 holds the arms reuses them and trains only the methods), measures each transfer's step and peak memory with
 `benchmarks/peft.py` at the demo's size and batch, and writes the table between the `peft` markers of
 docs/experiments.md: trainable parameters, mean ± std over seeds, the paired difference against full
-fine-tuning on the validation and the test clouds (95% paired bootstrap interval), ms per step, peak MiB.
+fine-tuning on the validation and the test clouds (95% paired bootstrap interval), multiply-adds of one
+cloud's forward pass, ms per step, peak MiB.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ def table(results: dict, bench: dict) -> list[str]:
     comparisons = {(c["a"], c["measure"]): c for c in results["peft_comparisons"]}
     lines = [
         "| transfer | trainable | val OA % | test OA % (mean ± std) | test − full, points [95%] "
-        "| val − full, points [95%] | ms / step | peak MiB |",
-        "|---|---|---|---|---|---|---|---|",
+        "| val − full, points [95%] | GMACs / cloud | ms / step | peak MiB |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for p in results["peft"]:
         m = p["method"]
@@ -49,7 +50,8 @@ def table(results: dict, bench: dict) -> list[str]:
             f"| {pct(p['finetune_scan_val_acc_mean'])} "
             f"| {pct(p['finetune_scan_acc_mean'])} ± {pct(p['finetune_scan_acc_std'])} "
             f"| {difference(test) if test else '–'} | {difference(val) if val else '–'} "
-            f"| {bench_row.get('step_ms', float('nan')):.0f} | {bench_row.get('peak_mib', float('nan')):.0f} |"
+            f"| {bench_row.get('gmacs', float('nan')):.2f} | {bench_row.get('step_ms', float('nan')):.0f} "
+            f"| {bench_row.get('peak_mib', float('nan')):.0f} |"
         )
     return lines
 

@@ -78,6 +78,6 @@ def test_peft_benchmark_reports_a_row_per_transfer(tmp_path):
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
     rows = json.loads(out.read_text())["rows"]
     assert [r["transfer"] for r in rows] == ["full", "idpt", "pointgst"]
-    assert all(r["step_ms"] > 0 and r["peak_mib"] > 0 for r in rows)
+    assert all(r["step_ms"] > 0 and r["peak_mib"] > 0 and r["gmacs"] > 0 for r in rows)
     assert rows[0]["trainable"] > rows[1]["trainable"] > rows[2]["trainable"]
     assert 0 < rows[2]["basis_share"] < 1 and rows[0]["basis_share"] is None
