@@ -20,7 +20,7 @@ import subprocess
 import sys
 
 import torch
-from timing import median_seconds  # benchmarks/timing.py
+from timing import median_seconds, training_step  # benchmarks/timing.py
 from torch.utils.flop_counter import FlopCounterMode
 
 from act3d.config import load_config
@@ -56,12 +56,7 @@ def measure(size: str, transfer: str, batch: int, device: str, repeats: int) -> 
     optimizer = make_optimizer(model, cfg.optim)
     autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda")
 
-    def step() -> None:
-        with autocast:
-            loss, _ = task.step(model, (points, labels), 0)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+    step = training_step(task, model, (points, labels), optimizer, autocast)
 
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()

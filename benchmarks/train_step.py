@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from timing import median_seconds  # benchmarks/timing.py
+from timing import median_seconds, training_step  # benchmarks/timing.py
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -112,12 +112,7 @@ def benchmark(stage: str, preset: str, batch: int, device: str, repeats: int, am
         device, dtype=torch.bfloat16 if amp == "bf16" else torch.float16, enabled=amp != "none"
     )
 
-    def step() -> None:
-        with autocast:
-            loss, _ = task.step(model, (points, labels), 0)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+    step = training_step(task, model, (points, labels), optimizer, autocast)
 
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
