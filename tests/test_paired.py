@@ -227,3 +227,37 @@ def test_the_sweep_script_pairs_arms_by_seed_and_episode(tmp_path):
         "| base |" in (tmp_path / "sweep_tables.md").read_text() and (tmp_path / "sweep_gaps.png").is_file()
     )
     assert json.loads((tmp_path / "sweep_results.json").read_text())["gaps"][0]["point"] == "base"
+
+
+def test_a_peft_run_compares_to_full_fine_tuning_of_the_same_backbone(finetune_cfg, tmp_path, capsys):
+    """`finetune --compare-to` pairs a PEFT method's seeds with full fine-tuning's, though the two recipes
+    differ (transfer, its settings, the learning rate), and names what differed; the data must not."""
+    import json
+
+    import yaml
+
+    from act3d.cli import main
+    from act3d.config import to_dict
+
+    finetune_cfg.optim.max_steps = 2
+    config = tmp_path / "ft.yaml"
+    config.write_text(yaml.safe_dump(to_dict(finetune_cfg)))
+    ft = ["finetune", "--config", str(config), "--seeds", "2"]
+    assert main([*ft, "--out", str(tmp_path / "full")]) == 0
+    peft = [
+        *ft,
+        "--set",
+        "transfer=vpt_deep",
+        "--set",
+        "optim.lr=0.01",
+        "--compare-to",
+        str(tmp_path / "full"),
+    ]
+    assert main([*peft, "--out", str(tmp_path / "vpt")]) == 0
+    paired = json.loads((tmp_path / "vpt" / "summary.json").read_text())["paired"]
+    assert [p["measure"] for p in paired] == ["val oa", "val macc", "test oa", "test macc"]
+    assert paired[2]["n"] == 2 and paired[2]["differs_in"] == ["optim", "transfer"]
+    capsys.readouterr()
+    assert main([*peft, "--set", "data.num_points=48", "--out", str(tmp_path / "other")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "differs in data" in err and "optim" not in err.split(";")[0]

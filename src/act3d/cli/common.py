@@ -144,12 +144,20 @@ def add_compare_arg(parser: argparse.ArgumentParser, units: str) -> None:
 
 
 def compare_to(
-    folder: str, mine: dict[str, dict[str, float | list[int]]], protocol: dict, unit: str
+    folder: str,
+    mine: dict[str, dict[str, float | list[int]]],
+    protocol: dict,
+    unit: str,
+    recipe: tuple[str, ...] = (),
 ) -> list[dict]:
     """Paired differences (`PairedDifference.to_dict`) of this run's values (measure -> unit id -> a value,
     or the unit's per-cloud outcomes) against those another run of the same command saved in
     `folder/summary.json` under `paired_values`, over the units both have: a paired bootstrap over units and
-    clouds where the values are outcomes, a paired t interval where they are one number per unit."""
+    clouds where the values are outcomes, a paired t interval where they are one number per unit.
+
+    The two protocols must agree (another checkpoint, same everything else), except that two runs of
+    different `transfer` (a PEFT method against full fine-tuning) may also differ in the `recipe` keys, each
+    method's own training settings; each row names what differed (`differs_in`)."""
     from act3d.eval.paired import paired_bootstrap, paired_difference
 
     path = Path(folder) / "summary.json"
@@ -165,10 +173,12 @@ def compare_to(
         )
     ours, their_protocol = json.loads(json.dumps(protocol)), theirs.get("protocol") or {}
     differ = sorted(k for k in ours.keys() | their_protocol.keys() if ours.get(k) != their_protocol.get(k))
-    if differ:
+    allowed = set(recipe) | {"transfer"} if "transfer" in differ else set()
+    if refused := [k for k in differ if k not in allowed]:
+        also = f" (a run of another transfer may differ in {', '.join(recipe)})" if recipe else ""
         raise Act3dError(
-            f"--compare-to {folder}: that run differs in {', '.join(differ)}, so its {unit}s do not pair "
-            "with this run's; expected the same protocol with another checkpoint"
+            f"--compare-to {folder}: that run differs in {', '.join(refused)}, so its {unit}s do not pair "
+            f"with this run's; expected the same protocol with another checkpoint{also}"
         )
     rows = []
     for measure, values in mine.items():
@@ -185,7 +195,7 @@ def compare_to(
                 unit,
                 labels=("this run", Path(folder).name),
             )
-            rows.append(d.to_dict())
+            rows.append(d.to_dict() | {"differs_in": differ})
     if not rows:
         raise Act3dError(f"--compare-to {folder}: no {unit} in common with this run")
     return rows

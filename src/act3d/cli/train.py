@@ -96,7 +96,11 @@ def _transfer(stage: Stage, args: argparse.Namespace, overrides: list[str], pres
     spread = {
         measure: dict(zip(("mean", "std"), mean_std(list(v.values())))) for measure, v in values.items()
     }
-    comparison = compare_to(args.compare_to, paired, protocol, "seed") if args.compare_to else []
+    comparison = (
+        compare_to(args.compare_to, paired, protocol, "seed", getattr(stage.config, "RECIPE", ()))
+        if args.compare_to
+        else []
+    )
     extra = {"seeds": args.seeds, "scores": spread, "protocol": protocol, "paired_values": paired}
     write_summary(out, stage.command, rows, extra | {"paired": comparison})
     log.info(

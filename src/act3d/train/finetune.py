@@ -73,6 +73,16 @@ class FinetuneRunConfig:
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-4, weight_decay=0.05, batch_size=32))
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
+    # a transfer's own training settings: `--compare-to` pairs runs of two transfers (a PEFT method against
+    # full fine-tuning of the same backbone) that differ in these, on the same data, split and test protocol
+    RECIPE: ClassVar[tuple[str, ...]] = (
+        "peft",
+        "optim",
+        "augmentation",
+        "student",
+        "head_dropout",
+        "frozen_backbone_mode",
+    )
     # what a resumed run may change besides optim and runtime (act3d.train.run_folder.resumable)
     RESUMABLE: ClassVar[tuple[str, ...]] = (
         "eval_every",
