@@ -122,7 +122,8 @@ def main() -> None:
         f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}"
     )
     print(
-        f"{'transfer':9} {'trainable':>11} {'step ms':>9} {'x full':>7} {'peak MiB':>9} {'x full':>7} {'basis':>6}"
+        f"{'transfer':9} {'trainable':>11} {'GMACs':>6} {'step ms':>9} {'x full':>7} {'peak MiB':>9} {'x full':>7} "
+        f"{'basis':>6}"
     )
     for r in rows:
         basis = f"{r['basis_share']:6.1%}" if r["basis_share"] is not None else f"{'-':>6}"
