@@ -24,6 +24,7 @@ from timing import median_seconds, training_step  # benchmarks/timing.py
 from torch.utils.flop_counter import FlopCounterMode
 
 from act3d.config import load_config
+from act3d.models.peft import optimized_parameters
 from act3d.models.peft.pointgst import spectral_bases
 from act3d.train.finetune import ClassifierTask, FinetuneRunConfig, build_classifier
 from act3d.train.optimizer import make_optimizer
@@ -80,7 +81,7 @@ def measure(size: str, transfer: str, batch: int, device: str, repeats: int) -> 
         "transfer": transfer,
         "preset": preset_name(size, transfer),
         "batch": batch,
-        "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "trainable": sum(p.numel() for _, p in optimized_parameters(model)),
         "step_ms": seconds * 1e3,
         "gmacs": counter.get_total_flops() / 2e9,  # per cloud, forward
         "peak_mib": peak_mib,

@@ -7,7 +7,7 @@ import pytest
 from act3d.config import list_presets, load_config
 from act3d.data.s3dis import CLASSES as S3DIS_CLASSES
 from act3d.data.shapenet import NUM_PARTS
-from act3d.models.peft import PEFT_METHODS
+from act3d.models.peft import PEFT_METHODS, optimized_parameters
 from act3d.models.pretrained import IMGFOCUS_VIT_S14, PretrainedTransformer
 from act3d.models.segmenter import PointSegmenter, SegmenterHead
 from act3d.models.student import MaskedPointModel, StudentEncoder
@@ -68,14 +68,19 @@ def test_finetune_presets_build_the_paper_classifier(name):
     elif cfg.transfer in PEFT_METHODS:  # the backbone and what the method adds, the head on its features
         head = _count(model.head)
         assert _count(model) == pytest.approx(encoder + _count(model.peft) + head)
-        frozen = sum(p.numel() for p in model.peft.parameters() if not p.requires_grad) / 1e6
+        trained = dict(optimized_parameters(model))  # what AdamW updates
+        frozen = sum(p.numel() for n, p in model.peft.named_parameters() if f"peft.{n}" not in trained) / 1e6
         # of the backbone the cls token and position train; under PPT the mini-PointNet's first layers and
         # the centre embedding too (33,792 + 50,048)
         backbone = (768 + (83_840 if cfg.transfer == "ppt" else 0)) / 1e6
-        assert _count(model.encoder, trainable_only=True) == pytest.approx(backbone)
-        assert _count(model, trainable_only=True) == pytest.approx(
+        assert sum(p.numel() for n, p in trained.items() if n.startswith("encoder.")) / 1e6 == pytest.approx(
+            backbone
+        )
+        assert sum(p.numel() for p in trained.values()) / 1e6 == pytest.approx(
             _count(model.peft) - frozen + head + backbone
         )
+        # IDPT's and VPT-deep's official runs keep every gradient (only_new leaves them out of AdamW only)
+        assert getattr(model.peft, "backbone_gradients", False) == (cfg.transfer in ("idpt", "vpt_deep"))
         # IDPT's official configs (ICCV23-IDPT cfgs/*_idpt.yaml): only OBJ_BG reads the prompt alone
         if cfg.transfer == "idpt":
             assert cfg.peft.idpt.head_features == ("promptonly" if "obj_bg" in name else "all")

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import load_classifier
 from peft_reference import (
     DaptClassifier,
@@ -26,7 +27,7 @@ from act3d.config import to_dict
 from act3d.errors import CheckpointError, ConfigError
 from act3d.models.classifier import ClassifierHead, PointClassifier
 from act3d.models.official import export_official, import_official, official_names, to_official
-from act3d.models.peft import DaptConfig, IdptConfig, PeftConfig, VptDeepConfig
+from act3d.models.peft import DaptConfig, IdptConfig, PeftConfig, VptDeepConfig, optimized_parameters
 from act3d.models.peft.pointgst import PointGstConfig, graph_basis, z_order_keys
 from act3d.models.peft.ppt import PptConfig
 from act3d.models.student import StudentConfig, StudentEncoder
@@ -148,15 +149,21 @@ def test_method_trains_what_the_official_rule_trains(case):
     peft, reference = CASES[case]
     model = _act3d(case.split("-")[0], peft)
     names = official_names([n for n, _ in model.named_parameters()], "classifier")
-    trainable = {names[n] for n, p in model.named_parameters() if p.requires_grad}
+    trainable = {names[n] for n, _ in optimized_parameters(model)}
     assert trainable == RULES[case.split("-")[0]](reference())
 
 
-def test_idpt_gradients_reach_exactly_its_trainable_parameters():
-    model = _act3d("idpt", PeftConfig(idpt=IdptConfig(prompt_layer=1, neighbours=8))).train()
+@pytest.mark.parametrize("backbone_gradients", [True, False])
+def test_idpt_gradients_reach_what_the_official_run_computes(backbone_gradients):
+    """Officially every parameter keeps its gradient and the optimiser updates only what the rule names;
+    with `backbone_gradients: false` only what trains gets a gradient."""
+    cfg = IdptConfig(prompt_layer=1, neighbours=8, backbone_gradients=backbone_gradients)
+    model = _act3d("idpt", PeftConfig(idpt=cfg)).train()
     model.logits(torch.randn(4, 256, 3)).square().sum().backward()
+    optimized = {n for n, _ in optimized_parameters(model)}
     for name, p in model.named_parameters():
-        assert (p.grad is not None) == p.requires_grad, name
+        assert (p.grad is not None) == (backbone_gradients or name in optimized), name
+    assert "encoder.blocks.blocks.0.attn.qkv.weight" not in optimized and "peft.prompt_pos" not in optimized
     assert model.peft.generator.conv1[0].weight.grad.abs().sum() > 0
 
 
@@ -176,7 +183,7 @@ def test_trainable_counts_at_the_paper_sizes(transfer, groups, published):
     model = PointClassifier(
         StudentEncoder(StudentConfig()), ClassifierHead(15, transfer), PatchConfig(groups, 32)
     )
-    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == published
+    assert sum(p.numel() for _, p in optimized_parameters(model)) == published
     assert model.parameter_line().startswith(f"transfer {transfer}: {published:,} parameters train")
 
 
@@ -277,3 +284,76 @@ def test_forward_cost_at_the_paper_sizes_is_the_published_one(transfer, publishe
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model.eval().logits(torch.randn(1, 2048, 3))
     assert counter.get_total_flops() / 2e9 == pytest.approx(published, abs=0.005)
+
+
+@pytest.mark.parametrize("method", ["idpt", "vpt_deep"])
+def test_one_training_step_clips_as_the_official_run(method, finetune_cfg):
+    """act3d's training step (the loop's `train_step`: forward, backward, clipping, AdamW) against the
+    official one on the same weights and batch (IDPT's runner_finetune.py l.173-183 with builder.py's
+    `only_new`: every parameter keeps its gradient and all of them count in clip_grad_norm_). The clipped
+    gradients agree, and AdamW holds exactly the `cls` names. Without the frozen parameters' gradients
+    (`backbone_gradients: false`) the clipping norm is smaller and the clipped gradients larger."""
+    from act3d.train.device import Precision
+    from act3d.train.distributed import DistInfo
+    from act3d.train.finetune import ClassifierTask
+    from act3d.train.loop import WrappedModule, train_step
+    from act3d.train.optimizer import make_optimizer
+    from act3d.train.options import OptimConfig, RuntimeConfig
+
+    optim = OptimConfig(lr=1e-3, weight_decay=0.05, grad_clip=0.05)
+    points, labels = torch.randn(6, 256, 3), torch.randint(CLASSES, (6,))
+    case = "vpt_deep" if method == "vpt_deep" else "idpt-all"
+    head_grads = {}
+    for backbone_gradients in (True, False):
+        peft = CASES[case][0]
+        peft = replace(peft, idpt=replace(peft.idpt, backbone_gradients=backbone_gradients))
+        peft = replace(peft, vpt_deep=replace(peft.vpt_deep, backbone_gradients=backbone_gradients))
+        model = _act3d(method, peft)
+        model.head[3].p = model.head[7].p = 0.0  # no dropout, no drop path: the steps see one network
+        model.encoder.blocks.set_drop_path(0.0)
+        official = CASES[case][1]()
+        official.load_state_dict(to_official(model.state_dict(), "classifier"), strict=True)
+        official.cls_head_finetune[3].p = official.cls_head_finetune[7].p = 0.0
+        official.train()
+        patches = group_patches(points, GROUPS, 8)
+        F.cross_entropy(official(patches.neighborhood, patches.center), labels).backward()
+        torch.nn.utils.clip_grad_norm_(official.parameters(), optim.grad_clip, norm_type=2)
+
+        model.train()
+        cfg = replace(
+            _method_cfg(finetune_cfg, method, peft), augmentation="none", sampling="random", optim=optim
+        )
+        optimizer = make_optimizer(model, optim)
+        cpu = torch.device("cpu")
+        wrapped = WrappedModule(model, RuntimeConfig(), DistInfo(), cpu)
+        batch = iter([(points, labels)])
+        train_step(
+            ClassifierTask(model, cfg),
+            wrapped,
+            batch,
+            optimizer,
+            Precision("none", cpu),
+            optim,
+            DistInfo(),
+            0,
+        )
+        names = official_names([n for n, _ in model.named_parameters()], "classifier")
+        ours = {names[n]: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        stepped = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        assert {names[n] for n, p in model.named_parameters() if id(p) in stepped} == only_new_trainable(
+            official
+        )
+        head_grads[backbone_gradients] = ours["cls_head_finetune.0.weight"]
+        if backbone_gradients:
+            theirs = {n: p.grad for n, p in official.named_parameters()}
+            assert ours.keys() == theirs.keys()
+            for key, value in theirs.items():
+                torch.testing.assert_close(  # act3d's Linear stands for a 1x1 convolution
+                    ours[key].reshape(value.shape),
+                    value,
+                    atol=1e-6,
+                    rtol=1e-4,
+                    msg=lambda m, k=key: f"{k}: {m}",
+                )
+    ratio = head_grads[False].norm() / head_grads[True].norm()
+    assert ratio > 1.05  # the official norm counts the backbone too: its clipped gradients are smaller

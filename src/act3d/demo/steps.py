@@ -12,6 +12,7 @@ from act3d.demo.arms import FEWSHOT_SETTINGS, Arm
 from act3d.demo.configs import DemoOptions, peft_config, stage_config, teacher_config, transfer_data_config
 from act3d.eval.probe import fewshot, split_features, svm_probe
 from act3d.models import zoo
+from act3d.models.peft import optimized_parameters
 from act3d.stages import FINETUNE, PRETRAIN, TEACHER
 
 
@@ -101,7 +102,7 @@ def finetune_stage(
     model, _ = zoo.load(run.checkpoint, zoo.CLASSIFIER)  # built as trained: its freezing rule applied
     params = list(model.parameters())
     return {
-        "trainable": sum(p.numel() for p in params if p.requires_grad),
+        "trainable": sum(p.numel() for _, p in optimized_parameters(model)),
         "parameters": sum(p.numel() for p in params),
         "seconds_per_step": res.seconds / max(res.steps, 1),
         "val_acc": res.val["oa"],

@@ -9,7 +9,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from act3d.models.peft import PEFT_METHODS, PeftConfig, backbone_trainable, build_method
+from act3d.models.peft import PEFT_METHODS, PeftConfig, backbone_trainable, build_method, optimized_parameters
 from act3d.models.student import StudentEncoder, pooled_features
 from act3d.ops.grouping import PatchConfig, Patches
 
@@ -85,6 +85,13 @@ class PointClassifier(nn.Module):
         if self.peft is not None:
             for name, p in self.peft.named_parameters():
                 p.requires_grad_(name not in getattr(self.peft, "FROZEN", ()))
+        # what the optimiser leaves alone though it has gradients: under IDPT's and VPT-deep's official
+        # `only_new` rule every parameter keeps its gradient (in the clipping norm), only what the rule names
+        # is updated (`act3d.models.peft.optimized_parameters`)
+        self.optimizer_skips: frozenset[str] = frozenset()
+        if getattr(self.peft, "backbone_gradients", False):
+            self.optimizer_skips = frozenset(n for n, p in self.named_parameters() if not p.requires_grad)
+            self.requires_grad_(True)
 
     def train(self, mode: bool = True) -> PointClassifier:
         super().train(mode)
@@ -104,7 +111,7 @@ class PointClassifier(nn.Module):
         fine-tuning's 22,093,327); 23,522,191 in all`. Full fine-tuning counts the backbone and its `mlp3`
         head on `cls+max` features."""
         params = list(self.parameters())
-        trainable = sum(p.numel() for p in params if p.requires_grad)
+        trainable = sum(p.numel() for _, p in optimized_parameters(self))
         full = sum(p.numel() for p in self.encoder.parameters()) + sum(
             p.numel() for p in mlp3_head(2 * self.encoder.cfg.width, self.head[-1].out_features).parameters()
         )

@@ -140,7 +140,7 @@ def train_step(
     step: int,
 ) -> dict[str, list[Metric]]:
     """One optimiser step over `optim.accum_steps` micro-batches; their losses and metrics, on the device."""
-    optimizer.zero_grad(set_to_none=True)
+    model.module.zero_grad(set_to_none=True)  # every gradient, the optimiser's and those it leaves alone
     values: dict[str, list[Metric]] = {"loss": []}
     for m in range(optim.accum_steps):
         batch = next(batches)

@@ -5,17 +5,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from act3d.models.peft import optimized_parameters
 from act3d.train.options import OptimConfig
 
 
 def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
     """AdamW groups as the official `add_weight_decay` (tools/builder.py): no decay for 1-D parameters
     (norms, biases) and learnable tokens (`*token*`: cls, mask and prompt tokens); everything else decays,
-    the codebook and the learnable positions (`cls_pos`, prompt positions) included."""
+    the codebook and the learnable positions (`cls_pos`, prompt positions) included. Over the parameters
+    the model trains (`optimized_parameters`: those with gradients, but for what the model keeps out of the
+    optimiser)."""
     decay, no_decay = [], []
-    for name, p in module.named_parameters():
-        if p.requires_grad:
-            (no_decay if p.dim() <= 1 or name.endswith(".bias") or "token" in name else decay).append(p)
+    for name, p in optimized_parameters(module):
+        (no_decay if p.dim() <= 1 or name.endswith(".bias") or "token" in name else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 

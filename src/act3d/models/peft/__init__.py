@@ -19,6 +19,7 @@ the method's official freezing rule trains (`BACKBONE_TRAINABLE`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -72,3 +73,11 @@ def build_method(method: str, cfg: PeftConfig, student: StudentConfig, patching:
 def backbone_trainable(method: nn.Module | None, name: str) -> bool:
     """Whether the backbone parameter `name` trains under `method`'s official rule (None: the probes')."""
     return name in BACKBONE_TRAINABLE or name.startswith(getattr(method, "BACKBONE_TRAINABLE_PREFIXES", ()))
+
+
+def optimized_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
+    """`(name, parameter)` of what the optimiser updates: the parameters with gradients, but for those a model
+    lists in `optimizer_skips` (frozen parameters that keep their gradients, as the official IDPT and
+    VPT-deep runs keep them; `PointClassifier`)."""
+    skips = getattr(model, "optimizer_skips", frozenset())
+    return ((n, p) for n, p in model.named_parameters() if p.requires_grad and n not in skips)

@@ -32,6 +32,10 @@ class IdptConfig:
     prompt_layer: int = 11  # the block the prompt enters before (0-based)
     head_features: HeadFeatures = "all"  # OBJ_BG's official config: promptonly
     neighbours: int = 20  # the DGCNN's k (official `Args.k`, l.318)
+    # as the official runs: the frozen parameters keep their gradients (the `only_new` optimiser part only
+    # leaves them out of the optimiser, tools/builder.py l.45-55), which count in the gradient clipping norm;
+    # false: no gradients for them (a faster step; the clipping norm is the trained parameters' alone)
+    backbone_gradients: bool = True
 
     def __post_init__(self) -> None:
         require(self.prompt_layer >= 0, "prompt_layer", "an integer >= 0", self.prompt_layer)
@@ -101,6 +105,7 @@ class InstancePrompt(nn.Module):
                 f"expected at most {num_groups}"
             )
         self.prompt_layer, self.head_features = cfg.prompt_layer, cfg.head_features
+        self.backbone_gradients = cfg.backbone_gradients
         self.feature_dim = _FEATURE_COUNT[cfg.head_features] * width
         self.generator = PromptGenerator(width, cfg.neighbours)
         self.prompt_pos = nn.Parameter(torch.zeros(1, 1, width))

@@ -22,6 +22,9 @@ from act3d.ops.grouping import Patches
 @dataclass
 class VptDeepConfig:
     prompts: int = 10  # prompt tokens per block (`prompt_nums`: 10, few-shot 20)
+    # as the official runs (IDPT's `only_new`, tools/builder.py l.45-55): the frozen parameters keep their
+    # gradients, which count in the gradient clipping norm; false: no gradients for them (a faster step)
+    backbone_gradients: bool = True
 
     def __post_init__(self) -> None:
         require(self.prompts >= 1, "prompts", "an integer >= 1", self.prompts)
@@ -34,6 +37,7 @@ class DeepPrompts(nn.Module):
     def __init__(self, cfg: VptDeepConfig, width: int, depth: int):
         super().__init__()
         self.feature_dim = 2 * width
+        self.backbone_gradients = cfg.backbone_gradients
         self.prompts = nn.ParameterList(
             nn.Parameter(torch.zeros(1, cfg.prompts, width)) for _ in range(depth)
         )
