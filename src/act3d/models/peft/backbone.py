@@ -9,6 +9,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from act3d.models.student import StudentEncoder
+from act3d.models.transformer import Block
 
 
 def with_cls(
@@ -21,6 +22,17 @@ def with_cls(
     x = torch.cat([encoder.cls_token.expand(b, -1, -1), tokens], dim=1)
     pos = torch.cat([encoder.cls_pos.expand(b, -1, -1), encoder.pos_embed(center)], dim=1)
     return x, pos
+
+
+def block_with_branch(
+    block: Block, x: torch.Tensor, branch: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """The frozen `block` on `(B, T, W)` tokens with a parallel branch: `branch` reads the tokens after the
+    attention's residual, and its output is added after the MLP's, `(x + mlp) + branch` (PointGST's spectral
+    adapter, PointTransformer.py l.149-156; PPT's `prompt_all_mlp`, PPT.py l.140-144)."""
+    x = x + block.drop_path(block.ls1(block.attn(block.norm1(x))))
+    side = branch(x)
+    return x + block.drop_path(block.ls2(block.mlp(block.norm2(x)))) + side
 
 
 def checkpointed(encoder: StudentEncoder, fn: Callable[..., torch.Tensor], *args: Any) -> torch.Tensor:

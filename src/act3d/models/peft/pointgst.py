@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from act3d.errors import ConfigError, require
-from act3d.models.peft.backbone import checkpointed, with_cls
+from act3d.models.peft.backbone import block_with_branch, checkpointed, with_cls
 from act3d.models.student import StudentEncoder
 from act3d.models.transformer import Block
 from act3d.ops.grouping import Patches
@@ -143,10 +143,7 @@ class AdaptedBlock(nn.Module):
 
     def forward(self, block: Block, x: torch.Tensor, bases: SpectralBases) -> torch.Tensor:
         """Official `Block.forward` (PointTransformer.py l.149-156) on the frozen `block`."""
-        x = x + block.drop_path(block.ls1(block.attn(block.norm1(x))))
-        adapted = self.gft_adapter(x, bases)
-        x = x + block.drop_path(block.ls2(block.mlp(block.norm2(x))))
-        return x + adapted
+        return block_with_branch(block, x, lambda tokens: self.gft_adapter(tokens, bases))
 
 
 class SpectralTuning(nn.Module):

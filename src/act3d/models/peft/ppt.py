@@ -20,9 +20,8 @@ from torch import nn
 
 from act3d.errors import require
 from act3d.models.layers import trunc_normal_init
-from act3d.models.peft.backbone import checkpointed, with_cls
+from act3d.models.peft.backbone import block_with_branch, checkpointed, with_cls
 from act3d.models.student import StudentEncoder
-from act3d.models.transformer import Block
 from act3d.ops.fps import FpsRule
 from act3d.ops.grouping import PatchConfig, Patches
 
@@ -59,12 +58,6 @@ class PositionalPrompts(nn.Module):
         self.feature_dim = 3 * width
         self.prompt_mlp, self.prompt_pos_mlp, self.prompt_all_mlp = (_prompt_mlp(width) for _ in range(3))
 
-    def _block(self, block: Block, x: torch.Tensor) -> torch.Tensor:
-        """Official `Block.forward(x, prompt_mlp)` (l.140-144) on the frozen `block`."""
-        x = x + block.drop_path(block.ls1(block.attn(block.norm1(x))))
-        prompt = self.prompt_all_mlp(x)
-        return x + block.drop_path(block.ls2(block.mlp(block.norm2(x)))) + prompt
-
     def forward(self, encoder: StudentEncoder, patches: Patches, points: torch.Tensor | None) -> torch.Tensor:
         """`points (B, N, 3)`, the clouds `patches` were cut from -> `(B, 3W)` (official `forward`,
         l.342-362)."""
@@ -86,6 +79,7 @@ class PositionalPrompts(nn.Module):
                 ],
                 dim=1,
             )
-            x = checkpointed(encoder, self._block, block, x)
+            # Block.forward(x, prompt_mlp), l.140-144
+            x = checkpointed(encoder, block_with_branch, block, x, self.prompt_all_mlp)
         x = encoder.norm(x)
         return torch.cat([x[:, 0], x[:, 1 : g + 1].mean(dim=1), x[:, -e:].mean(dim=1)], dim=-1)
