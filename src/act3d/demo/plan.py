@@ -86,15 +86,15 @@ def estimate_seconds(opts: DemoOptions) -> dict[str, float]:
     runs = len(ARMS) * opts.seeds
     if todo["finetunes"] or todo["transfer_finetunes"] or todo["peft"]:
         per_run = per_step(finetuning, f_cfg.optim.batch_size, f_cfg.data.num_points)
+        s3 = per_run * steps(f_cfg.optim, spec["scan_train"])  # one fine-tuning run on the scan split
         if todo["finetunes"]:
-            s3 = per_run * steps(f_cfg.optim, spec["scan_train"])
             plan[f"fine-tuning ({todo['finetunes']} of {runs} arm x seed runs, {device})"] = (
                 todo["finetunes"] * s3
             )
         if todo["peft"]:  # timed as full fine-tuning: the methods cost about as much (benchmarks/peft.py)
             plan[
                 f"PEFT fine-tuning ({todo['peft']} of {len(opts.peft) * opts.seeds} method x seed runs, {device})"
-            ] = todo["peft"] * per_run * steps(f_cfg.optim, spec["scan_train"])
+            ] = todo["peft"] * s3
         if todo["transfer_finetunes"]:
             counts = read_manifest(opts.transfer_data)["counts"].values()
             train = sum(c["train"] for c in counts) * (1 - f_cfg.val_fraction)
