@@ -62,6 +62,15 @@ class PairedDifference:
         return PairedDifference(**{f.name: d[f.name] for f in fields(PairedDifference) if f.name in d})
 
 
+def _require_pairs(a: list, b: list, what: str, count: str, where: str = "") -> None:
+    """Two arms' `what` (values, outcomes) must come in the same, non-zero number of `count` (units,
+    clouds)."""
+    if len(a) != len(b) or not a:
+        raise ValueError(
+            f"{where}paired {what} need the same, non-zero count of {count}; got {len(a)} and {len(b)}"
+        )
+
+
 def paired_difference(
     values_a: list[float],
     values_b: list[float],
@@ -74,10 +83,7 @@ def paired_difference(
 ) -> PairedDifference:
     """Mean of `values_a[i] - values_b[i]` with its paired t interval; the lists hold one value per shared
     unit. `labels` name the arms in `text` where their display names differ from `a` and `b`."""
-    if len(values_a) != len(values_b) or not values_a:
-        raise ValueError(
-            f"paired values need the same, non-zero count of units; got {len(values_a)} and {len(values_b)}"
-        )
+    _require_pairs(values_a, values_b, "values", "units")
     diff = np.asarray(values_a, dtype=np.float64) - np.asarray(values_b, dtype=np.float64)
     n, mean = len(diff), float(diff.mean())
     low = high = None
@@ -104,16 +110,10 @@ def paired_bootstrap(
     (0/1 correctness) on the same clouds in the same order. Each of `samples` replicates draws `n` units with
     replacement and, within each drawn unit, its clouds with replacement; the interval is the replicates'
     central `confidence` range. Seeded: the same inputs give the same interval, bit for bit."""
-    if len(outcomes_a) != len(outcomes_b) or not outcomes_a:
-        raise ValueError(
-            f"paired outcomes need the same, non-zero count of units; got {len(outcomes_a)} and {len(outcomes_b)}"
-        )
+    _require_pairs(outcomes_a, outcomes_b, "outcomes", "units")
     diffs = []
     for u, (ua, ub) in enumerate(zip(outcomes_a, outcomes_b)):
-        if len(ua) != len(ub) or not ua:
-            raise ValueError(
-                f"unit {u}: paired outcomes need the same, non-zero count of clouds; got {len(ua)} and {len(ub)}"
-            )
+        _require_pairs(ua, ub, "outcomes", "clouds", f"unit {u}: ")
         diffs.append(np.asarray(ua, dtype=np.float64) - np.asarray(ub, dtype=np.float64))
     n, clouds = len(diffs), sum(len(d) for d in diffs)
     mean = float(np.mean([d.mean() for d in diffs]))
