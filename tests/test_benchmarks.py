@@ -9,38 +9,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def run_script(script: str, *args: str) -> subprocess.CompletedProcess:
+    """`python benchmarks/<script> ARGS` from the repository root, its output captured."""
+    command = [sys.executable, f"benchmarks/{script}", *args]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
 def test_gpu_smoke_script_runs_every_stage_on_cpu(tmp_path):
     out = tmp_path / "smoke.json"
-    run = subprocess.run(
-        [
-            sys.executable,
-            "benchmarks/gpu_smoke.py",
-            "--device",
-            "cpu",
-            "--tiny",
-            "--steps",
-            "4",
-            "--out",
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    run = run_script("gpu_smoke.py", "--device", "cpu", "--tiny", "--steps", "4", "--out", str(out))
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
     stages = json.loads(out.read_text())["stages"]
     assert len(stages) == 7 and all(s["status"] == "ok" and s["clouds_per_s"] > 0 for s in stages), stages
 
 
 def test_train_step_benchmark_reports_a_row_per_stage(tmp_path):
-    run = subprocess.run(
-        [sys.executable, "benchmarks/train_step.py", "--presets", "cpu", "--batch", "2", "--repeats", "1"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    run = run_script("train_step.py", "--presets", "cpu", "--batch", "2", "--repeats", "1")
     assert run.returncode == 0, run.stderr[-4000:]
     lines = run.stdout.splitlines()
     assert "matmul peak" in lines[0] and "best of 3" in lines[0]
@@ -51,13 +35,8 @@ def test_train_step_benchmark_reports_a_row_per_stage(tmp_path):
 
 def test_inference_benchmark_reports_both_precisions(tmp_path):
     out = tmp_path / "rows.json"
-    command = [sys.executable, "benchmarks/inference.py", "--students", "cpu", "--batch", "2"]
-    run = subprocess.run(
-        [*command, "--repeats", "1", "--json", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    run = run_script(
+        "inference.py", "--students", "cpu", "--batch", "2", "--repeats", "1", "--json", str(out)
     )
     assert run.returncode == 0, run.stderr[-4000:]
     rows = json.loads(out.read_text())
@@ -67,13 +46,9 @@ def test_inference_benchmark_reports_both_precisions(tmp_path):
 
 def test_peft_benchmark_reports_a_row_per_transfer(tmp_path):
     out = tmp_path / "peft.json"
-    run = subprocess.run(
-        [sys.executable, "benchmarks/peft.py", "--size", "cpu", "--batch", "2", "--repeats", "1"]
-        + ["--transfers", "full", "idpt", "pointgst", "--json", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    transfers = ["--transfers", "full", "idpt", "pointgst"]
+    run = run_script(
+        "peft.py", "--size", "cpu", "--batch", "2", "--repeats", "1", *transfers, "--json", str(out)
     )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
     rows = json.loads(out.read_text())["rows"]
