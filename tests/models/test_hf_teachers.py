@@ -87,7 +87,7 @@ def test_a_model_act3d_cannot_drive_is_refused_in_one_line(tmp_path):
     with pytest.raises(CheckpointError, match="'swin' model, which act3d cannot drive layer by layer") as err:
         build_transformer(TransformerConfig(kind="hf", path=str(tmp_path / "swin")))
     assert "\n" not in str(err.value)
-    with pytest.raises(CheckpointError, match="config.json missing"):
+    with pytest.raises(CheckpointError, match="no config.json in it"):
         build_transformer(TransformerConfig(kind="hf", path=str(tmp_path)))
 
 

@@ -4,6 +4,8 @@ one strict state-dict loader every loader uses."""
 
 from __future__ import annotations
 
+import re
+import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -78,17 +80,38 @@ class BackgroundWriter:
             self._pool.shutdown()
 
 
+def safe_torch_load(path: Path) -> Any:
+    """`torch.load` with `weights_only=True`: tensors, containers and plain values only, never code. torch's
+    own warnings (e.g. about the pickle protocol) are held back, the error it raises is left to the caller."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def unreadable_reason(err: Exception) -> str:
+    """Why `safe_torch_load` (or a safetensors / npz reader) failed, in a few words: for a pickle holding
+    more than weights, what it holds, and that act3d does not load it (torch's own message suggests
+    `weights_only=False`, which would run the file's code)."""
+    text = str(err)
+    if "Weights only load failed" in text:
+        detail = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
+        what = f" ({detail.group(1).strip()})" if detail and detail.group(1).strip() else ""
+        return (
+            f"it holds pickled Python objects besides weights{what}, and act3d never loads those, since "
+            "loading them can run code"
+        )
+    return f"{type(err).__name__}: {' '.join(text.split())[:300]}"
+
+
 def load_checkpoint(path: str | Path, kind: str | tuple[str, ...] | None = None) -> dict[str, Any]:
     """Read an act3d checkpoint; with `kind`, refuse one of another kind with a message saying what it is."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = safe_torch_load(path)
     except Exception as err:  # truncated zip, foreign pickle, ...: many exception types, one message
-        raise CheckpointError(
-            f"{path}: not a readable act3d checkpoint ({type(err).__name__}: {err})"
-        ) from None
+        raise CheckpointError(f"{path}: not a readable act3d checkpoint ({unreadable_reason(err)})") from None
     if not isinstance(ckpt, dict) or "kind" not in ckpt or "model" not in ckpt:
         raise CheckpointError(
             f"{path}: not an act3d checkpoint (no 'kind'/'model' entries); official ACT "
@@ -155,9 +178,9 @@ def read_weight_file(path: str | Path) -> dict[str, torch.Tensor]:
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as f:
                 return {k: torch.from_numpy(np.ascontiguousarray(f[k])) for k in f.files}
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = safe_torch_load(path)
     except Exception as err:  # corrupt archives raise many types
-        raise CheckpointError(f"{path}: not a readable weight file ({type(err).__name__}: {err})") from None
+        raise CheckpointError(f"{path}: not a readable weight file ({unreadable_reason(err)})") from None
     if (
         isinstance(state, dict)
         and str(state.get("kind", "")).startswith("act3d-")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ import torch
 from torch import nn
 
 from act3d.errors import CheckpointError, require
-from act3d.models.checkpoint import load_state_strict, read_weight_file
+from act3d.models.checkpoint import listing, load_state_strict, read_weight_file
 from act3d.models.transformer import Block, PostNormBlock
 
 log = logging.getLogger(__name__)
@@ -152,6 +151,11 @@ def vit_arch(
         )
     if depth is not None and depth > len(block_ids):
         raise CheckpointError(f"{source}: asked for {depth} blocks but the checkpoint has {len(block_ids)}")
+    needed = [
+        f"{prefix}{i}.{part}.weight" for i in block_ids for part in ("norm1", "norm2", "attn.qkv", "mlp.fc1")
+    ]
+    if missing := [k for k in needed if k not in state]:
+        raise CheckpointError(f"{source}: its ViT blocks lack weights: missing {listing(missing)}")
     width = state[f"{prefix}0.norm1.weight"].shape[0]
     return {
         "type": "vit",
@@ -289,6 +293,8 @@ def timm_vit(
     """A timm ViT checkpoint on disk (`.pth`, `.safetensors` or JAX `.npz`); `name`: its timm model name
     (heads, and a CLIP tower's pre-norm and activation, `vit_from_timm_state`)."""
     path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file (model.transformer.path, a timm ViT weight file)")
     if heads is None:
         heads = heads_from_model_name(name or path.stem)
     if heads is None:
@@ -418,6 +424,12 @@ def bert_from_hf_state(
         hidden, layers = int(config["intermediate_size"]), int(config["num_hidden_layers"])
     except KeyError as err:
         raise CheckpointError(f"{source}: config.json lacks {err}") from None
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{source}: config.json holds a size that is not an integer ({err})") from None
+    if width % heads:
+        raise CheckpointError(
+            f"{source}: config.json's hidden_size {width} is not divisible by its {heads} heads"
+        )
     eps = float(config.get("layer_norm_eps", 1e-12))
     if config.get("hidden_act", "gelu") != "gelu":
         raise CheckpointError(
@@ -451,17 +463,15 @@ def bert_from_hf_state(
 
 
 def hf_bert(folder: str | Path, depth: int | None = None) -> PretrainedTransformer:
-    """A Hugging Face BERT-family folder on disk: `config.json` + `model.safetensors` or `pytorch_model.bin`."""
+    """A Hugging Face BERT-family folder on disk: `config.json` + `model.safetensors` (a pickled
+    `pytorch_model.bin` is refused, as for every model folder: `hf_transformers.read_folder_config`)."""
+    from act3d.models.hf_transformers import read_folder_config
+
     folder = Path(folder)
-    config_path = folder / "config.json"
-    if not config_path.is_file():
-        raise CheckpointError(f"{folder}: not a Hugging Face model folder (config.json missing)")
-    config = json.loads(config_path.read_text())
-    weights = next(
-        (folder / n for n in ("model.safetensors", "pytorch_model.bin") if (folder / n).is_file()), None
-    )
-    if weights is None:
-        raise CheckpointError(f"{folder}: no model.safetensors or pytorch_model.bin")
+    config = read_folder_config(folder)
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        raise CheckpointError(f"{folder}: no model.safetensors (kind hf-bert reads one unsharded file)")
     return bert_from_hf_state(read_weight_file(weights), config, str(weights), depth)
 
 
