@@ -95,3 +95,15 @@ def load_classifier(path):
 
     model, ckpt = zoo.load(path, zoo.CLASSIFIER)
     return model, ckpt["arch"], ckpt["arch"]["class_names"]
+
+
+@pytest.fixture
+def untrained_student(pretrain_cfg, tmp_path) -> str:
+    """An untrained Stage II student checkpoint of the tiny sizes (the `none` target writes one without
+    training): the backbone a frozen-backbone transfer (probe or PEFT method) is given in tests."""
+    from dataclasses import replace
+
+    from act3d.train.stage2 import pretrain
+
+    cfg = replace(pretrain_cfg, student=replace(pretrain_cfg.student, target="none"))
+    return str(pretrain(cfg, tmp_path / "untrained-student").checkpoint)

@@ -459,8 +459,19 @@ def test_resume_names_changed_settings_and_refuses_what_cannot_change(tiny, caps
     assert len(said) == 1 and "optim.lr 0.001 -> 0.5" in said[0] and "optim.max_steps None -> 6" in said[0]
 
 
-def test_a_peft_method_that_does_not_fit_the_backbone_is_one_line_and_writes_nothing(tiny, tmp_path, capsys):
-    base = ["finetune", "--config", tiny["config"], "--out", tmp_path / "x"]  # a 2-block student, 8 patches
+def test_a_peft_method_that_does_not_fit_the_backbone_is_one_line_and_writes_nothing(
+    tiny, untrained_student, tmp_path, capsys
+):
+    # a 2-block student, 8 patches
+    base = [
+        "finetune",
+        "--config",
+        tiny["config"],
+        "--checkpoint",
+        untrained_student,
+        "--out",
+        tmp_path / "x",
+    ]
     fails(capsys, base + ["--set", "transfer=idpt"], "idpt.prompt_layer 11 is past the backbone's 2 blocks")
     fails(capsys, base + ["--set", "transfer=idpt", "--set", "peft.idpt.prompt_layer=1"], "neighbours 20")
     fails(capsys, base + ["--set", "transfer=pointgst"], "pointgst.local 32 does not divide the 8 patches")

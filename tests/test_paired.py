@@ -229,7 +229,9 @@ def test_the_sweep_script_pairs_arms_by_seed_and_episode(tmp_path):
     assert json.loads((tmp_path / "sweep_results.json").read_text())["gaps"][0]["point"] == "base"
 
 
-def test_a_peft_run_compares_to_full_fine_tuning_of_the_same_backbone(finetune_cfg, tmp_path, capsys):
+def test_a_peft_run_compares_to_full_fine_tuning_of_the_same_backbone(
+    finetune_cfg, untrained_student, tmp_path, capsys
+):
     """`finetune --compare-to` pairs a PEFT method's seeds with full fine-tuning's, though the two recipes
     differ (transfer, its settings, the learning rate), and names what differed; the data must not."""
     import json
@@ -240,6 +242,7 @@ def test_a_peft_run_compares_to_full_fine_tuning_of_the_same_backbone(finetune_c
     from act3d.config import to_dict
 
     finetune_cfg.optim.max_steps = 2
+    finetune_cfg.checkpoint = untrained_student
     config = tmp_path / "ft.yaml"
     config.write_text(yaml.safe_dump(to_dict(finetune_cfg)))
     ft = ["finetune", "--config", str(config), "--seeds", "2"]

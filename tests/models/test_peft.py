@@ -306,8 +306,8 @@ def test_one_training_step_clips_as_the_official_run(method, finetune_cfg):
     head_grads = {}
     for backbone_gradients in (True, False):
         peft = CASES[case][0]
-        peft = replace(peft, idpt=replace(peft.idpt, backbone_gradients=backbone_gradients))
-        peft = replace(peft, vpt_deep=replace(peft.vpt_deep, backbone_gradients=backbone_gradients))
+        own = replace(getattr(peft, method), backbone_gradients=backbone_gradients)
+        peft = replace(peft, **{method: own})
         model = _act3d(method, peft)
         model.head[3].p = model.head[7].p = 0.0  # no dropout, no drop path: the steps see one network
         model.encoder.blocks.set_drop_path(0.0)

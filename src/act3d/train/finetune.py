@@ -24,14 +24,14 @@ from act3d.errors import ConfigError, require
 from act3d.eval.metrics import confusion_matrix, mean_class_accuracy, overall_accuracy
 from act3d.models import zoo
 from act3d.models.classifier import ClassifierHead, PointClassifier, Transfer
-from act3d.models.peft import PeftConfig
+from act3d.models.peft import PEFT_METHODS, PeftConfig
 from act3d.models.student import StudentConfig, StudentEncoder
 from act3d.ops.fps import FpsRule, farthest_point_sampling
 from act3d.ops.grouping import PatchConfig
 from act3d.ops.indexing import gather_points
 from act3d.train.metrics_log import Metric
 from act3d.train.options import OptimConfig, RuntimeConfig
-from act3d.train.run_folder import run_files
+from act3d.train.run_folder import refuse_held_run, run_files
 from act3d.train.stage import StageResult, TransferResult, reload_best, student_backbone, train
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,16 @@ class FinetuneRunConfig:
 
     def __post_init__(self) -> None:
         check_points_per_cloud(self.data, self.patches)
+        unused = [
+            m
+            for m in PEFT_METHODS
+            if m != self.transfer and getattr(self.peft, m) != getattr(PeftConfig(), m)
+        ]
+        if unused:
+            raise ConfigError(
+                f"peft.{unused[0]} is set, but transfer is {self.transfer}, which does not read it; set "
+                f"transfer={unused[0]} or leave peft.{unused[0]} out"
+            )
         if self.transfer == "ppt":  # PPT cuts the clouds a second time
             ppt = self.peft.ppt
             need = max(ppt.prompt_groups, ppt.prompt_group_size)
@@ -273,6 +283,14 @@ def finetune(
     """Train a classifier, select its checkpoint on a validation split, and score it once on the test split;
     writes `results.json` (and the usual run files) to `out_dir`."""
     out_dir = Path(out_dir)
+    if cfg.transfer != "full" and cfg.checkpoint is None:
+        raise ConfigError(
+            f"transfer {cfg.transfer} trains on a frozen backbone and needs a pretrained one: give --checkpoint a "
+            "Stage II student (for a random-backbone baseline, `act3d pretrain --set student.target=none` "
+            "writes an untrained student to give it)"
+        )
+    refuse_held_run(out_dir, resume, overwrite)
+    # everything is read before the run folder is touched: a run refused for its inputs leaves nothing
     torch.manual_seed(cfg.runtime.seed)
     full_train, test_source = open_source(cfg.data, "train"), open_source(cfg.data, "test")
     names = head_classes(cfg, list(full_train.class_names))
@@ -282,10 +300,10 @@ def finetune(
     model = build_classifier(cfg, names, encoder)
     log.info("%s", model.parameter_line())
     load = cfg.data.load_points or cfg.data.num_points
+    test_points, test_labels = stack_clouds(test_source, load, seed=cfg.runtime.seed)
+    train_data = training_clouds(train_source, load, cfg.data, cfg.runtime.seed, cfg.runtime.progress)
+    val = stack_clouds(val_source, load, seed=cfg.runtime.seed) if val_source is not None else None
     with run_files(out_dir, cfg, resume, overwrite) as main:
-        test_points, test_labels = stack_clouds(test_source, load, seed=cfg.runtime.seed)
-        train_data = training_clouds(train_source, load, cfg.data, cfg.runtime.seed, cfg.runtime.progress)
-        val = stack_clouds(val_source, load, seed=cfg.runtime.seed) if val_source is not None else None
         test_history: list[float] = []
 
         def evaluate(m: PointClassifier) -> dict[str, float]:

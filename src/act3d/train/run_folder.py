@@ -31,16 +31,28 @@ RUN_OUTPUTS = (
 )
 
 
-def claim_run_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
-    """Make `out_dir` ready for a run without losing one: a folder that holds a started or finished run is
-    continued (`resume`), replaced (`overwrite`: its run files and pictures are removed first) or refused.
-    Temporary checkpoint files a killed run left behind are removed."""
+def refuse_held_run(out_dir: Path, resume: bool, overwrite: bool) -> list[str]:
+    """The run files `out_dir` holds; refused unless the run is to be continued or replaced. Reads only: a
+    stage calls it before it reads its inputs, so a refused run costs nothing (`claim_run_dir` checks again
+    under the lock). Under torchrun only rank 0 looks: the others may arrive after it claimed the folder."""
+    from act3d.train.distributed import is_main_process
+
+    if not is_main_process():
+        return []
     held = [name for name in RUN_OUTPUTS if (out_dir / name).exists()]
     if held and not (resume or overwrite):
         raise RunExistsError(
             f"{out_dir} already holds a run ({', '.join(held)}); continue it with --resume, replace "
             "it with --overwrite, or choose another --out"
         )
+    return held
+
+
+def claim_run_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Make `out_dir` ready for a run without losing one: a folder that holds a started or finished run is
+    continued (`resume`), replaced (`overwrite`: its run files and pictures are removed first) or refused.
+    Temporary checkpoint files a killed run left behind are removed."""
+    held = refuse_held_run(out_dir, resume, overwrite)
     if held and overwrite and not resume:
         for name in held:
             path = out_dir / name

@@ -25,7 +25,7 @@ from act3d.models.student import StudentConfig
 from act3d.ops.grouping import PatchConfig
 from act3d.train.metrics_log import Metric
 from act3d.train.options import OptimConfig, RuntimeConfig
-from act3d.train.run_folder import run_files
+from act3d.train.run_folder import refuse_held_run, run_files
 from act3d.train.stage import StageResult, TransferResult, reload_best, student_backbone, train
 
 log = logging.getLogger(__name__)
@@ -234,6 +234,7 @@ def segment(
 ) -> StageResult:
     """Train and evaluate a segmenter; writes `results.json`, `predictions.png` and the usual run files."""
     out_dir = Path(out_dir)
+    refuse_held_run(out_dir, resume, overwrite)
     torch.manual_seed(cfg.runtime.seed)
     encoder, student = student_backbone(cfg)
     cfg = replace(cfg, student=student)  # a pretrained student brings its own architecture

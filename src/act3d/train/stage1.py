@@ -23,7 +23,7 @@ from act3d.models.pretrained import PretrainedTransformer, build_transformer
 from act3d.ops.grouping import PatchConfig
 from act3d.train.metrics_log import Metric
 from act3d.train.options import OptimConfig, RuntimeConfig
-from act3d.train.run_folder import run_files
+from act3d.train.run_folder import refuse_held_run, run_files
 from act3d.train.schedule import cosine_anneal
 from act3d.train.stage import StageResult, pretraining_clouds, train
 
@@ -111,10 +111,14 @@ def train_teacher(
 ) -> StageResult:
     """Run Stage I; writes config, log, metrics, checkpoints and a reconstruction gallery to `out_dir`."""
     out_dir = Path(out_dir)
+    refuse_held_run(out_dir, resume, overwrite)
+    # the teacher and the data are read before the run folder is touched: a run refused for them leaves
+    # nothing behind (and --overwrite has removed nothing)
+    torch.manual_seed(cfg.runtime.seed)
+    transformer = build_transformer(cfg.model.transformer)
+    model = build_autoencoder(cfg, transformer)
+    data = pretraining_clouds(cfg)
     with run_files(out_dir, cfg, resume, overwrite) as main:
-        torch.manual_seed(cfg.runtime.seed)
-        transformer = build_transformer(cfg.model.transformer)
-        model = build_autoencoder(cfg, transformer)
         log.info(
             "Stage I: pretrained Transformer %s (%d blocks, width %d), %s tuning, %d prompts; "
             "%.2fM trainable of %.2fM",
@@ -126,7 +130,6 @@ def train_teacher(
             sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6,
             sum(p.numel() for p in model.parameters()) / 1e6,
         )
-        data = pretraining_clouds(cfg)
         # the architecture lets Stage II rebuild the teacher without its original weight file
         arch = zoo.teacher_arch(cfg.model, cfg.patches, transformer)
         fitted = train(TeacherTask(model, cfg), data, cfg, out_dir, resume, arch)

@@ -36,7 +36,7 @@ from act3d.ops.grouping import PatchConfig
 from act3d.ops.indexing import gather_points
 from act3d.train.metrics_log import Metric
 from act3d.train.options import OptimConfig, RuntimeConfig
-from act3d.train.run_folder import run_files
+from act3d.train.run_folder import refuse_held_run, run_files
 from act3d.train.stage import StageResult, pretraining_clouds, train
 
 log = logging.getLogger(__name__)
@@ -112,24 +112,28 @@ def pretrain(
     """Run Stage II; its result names the student checkpoint. The `none` target writes the untrained
     student (0 steps)."""
     out_dir = Path(out_dir)
+    refuse_held_run(out_dir, resume, overwrite)
+    # the teacher and the data are read before the run folder is touched: a run refused for them leaves
+    # nothing behind (and --overwrite has removed nothing)
+    torch.manual_seed(cfg.runtime.seed)
+    teacher = None
+    if cfg.student.target == "act":
+        if cfg.teacher_checkpoint is None:
+            raise Act3dError(
+                "the act target needs teacher_checkpoint: a Stage I checkpoint from `act3d train-teacher`"
+            )
+        teacher = zoo.load_teacher(cfg.teacher_checkpoint).train(cfg.teacher_mode == "train")
+        if teacher.patching.group_size != cfg.patches.group_size:
+            raise Act3dError(
+                f"{cfg.teacher_checkpoint}: the teacher was trained on patches of "
+                f"{teacher.patching.group_size} points, this run uses {cfg.patches.group_size}"
+            )
+    task = pretrain_task(cfg, teacher)
+    model = task.module
+    target_dim = teacher.feature_dim if teacher else None
+    arch = zoo.student_arch(cfg.student, cfg.patches, target_dim, cfg.data.num_points)
+    data = pretraining_clouds(cfg) if cfg.student.target != "none" else None
     with run_files(out_dir, cfg, resume, overwrite) as main:
-        torch.manual_seed(cfg.runtime.seed)
-        teacher = None
-        if cfg.student.target == "act":
-            if cfg.teacher_checkpoint is None:
-                raise Act3dError(
-                    "the act target needs teacher_checkpoint: a Stage I checkpoint from `act3d train-teacher`"
-                )
-            teacher = zoo.load_teacher(cfg.teacher_checkpoint).train(cfg.teacher_mode == "train")
-            if teacher.patching.group_size != cfg.patches.group_size:
-                raise Act3dError(
-                    f"{cfg.teacher_checkpoint}: the teacher was trained on patches of "
-                    f"{teacher.patching.group_size} points, this run uses {cfg.patches.group_size}"
-                )
-        task = pretrain_task(cfg, teacher)
-        model = task.module
-        target_dim = teacher.feature_dim if teacher else None
-        arch = zoo.student_arch(cfg.student, cfg.patches, target_dim, cfg.data.num_points)
         log.info(
             "Stage II: target %s, student %.2fM parameters, mask %s %.2f",
             cfg.student.target,
@@ -137,12 +141,11 @@ def pretrain(
             cfg.student.mask_type,
             cfg.student.mask_ratio,
         )
-        if cfg.student.target == "none":
+        if data is None:  # the `none` target: the untrained student
             path = out_dir / "checkpoints" / "last.pt"
             if main:
                 save_checkpoint(path, model_payload(KIND, model.state_dict(), 0, to_dict(cfg), arch))
             return StageResult(path, 0, 0.0)
-        data = pretraining_clouds(cfg)
         fitted = train(task, data, cfg, out_dir, resume, arch)
         if main:
             render_masked_inputs(model, data, cfg, out_dir / "masked_inputs.png")
