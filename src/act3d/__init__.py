@@ -3,8 +3,9 @@
 __version__ = "0.1.0"
 
 
-def load_model(path):
-    """Load a Stage II student, fine-tuned classifier or segmenter checkpoint; see `act3d.api`."""
+def load_model(path, precision="float32"):
+    """Load a Stage II student, fine-tuned classifier or segmenter checkpoint; `precision`: float32 (default),
+    bf16 or auto. See `act3d.api.load_model`."""
     from act3d.api import load_model as _load
 
-    return _load(path)
+    return _load(path, precision)

@@ -2,7 +2,7 @@
 
 model = act3d.load_model("runs/x/checkpoints/last.pt")   # precision="bf16" / "auto": faster, ~1% apart
 features = model.embed(points)            # (N, 3) or (B, N, 3) -> (B, 2W), max+mean pooling
-head_input = model.embed(points, "cls+max")  # what a classifier's head reads
+head_input = model.embed(points, "head")  # classifiers: exactly what the head reads (PEFT methods too)
 top = model.predict(points, k=3)           # classifier checkpoints only
 points, labels = model.segment(points)     # segmenter checkpoints only
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -21,10 +22,13 @@ from act3d.errors import CheckpointError, DataError
 from act3d.eval.features import extract_features
 from act3d.models import zoo
 from act3d.models.classifier import PointClassifier
-from act3d.models.layers import POOLINGS, Pooling
+from act3d.models.layers import POOLINGS
 from act3d.models.precision import Precision, inference_autocast, resolve_precision
 from act3d.models.segmenter import PointSegmenter
 from act3d.models.student import MaskedPointModel
+
+EmbedPooling = Literal["max+mean", "cls+max", "head"]
+EMBED_POOLINGS: tuple[str, ...] = (*POOLINGS, "head")
 
 
 @dataclass
@@ -75,27 +79,64 @@ class Act3dModel:
                 f"{self.path} gave non-finite {what}; its weights or these clouds are broken"
             )
 
+    @property
+    def peft_method(self) -> str | None:
+        """The PEFT method of a classifier trained with one (`act3d.models.peft`), else None."""
+        return self.model.transfer if getattr(self.model, "peft", None) is not None else None
+
+    def feature_description(self, pooling: EmbedPooling) -> str:
+        """What `embed(points, pooling)` returns, in words."""
+        if pooling == "head":
+            method = f"the {self.peft_method} method's features" if self.peft_method else "cls+max"
+            return f"what the classifier's head reads ({method})"
+        plain = f"{pooling} pooling of the backbone's tokens"
+        if self.peft_method:
+            return (
+                plain
+                + f", without the {self.peft_method} method's prompts/adapters (its head reads pooling 'head')"
+            )
+        return plain
+
     @torch.no_grad()
-    def embed(self, points: np.ndarray | torch.Tensor, pooling: Pooling = "max+mean") -> np.ndarray:
-        """`(B, 2W)` features of the backbone over every patch, the same rule for every kind of checkpoint:
-        `max+mean` (default), the max and mean of the patch tokens, as the SVM probe; `cls+max`, the cls
-        token and the max of the patch tokens, what a classifier's head reads."""
-        if pooling not in POOLINGS:
-            raise DataError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
-        features = extract_features(
-            self.model.encoder, self.prepare(points), self.model.patching, pooling, precision=self.precision
-        )
+    def embed(self, points: np.ndarray | torch.Tensor, pooling: EmbedPooling = "max+mean") -> np.ndarray:
+        """`(B, F)` features of each cloud. `max+mean` (default) and `cls+max` pool the backbone's tokens over
+        every patch, the same rule for every kind of checkpoint (`(B, 2W)`; a PEFT classifier's backbone
+        without its method's additions); `max+mean` is the SVM probe's. `head` (classifiers only) is exactly
+        what the classifier's head reads: `cls+max` after full fine-tuning or a probe, the method's own
+        features after a PEFT method (e.g. DAPT's `(B, 3W)`)."""
+        if pooling not in EMBED_POOLINGS:
+            raise DataError(f"pooling must be one of {', '.join(EMBED_POOLINGS)}, got {pooling!r}")
+        clouds = self.prepare(points)
+        if pooling == "head":
+            self.require_classifier("pooling 'head'")
+            features = self._head_input(clouds)
+        else:
+            features = extract_features(
+                self.model.encoder, clouds, self.model.patching, pooling, precision=self.precision
+            )
         self._finite(features, "features")
         return features
+
+    def require_classifier(self, what: str) -> None:
+        if not isinstance(self.model, PointClassifier):
+            raise CheckpointError(
+                f"{self.path} is not a fine-tuned classifier: {what} needs a checkpoint from `act3d finetune`"
+            )
+
+    def _head_input(self, clouds: torch.Tensor, batch_size: int = 64) -> np.ndarray:
+        """`(B, N, 3)` clouds -> `(B, F)`: `PointClassifier.features`, in batches, grouped in float32."""
+        feats = []
+        for chunk in clouds.split(batch_size):
+            chunk = chunk.to(self.device)
+            patches = self.model.patching.group(chunk)
+            with inference_autocast(self.precision, self.device):
+                feats.append(self.model.features(patches, chunk).float().cpu())
+        return torch.cat(feats).numpy()
 
     @torch.no_grad()
     def predict(self, points: np.ndarray | torch.Tensor, k: int = 5) -> list[Prediction]:
         """Top-`k` classes with probabilities for each cloud (classifier checkpoints only)."""
-        if not isinstance(self.model, PointClassifier):
-            raise CheckpointError(
-                f"{self.path} is not a fine-tuned classifier: predict needs a checkpoint from "
-                "`act3d finetune`"
-            )
+        self.require_classifier("predict")
         clouds = self.prepare(points).to(self.device)
         patches = self.model.patching.group(clouds)  # grouped in float32
         with inference_autocast(self.precision, self.device):

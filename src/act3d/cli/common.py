@@ -87,13 +87,33 @@ def output_folder(path: str, keep: bool = True) -> Path:
 
 
 def output_file(path: str, suffix: str) -> Path:
-    """An output file path with `suffix`, whose folder exists or can be made and written."""
+    """An output file path with `suffix` (added when the name does not end with it: `model.v2` ->
+    `model.v2.npy`), whose folder exists or can be made and written. Nothing is made here: the writer makes
+    the folder, so a command refused later leaves none behind."""
     out = Path(path)
+    if path.endswith(("/", os.sep)) or out.name in ("", ".", "..") or out.is_dir():
+        raise Act3dError(
+            f"--out {path}: is a folder; expected a file name (e.g. {Path(path) / ('out' + suffix)})"
+        )
     out = out if out.suffix == suffix else out.with_name(out.name + suffix)
-    if out.is_dir():
-        raise Act3dError(f"--out {out}: is a folder; expected a {suffix} file name")
-    output_folder(str(out.parent) if str(out.parent) else ".")
+    output_folder(str(out.parent), keep=False)
     return out
+
+
+def check_outputs(outputs: list[Path], inputs: list[Path], overwrite: bool) -> None:
+    """Refuse, before any work, to write over an input (never, whatever the flags) or over an existing file
+    without `overwrite` (the one line names the file and the flag)."""
+    sources = {p.resolve() for p in inputs if p.exists()}
+    for out in outputs:
+        if out.resolve() in sources:
+            raise Act3dError(f"--out would write {out}, which is one of the inputs; choose another --out")
+        if out.is_dir():
+            raise Act3dError(f"--out would write {out}, which is a folder; choose another --out")
+    if not overwrite and (held := [str(p) for p in outputs if p.exists()]):
+        raise Act3dError(
+            f"{', '.join(held)} already exist{'s' if len(held) == 1 else ''}; replace with --overwrite, or "
+            "choose another --out"
+        )
 
 
 def config_hash(config: dict) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from act3d.cli.common import (
     VARIANT_HELP,
@@ -16,6 +17,7 @@ from act3d.cli.common import (
     score_row,
     write_summary,
 )
+from act3d.errors import Act3dError
 
 log = logging.getLogger("act3d")
 
@@ -36,10 +38,22 @@ def _features(args: argparse.Namespace):
     return split_features(encoder, zoo.patch_config(arch), data_cfg, args.precision)
 
 
+def _output(args: argparse.Namespace) -> Path:
+    """`--out`, checked before any work and made only when the summary is written: a folder whose
+    `summary.json` holds an earlier evaluation is refused without `--overwrite`."""
+    out = output_folder(args.out, keep=False)
+    if (out / "summary.json").exists() and not args.overwrite:
+        raise Act3dError(
+            f"{out} already holds an evaluation (summary.json); replace it with --overwrite, or choose another "
+            "--out"
+        )
+    return out
+
+
 def _eval_svm(args: argparse.Namespace) -> int:
     from act3d.eval.probe import svm_probe
 
-    out = output_folder(args.out)
+    out = _output(args)
     ftr, ytr, fte, yte, names = _features(args)
     res = svm_probe(ftr, ytr, fte, yte, len(names), seed=args.seed)
     config = vars(args) | {"run": None}
@@ -63,7 +77,7 @@ def _eval_svm(args: argparse.Namespace) -> int:
 def _eval_fewshot(args: argparse.Namespace) -> int:
     from act3d.eval.probe import fewshot, fewshot_folds
 
-    out = output_folder(args.out)
+    out = _output(args)
     settings = [(w, s) for w in args.way for s in args.shot]
     if args.fewshot_root:  # the official fold pickles
         table = fewshot_folds(args.checkpoint, args.fewshot_root, settings, args.folds, args.precision)
@@ -95,6 +109,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-points", type=positive_int, help="points per cloud (default: as pretrained)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="folder for summary.json")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT/summary.json if it exists")
     add_precision_arg(p)
 
 

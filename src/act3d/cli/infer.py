@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from act3d.cli.common import VARIANT_HELP, add_precision_arg, dataset_variant, output_file, positive_int
+from act3d.atomic import atomic_file, write_text_atomic
+from act3d.cli.common import (
+    VARIANT_HELP,
+    add_precision_arg,
+    check_outputs,
+    dataset_variant,
+    output_file,
+    positive_int,
+)
 from act3d.data.files import CLOUD_SUFFIXES, MESH_SUFFIXES
 from act3d.data.formats import FORMATS
 from act3d.errors import Act3dError, DataError
@@ -23,37 +31,71 @@ BATCH = 64
 READABLE = CLOUD_SUFFIXES | MESH_SUFFIXES  # what a folder given to embed / predict is searched for
 
 
-def input_files(paths: list[str]) -> list[Path]:
+def input_files(paths: list[str], outputs: tuple[Path, ...] = ()) -> list[Path]:
     """The files given, each folder expanded to the point-cloud and mesh files inside it (recursively, in
-    sorted order)."""
+    sorted order). Left out of a folder: `outputs` (this run's own files) and the files an earlier `embed`
+    wrote (`X.npy` beside its `X.files.txt` or `X.labels.npy`, and those), which are features, not clouds."""
+    own = {_same_file_key(p) for p in outputs}
     files = []
     for path in map(Path, paths):
         if not path.is_dir():
             files.append(path)
             continue
-        inside = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in READABLE)
+        inside = [
+            f
+            for f in sorted(path.rglob("*"))
+            if f.is_file() and f.suffix.lower() in READABLE and _same_file_key(f) not in own
+        ]
+        earlier = [f for f in inside if is_embedding_output(f)]
+        if earlier:
+            log.info("left out %d file(s) an earlier act3d embed wrote: %s", len(earlier), earlier[0])
+        inside = [f for f in inside if f not in earlier]
         if not inside:
             raise Act3dError(f"{path}: no point-cloud or mesh files inside ({', '.join(sorted(READABLE))})")
         files += inside
     return files
 
 
+def is_embedding_output(path: Path) -> bool:
+    """Whether `path` is a file `act3d embed` writes: features `X.npy` (with `X.files.txt` or `X.labels.npy`
+    beside it), or those two."""
+    name = path.name
+    if name.endswith((".labels.npy", ".files.txt")):
+        return True
+    stem = path.with_suffix("")
+    return path.suffix == ".npy" and any(
+        stem.with_name(stem.name + extra).is_file() for extra in (".files.txt", ".labels.npy")
+    )
+
+
+def _same_file_key(path: Path) -> Path:
+    return path.resolve()
+
+
 def _inputs(
-    args: argparse.Namespace, model: Act3dModel, skipped: list[str]
+    args: argparse.Namespace,
+    model: Act3dModel,
+    skipped: list[str],
+    outputs: tuple[Path, ...] = (),
+    scored: bool = False,
 ) -> Iterator[tuple[str, np.ndarray, int]]:
     """`(name, cloud (num_points, 3), label or -1)` for each file given, read one at a time (resampled as
     `model.prepare` does; a file that cannot be read is named in a warning, added to `skipped` and left
-    out), or each cloud of the dataset split (as evaluation reads it)."""
+    out), or each cloud of the dataset split (as evaluation reads it). `scored`: the dataset's labels are
+    compared with the classifier's predictions, so its classes must be the classifier's."""
     if args.format is None:
-        if not args.files:
-            raise Act3dError("give files or folders, or a dataset with --format (and --root)")
         from tqdm.auto import tqdm
 
         from act3d.data.files import read_cloud
 
-        files = input_files(args.files)
+        files = input_files(args.files, outputs)
         for path in tqdm(files, desc="files", unit="file", disable=None):
             try:
+                if "\n" in str(path) or "\r" in str(path):
+                    raise DataError(
+                        f"{str(path)!r}: its name holds a line break, which the one-name-per-line "
+                        ".files.txt cannot hold; rename it"
+                    )
                 cloud = model.prepare(read_cloud(path))[0].numpy()
             except DataError as err:
                 if len(files) == 1:  # the one file asked for: its error, not a skip
@@ -63,17 +105,29 @@ def _inputs(
                 continue
             yield str(path), cloud, -1
         return
-    if args.files:
-        raise Act3dError("give files or --format, not both")
     from act3d.data.dataset import DataConfig, PointClouds, open_source
 
     source = open_source(
         DataConfig(format=args.format, root=args.root, variant=dataset_variant(args)), args.split
     )
+    if scored and len(source.class_names) > len(model.class_names):
+        raise DataError(
+            f"{args.format} {args.split} has {len(source.class_names)} classes, the classifier "
+            f"{len(model.class_names)}: its accuracy on these labels would mean nothing; expected the dataset "
+            "the classifier was fine-tuned on"
+        )
     clouds = PointClouds(source, model.num_points, train=False)
     for i in range(len(clouds)):
         points, label = clouds[i]
         yield source[i].origin or f"{source.name}[{i}]", points.numpy(), label
+
+
+def _check_inputs(args: argparse.Namespace) -> None:
+    """Files or a dataset, not both, not neither."""
+    if args.format is None and not args.files:
+        raise Act3dError("give files or folders, or a dataset with --format (and --root)")
+    if args.format is not None and args.files:
+        raise Act3dError("give files or --format, not both")
 
 
 def _batches(items: Iterator, size: int = BATCH) -> Iterator[list]:
@@ -87,30 +141,52 @@ def _batches(items: Iterator, size: int = BATCH) -> Iterator[list]:
         yield batch
 
 
+def embed_outputs(out: str, dataset: bool) -> tuple[Path, Path]:
+    """The features file `--out` names (`.npy` added when missing) and the file written beside it:
+    `<name>.labels.npy` for a dataset, `<name>.files.txt` for files."""
+    features = output_file(out, ".npy")
+    stem = features.with_suffix("")
+    return features, stem.with_name(stem.name + (".labels.npy" if dataset else ".files.txt"))
+
+
 def _embed(args: argparse.Namespace) -> int:
     from act3d.api import load_model
 
-    out = output_file(args.out, ".npy")
+    _check_inputs(args)
+    out, beside = embed_outputs(args.out, args.format is not None)
+    inputs = [Path(f) for f in args.files] + ([Path(args.checkpoint)] if args.checkpoint else [])
+    check_outputs([out, beside], inputs, args.overwrite)
     model = load_model(args.checkpoint, args.precision)
+    if args.pooling == "head":
+        model.require_classifier("--pooling head")
+    elif model.peft_method:
+        log.warning(
+            "%s is a %s classifier: --pooling %s gives the backbone's features without its prompts/adapters; "
+            "--pooling head gives what its head reads",
+            args.checkpoint,
+            model.peft_method,
+            args.pooling,
+        )
     feats, names, labels, skipped = [], [], [], []
-    for batch in _batches(_inputs(args, model, skipped)):  # one batch of clouds in memory at a time
+    for batch in _batches(_inputs(args, model, skipped, (out, beside))):  # one batch in memory at a time
         feats.append(model.embed(np.stack([cloud for _, cloud, _ in batch]), args.pooling))
         names += [name for name, _, _ in batch]
         labels += [label for _, _, label in batch]
     if not feats:
         raise Act3dError(f"none of the {len(skipped)} file(s) could be read (each is named above)")
     features = np.concatenate(feats)
-    np.save(out, features)
-    print(f"wrote {out}: {features.shape[0]} embeddings of size {features.shape[1]} ({args.pooling} pooling)")
+    with atomic_file(out, "wb") as f:
+        np.save(f, features)
+    what = model.feature_description(args.pooling)
+    print(f"wrote {out}: {features.shape[0]} embeddings of size {features.shape[1]} ({what})")
     if args.format is not None:
-        label_file = out.with_name(out.stem + ".labels.npy")
-        np.save(label_file, np.array(labels, dtype=np.int64))
-        print(f"wrote {label_file}: their class labels")
+        with atomic_file(beside, "wb") as f:
+            np.save(f, np.array(labels, dtype=np.int64))
+        print(f"wrote {beside}: their class labels")
     else:
-        names_file = out.with_name(out.stem + ".files.txt")
-        names_file.write_text("".join(f"{name}\n" for name in names))
+        write_text_atomic(beside, "".join(f"{name}\n" for name in names))
         print(
-            f"wrote {names_file}: the file of each row"
+            f"wrote {beside}: the file of each row"
             + (f"; skipped {len(skipped)} unreadable file(s)" if skipped else "")
         )
     return 0
@@ -120,9 +196,11 @@ def _predict(args: argparse.Namespace) -> int:
     from act3d.api import load_model
     from act3d.eval.metrics import mean_class_accuracy, overall_accuracy
 
+    _check_inputs(args)
     model = load_model(args.checkpoint, args.precision)
+    model.require_classifier("predict")
     truth, guess, skipped = [], [], []
-    for batch in _batches(_inputs(args, model, skipped)):
+    for batch in _batches(_inputs(args, model, skipped, scored=True)):
         preds = model.predict(np.stack([cloud for _, cloud, _ in batch]), k=args.top_k)
         for (name, _, label), pred in zip(batch, preds):
             if args.format is None:
@@ -170,15 +248,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     emb.add_argument(
         "--out",
         required=True,
-        help=".npy file to write, one feature row per cloud (.npy is added when missing); with --format "
-        "also <name>.labels.npy",
+        help=".npy file to write, one feature row per cloud (.npy is added when missing), and beside it "
+        "<name>.files.txt (the file of each row) or, with --format, <name>.labels.npy; existing ones are "
+        "replaced only with --overwrite, and never an input",
     )
+    emb.add_argument("--overwrite", action="store_true", help="replace the output files if they exist")
     emb.add_argument(
         "--pooling",
-        choices=["max+mean", "cls+max"],
+        choices=["max+mean", "cls+max", "head"],
         default="max+mean",
-        help="how the backbone's tokens become one feature: max+mean (default, every checkpoint alike, as the "
-        "SVM probe) or cls+max (the cls token and the max: what a classifier's head reads)",
+        help="which features: max+mean (default) or cls+max pool the backbone's tokens, every checkpoint alike "
+        "(max+mean is the SVM probe's; a PEFT classifier's backbone without its prompts/adapters); head "
+        "(classifiers): exactly what the head reads, the PEFT method's features included",
     )
     emb.set_defaults(run=_embed)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from act3d.config import to_dict
 from act3d.stages import STAGES, stage_training
@@ -12,8 +13,10 @@ log = logging.getLogger("act3d")
 
 
 def _import(args: argparse.Namespace) -> int:
+    from act3d.cli.common import check_outputs
     from act3d.models.official import import_official
 
+    check_outputs([Path(args.out)], [Path(args.checkpoint)], args.overwrite)
     stage = stage_training(args.layout)
     cfg = stage.load_config(args.preset or stage.official_preset, args.config, args.overrides)
     path, ignored = import_official(args.checkpoint, args.layout, to_dict(cfg), args.out)
@@ -35,8 +38,10 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from act3d.models.official import export_official
+    from act3d.cli.common import check_outputs
+    from act3d.models.official import export_official, export_paths
 
+    check_outputs(list(export_paths(args.out)), [Path(args.checkpoint)], args.overwrite)
     weights, meta = export_official(args.checkpoint, args.out)
     log.info("wrote %s and %s", weights, meta)
     return 0
@@ -67,6 +72,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override one value"
     )
     imp.add_argument("--out", required=True, help="act3d checkpoint to write (.pt)")
+    imp.add_argument("--overwrite", action="store_true", help="replace --out if it exists (never the input)")
     imp.set_defaults(run=_import)
 
     exp = commands.add_parser(
@@ -76,5 +82,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         "names and shapes; writes OUT.safetensors and OUT.json (metadata, act3d config).",
     )
     exp.add_argument("checkpoint", help="act3d checkpoint (.pt)")
-    exp.add_argument("--out", required=True, help="output path without suffix")
+    exp.add_argument(
+        "--out",
+        required=True,
+        help="output path; OUT.safetensors and OUT.json are written (the suffixes are added to the name)",
+    )
+    exp.add_argument(
+        "--overwrite", action="store_true", help="replace the two files if they exist (never the input)"
+    )
     exp.set_defaults(run=_export)

@@ -99,12 +99,17 @@ class PointClassifier(nn.Module):
             self.encoder.eval()  # a frozen backbone keeps its BatchNorm statistics and no drop path
         return self
 
-    def forward(self, patches: Patches, points: torch.Tensor | None = None) -> torch.Tensor:
-        """`patches` cut from the `(B, N, 3)` clouds `points` -> `(B, classes)` logits; the clouds are read
-        only by a PEFT method that groups them again (PPT)."""
+    def features(self, patches: Patches, points: torch.Tensor | None = None) -> torch.Tensor:
+        """`patches` cut from the `(B, N, 3)` clouds `points` -> `(B, F)`, what the head reads: the PEFT
+        method's features (computed with its prompts or adapters), else the backbone's `cls+max`; the clouds
+        are read only by a PEFT method that groups them again (PPT)."""
         if self.peft is not None:
-            return self.head(self.peft(self.encoder, patches, points))
-        return self.head(pooled_features(self.encoder, patches, "cls+max"))
+            return self.peft(self.encoder, patches, points)
+        return pooled_features(self.encoder, patches, "cls+max")
+
+    def forward(self, patches: Patches, points: torch.Tensor | None = None) -> torch.Tensor:
+        """`patches` cut from the `(B, N, 3)` clouds `points` -> `(B, classes)` logits."""
+        return self.head(self.features(patches, points))
 
     def parameter_line(self) -> str:
         """What trains, as the PEFT papers count it: `transfer idpt: 1,696,783 parameters train (7.68% of full

@@ -31,11 +31,19 @@ from typing import Any
 
 import torch
 
+from act3d.atomic import atomic_file, write_text_atomic
 from act3d.config import from_dict
 from act3d.errors import CheckpointError
 from act3d.models import zoo
 from act3d.models.autoencoder import AutoencoderConfig
-from act3d.models.checkpoint import listing, load_checkpoint, model_payload, read_weight_file, save_checkpoint
+from act3d.models.checkpoint import (
+    listing,
+    load_checkpoint,
+    load_state_strict,
+    model_payload,
+    read_weight_file,
+    save_checkpoint,
+)
 from act3d.models.classifier import ClassifierHead
 from act3d.models.peft import PeftConfig
 from act3d.models.pretrained import PretrainedTransformer, vit_arch
@@ -305,8 +313,11 @@ def import_official(
     official, ignored = select_layout_weights(read_weight_file(path), layout)
     kind = kind_of(layout)
     arch = _arch(layout, config, official)
+    names = (exported_record(path, layout) or {}).get("arch", {}).get("class_names")
+    if "class_names" in arch and isinstance(names, list) and len(names) == len(arch["class_names"]):
+        arch["class_names"] = [str(n) for n in names]  # the names act3d exported with the weights
     model = zoo.build(kind, arch)
-    model.load_state_dict(from_official(official, layout, model.state_dict()))
+    load_state_strict(model, from_official(official, layout, model.state_dict()), str(path))
     payload = model_payload(
         kind, model.state_dict(), 0, config, arch, source=str(path), ignored_official_keys=ignored
     )
@@ -314,17 +325,67 @@ def import_official(
     return saved, ignored
 
 
+def exported_record(path: str | Path, layout: Layout) -> dict[str, Any] | None:
+    """The JSON `export_official` wrote beside an exported weight file (`X.json` beside `X.safetensors`),
+    when there is one of this layout: it holds what the official weights cannot say (the class names)."""
+    meta = Path(path).with_suffix(".json")
+    if Path(path).suffix != ".safetensors" or not meta.is_file():
+        return None
+    try:
+        record = json.loads(meta.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    ok = isinstance(record, dict) and record.get("layout") == layout and isinstance(record.get("arch"), dict)
+    return record if ok else None
+
+
+def export_paths(out: str | Path) -> tuple[Path, Path]:
+    """The two files `export_official` writes for `out`: `out.safetensors` and `out.json`, the suffixes added
+    (`dir/model.v2` -> `dir/model.v2.safetensors`), or put in place of a `.safetensors` / `.json` given."""
+    if str(out).endswith(("/", "\\")) or Path(out).name in ("", ".", "..") or Path(out).is_dir():
+        raise CheckpointError(
+            f"--out {out}: is a folder; expected a path without suffix, e.g. {Path(out) / 'model'}"
+        )
+    out = Path(out)
+    if out.suffix in (".safetensors", ".json"):
+        out = out.with_suffix("")
+    return out.with_name(out.name + ".safetensors"), out.with_name(out.name + ".json")
+
+
+def check_exportable(ckpt: dict[str, Any], source: str) -> None:
+    """Refuse a teacher whose Transformer the official layout cannot carry: the official ACT teacher is a
+    timm ViT (`visual_embed`), read back with the architecture its weights show (`_vit_arch`); a teacher
+    built by transformers, a BERT-family one, or a ViT with parts that layout has no name for (a CLIP
+    tower's pre-norm and activation) would come back as another network, or not at all."""
+    if ckpt["kind"] != zoo.TEACHER:
+        return
+    arch = ckpt["arch"]["transformer"]
+    if arch["type"] != "vit":
+        what = arch.get("builder") or f"a {arch['type']} Transformer"
+        raise CheckpointError(
+            f"{source}: its teacher is {what}; the official ACT layout holds timm ViT teachers only, so an export "
+            "would not read back: keep the act3d checkpoint"
+        )
+    extra = {k: arch[k] for k in ("pre_norm", "act", "eps") if k in arch}
+    if extra:
+        raise CheckpointError(
+            f"{source}: its teacher ViT has {extra}, which the official ACT layout cannot record; keep the act3d "
+            "checkpoint"
+        )
+
+
 def export_official(checkpoint: str | Path, out: str | Path) -> tuple[Path, Path]:
-    """Write an act3d checkpoint in the official layout: `out.safetensors` (weights) + `out.json` (metadata)."""
-    from safetensors.torch import save_file
+    """Write an act3d checkpoint in the official layout: `out.safetensors` (weights) + `out.json` (metadata)
+    (`export_paths`), each written whole or not at all."""
+    from safetensors.torch import save
 
     ckpt = load_checkpoint(checkpoint, zoo.KINDS)
+    check_exportable(ckpt, str(checkpoint))
     layout = model_of(ckpt["kind"])
     weights = {k: v.contiguous() for k, v in to_official(ckpt["model"], layout).items()}
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    weights_path, meta_path = out.with_suffix(".safetensors"), out.with_suffix(".json")
-    save_file(weights, str(weights_path), metadata={"layout": f"ACT official ({layout})"})
+    weights_path, meta_path = export_paths(out)
+    with atomic_file(weights_path, "wb") as f:
+        f.write(save(weights, metadata={"layout": f"ACT official ({layout})"}))
     meta = {
         "layout": layout,
         "act3d_kind": ckpt["kind"],
@@ -333,5 +394,5 @@ def export_official(checkpoint: str | Path, out: str | Path) -> tuple[Path, Path
         "arch": ckpt["arch"],
         "config": ckpt.get("config"),
     }
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    write_text_atomic(meta_path, json.dumps(meta, indent=2) + "\n")
     return weights_path, meta_path
