@@ -42,19 +42,25 @@ def stage_overrides(opts: DemoOptions, stage: Stage) -> list[str]:
 
 
 def stage_config(stage: Stage, opts: DemoOptions) -> Any:
-    """A stage's run config in the demo: its `opts.preset`, the quick limits and the user's changes."""
-    return stage.load_config(opts.preset, overrides=stage_overrides(opts, stage))
+    """A stage's run config in the demo: its `opts.preset`, the quick limits and the user's changes (but the
+    `finetune:peft.<method>.*` ones, which go to that method's runs alone: `peft_config`)."""
+    overrides = [o for o in stage_overrides(opts, stage) if not (stage is FINETUNE and o.startswith("peft."))]
+    return stage.load_config(opts.preset, overrides=overrides)
 
 
 def peft_config(method: str, opts: DemoOptions) -> Any:
     """A PEFT method's fine-tuning config in the demo: `finetune.cpu_<method>` (its settings for the CPU
     backbone) on the CPU preset, the demo preset with `transfer: <method>` (the official settings, for the
-    paper-sized backbone) otherwise; then the quick limits and the user's `finetune:` changes."""
+    paper-sized backbone) otherwise; then the quick limits and the user's `finetune:` changes, of the PEFT
+    settings only this method's (a run refuses another method's settings)."""
+    overrides = [
+        o
+        for o in stage_overrides(opts, FINETUNE)
+        if not o.startswith("peft.") or o.startswith(f"peft.{method}.")
+    ]
     if opts.preset == "cpu":
-        return FINETUNE.load_config(f"cpu_{method}", overrides=stage_overrides(opts, FINETUNE))
-    return FINETUNE.load_config(
-        opts.preset, overrides=[f"transfer={method}", *stage_overrides(opts, FINETUNE)]
-    )
+        return FINETUNE.load_config(f"cpu_{method}", overrides=overrides)
+    return FINETUNE.load_config(opts.preset, overrides=[f"transfer={method}", *overrides])
 
 
 def check_overrides(overrides: tuple[str, ...]) -> None:
