@@ -12,6 +12,7 @@ import torch
 
 from act3d.errors import InputError
 from act3d.ops._checks import check_cloud
+from act3d.ops.float32 import in_float32
 from act3d.ops.indexing import gather_points
 from act3d.ops.knn import knn
 
@@ -35,6 +36,7 @@ def _check_pair(x: torch.Tensor, y: torch.Tensor) -> None:
         raise InputError(f"batch sizes differ: x {x.shape[0]}, y {y.shape[0]}")
 
 
+@in_float32
 def chamfer_distance(x: torch.Tensor, y: torch.Tensor, norm: Norm = "l2") -> torch.Tensor:
     """Chamfer distance per pair of clouds, differentiable in both inputs.
 

@@ -23,6 +23,7 @@ from typing import Literal
 import torch
 
 from act3d.ops._checks import check_cloud, check_count
+from act3d.ops.float32 import in_float32
 
 log = logging.getLogger(__name__)
 # the Triton kernel keeps a cloud in registers (x, y, z and the running distance): up to 16k points
@@ -65,6 +66,7 @@ def _fast_path(
         return None
 
 
+@in_float32
 def farthest_point_sampling(
     points: torch.Tensor,
     num_samples: int,

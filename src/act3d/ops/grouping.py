@@ -9,6 +9,7 @@ import torch
 
 from act3d.errors import require
 from act3d.ops._checks import check_cloud, check_count
+from act3d.ops.float32 import in_float32
 from act3d.ops.fps import FpsRule, farthest_point_sampling, farthest_point_sampling_naive
 from act3d.ops.indexing import gather_points, gather_points_naive
 from act3d.ops.knn import knn, knn_naive
@@ -23,6 +24,7 @@ class Patches(NamedTuple):
     neighbor_idx: torch.Tensor  # (B, G, K) indices of each patch's points in the cloud
 
 
+@in_float32
 def group_patches(points: torch.Tensor, num_groups: int, group_size: int, fps: FpsRule = "act3d") -> Patches:
     """Cut clouds into `num_groups` patches of `group_size` nearest points around FPS centres.
 

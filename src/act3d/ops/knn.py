@@ -8,6 +8,7 @@ from scipy.spatial import cKDTree
 
 from act3d.errors import InputError
 from act3d.ops._checks import check_cloud, check_count
+from act3d.ops.float32 import in_float32
 from act3d.ops.indexing import gather_points
 from act3d.ops.threads import for_each_cloud
 
@@ -60,6 +61,7 @@ def _tree_neighbours(query: torch.Tensor, reference: torch.Tensor, k: int) -> to
     return torch.from_numpy(idx)
 
 
+@in_float32
 def knn(query: torch.Tensor, reference: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The `k` nearest reference points of every query point.
 

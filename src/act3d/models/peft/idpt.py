@@ -19,6 +19,7 @@ from torch import nn
 from act3d.errors import ConfigError, require
 from act3d.models.peft.backbone import checkpointed, with_cls
 from act3d.models.student import StudentEncoder
+from act3d.ops.float32 import in_float32
 from act3d.ops.grouping import Patches
 
 # official `cls_type` (l.1049-1056): `all` cls + prompt + max of patches; `promptonly`; `promptcls`;
@@ -42,6 +43,7 @@ class IdptConfig:
         require(self.neighbours >= 1, "neighbours", "an integer >= 1", self.neighbours)
 
 
+@in_float32
 def knn_features(x: torch.Tensor, k: int) -> torch.Tensor:
     """`(B, C, N)` -> `(B, k, N)` indices of each column's `k` nearest columns, itself included: the official
     `knn` (dgcnn.py l.43-49), by the same expanded squared distance (so near-ties fall as there)."""

@@ -29,6 +29,7 @@ from act3d.errors import ConfigError, require
 from act3d.models.peft.backbone import block_with_branch, checkpointed, with_cls
 from act3d.models.student import StudentEncoder
 from act3d.models.transformer import Block
+from act3d.ops.float32 import in_float32
 from act3d.ops.grouping import Patches
 
 
@@ -83,6 +84,7 @@ class SpectralBases:
     unorder: torch.Tensor
 
 
+@in_float32
 def spectral_bases(center: torch.Tensor, local: int, rule: Literal["official", "intended"]) -> SpectralBases:
     """`(B, G, 3)` patch centres -> their `SpectralBases` (official `PointTransformer_PGST.forward`,
     l.300-310: z-order keys of the centres x 100, y first)."""
