@@ -135,19 +135,20 @@ def get_graph_feature(x: torch.Tensor, k: int) -> torch.Tensor:
 
 
 class DGCNNView(nn.Module):
+    """Registers its BatchNorms as the official file does (dgcnn.py l.86-109): as `bn1`, `bn2`, `bn3`, `bn5`
+    and again inside `conv1..conv5`, so its state dict holds each of them twice (20 alias keys)."""
+
     def __init__(self, dim: int, k: int = 20):
         super().__init__()
         self.k = k
-
-        def conv2d() -> nn.Sequential:
-            return nn.Sequential(
-                nn.Conv2d(dim * 2, dim, 1, bias=False), nn.BatchNorm2d(dim), nn.LeakyReLU(0.2)
-            )
-
-        self.conv1, self.conv2, self.conv3 = conv2d(), conv2d(), conv2d()
-        self.conv5 = nn.Sequential(
-            nn.Conv1d(dim * 3, dim, 1, bias=False), nn.BatchNorm1d(dim), nn.LeakyReLU(0.2)
-        )
+        self.bn1 = nn.BatchNorm2d(dim)
+        self.bn2 = nn.BatchNorm2d(dim)
+        self.bn3 = nn.BatchNorm2d(dim)
+        self.bn5 = nn.BatchNorm1d(dim)
+        self.conv1 = nn.Sequential(nn.Conv2d(dim * 2, dim, 1, bias=False), self.bn1, nn.LeakyReLU(0.2))
+        self.conv2 = nn.Sequential(nn.Conv2d(dim * 2, dim, 1, bias=False), self.bn2, nn.LeakyReLU(0.2))
+        self.conv3 = nn.Sequential(nn.Conv2d(dim * 2, dim, 1, bias=False), self.bn3, nn.LeakyReLU(0.2))
+        self.conv5 = nn.Sequential(nn.Conv1d(dim * 3, dim, 1, bias=False), self.bn5, nn.LeakyReLU(0.2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch_size = x.size(0)

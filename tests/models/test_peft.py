@@ -26,7 +26,7 @@ from safetensors.torch import load_file
 from act3d.config import to_dict
 from act3d.errors import CheckpointError, ConfigError
 from act3d.models.classifier import ClassifierHead, PointClassifier
-from act3d.models.official import export_official, import_official, official_names, to_official
+from act3d.models.official import export_official, import_official, official_names, to_official, unaliased
 from act3d.models.peft import DaptConfig, IdptConfig, PeftConfig, VptDeepConfig, optimized_parameters
 from act3d.models.peft.pointgst import PointGstConfig, graph_basis, z_order_keys
 from act3d.models.peft.ppt import PptConfig
@@ -150,7 +150,8 @@ def test_method_trains_what_the_official_rule_trains(case):
     model = _act3d(case.split("-")[0], peft)
     names = official_names([n for n, _ in model.named_parameters()], "classifier")
     trainable = {names[n] for n, _ in optimized_parameters(model)}
-    assert trainable == RULES[case.split("-")[0]](reference())
+    # IDPT's DGCNNView registers its BatchNorms twice: named_parameters reports them as bn<i>
+    assert trainable == {unaliased(n, "classifier") for n in RULES[case.split("-")[0]](reference())}
 
 
 @pytest.mark.parametrize("backbone_gradients", [True, False])
@@ -340,12 +341,12 @@ def test_one_training_step_clips_as_the_official_run(method, finetune_cfg):
         names = official_names([n for n, _ in model.named_parameters()], "classifier")
         ours = {names[n]: p.grad for n, p in model.named_parameters() if p.grad is not None}
         stepped = {id(p) for group in optimizer.param_groups for p in group["params"]}
-        assert {names[n] for n, p in model.named_parameters() if id(p) in stepped} == only_new_trainable(
-            official
-        )
+        assert {names[n] for n, p in model.named_parameters() if id(p) in stepped} == {
+            unaliased(n, "classifier") for n in only_new_trainable(official)
+        }
         head_grads[backbone_gradients] = ours["cls_head_finetune.0.weight"]
         if backbone_gradients:
-            theirs = {n: p.grad for n, p in official.named_parameters()}
+            theirs = {unaliased(n, "classifier"): p.grad for n, p in official.named_parameters()}
             assert ours.keys() == theirs.keys()
             for key, value in theirs.items():
                 torch.testing.assert_close(  # act3d's Linear stands for a 1x1 convolution
@@ -357,3 +358,23 @@ def test_one_training_step_clips_as_the_official_run(method, finetune_cfg):
                 )
     ratio = head_grads[False].norm() / head_grads[True].norm()
     assert ratio > 1.05  # the official norm counts the backbone too: its clipped gradients are smaller
+
+
+def test_idpt_checkpoints_hold_the_official_batchnorm_aliases(finetune_cfg, tmp_path):
+    """The official DGCNNView saves each BatchNorm twice (bn<i> and conv<i>.1, dgcnn.py l.86-109): an exported
+    IDPT classifier holds both, as IDPT's strict loader needs, and a file whose two copies differ is refused."""
+    peft, reference = CASES["idpt-all"]
+    official = reference()
+    _randomise(official)
+    state = official.state_dict()
+    aliases = [k for k in state if k.startswith("blocks.cls.bn")]
+    assert len(aliases) == 20
+    torch.save({"base_model": state}, tmp_path / "idpt.pth")
+    cfg = _method_cfg(finetune_cfg, "idpt", peft)
+    out, _ = import_official(tmp_path / "idpt.pth", "classifier", to_dict(cfg), tmp_path / "act3d.pt")
+    weights, _ = export_official(out, tmp_path / "exported")
+    reference().load_state_dict(load_file(str(weights)), strict=True)  # IDPT's own loader is strict
+    state["blocks.cls.bn2.weight"] = state["blocks.cls.bn2.weight"] + 1
+    torch.save({"base_model": state}, tmp_path / "tampered.pth")
+    with pytest.raises(CheckpointError, match="blocks.cls.bn2.weight and blocks.cls.conv2.1.weight"):
+        import_official(tmp_path / "tampered.pth", "classifier", to_dict(cfg), tmp_path / "x.pt")

@@ -126,6 +126,47 @@ _CONV1D = re.compile(
 _CONV2D = re.compile(r"(^|\.)dgcnn_[12]\.layer[1-4]\.0\.weight$")
 
 
+# official modules registered under two names, whose weights the official state dict holds under both: IDPT's
+# `DGCNNView` keeps its BatchNorms as `bn1`, `bn2`, `bn3`, `bn5` and again inside `conv1..conv5` (ICCV23-IDPT
+# models/dgcnn.py l.86-109), and IDPT's loader is strict. (alias prefix, the prefix act3d's names map to)
+ALIASES: dict[str, list[tuple[str, str]]] = {
+    "classifier": [(f"blocks.cls.bn{n}.", f"blocks.cls.conv{n}.1.") for n in (1, 2, 3, 5)]
+}
+
+
+def with_aliases(state: dict[str, torch.Tensor], layout: Layout) -> dict[str, torch.Tensor]:
+    """Official names -> the same, plus every alias the official model's state dict also holds."""
+    out = dict(state)
+    for alias, name in ALIASES.get(layout, []):
+        out |= {alias + k[len(name) :]: v.clone() for k, v in state.items() if k.startswith(name)}
+    return out
+
+
+def unaliased(name: str, layout: Layout) -> str:
+    """An official name with an alias prefix (`ALIASES`) replaced by the name act3d maps to (the official
+    model's `named_parameters` reports a shared module under the name it was registered with first)."""
+    for alias, original in ALIASES.get(layout, []):
+        if name.startswith(alias):
+            return original + name[len(alias) :]
+    return name
+
+
+def without_aliases(state: dict[str, torch.Tensor], layout: Layout) -> dict[str, torch.Tensor]:
+    """Official names with the alias copies set aside, after checking each equals its original (a file whose
+    two copies differ is refused: the official model cannot have written it)."""
+    out = dict(state)
+    for alias, name in ALIASES.get(layout, []):
+        for key in [k for k in state if k.startswith(alias)]:
+            original = name + key[len(alias) :]
+            if original in state and not torch.equal(state[original], state[key]):
+                raise CheckpointError(
+                    f"{key} and {original} are one official module's weights but differ in this file"
+                )
+            if original in state:
+                del out[key]
+    return out
+
+
 def _rename(name: str, pairs: list[tuple[str, str]], reverse: bool) -> str | None:
     for act3d_name, official_name in pairs:
         src, dst = (official_name, act3d_name) if reverse else (act3d_name, official_name)
@@ -158,7 +199,7 @@ def to_official(state: dict[str, torch.Tensor], layout: Layout) -> dict[str, tor
     for name, official in official_names(list(state), layout).items():
         tensor, ndim = state[name], _official_ndim(official)
         out[official] = tensor.reshape(*tensor.shape, *([1] * (ndim - tensor.dim()))) if ndim else tensor
-    return out
+    return with_aliases(out, layout)
 
 
 def from_official(
@@ -169,6 +210,7 @@ def from_official(
     Raises `CheckpointError` listing the missing keys, the unexpected keys (both in official names) and the
     shape mismatches, so a checkpoint of another model or size fails with a message that says why.
     """
+    state = without_aliases(state, layout)
     wanted = {official: name for name, official in official_names(list(expected), layout).items()}
     missing = sorted(o for o in wanted if o not in state)
     unexpected = sorted(k for k in state if k not in wanted)
