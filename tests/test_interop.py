@@ -6,6 +6,7 @@ import pickle
 
 import pytest
 import torch
+import yaml
 from conftest import load_classifier
 from safetensors.torch import load_file
 
@@ -104,6 +105,46 @@ def _official_classifier() -> dict[str, torch.Tensor]:
         "cls_head_finetune.8.bias": torch.randn(CLASSES),
     }
     return s | _batchnorm("cls_head_finetune.1", 256) | _batchnorm("cls_head_finetune.5", 256)
+
+
+@pytest.mark.parametrize("numpy_era", ["numpy 2 (numpy._core)", "numpy 1 (numpy.core)"])
+def test_a_fine_tuned_checkpoint_as_the_official_runner_saves_it_imports(numpy_era, finetune_cfg, tmp_path):
+    """ACT's save_checkpoint (tools/builder.py) stores the optimiser, the epoch and `metrics` / `best_metrics`
+    whose `acc` is scikit-learn's accuracy_score(...) * 100., a numpy.float64 (runner_finetune.py l.286-287):
+    read with exactly the numpy scalar globals allowed, as the official sklearn of either numpy era pickles
+    it; anything else in a pickle stays refused."""
+    import numpy as np
+
+    from act3d.cli import main
+
+    official = _official_classifier()
+    params = [torch.nn.Parameter(v.clone()) for v in official.values() if v.is_floating_point()]
+    optimizer = torch.optim.AdamW(params, lr=5e-4)
+    optimizer.zero_grad()
+    sum(p.sum() for p in params).backward()
+    optimizer.step()
+    accuracy = np.float64(88.21)
+    ckpt = {
+        "base_model": {f"module.{k}": v for k, v in official.items()},
+        "optimizer": optimizer.state_dict(),
+        "epoch": 299,
+        "metrics": {"acc": accuracy},
+        "best_metrics": {"acc": accuracy},
+    }
+    path = tmp_path / "ckpt-best.pth"
+    if numpy_era.startswith("numpy 2"):
+        torch.save(ckpt, path)
+    else:  # the pickle as numpy 1 wrote it: the scalar constructor under numpy.core
+        torch.save(ckpt, path, _use_new_zipfile_serialization=False)
+        data = path.read_bytes()
+        assert data.count(b"numpy._core.multiarray\nscalar") == 1  # pickled once, then memoised
+        path.write_bytes(data.replace(b"numpy._core.multiarray\nscalar", b"numpy.core.multiarray\nscalar"))
+    config = tmp_path / "ft.yaml"
+    config.write_text(yaml.safe_dump(to_dict(finetune_cfg)))
+    argv = ["import-official", str(path), "--layout", "classifier", "--config", str(config)]
+    assert main([*argv, "--out", str(tmp_path / "act3d.pt")]) == 0
+    model, _, _ = load_classifier(tmp_path / "act3d.pt")
+    torch.testing.assert_close(model.head[8].weight, official["cls_head_finetune.8.weight"])
 
 
 def test_official_classifier_imports_and_lands_where_it_belongs(finetune_cfg, tmp_path):

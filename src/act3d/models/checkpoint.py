@@ -80,10 +80,28 @@ class BackgroundWriter:
             self._pool.shutdown()
 
 
+def numpy_scalar_globals() -> list[Any]:
+    """The globals a pickled numpy scalar needs, and no others: `numpy.dtype`, its numeric dtype classes and
+    the `scalar` constructor under the names numpy 1 (`numpy.core`) and 2 (`numpy._core`) pickle it with.
+    Official checkpoints hold such scalars: ACT's runner stores `metrics` / `best_metrics` from scikit-learn's
+    `accuracy_score(...) * 100.`, a `numpy.float64` (tools/runner_finetune.py l.286-287, builder.py
+    `save_checkpoint`). A scalar is built from a dtype and its bytes; nothing else becomes loadable."""
+    scalar = np._core.multiarray.scalar
+    names = ("Float16DType", "Float32DType", "Float64DType", "Int32DType", "Int64DType", "BoolDType")
+    dtypes = [getattr(np.dtypes, n) for n in names]
+    return [
+        (scalar, "numpy.core.multiarray.scalar"),
+        (scalar, "numpy._core.multiarray.scalar"),
+        np.dtype,
+        *dtypes,
+    ]
+
+
 def safe_torch_load(path: Path) -> Any:
-    """`torch.load` with `weights_only=True`: tensors, containers and plain values only, never code. torch's
-    own warnings (e.g. about the pickle protocol) are held back, the error it raises is left to the caller."""
-    with warnings.catch_warnings():
+    """`torch.load` with `weights_only=True`: tensors, containers, plain values and numpy scalars
+    (`numpy_scalar_globals`) only, never code. torch's own warnings (e.g. about the pickle protocol) are held
+    back, the error it raises is left to the caller."""
+    with warnings.catch_warnings(), torch.serialization.safe_globals(numpy_scalar_globals()):
         warnings.simplefilter("ignore")
         return torch.load(path, map_location="cpu", weights_only=True)
 
