@@ -539,3 +539,17 @@ def test_timm_blocks_lacking_weights_are_named(teacher_yaml, tmp_path, capsys):
 def test_predict_refuses_a_dataset_with_more_classes_than_the_classifier(classifier, scan_root, capsys):
     argv = ["predict", "--checkpoint", classifier, "--format", "scanobjectnn", "--root", scan_root]
     fails(capsys, argv + ["--variant", "obj_bg"], "has 15 classes, the classifier 3")
+
+
+def test_an_export_of_one_prompt_layer_is_not_imported_as_another(tmp_path, finetune_yaml, capsys):
+    """IDPT's prompt_layer changes no weight's shape: the act3d export records it, and an import under
+    another is refused (the weights would compute another network)."""
+    peft = {"idpt": {"prompt_layer": 1, "neighbours": 4}}
+    classifier = classifier_checkpoint(tmp_path / "idpt.pt", "idpt", peft)
+    assert main(["export-official", str(classifier), "--out", str(tmp_path / "idpt-official")]) == 0
+    base = ["import-official", tmp_path / "idpt-official.safetensors", "--layout", "classifier"]
+    base += ["--config", finetune_yaml, "--set", "transfer=idpt", "--set", "peft.idpt.neighbours=4"]
+    out = tmp_path / "back.pt"
+    fails(capsys, base + ["--set", "peft.idpt.prompt_layer=0", "--out", out], "peft.idpt.prompt_layer 1")
+    assert not out.exists()
+    assert main([str(a) for a in base + ["--set", "peft.idpt.prompt_layer=1", "--out", out]]) == 0

@@ -84,6 +84,8 @@ def test_finetune_presets_build_the_paper_classifier(name):
         # IDPT's official configs (ICCV23-IDPT cfgs/*_idpt.yaml): only OBJ_BG reads the prompt alone
         if cfg.transfer == "idpt":
             assert cfg.peft.idpt.head_features == ("promptonly" if "obj_bg" in name else "all")
+            # prompt_layer 11 everywhere but OBJ_ONLY (cfgs/finetune_scan_objonly_idpt.yaml l.33: 6)
+            assert cfg.peft.idpt.prompt_layer == (6 if "obj_only" in name else 11)
         if cfg.transfer == "dapt":  # LMD0311/DAPT cfgs/*_dapt.yaml
             dapt = cfg.peft.dapt
             assert dapt.rank == (72 if "modelnet" in name else 64)

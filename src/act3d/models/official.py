@@ -355,7 +355,10 @@ def import_official(
     official, ignored = select_layout_weights(read_weight_file(path), layout)
     kind = kind_of(layout)
     arch = _arch(layout, config, official)
-    names = (exported_record(path, layout) or {}).get("arch", {}).get("class_names")
+    record = exported_record(path, layout)
+    if record is not None:
+        check_recorded_method(record, arch, str(path))
+    names = (record or {}).get("arch", {}).get("class_names")
     if "class_names" in arch and isinstance(names, list) and len(names) == len(arch["class_names"]):
         arch["class_names"] = [str(n) for n in names]  # the names act3d exported with the weights
     model = zoo.build(kind, arch)
@@ -379,6 +382,37 @@ def exported_record(path: str | Path, layout: Layout) -> dict[str, Any] | None:
         return None
     ok = isinstance(record, dict) and record.get("layout") == layout and isinstance(record.get("arch"), dict)
     return record if ok else None
+
+
+# PEFT settings that change how a method trains, not what its trained model computes
+TRAINING_ONLY_SETTINGS = {"backbone_gradients", "adapter_dropout"}
+
+
+def check_recorded_method(record: dict[str, Any], arch: dict[str, Any], source: str) -> None:
+    """Refuse a classifier whose export record names another transfer, or other settings of its PEFT method,
+    than the configuration builds: settings such as IDPT's `prompt_layer` change the computation without
+    changing a weight's shape, so the weights would load silently into another model. (An official file
+    records none of them: there the preset must be the one it was trained with.)"""
+    theirs, ours = record["arch"].get("head"), arch.get("head")
+    if not isinstance(theirs, dict) or not isinstance(ours, dict):
+        return
+    method = ours["transfer"]
+    if theirs.get("transfer") != method:
+        raise CheckpointError(
+            f"{source}: its export record says transfer {theirs.get('transfer')}, the configuration builds "
+            f"{method}; choose that method's preset"
+        )
+    recorded, built = (theirs.get("peft") or {}).get(method, {}), (ours.get("peft") or {}).get(method, {})
+    keys = (recorded.keys() | built.keys()) - TRAINING_ONLY_SETTINGS
+    differ = sorted(k for k in keys if recorded.get(k) != built.get(k))
+    if differ:
+        said = ", ".join(
+            f"peft.{method}.{k} {recorded.get(k)!r} (configuration: {built.get(k)!r})" for k in differ
+        )
+        raise CheckpointError(
+            f"{source}: trained with {said}; import it with those settings (--set), or they would compute "
+            "another network"
+        )
 
 
 def export_paths(out: str | Path) -> tuple[Path, Path]:
