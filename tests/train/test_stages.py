@@ -1,5 +1,6 @@
 import copy
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -362,3 +363,31 @@ def test_the_fps_pool_changes_every_step(finetune_cfg):
         ft.random_subset = original
     assert pools[0].shape == (2, 75, 3)  # fps_pool_size(64) = round(64 x 1.17)
     assert not torch.equal(pools[0], pools[1]) and torch.equal(pools[0], pools[2])
+
+
+def test_the_test_selected_readings_are_the_official_runners(finetune_cfg, tmp_path, monkeypatch):
+    """ACT's runner tests after every epoch but its first (runner_finetune.py l.223), keeps the best as
+    ckpt-best and runs its voting rounds on that model (l.369-432): act3d's test-selected readings do the
+    same, beside the validation-selected test score."""
+    from act3d.train import finetune as ft
+
+    readings, test_split, original = [], [], ft.evaluate_classifier
+
+    def recording(model, points, labels, cfg, votes=1, seed=0):
+        measured = original(model, points, labels, cfg, votes, seed)
+        if votes == 1:  # val_fraction 0: every reading with one vote is of the test split
+            readings.append((measured["acc"], {k: v.clone() for k, v in model.state_dict().items()}))
+            test_split[:] = [points, labels]
+        return measured
+
+    monkeypatch.setattr(ft, "evaluate_classifier", recording)
+    cfg = replace(finetune_cfg, val_fraction=0.0, report_test_selected=True, test_selected_vote_rounds=2)
+    cfg.optim.epochs, cfg.votes = 3, 1
+    res = finetune(cfg, tmp_path / "ft").transfer
+    per_epoch = readings[:3]  # the readings after each epoch; the final test read comes after them
+    best = max(range(1, 3), key=lambda i: (per_epoch[i][0], -i))  # epochs 2 and 3; the first of equals
+    assert res.test_selected_on_test["oa"] == per_epoch[best][0]
+    model = build_classifier(cfg, res.class_names)
+    model.load_state_dict(per_epoch[best][1])
+    votes = [original(model.eval(), *test_split, cfg, votes=2, seed=r)["acc"] for r in range(2)]
+    assert res.test_selected_on_test["vote_oa"] == max(votes)
