@@ -196,7 +196,7 @@ def official_scratch_init(model: PointClassifier) -> None:
     """The official classifier from scratch: runner_finetune.py (l.89-93) calls `load_model_from_ckpt`,
     whose `self.apply(self._init_weights)` (act.py l.865-867) is the only trunc-normal init, only with a
     checkpoint, so every layer keeps PyTorch's default init and only `cls_token` and `cls_pos` are drawn
-    trunc-normal(0.02) (act.py l.791-792, in `__init__`)."""
+    trunc-normal(0.02) (act.py l.795-796, in `__init__`)."""
     for module in model.modules():
         if module is not model and hasattr(module, "reset_parameters"):
             module.reset_parameters()
