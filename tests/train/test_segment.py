@@ -263,3 +263,23 @@ def test_shapenetpart_trainval_is_train_and_val(tmp_path):
     root = write_shapenetpart(tmp_path)
     train, val, both = (ShapeNetPart(root, s) for s in ("train", "val", "trainval"))
     assert both.items == train.items + val.items and len(both) == 2 * len(train)
+
+
+def test_held_out_sets_draw_anew_only_for_the_per_epoch_test_readings(tmp_path):
+    """The official loaders draw ShapeNetPart points and S3DIS blocks anew each epoch, test sets too
+    (part_segmentation/dataset.py l.155, semantic_segmentation/dataset.py l.119-130): the per-epoch
+    test-selected readings take draws 1, 2, ...; every score act3d reports reads draw 0."""
+    from act3d.data.s3dis import S3DISRooms
+    from act3d.data.segmentation import PartShapes, RoomBlocks
+    from act3d.data.shapenet import ShapeNetPart
+
+    shapes = PartShapes(ShapeNetPart(write_shapenetpart(tmp_path / "p"), "test"), 64, False)
+    blocks = RoomBlocks(S3DISRooms(write_s3dis(tmp_path / "s"), [5]), 256, False, block=1.0, sample_rate=0.1)
+    for data in (shapes, blocks):
+        first = data[0][0].clone()
+        data.set_epoch(3)  # the training epoch does not move a held-out set
+        assert torch.equal(data[0][0], first)
+        data.draw = 1
+        assert not torch.equal(data[0][0], first)
+        data.draw = 0
+        assert torch.equal(data[0][0], first)

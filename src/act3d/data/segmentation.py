@@ -28,6 +28,9 @@ class PartShapes(Dataset):
 
     def __init__(self, source: CloudSource, num_points: int, train: bool, seed: int = 0):
         self.source, self.num_points, self.train, self.seed, self.epoch = source, num_points, train, seed, 0
+        # a held-out set's draw: 0 for every score; the per-epoch test-selected readings take 1, 2, ..., as
+        # the official loaders draw anew each epoch (part_segmentation/dataset.py l.155)
+        self.draw = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -37,7 +40,7 @@ class PartShapes(Dataset):
 
     def __getitem__(self, i: int):
         s = self.source[i]
-        rng = np.random.default_rng([self.seed, i, self.epoch if self.train else 0])
+        rng = np.random.default_rng([self.seed, i, self.epoch if self.train else self.draw])
         idx = rng.choice(len(s.points), self.num_points, replace=True)
         return torch.from_numpy(s.points[idx]), torch.from_numpy(s.point_labels[idx]), s.label
 
@@ -104,6 +107,10 @@ class RoomBlocks(Dataset):
             seed,
         )
         self.epoch = 0
+        # a held-out set's draw: 0 for every score; the per-epoch test-selected readings take 1, 2, ..., as
+        # the official S3DISDataset draws its blocks anew each epoch (semantic_segmentation/dataset.py
+        # l.119-130)
+        self.draw = 0
         self.rooms = [source[i] for i in range(len(source))]
         per_room = blocks_per_room([len(r.points) for r in self.rooms], num_points, sample_rate)
         self.room_of = [r for r, count in enumerate(per_room) for _ in range(count)]
@@ -137,7 +144,7 @@ class RoomBlocks(Dataset):
 
     def __getitem__(self, i: int):
         room = self.rooms[self.room_of[i]]
-        rng = np.random.default_rng([self.seed, i, self.epoch if self.train else 0])
+        rng = np.random.default_rng([self.seed, i, self.epoch if self.train else self.draw])
         inside, centre = self._random_block(room, rng)
         idx = rng.choice(inside, self.num_points, replace=len(inside) < self.num_points)
         return centred_block(room, idx, centre)

@@ -260,7 +260,8 @@ def segment(
             measured = {}
             if val_data is not None:
                 measured |= {f"val_{k}": v for k, v in evaluate(task, val_data).items()}
-            if cfg.report_test_selected:  # the official runners' per-epoch test evaluation
+            if cfg.report_test_selected:  # the official runners' per-epoch test evaluation, a new draw each
+                test_data.draw += 1
                 measured |= {f"test_{k}": v for k, v in evaluate(task, test_data).items()}
             return measured
 
@@ -276,6 +277,7 @@ def segment(
         )
         # the validation-selected model (the last one without validation): the test set is read once
         reload_best(model, out_dir, KIND, result)
+        test_data.draw = 0  # the draw every test score reads
         if cfg.task == "semantic" and cfg.test_protocol == "whole_rooms":
             preds, truths = predict_whole_rooms(task, test_data.source, cfg.runtime.seed)
             test_scores, test_samples = scores(task, preds, truths, [], names), sum(map(len, truths))
