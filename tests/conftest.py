@@ -20,6 +20,15 @@ def device(request) -> str:
 TINY_DATA = {"format": "scanobjectnn", "variant": "obj_bg", "num_points": 64}
 TINY_PATCHES = {"num_groups": 8, "group_size": 8}
 TINY_RUNTIME = {"progress": False, "log_every": 1}
+TINY_TEACHER_MODEL = {  # Stage I's autoencoder around the Transformer, at test sizes
+    "tokens_dim": 32,
+    "codebook_size": 16,
+    "embed_hidden": 0.125,
+    "dgcnn_hidden": 0.0625,
+    "decoder_hidden": 32,
+    "fold_hidden": 16,
+    "num_prompts": 2,
+}
 TINY_STUDENT = {
     "width": 32,
     "depth": 2,
@@ -43,13 +52,7 @@ def teacher_cfg(scan_root):
             "data": {**TINY_DATA, "root": scan_root},
             "patches": TINY_PATCHES,
             "model": {
-                "tokens_dim": 32,
-                "codebook_size": 16,
-                "embed_hidden": 0.125,
-                "dgcnn_hidden": 0.0625,
-                "decoder_hidden": 32,
-                "fold_hidden": 16,
-                "num_prompts": 2,
+                **TINY_TEACHER_MODEL,
                 "transformer": {"kind": "random", "width": 32, "heads": 2, "random_depth": 2},
             },
             "anneal": {"steps": 10},

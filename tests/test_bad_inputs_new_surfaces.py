@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import TINY_DATA, TINY_PATCHES, TINY_RUNTIME, TINY_STUDENT
+from conftest import TINY_DATA, TINY_PATCHES, TINY_RUNTIME, TINY_STUDENT, TINY_TEACHER_MODEL
 from safetensors.torch import load_file, save_file
 from test_bad_inputs import fails, snapshot
 
@@ -22,17 +22,6 @@ from act3d.models import zoo
 from act3d.models.checkpoint import load_checkpoint, model_payload, save_checkpoint
 
 transformers = pytest.importorskip("transformers")
-
-TINY_TEACHER_MODEL = {
-    "tokens_dim": 32,
-    "codebook_size": 16,
-    "embed_hidden": 0.125,
-    "dgcnn_hidden": 0.0625,
-    "decoder_hidden": 32,
-    "fold_hidden": 16,
-    "num_prompts": 2,
-}
-
 
 # --------------------------------------------------------------------------------------------------
 # files the cases start from

@@ -31,21 +31,16 @@ BATCH = 64
 READABLE = CLOUD_SUFFIXES | MESH_SUFFIXES  # what a folder given to embed / predict is searched for
 
 
-def input_files(paths: list[str], outputs: tuple[Path, ...] = ()) -> list[Path]:
+def input_files(paths: list[str]) -> list[Path]:
     """The files given, each folder expanded to the point-cloud and mesh files inside it (recursively, in
-    sorted order). Left out of a folder: `outputs` (this run's own files) and the files an earlier `embed`
-    wrote (`X.npy` beside its `X.files.txt` or `X.labels.npy`, and those), which are features, not clouds."""
-    own = {_same_file_key(p) for p in outputs}
+    sorted order). Left out of a folder: the files an earlier `embed` wrote (`X.npy` beside its `X.files.txt`
+    or `X.labels.npy`, and those), which are features, not clouds."""
     files = []
     for path in map(Path, paths):
         if not path.is_dir():
             files.append(path)
             continue
-        inside = [
-            f
-            for f in sorted(path.rglob("*"))
-            if f.is_file() and f.suffix.lower() in READABLE and _same_file_key(f) not in own
-        ]
+        inside = [f for f in sorted(path.rglob("*")) if f.is_file() and f.suffix.lower() in READABLE]
         earlier = [f for f in inside if is_embedding_output(f)]
         if earlier:
             log.info("left out %d file(s) an earlier act3d embed wrote: %s", len(earlier), earlier[0])
@@ -68,27 +63,23 @@ def is_embedding_output(path: Path) -> bool:
     )
 
 
-def _same_file_key(path: Path) -> Path:
-    return path.resolve()
-
-
 def _inputs(
     args: argparse.Namespace,
     model: Act3dModel,
     skipped: list[str],
-    outputs: tuple[Path, ...] = (),
+    files: list[Path] | None,
     scored: bool = False,
 ) -> Iterator[tuple[str, np.ndarray, int]]:
-    """`(name, cloud (num_points, 3), label or -1)` for each file given, read one at a time (resampled as
-    `model.prepare` does; a file that cannot be read is named in a warning, added to `skipped` and left
-    out), or each cloud of the dataset split (as evaluation reads it). `scored`: the dataset's labels are
-    compared with the classifier's predictions, so its classes must be the classifier's."""
-    if args.format is None:
+    """`(name, cloud (num_points, 3), label or -1)` for each of `files` (`input_files`), read one at a time
+    (resampled as `model.prepare` does; a file that cannot be read is named in a warning, added to `skipped`
+    and left out), or without files each cloud of the dataset split (as evaluation reads it). `scored`: the
+    dataset's labels are compared with the classifier's predictions, so its classes must be the
+    classifier's."""
+    if files is not None:
         from tqdm.auto import tqdm
 
         from act3d.data.files import read_cloud
 
-        files = input_files(args.files, outputs)
         for path in tqdm(files, desc="files", unit="file", disable=None):
             try:
                 if "\n" in str(path) or "\r" in str(path):
@@ -154,8 +145,8 @@ def _embed(args: argparse.Namespace) -> int:
 
     _check_inputs(args)
     out, beside = embed_outputs(args.out, args.format is not None)
-    inputs = [Path(f) for f in args.files] + ([Path(args.checkpoint)] if args.checkpoint else [])
-    check_outputs([out, beside], inputs, args.overwrite)
+    files = input_files(args.files) if args.format is None else None
+    check_outputs([out, beside], [*(files or []), Path(args.checkpoint)], args.overwrite)
     model = load_model(args.checkpoint, args.precision)
     if args.pooling == "head":
         model.require_classifier("--pooling head")
@@ -168,7 +159,7 @@ def _embed(args: argparse.Namespace) -> int:
             args.pooling,
         )
     feats, names, labels, skipped = [], [], [], []
-    for batch in _batches(_inputs(args, model, skipped, (out, beside))):  # one batch in memory at a time
+    for batch in _batches(_inputs(args, model, skipped, files)):  # one batch in memory at a time
         feats.append(model.embed(np.stack([cloud for _, cloud, _ in batch]), args.pooling))
         names += [name for name, _, _ in batch]
         labels += [label for _, _, label in batch]
@@ -197,10 +188,11 @@ def _predict(args: argparse.Namespace) -> int:
     from act3d.eval.metrics import mean_class_accuracy, overall_accuracy
 
     _check_inputs(args)
+    files = input_files(args.files) if args.format is None else None
     model = load_model(args.checkpoint, args.precision)
     model.require_classifier("predict")
     truth, guess, skipped = [], [], []
-    for batch in _batches(_inputs(args, model, skipped, scored=True)):
+    for batch in _batches(_inputs(args, model, skipped, files, scored=True)):
         preds = model.predict(np.stack([cloud for _, cloud, _ in batch]), k=args.top_k)
         for (name, _, label), pred in zip(batch, preds):
             if args.format is None:
