@@ -178,8 +178,12 @@ def machine_line(env: dict) -> list[str]:
     if not env:
         return []
     pinned = ", ".join(f"{k}={v}" for k, v in env["kernel_variables"].items())
+    cpu = env.get("cpu_id") or {}
+    kind = f" (family {cpu['family']} model {cpu['model']})" if cpu.get("family") else ""
+    libraries = ", ".join(f"{k} {v}" for k, v in (env.get("kernel_libraries") or {}).items())
     return [
-        f"Machine: {env['cpu']}, PyTorch kernels for {env['cpu_capability']}, BLAS {env['blas']}"
+        f"Machine: {env['cpu']}{kind}, PyTorch kernels for {env['cpu_capability']}, BLAS {env['blas']}"
+        + (f" ({libraries})" if libraries else "")
         + (f", pinned by {pinned}" if pinned else "")
         + "; a rerun on this machine kind is identical to the last bit, another CPU kind differs within the "
         "seed spread (docs/experiments.md, 'What is identical where')."
