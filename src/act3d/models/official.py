@@ -356,7 +356,7 @@ def import_official(
     kind = kind_of(layout)
     arch = _arch(layout, config, official)
     record = exported_record(path, layout)
-    if record is not None:
+    if record is not None and layout == "classifier":
         check_recorded_method(record, arch, str(path))
     names = (record or {}).get("arch", {}).get("class_names")
     if "class_names" in arch and isinstance(names, list) and len(names) == len(arch["class_names"]):
