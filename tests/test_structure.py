@@ -7,13 +7,14 @@ from act3d.cli import build_parser
 from act3d.config import list_presets
 from act3d.errors import ConfigError, InputError
 from act3d.models import zoo
+from act3d.models.kinds import MODELS, model_of
 from act3d.models.layers import pool_tokens
-from act3d.stages import STAGES, model_of, stage_training
+from act3d.stages import STAGES, stage_training
 
 
 def test_every_stage_record_is_what_the_cli_zoo_and_presets_use():
     commands = build_parser()._subparsers._group_actions[0].choices
-    assert zoo.KINDS == tuple(s.kind for s in STAGES)
+    assert zoo.KINDS == tuple(s.kind for s in STAGES) and MODELS == tuple(s.model for s in STAGES)
     for stage in STAGES:
         assert stage.command in commands
         assert stage.default_preset in list_presets(stage.name)

@@ -1,5 +1,5 @@
-"""The four training stages, one record each. The CLI, checkpoint import and export, the zoo and the demo
-read a stage's names from here; adding or renaming a stage is one record.
+"""The four training stages, one record each. The CLI and the demo read a stage's names from here; the model
+each trains is named in `act3d.models.kinds` (which the zoo and checkpoint import and export read).
 
 | stage      | command         | trains (zoo model = official layout) | code                                     |
 |------------|-----------------|--------------------------------------|------------------------------------------|
@@ -17,17 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from act3d.config import load_config
-
-ModelName = Literal["teacher", "student", "classifier", "segmenter"]
-KIND_PREFIX = "act3d-"
-
-
-def kind_of(model: ModelName) -> str:
-    """The `kind` a checkpoint of `model` carries: `act3d-<model>`."""
-    return KIND_PREFIX + model
+from act3d.models.kinds import ModelName, kind_of
 
 
 @dataclass(frozen=True)
@@ -90,17 +83,6 @@ PRETRAIN = Stage("pretrain", "pretrain", "student", "cpu", "paper", _pretrain)
 FINETUNE = Stage("finetune", "finetune", "classifier", "cpu", "scanobjectnn_pb_t50_rs", _finetune)
 SEGMENT = Stage("segment", "segment", "segmenter", "paper_part", "paper_part", _segment)
 STAGES = (TEACHER, PRETRAIN, FINETUNE, SEGMENT)
-
-
-MODELS: tuple[ModelName, ...] = tuple(s.model for s in STAGES)
-
-
-def model_of(kind: str) -> ModelName:
-    """The model a checkpoint `kind` holds (the inverse of `kind_of`)."""
-    model = kind.removeprefix(KIND_PREFIX)
-    if kind == model or model not in MODELS:
-        raise ValueError(f"unknown checkpoint kind {kind!r}; one of {[kind_of(m) for m in MODELS]}")
-    return model  # type: ignore[return-value]
 
 
 def stage_training(model: str) -> Stage:

@@ -45,12 +45,12 @@ from act3d.models.checkpoint import (
     save_checkpoint,
 )
 from act3d.models.classifier import ClassifierHead
+from act3d.models.kinds import ModelName, kind_of, model_of
 from act3d.models.peft import PeftConfig
 from act3d.models.pretrained import PretrainedTransformer, vit_arch
 from act3d.models.segmenter import SegmenterHead, feature_layers
 from act3d.models.student import StudentConfig
 from act3d.ops.grouping import PatchConfig
-from act3d.stages import ModelName, kind_of, model_of
 
 Layout = ModelName  # each official layout holds the act3d model of the same name
 

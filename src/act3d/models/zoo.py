@@ -1,7 +1,7 @@
 """The one place that rebuilds act3d models from checkpoints.
 
-The four models are named `teacher`, `student`, `classifier` and `segmenter` (`act3d.stages.MODELS`): a
-checkpoint of one carries the kind `act3d-<model>` (`act3d.stages.kind_of`), and the official ACT checkpoint
+The four models are named `teacher`, `student`, `classifier` and `segmenter` (`act3d.models.kinds.MODELS`): a
+checkpoint of one carries the kind `act3d-<model>` (`act3d.models.kinds.kind_of`), and the official ACT checkpoint
 layout of each has the same name (`act3d.models.official`); each is what one stage of `act3d.stages` trains.
 
 Every checkpoint carries `arch`: the model-level description its model is rebuilt from (no run config, no
@@ -30,11 +30,11 @@ from act3d.errors import CheckpointError
 from act3d.models.autoencoder import AutoencoderConfig, CrossModalAutoencoder
 from act3d.models.checkpoint import load_checkpoint, load_state_strict
 from act3d.models.classifier import ClassifierHead, PointClassifier
+from act3d.models.kinds import MODELS, kind_of
 from act3d.models.pretrained import PretrainedTransformer
 from act3d.models.segmenter import PointSegmenter, SegmenterHead
 from act3d.models.student import MaskedPointModel, StudentConfig, StudentEncoder
 from act3d.ops.grouping import PatchConfig
-from act3d.stages import MODELS, kind_of
 
 TEACHER, STUDENT, CLASSIFIER, SEGMENTER = (kind_of(m) for m in MODELS)
 KINDS = (TEACHER, STUDENT, CLASSIFIER, SEGMENTER)
