@@ -11,6 +11,13 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def names_a_folder(path: str | Path) -> bool:
+    """Whether an output path the user gave can only mean a folder (`.`, `..`, a trailing separator, or a
+    folder that exists), where a file name was expected."""
+    text = str(path)
+    return text.endswith(("/", os.sep)) or Path(text).name in ("", ".", "..") or Path(text).is_dir()
+
+
 def temporary_name(path: Path) -> Path:
     """Where `path` is written before the rename: `.NAME.tmpPID` beside it (hidden, one per process)."""
     return path.with_name(f".{path.name}.tmp{os.getpid()}")

@@ -43,18 +43,6 @@ DISPATCH_FLAGS = (
 )
 
 
-def cpu_name() -> str:
-    """The CPU's model name (Linux's /proc/cpuinfo, else what `platform` says)."""
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _cpuinfo() -> dict[str, str]:
     """The first processor's `key: value` lines of Linux's /proc/cpuinfo (empty elsewhere)."""
     fields: dict[str, str] = {}
@@ -68,6 +56,11 @@ def _cpuinfo() -> dict[str, str]:
     except OSError:
         pass
     return fields
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo, else what `platform` says)."""
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
 
 
 def cpu_identity() -> dict[str, Any]:

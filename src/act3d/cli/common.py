@@ -8,7 +8,7 @@ import json
 import os
 from pathlib import Path
 
-from act3d.atomic import write_text_atomic
+from act3d.atomic import names_a_folder, write_text_atomic
 from act3d.config import list_presets
 from act3d.errors import Act3dError
 from act3d.stages import Stage
@@ -91,7 +91,7 @@ def output_file(path: str, suffix: str) -> Path:
     `model.v2.npy`), whose folder exists or can be made and written. Nothing is made here: the writer makes
     the folder, so a command refused later leaves none behind."""
     out = Path(path)
-    if path.endswith(("/", os.sep)) or out.name in ("", ".", "..") or out.is_dir():
+    if names_a_folder(path):
         raise Act3dError(
             f"--out {path}: is a folder; expected a file name (e.g. {Path(path) / ('out' + suffix)})"
         )

@@ -10,6 +10,7 @@ from act3d.cli.common import (
     VARIANT_HELP,
     add_compare_arg,
     add_precision_arg,
+    check_outputs,
     compare_to,
     dataset_variant,
     output_folder,
@@ -17,7 +18,6 @@ from act3d.cli.common import (
     score_row,
     write_summary,
 )
-from act3d.errors import Act3dError
 
 log = logging.getLogger("act3d")
 
@@ -40,13 +40,9 @@ def _features(args: argparse.Namespace):
 
 def _output(args: argparse.Namespace) -> Path:
     """`--out`, checked before any work and made only when the summary is written: a folder whose
-    `summary.json` holds an earlier evaluation is refused without `--overwrite`."""
+    `summary.json` holds an earlier evaluation is refused without `--overwrite` (`check_outputs`)."""
     out = output_folder(args.out, keep=False)
-    if (out / "summary.json").exists() and not args.overwrite:
-        raise Act3dError(
-            f"{out} already holds an evaluation (summary.json); replace it with --overwrite, or choose another "
-            "--out"
-        )
+    check_outputs([out / "summary.json"], [], args.overwrite)
     return out
 
 

@@ -51,16 +51,18 @@ def input_files(paths: list[str]) -> list[Path]:
     return files
 
 
+def beside_features(features: Path, dataset: bool) -> Path:
+    """The file `embed` writes beside its features `X.npy`: `X.labels.npy` for a dataset, else `X.files.txt`."""
+    stem = features.with_suffix("")
+    return stem.with_name(stem.name + (".labels.npy" if dataset else ".files.txt"))
+
+
 def is_embedding_output(path: Path) -> bool:
     """Whether `path` is a file `act3d embed` writes: features `X.npy` (with `X.files.txt` or `X.labels.npy`
     beside it), or those two."""
-    name = path.name
-    if name.endswith((".labels.npy", ".files.txt")):
+    if path.name.endswith((".labels.npy", ".files.txt")):
         return True
-    stem = path.with_suffix("")
-    return path.suffix == ".npy" and any(
-        stem.with_name(stem.name + extra).is_file() for extra in (".files.txt", ".labels.npy")
-    )
+    return path.suffix == ".npy" and any(beside_features(path, d).is_file() for d in (False, True))
 
 
 def _inputs(
@@ -132,19 +134,12 @@ def _batches(items: Iterator, size: int = BATCH) -> Iterator[list]:
         yield batch
 
 
-def embed_outputs(out: str, dataset: bool) -> tuple[Path, Path]:
-    """The features file `--out` names (`.npy` added when missing) and the file written beside it:
-    `<name>.labels.npy` for a dataset, `<name>.files.txt` for files."""
-    features = output_file(out, ".npy")
-    stem = features.with_suffix("")
-    return features, stem.with_name(stem.name + (".labels.npy" if dataset else ".files.txt"))
-
-
 def _embed(args: argparse.Namespace) -> int:
     from act3d.api import load_model
 
     _check_inputs(args)
-    out, beside = embed_outputs(args.out, args.format is not None)
+    out = output_file(args.out, ".npy")
+    beside = beside_features(out, args.format is not None)
     files = input_files(args.files) if args.format is None else None
     check_outputs([out, beside], [*(files or []), Path(args.checkpoint)], args.overwrite)
     model = load_model(args.checkpoint, args.precision)

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from act3d.atomic import atomic_file, write_text_atomic
+from act3d.atomic import atomic_file, names_a_folder, write_text_atomic
 from act3d.config import from_dict
 from act3d.errors import CheckpointError
 from act3d.models import zoo
@@ -418,7 +418,7 @@ def check_recorded_method(record: dict[str, Any], arch: dict[str, Any], source: 
 def export_paths(out: str | Path) -> tuple[Path, Path]:
     """The two files `export_official` writes for `out`: `out.safetensors` and `out.json`, the suffixes added
     (`dir/model.v2` -> `dir/model.v2.safetensors`), or put in place of a `.safetensors` / `.json` given."""
-    if str(out).endswith(("/", "\\")) or Path(out).name in ("", ".", "..") or Path(out).is_dir():
+    if names_a_folder(out):
         raise CheckpointError(
             f"--out {out}: is a folder; expected a path without suffix, e.g. {Path(out) / 'model'}"
         )
