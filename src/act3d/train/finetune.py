@@ -286,6 +286,44 @@ def evaluate_classifier(
     }
 
 
+class OfficialTestSelection:
+    """The official runner's test-selected readings (`report_test_selected`), reported apart from act3d's
+    scores: it tests after every epoch but its first (runner_finetune.py l.223: `epoch % val_freq == 0 and
+    epoch != 0`), keeps the model of the strictly best reading as ckpt-best (`Acc_Metric.better_than`) and
+    runs its test-time voting rounds on that model (l.369-432)."""
+
+    def __init__(self, cfg: FinetuneRunConfig, points: torch.Tensor, labels: torch.Tensor, skip_first: bool):
+        self.cfg, self.points, self.labels = cfg, points, labels
+        # the official epoch 0 is the first evaluation when every epoch is evaluated
+        self.skip_next = skip_first and cfg.eval_every == 1
+        self.acc, self.state = -1.0, None
+
+    def observe(self, model: PointClassifier) -> None:
+        """One epoch's test reading (none at the official epoch 0); keeps the model if it is the best."""
+        if self.skip_next:
+            self.skip_next = False
+            return
+        acc = evaluate_classifier(model, self.points, self.labels, self.cfg)["acc"]
+        if acc > self.acc:
+            self.acc, self.state = acc, host_copy(model.state_dict())
+
+    def readings(self, model: PointClassifier) -> dict[str, float]:
+        """`oa`, the best reading, and with `test_selected_vote_rounds` `vote_oa`, the best voting round of
+        that reading's weights loaded into a copy of `model`; empty without a reading."""
+        if self.state is None:
+            return {}
+        readings = {"oa": self.acc}
+        if self.cfg.test_selected_vote_rounds:
+            selected = copy.deepcopy(model)
+            selected.load_state_dict(self.state)
+            votes = max(self.cfg.votes, 2)
+            readings["vote_oa"] = max(
+                evaluate_classifier(selected, self.points, self.labels, self.cfg, votes, seed=r)["acc"]
+                for r in range(self.cfg.test_selected_vote_rounds)
+            )
+        return readings
+
+
 def finetune(
     cfg: FinetuneRunConfig, out_dir: str | Path, resume: bool = False, overwrite: bool = False
 ) -> StageResult:
@@ -313,12 +351,9 @@ def finetune(
     train_data = training_clouds(train_source, load, cfg.data, cfg.runtime.seed, cfg.runtime.progress)
     val = stack_clouds(val_source, load, seed=cfg.runtime.seed) if val_source is not None else None
     with run_files(out_dir, cfg, resume, overwrite) as main:
-        # the official runner's per-epoch test evaluation (`report_test_selected`) skips its epoch 0, the
-        # first (runner_finetune.py l.223: `epoch % val_freq == 0 and epoch != 0`), and keeps the model of the
-        # best reading as ckpt-best, on which its test-time voting runs (l.369-432)
-        skip_first = cfg.eval_every == 1 and not (resume and (out_dir / "checkpoints" / "last.pt").is_file())
-        test_history: list[float] = []
-        test_selected: dict[str, Any] = {}
+        # a resumed run's first reading is not the official epoch 0
+        resumed = resume and (out_dir / "checkpoints" / "last.pt").is_file()
+        on_test = OfficialTestSelection(cfg, test_points, test_labels, skip_first=not resumed)
 
         def evaluate(m: PointClassifier) -> dict[str, float]:
             scores = {}
@@ -326,11 +361,7 @@ def finetune(
                 measured = evaluate_classifier(m, *val, cfg, seed=cfg.runtime.seed)
                 scores = {"val_acc": measured["acc"], "val_macc": measured["macc"]}
             if cfg.report_test_selected:
-                acc = evaluate_classifier(m, test_points, test_labels, cfg)["acc"]
-                test_history.append(acc)
-                first = skip_first and len(test_history) == 1
-                if not first and acc > test_selected.get("acc", -1.0):  # Acc_Metric.better_than: strictly
-                    test_selected.update(acc=acc, state=host_copy(m.state_dict()))
+                on_test.observe(m)
             return scores
 
         result = train(
@@ -358,18 +389,6 @@ def finetune(
         final = evaluate_classifier(
             model, test_points, test_labels, cfg, votes=cfg.votes, seed=cfg.runtime.seed
         )
-        selected_on_test = {}
-        if test_selected:
-            selected_on_test["oa"] = test_selected["acc"]
-        if cfg.test_selected_vote_rounds and test_selected:  # the official voting, on ckpt-best's weights
-            on_test = copy.deepcopy(model)
-            on_test.load_state_dict(test_selected["state"])
-            selected_on_test["vote_oa"] = max(
-                evaluate_classifier(on_test, test_points, test_labels, cfg, votes=max(cfg.votes, 2), seed=r)[
-                    "acc"
-                ]
-                for r in range(cfg.test_selected_vote_rounds)
-            )
         results = TransferResult(
             task="classification",
             dataset=test_source.name,
@@ -383,7 +402,7 @@ def finetune(
             val_samples=len(val[1]) if val is not None else 0,
             test_samples=len(test_labels),
             protocol={"transfer": cfg.transfer, "votes": cfg.votes},
-            test_selected_on_test=selected_on_test,
+            test_selected_on_test=on_test.readings(model),
             class_names=names,
             confusion=final["confusion"].tolist(),
             outcomes=outcomes | {"test": final["correct"]},
