@@ -24,12 +24,12 @@ from timing import median_seconds, training_step  # benchmarks/timing.py
 from torch.utils.flop_counter import FlopCounterMode
 
 from act3d.config import load_config
-from act3d.models.peft import optimized_parameters
+from act3d.models.classifier import transfers
+from act3d.models.layers import optimized_parameters
 from act3d.models.peft.pointgst import spectral_bases
 from act3d.train.finetune import ClassifierTask, FinetuneRunConfig, build_classifier
 from act3d.train.optimizer import make_optimizer
 
-TRANSFERS = ("full", "linear", "mlp3", "vpt_deep", "idpt", "dapt", "pointgst", "ppt")
 PRESETS = {"paper": "scanobjectnn_pb_t50_rs", "cpu": "cpu"}
 
 
@@ -92,7 +92,7 @@ def measure(size: str, transfer: str, batch: int, device: str, repeats: int) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", default="paper", choices=sorted(PRESETS))
-    parser.add_argument("--transfers", nargs="+", default=list(TRANSFERS), choices=TRANSFERS)
+    parser.add_argument("--transfers", nargs="+", default=list(transfers()), choices=transfers())
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

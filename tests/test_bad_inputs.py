@@ -473,20 +473,27 @@ def test_a_peft_method_that_does_not_fit_the_backbone_is_one_line_and_writes_not
         tmp_path / "x",
     ]
     fails(capsys, base + ["--set", "transfer=idpt"], "idpt.prompt_layer 11 is past the backbone's 2 blocks")
-    fails(capsys, base + ["--set", "transfer=idpt", "--set", "peft.idpt.prompt_layer=1"], "neighbours 20")
+    fails(capsys, base + ["--set", "transfer=idpt", "--set", "peft.prompt_layer=1"], "neighbours 20")
     fails(capsys, base + ["--set", "transfer=pointgst"], "pointgst.local 32 does not divide the 8 patches")
-    fails(capsys, base + ["--set", "transfer=ppt"], "peft.ppt.prompt_groups", "data.num_points")
+    fails(capsys, base + ["--set", "transfer=ppt"], "peft.prompt_groups", "data.num_points")
     fails(capsys, base + ["--set", "transfer=lora"], "transfer", "idpt")
     assert not (tmp_path / "x").exists()
 
 
-def test_a_run_written_before_a_setting_existed_resumes_with_its_default(tiny, caplog):
-    """A config.yaml from an act3d without `peft` (added with the PEFT methods) resumes unchanged."""
+@pytest.mark.parametrize("peft", ["absent", "every method's"])
+def test_a_run_written_before_a_setting_existed_resumes_with_its_default(peft, tiny, caplog):
+    """A config.yaml from an act3d without `peft` (added with the PEFT methods), or with the earlier layout
+    of every method's settings under its name, resumes unchanged."""
     import yaml
+
+    from act3d.config import to_dict
+    from act3d.models.peft import METHODS
 
     path = tiny["run"] / "config.yaml"
     saved = yaml.safe_load(path.read_text())
     del saved["peft"]
+    if peft == "every method's":
+        saved["peft"] = {m: to_dict(method.Config()) for m, method in METHODS.items()}
     path.write_text(yaml.safe_dump(saved))
     run = [
         "finetune",

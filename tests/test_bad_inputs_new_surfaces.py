@@ -106,12 +106,11 @@ def classifier_checkpoint(path: Path, transfer: str = "full", peft: dict | None 
     """A classifier checkpoint of the tiny sizes, as `act3d finetune` writes one, with random weights."""
     from act3d.config import from_dict
     from act3d.models.classifier import ClassifierHead
-    from act3d.models.peft import PeftConfig
     from act3d.models.student import StudentConfig
     from act3d.ops.grouping import PatchConfig
 
     torch.manual_seed(0)
-    head = ClassifierHead(3, transfer, peft=from_dict(PeftConfig, peft or {}))
+    head = ClassifierHead(3, transfer, peft=peft)
     arch = zoo.classifier_arch(
         from_dict(StudentConfig, TINY_STUDENT),
         from_dict(PatchConfig, TINY_PATCHES),
@@ -299,6 +298,7 @@ def test_settings_of_another_peft_method_are_refused(finetune_yaml, untrained_st
     argv = ["finetune", "--config", finetune_yaml, "--checkpoint", untrained_student, "--out", out]
     argv += ["--set", "transfer=vpt_deep", "--set", "peft.dapt.rank=4"]
     fails(capsys, argv, "peft.dapt is set, but transfer is vpt_deep")
+    fails(capsys, argv[:-1] + ["peft.rank=4"], "unknown config key(s): peft.rank", "prompts")
     assert not out.exists()
 
 
@@ -372,7 +372,7 @@ def test_embed_out_naming_a_folder_is_one_line(classifier, clouds, tmp_path, cap
 
 @pytest.mark.parametrize(
     "transfer, peft",
-    [("vpt_deep", {"vpt_deep": {"prompts": 3}}), ("dapt", {"dapt": {"rank": 4}})],
+    [("vpt_deep", {"prompts": 3}), ("dapt", {"rank": 4})],
 )
 def test_embed_of_a_peft_classifier_returns_what_its_head_reads(transfer, peft, clouds, tmp_path, caplog):
     import act3d
@@ -533,12 +533,12 @@ def test_predict_refuses_a_dataset_with_more_classes_than_the_classifier(classif
 def test_an_export_of_one_prompt_layer_is_not_imported_as_another(tmp_path, finetune_yaml, capsys):
     """IDPT's prompt_layer changes no weight's shape: the act3d export records it, and an import under
     another is refused (the weights would compute another network)."""
-    peft = {"idpt": {"prompt_layer": 1, "neighbours": 4}}
+    peft = {"prompt_layer": 1, "neighbours": 4}
     classifier = classifier_checkpoint(tmp_path / "idpt.pt", "idpt", peft)
     assert main(["export-official", str(classifier), "--out", str(tmp_path / "idpt-official")]) == 0
     base = ["import-official", tmp_path / "idpt-official.safetensors", "--layout", "classifier"]
-    base += ["--config", finetune_yaml, "--set", "transfer=idpt", "--set", "peft.idpt.neighbours=4"]
+    base += ["--config", finetune_yaml, "--set", "transfer=idpt", "--set", "peft.neighbours=4"]
     out = tmp_path / "back.pt"
-    fails(capsys, base + ["--set", "peft.idpt.prompt_layer=0", "--out", out], "peft.idpt.prompt_layer 1")
+    fails(capsys, base + ["--set", "peft.prompt_layer=0", "--out", out], "peft.prompt_layer 1")
     assert not out.exists()
-    assert main([str(a) for a in base + ["--set", "peft.idpt.prompt_layer=1", "--out", out]]) == 0
+    assert main([str(a) for a in base + ["--set", "peft.prompt_layer=1", "--out", out]]) == 0

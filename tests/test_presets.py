@@ -7,7 +7,8 @@ import pytest
 from act3d.config import list_presets, load_config
 from act3d.data.s3dis import CLASSES as S3DIS_CLASSES
 from act3d.data.shapenet import NUM_PARTS
-from act3d.models.peft import PEFT_METHODS, optimized_parameters
+from act3d.models.layers import optimized_parameters
+from act3d.models.peft import METHODS
 from act3d.models.pretrained import IMGFOCUS_VIT_S14, PretrainedTransformer
 from act3d.models.segmenter import PointSegmenter, SegmenterHead
 from act3d.models.student import MaskedPointModel, StudentEncoder
@@ -65,7 +66,7 @@ def test_finetune_presets_build_the_paper_classifier(name):
     encoder = _count(model.encoder)
     if cfg.transfer == "linear":
         assert _count(model) == pytest.approx(encoder + (768 * classes + classes) / 1e6)
-    elif cfg.transfer in PEFT_METHODS:  # the backbone and what the method adds, the head on its features
+    elif cfg.transfer in METHODS:  # the backbone and what the method adds, the head on its features
         head = _count(model.head)
         assert _count(model) == pytest.approx(encoder + _count(model.peft) + head)
         trained = dict(optimized_parameters(model))  # what AdamW updates
@@ -80,19 +81,19 @@ def test_finetune_presets_build_the_paper_classifier(name):
             _count(model.peft) - frozen + head + backbone
         )
         # IDPT's and VPT-deep's official runs keep every gradient (only_new leaves them out of AdamW only)
-        assert getattr(model.peft, "backbone_gradients", False) == (cfg.transfer in ("idpt", "vpt_deep"))
+        assert model.peft.backbone_gradients == (cfg.transfer in ("idpt", "vpt_deep"))
         # IDPT's official configs (ICCV23-IDPT cfgs/*_idpt.yaml): only OBJ_BG reads the prompt alone
         if cfg.transfer == "idpt":
-            assert cfg.peft.idpt.head_features == ("promptonly" if "obj_bg" in name else "all")
+            assert cfg.peft.head_features == ("promptonly" if "obj_bg" in name else "all")
             # prompt_layer 11 everywhere but OBJ_ONLY (cfgs/finetune_scan_objonly_idpt.yaml l.33: 6)
-            assert cfg.peft.idpt.prompt_layer == (6 if "obj_only" in name else 11)
+            assert cfg.peft.prompt_layer == (6 if "obj_only" in name else 11)
         if cfg.transfer == "dapt":  # LMD0311/DAPT cfgs/*_dapt.yaml
-            dapt = cfg.peft.dapt
+            dapt = cfg.peft
             assert dapt.rank == (72 if "modelnet" in name else 64)
             assert cfg.student.drop_path == (0.3 if "obj_bg" in name or "pb_t50_rs" in name else 0.1)
         if cfg.transfer == "ppt":  # zsc000722/PPT cfgs/pointmae_configs/*.yaml
             assert cfg.student.drop_path == 0.3
-            assert (cfg.peft.ppt.prompt_groups, cfg.peft.ppt.prompt_group_size) == (
+            assert (cfg.peft.prompt_groups, cfg.peft.prompt_group_size) == (
                 cfg.patches.num_groups,
                 32,
             )
@@ -237,7 +238,7 @@ def test_the_paper_presets_floor_the_learning_rate_as_the_official_schedulers():
         for name in list_presets(kind):
             if not _demo_sized(name):
                 cfg = load_config(cls, kind, name)
-                peft = getattr(cfg, "transfer", "full") in PEFT_METHODS
+                peft = getattr(cfg, "transfer", "full") in METHODS
                 assert cfg.optim.min_lr == (1e-6 if peft else 1e-7), (kind, name)
     for name in ("paper_part", "paper_semantic"):
         optim = load_config(SegmentRunConfig, "segment", name).optim

@@ -1,8 +1,12 @@
-"""One record per stage, one pooling function, errors of one class per cause, fit's history."""
+"""One record per stage, one pooling function, errors of one class per cause, fit's history; an import graph
+without cycles and modules of at most 500 lines."""
+
+from pathlib import Path
 
 import pytest
 import torch
 
+import act3d
 from act3d.cli import build_parser
 from act3d.config import list_presets
 from act3d.errors import ConfigError, InputError
@@ -70,3 +74,50 @@ def test_metrics_history_reads_back_a_resumed_log(tmp_path):
         == log.history()
         == [{"step": 5, "loss": 0.1 + 0.2, "lr": 1e-3}, {"step": 10, "val_acc": 0.5}]
     )
+
+
+def _module_imports() -> dict[str, set[str]]:
+    """act3d module -> the act3d modules it imports when it is imported (module-level statements only)."""
+    import ast
+
+    src = Path(act3d.__file__).parent
+    names = {
+        ".".join(p.relative_to(src.parent).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in src.rglob("*.py")
+    }
+    graph = {}
+    for name, path in names.items():
+        edges = set()
+        for node in ast.parse(path.read_text()).body:  # top level: imports inside functions run later
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("act3d"):
+                for alias in node.names:
+                    sub = f"{node.module}.{alias.name}"
+                    edges.add(sub if sub in names else node.module)
+            elif isinstance(node, ast.Import):
+                edges |= {a.name for a in node.names if a.name.startswith("act3d.")}
+        graph[name] = edges - {name}
+    return graph
+
+
+def test_the_import_graph_has_no_cycle():
+    graph, done, path = _module_imports(), set(), []
+
+    def visit(module: str) -> None:
+        if module in path:
+            raise AssertionError("import cycle: " + " -> ".join(path[path.index(module) :] + [module]))
+        if module in done:
+            return
+        path.append(module)
+        for other in sorted(graph.get(module, ())):
+            visit(other)
+        path.pop()
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module)
+
+
+def test_no_module_is_over_500_lines():
+    src = Path(act3d.__file__).parent
+    long = {p.relative_to(src): n for p in src.rglob("*.py") if (n := len(p.read_text().splitlines())) > 500}
+    assert not long

@@ -3,6 +3,7 @@ weights (tests/peft_reference.py), trains what the official freezing rule trains
 parameters at the paper sizes, and travels in and out of the official checkpoint layout."""
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 import torch
@@ -26,10 +27,13 @@ from safetensors.torch import load_file
 from act3d.config import to_dict
 from act3d.errors import CheckpointError, ConfigError
 from act3d.models.classifier import ClassifierHead, PointClassifier
+from act3d.models.layers import optimized_parameters
 from act3d.models.official import export_official, import_official, official_names, to_official, unaliased
-from act3d.models.peft import DaptConfig, IdptConfig, PeftConfig, VptDeepConfig, optimized_parameters
+from act3d.models.peft.dapt import DaptConfig
+from act3d.models.peft.idpt import IdptConfig
 from act3d.models.peft.pointgst import PointGstConfig, graph_basis, z_order_keys
 from act3d.models.peft.ppt import PptConfig
+from act3d.models.peft.vpt_deep import VptDeepConfig
 from act3d.models.student import StudentConfig, StudentEncoder
 from act3d.ops.grouping import PatchConfig, group_patches
 
@@ -45,7 +49,7 @@ def _randomise(model: torch.nn.Module) -> None:
             t.copy_(values if values is not None else 0.3 * torch.randn(t.shape, generator=gen))
 
 
-def _act3d(transfer: str, peft: PeftConfig) -> PointClassifier:
+def _act3d(transfer: str, peft: Any) -> PointClassifier:
     student = StudentConfig(width=WIDTH, depth=DEPTH, heads=HEADS, decoder_heads=HEADS, embed_hidden=HIDDEN)
     head = ClassifierHead(CLASSES, transfer, peft=peft)
     model = PointClassifier(StudentEncoder(student), head, PatchConfig(GROUPS, 8))
@@ -55,12 +59,12 @@ def _act3d(transfer: str, peft: PeftConfig) -> PointClassifier:
 
 CASES = {
     "vpt_deep": (
-        PeftConfig(vpt_deep=VptDeepConfig(prompts=3)),
+        VptDeepConfig(prompts=3),
         lambda: VptDeepClassifier(WIDTH, DEPTH, HEADS, HIDDEN, CLASSES, 3),
     ),
     **{
         f"idpt-{features}": (
-            PeftConfig(idpt=IdptConfig(prompt_layer=layer, head_features=features, neighbours=k)),
+            IdptConfig(prompt_layer=layer, head_features=features, neighbours=k),
             lambda layer=layer, features=features, k=k: IdptClassifier(
                 WIDTH, DEPTH, HEADS, HIDDEN, CLASSES, layer, features, k
             ),
@@ -74,7 +78,7 @@ CASES = {
     },
     **{
         f"dapt-{cls}-{prompts}-{patches}": (
-            PeftConfig(dapt=DaptConfig(rank=6, cls=cls == "use", prompts=prompts, patches=patches)),
+            DaptConfig(rank=6, cls=cls == "use", prompts=prompts, patches=patches),
             lambda cls=cls, prompts=prompts, patches=patches: DaptClassifier(
                 WIDTH,
                 DEPTH,
@@ -96,14 +100,14 @@ CASES = {
     },
     **{
         f"pointgst-{local}": (
-            PeftConfig(pointgst=PointGstConfig(rank=5, local=local)),
+            PointGstConfig(rank=5, local=local),
             lambda local=local: PointGstClassifier(WIDTH, DEPTH, HEADS, HIDDEN, CLASSES, 5, local),
         )
         for local in (8, 24)
     },
     **{
         f"ppt-{groups}-{size}": (
-            PeftConfig(ppt=PptConfig(prompt_groups=groups, prompt_group_size=size)),
+            PptConfig(prompt_groups=groups, prompt_group_size=size),
             lambda: PptClassifier(WIDTH, DEPTH, HEADS, HIDDEN, CLASSES),
         )
         for groups, size in ((GROUPS, 8), (10, 12))
@@ -159,7 +163,7 @@ def test_idpt_gradients_reach_what_the_official_run_computes(backbone_gradients)
     """Officially every parameter keeps its gradient and the optimiser updates only what the rule names;
     with `backbone_gradients: false` only what trains gets a gradient."""
     cfg = IdptConfig(prompt_layer=1, neighbours=8, backbone_gradients=backbone_gradients)
-    model = _act3d("idpt", PeftConfig(idpt=cfg)).train()
+    model = _act3d("idpt", cfg).train()
     model.logits(torch.randn(4, 256, 3)).square().sum().backward()
     optimized = {n for n, _ in optimized_parameters(model)}
     for name, p in model.named_parameters():
@@ -190,9 +194,9 @@ def test_trainable_counts_at_the_paper_sizes(transfer, groups, published):
 
 def test_idpt_refuses_a_backbone_it_cannot_fit():
     with pytest.raises(ConfigError, match="prompt_layer 3 is past the backbone's 3 blocks"):
-        _act3d("idpt", PeftConfig(idpt=IdptConfig(prompt_layer=3)))
+        _act3d("idpt", IdptConfig(prompt_layer=3))
     with pytest.raises(ConfigError, match="neighbours 30 is more than the 24 patches"):
-        _act3d("idpt", PeftConfig(idpt=IdptConfig(prompt_layer=1, neighbours=30)))
+        _act3d("idpt", IdptConfig(prompt_layer=1, neighbours=30))
 
 
 def _method_cfg(finetune_cfg, transfer, peft):
@@ -269,7 +273,7 @@ def test_pointgst_intended_basis_scales_by_the_smallest_distance_between_two_cen
 
 def test_pointgst_refuses_a_local_size_that_does_not_divide_the_patches():
     with pytest.raises(ConfigError, match="pointgst.local 7 does not divide the 24 patches"):
-        _act3d("pointgst", PeftConfig(pointgst=PointGstConfig(local=7)))
+        _act3d("pointgst", PointGstConfig(local=7))
 
 
 @pytest.mark.parametrize("transfer, published", [("full", 4.76), ("idpt", 7.10), ("dapt", 4.96)])
@@ -306,9 +310,7 @@ def test_one_training_step_clips_as_the_official_run(method, finetune_cfg):
     case = "vpt_deep" if method == "vpt_deep" else "idpt-all"
     head_grads = {}
     for backbone_gradients in (True, False):
-        peft = CASES[case][0]
-        own = replace(getattr(peft, method), backbone_gradients=backbone_gradients)
-        peft = replace(peft, **{method: own})
+        peft = replace(CASES[case][0], backbone_gradients=backbone_gradients)
         model = _act3d(method, peft)
         model.head[3].p = model.head[7].p = 0.0  # no dropout, no drop path: the steps see one network
         model.encoder.blocks.set_drop_path(0.0)
@@ -378,3 +380,35 @@ def test_idpt_checkpoints_hold_the_official_batchnorm_aliases(finetune_cfg, tmp_
     torch.save({"base_model": state}, tmp_path / "tampered.pth")
     with pytest.raises(CheckpointError, match="blocks.cls.bn2.weight and blocks.cls.conv2.1.weight"):
         import_official(tmp_path / "tampered.pth", "classifier", to_dict(cfg), tmp_path / "x.pt")
+
+
+def test_a_checkpoint_of_the_earlier_peft_layout_loads_as_its_method(tmp_path):
+    """Checkpoints written before each method owned its settings hold every method's under its name
+    (`arch["head"]["peft"] = {vpt_deep: {...}, idpt: {...}, ...}`): they load as the transfer's own method,
+    into the same network; one whose other method was set away from its defaults is refused in one line."""
+    from act3d.models import zoo
+    from act3d.models.checkpoint import model_payload, save_checkpoint
+    from act3d.models.peft import METHODS
+
+    own = IdptConfig(prompt_layer=1, neighbours=6)
+    model = _act3d("idpt", own)
+    arch = zoo.classifier_arch(
+        model.encoder.cfg, model.patching, 256, [f"c{i}" for i in range(CLASSES)], _head(own)
+    )
+    earlier = {m: to_dict(method.Config()) for m, method in METHODS.items()} | {"idpt": to_dict(own)}
+    arch["head"]["peft"] = earlier
+    save_checkpoint(tmp_path / "old.pt", model_payload(zoo.CLASSIFIER, model.state_dict(), 0, None, arch))
+    loaded, _ = zoo.load(tmp_path / "old.pt", zoo.CLASSIFIER)
+    assert loaded.peft.prompt_layer == 1 and loaded.peft.generator.k == 6
+    clouds = torch.randn(2, 256, 3)
+    torch.testing.assert_close(loaded.eval().logits(clouds), model.eval().logits(clouds), rtol=0, atol=0)
+    arch["head"]["peft"] = earlier | {"dapt": {"rank": 4}}
+    save_checkpoint(tmp_path / "mixed.pt", model_payload(zoo.CLASSIFIER, model.state_dict(), 0, None, arch))
+    with pytest.raises(
+        CheckpointError, match="mixed.pt: its architecture record: peft.dapt is set, but transfer is idpt"
+    ):
+        zoo.load(tmp_path / "mixed.pt", zoo.CLASSIFIER)
+
+
+def _head(peft: Any) -> ClassifierHead:
+    return ClassifierHead(CLASSES, "idpt", peft=peft)

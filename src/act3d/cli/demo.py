@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from act3d.cli.common import positive_int
-from act3d.models.peft import PEFT_METHODS
+from act3d.models.peft import METHODS
 
 log = logging.getLogger("act3d")
 
@@ -23,7 +23,7 @@ def _demo(args: argparse.Namespace) -> int:
         overrides=tuple(args.overrides),
         transfer_data=Path(args.transfer_data) if args.transfer_data else None,
         preset=args.preset,
-        peft=tuple(PEFT_METHODS if args.peft == [] else args.peft or ()),
+        peft=tuple(METHODS) if args.peft == [] else tuple(args.peft or ()),
     )
     results = run_demo(opts)
     log.info("")
@@ -111,10 +111,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     demo.add_argument(
         "--peft",
         nargs="*",
-        choices=PEFT_METHODS,
+        choices=list(METHODS),
         metavar="METHOD",
         help="also fine-tune the ACT student under parameter-efficient methods (all five without a name: "
-        f"{', '.join(PEFT_METHODS)}), each with the arms' seeds, and report their parameters, time per "
+        f"{', '.join(METHODS)}), each with the arms' seeds, and report their parameters, time per "
         "step and paired differences against full fine-tuning (off by default; about a minute per method "
         "and seed on the CPU preset)",
     )

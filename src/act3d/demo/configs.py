@@ -54,7 +54,7 @@ def peft_config(method: str, opts: DemoOptions) -> Any:
     paper-sized backbone) otherwise; then the quick limits and the user's `finetune:` changes, of the PEFT
     settings only this method's (a run refuses another method's settings)."""
     overrides = [
-        o
+        o.replace(f"peft.{method}.", "peft.", 1)  # a run's `peft` holds its own method's settings
         for o in stage_overrides(opts, FINETUNE)
         if not o.startswith("peft.") or o.startswith(f"peft.{method}.")
     ]

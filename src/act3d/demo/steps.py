@@ -12,7 +12,7 @@ from act3d.demo.arms import FEWSHOT_SETTINGS, Arm
 from act3d.demo.configs import DemoOptions, peft_config, stage_config, teacher_config, transfer_data_config
 from act3d.eval.probe import fewshot, split_features, svm_probe
 from act3d.models import zoo
-from act3d.models.peft import optimized_parameters
+from act3d.models.layers import optimized_parameters
 from act3d.stages import FINETUNE, PRETRAIN, TEACHER
 
 

@@ -3,17 +3,34 @@ parameter-efficient methods of `act3d.models.peft`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from act3d.models.peft import PEFT_METHODS, PeftConfig, backbone_trainable, build_method, optimized_parameters
+from act3d.errors import require
+from act3d.models.layers import optimized_parameters
+from act3d.models.peft import METHODS, BackboneShape, PeftMethod, settings_of
 from act3d.models.student import StudentEncoder, pooled_features
 from act3d.ops.grouping import PatchConfig, Patches
 
-Transfer = Literal["full", "linear", "mlp3", "vpt_deep", "idpt", "dapt", "pointgst", "ppt"]
+# how a classifier's backbone transfers: the paper's modes (full fine-tuning; a linear or 3-layer head on the
+# frozen backbone), or a PEFT method's name (`act3d.models.peft.METHODS`)
+PAPER_TRANSFERS = ("full", "linear", "mlp3")
+# of the backbone, what every frozen transfer trains (the official freezing rules train the parameters
+# whose name contains `cls`: IDPT tools/builder.py l.48-55 `only_new`; DAPT tools/builder.py l.53-60;
+# PointGST tools/builder.py l.138-146); a PEFT method may add prefixes (`backbone_trainable_prefixes`)
+BACKBONE_TRAINABLE = ("cls_token", "cls_pos")
+
+
+def transfers() -> tuple[str, ...]:
+    """Every transfer act3d knows: the paper's, then each registered PEFT method."""
+    return PAPER_TRANSFERS + tuple(METHODS)
+
+
+def check_transfer(transfer: str) -> None:
+    require(transfer in transfers(), "transfer", f"one of {list(transfers())}", transfer)
 
 
 @dataclass
@@ -21,10 +38,14 @@ class ClassifierHead:
     """A `PointClassifier`'s head and how its backbone trains (a checkpoint's `arch["head"]`)."""
 
     num_classes: int
-    transfer: Transfer = "full"
+    transfer: str = "full"  # one of `transfers()`
     dropout: float = 0.5
     frozen_mode: Literal["train", "eval"] = "train"
-    peft: PeftConfig = field(default_factory=PeftConfig)  # the PEFT methods' settings
+    peft: Any = None  # the settings of the transfer's PEFT method (its `Config`); None for the paper's
+
+    def __post_init__(self) -> None:
+        check_transfer(self.transfer)
+        self.peft = settings_of(self.transfer, self.peft)
 
 
 def mlp3_head(in_dim: int, num_classes: int, dropout: float = 0.5, activation: str = "relu") -> nn.Sequential:
@@ -64,32 +85,32 @@ class PointClassifier(nn.Module):
         super().__init__()
         self.encoder, self.transfer, self.frozen_mode = encoder, head.transfer, head.frozen_mode
         self.patching = patching
-        self.peft = (
-            build_method(head.transfer, head.peft, encoder.cfg, patching)
-            if head.transfer in PEFT_METHODS
+        self.peft: PeftMethod | None = (
+            METHODS[head.transfer](head.peft, BackboneShape.of(encoder.cfg, patching))
+            if head.transfer in METHODS
             else None
         )
         features = self.peft.feature_dim if self.peft is not None else 2 * encoder.cfg.width
+        activation = self.peft.head_activation if self.peft is not None else "relu"
         self.head = (
             nn.Sequential(nn.Linear(features, head.num_classes))
             if head.transfer == "linear"
-            else mlp3_head(
-                features, head.num_classes, head.dropout, getattr(self.peft, "HEAD_ACTIVATION", "relu")
-            )
+            else mlp3_head(features, head.num_classes, head.dropout, activation)
         )
-        if hasattr(self.peft, "HEAD_INIT"):
-            self.head.apply(self.peft.HEAD_INIT)
+        if self.peft is not None:
+            self.peft.init_head(self.head)
         if head.transfer != "full":
+            prefixes = self.peft.backbone_trainable_prefixes if self.peft is not None else ()
             for name, p in encoder.named_parameters():
-                p.requires_grad_(backbone_trainable(self.peft, name))
+                p.requires_grad_(name in BACKBONE_TRAINABLE or name.startswith(prefixes))
         if self.peft is not None:
             for name, p in self.peft.named_parameters():
-                p.requires_grad_(name not in getattr(self.peft, "FROZEN", ()))
+                p.requires_grad_(name not in self.peft.frozen)
         # what the optimiser leaves alone though it has gradients: under IDPT's and VPT-deep's official
         # `only_new` rule every parameter keeps its gradient (in the clipping norm), only what the rule names
-        # is updated (`act3d.models.peft.optimized_parameters`)
+        # is updated (`act3d.models.layers.optimized_parameters`)
         self.optimizer_skips: frozenset[str] = frozenset()
-        if getattr(self.peft, "backbone_gradients", False):
+        if self.peft is not None and self.peft.backbone_gradients:
             self.optimizer_skips = frozenset(n for n, p in self.named_parameters() if not p.requires_grad)
             self.requires_grad_(True)
 

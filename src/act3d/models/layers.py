@@ -3,6 +3,7 @@ of a backbone's tokens into one feature per cloud."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Literal
 
 import torch
@@ -66,3 +67,11 @@ def pool_tokens(
     if rule == "max+mean":
         return torch.cat([patch_tokens.max(dim=1).values, patch_tokens.mean(dim=1)], dim=-1)
     raise ConfigError(f"unknown pooling {rule!r}; one of {POOLINGS}")
+
+
+def optimized_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
+    """`(name, parameter)` of what the optimiser updates: the parameters with gradients, but for those a model
+    lists in `optimizer_skips` (frozen parameters that keep their gradients, as the official IDPT and
+    VPT-deep runs keep them; `act3d.models.classifier.PointClassifier`)."""
+    skips = getattr(model, "optimizer_skips", frozenset())
+    return ((n, p) for n, p in model.named_parameters() if p.requires_grad and n not in skips)

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from act3d.atomic import atomic_file, names_a_folder, write_text_atomic
-from act3d.config import from_dict
+from act3d.config import from_dict, to_dict
 from act3d.errors import CheckpointError
 from act3d.models import zoo
 from act3d.models.autoencoder import AutoencoderConfig
@@ -46,7 +46,7 @@ from act3d.models.checkpoint import (
 )
 from act3d.models.classifier import ClassifierHead
 from act3d.models.kinds import ModelName, kind_of, model_of
-from act3d.models.peft import PeftConfig
+from act3d.models.peft import METHODS, settings_of
 from act3d.models.pretrained import PretrainedTransformer, vit_arch
 from act3d.models.segmenter import SegmenterHead, feature_layers
 from act3d.models.student import StudentConfig
@@ -87,22 +87,10 @@ RENAMES: dict[str, list[tuple[str, str]]] = {
         ("decoder_norm.", "ACT_decoder.norm."),
         ("head.", "proj_head."),
     ],
-    # with the PEFT methods' additions in their official names (act3d.models.peft): VPT-deep's per-block
-    # prompts and IDPT's prompt generator (`blocks.cls`, inside the official encoder) and prompt position
+    # with the PEFT methods' additions in their official names (each method's `official_names`)
     "classifier": [("encoder." + a, o) for a, o in _ENCODER]
-    + [
-        ("head.", "cls_head_finetune."),
-        ("peft.prompts.", "cls_prompt_list."),
-        ("peft.prompt_pos.", "cls_prompt_pos_list."),
-        ("peft.generator.", "blocks.cls."),
-        ("peft.prompt_pos", "prompt_pos"),
-        ("peft.prompt_mlp.", "blocks.prompt_mlp."),  # PPT's prompt MLPs, inside the official encoder
-        ("peft.prompt_pos_mlp.", "blocks.prompt_pos_mlp."),
-        ("peft.prompt_all_mlp.", "blocks.prompt_all_mlp."),
-        # DAPT, PointGST: their per-block parameters keep their official names
-        ("peft.blocks.", "blocks.blocks."),
-        *[(f"peft.tfts_{p}_{i}", f"tfts_{p}_{i}") for p in ("gamma", "beta") for i in (1, 2)],
-    ],
+    + [("head.", "cls_head_finetune.")]
+    + [("peft." + a, o) for method in METHODS.values() for a, o in method.official_names],
     # the backbone travels in the official names, the head (laid out as part_segmentation/models/pt.py's,
     # with channels-last Linears) under act3d's own
     "segmenter": [("encoder." + a, o) for a, o in _ENCODER]
@@ -126,11 +114,11 @@ _CONV1D = re.compile(
 _CONV2D = re.compile(r"(^|\.)dgcnn_[12]\.layer[1-4]\.0\.weight$")
 
 
-# official modules registered under two names, whose weights the official state dict holds under both: IDPT's
-# `DGCNNView` keeps its BatchNorms as `bn1`, `bn2`, `bn3`, `bn5` and again inside `conv1..conv5` (ICCV23-IDPT
-# models/dgcnn.py l.86-109), and IDPT's loader is strict. (alias prefix, the prefix act3d's names map to)
+# official modules registered under two names, whose weights the official state dict holds under both (a PEFT
+# method's `official_aliases`: IDPT's prompt generator), and the official loaders are strict. (alias prefix,
+# the prefix act3d's names map to)
 ALIASES: dict[str, list[tuple[str, str]]] = {
-    "classifier": [(f"blocks.cls.bn{n}.", f"blocks.cls.conv{n}.1.") for n in (1, 2, 3, 5)]
+    "classifier": [pair for method in METHODS.values() for pair in method.official_aliases]
 }
 
 
@@ -252,7 +240,7 @@ def _arch(layout: Layout, config: dict[str, Any], state: dict[str, torch.Tensor]
             config["transfer"],
             config["head_dropout"],
             config.get("frozen_backbone_mode", "train"),
-            from_dict(PeftConfig, config.get("peft", {})),
+            config.get("peft"),
         )
         return zoo.classifier_arch(student, patches, config["data"]["num_points"], names, head)
     if layout == "student":
@@ -289,27 +277,19 @@ def _arch(layout: Layout, config: dict[str, Any], state: dict[str, torch.Tensor]
     return zoo.teacher_arch(model_cfg, patches, backbone)
 
 
-# the official names that tell a PEFT method's classifier (act3d.models.peft) from a fine-tuned one
-_METHOD_MARKS = {
-    "vpt_deep": "cls_prompt_list.",
-    "idpt": "blocks.cls.",
-    "dapt": "tfts_",
-    "pointgst": ".gft_adapter.",
-    "ppt": "blocks.prompt_mlp.",
-}
-
-
 def method_of(state: dict[str, torch.Tensor]) -> str:
     """The transfer an official classifier checkpoint was trained with, read off its key names: a PEFT
-    method whose additions it holds, else `full` (which `linear` and `mlp3` checkpoints also read as)."""
-    return next((m for m, mark in _METHOD_MARKS.items() if any(mark in k for k in state)), "full")
+    method whose additions it holds (its `official_mark`), else `full` (which `linear` and `mlp3` checkpoints
+    also read as)."""
+    marks = {m: method.official_mark for m, method in METHODS.items()}
+    return next((m for m, mark in marks.items() if any(mark in k for k in state)), "full")
 
 
 def check_method(state: dict[str, torch.Tensor], transfer: str) -> None:
     """Refuse, in one line, to read one method's classifier checkpoint as another's."""
     found = method_of(state)
-    if found != transfer and (found in _METHOD_MARKS or transfer in _METHOD_MARKS):
-        what = f"{found} ({_METHOD_MARKS[found]}* weights)" if found in _METHOD_MARKS else "no PEFT weights"
+    if found != transfer and (found in METHODS or transfer in METHODS):
+        what = f"{found} ({METHODS[found].official_mark}* weights)" if found in METHODS else "no PEFT weights"
         raise CheckpointError(
             f"the checkpoint holds a classifier with {what}, the configuration builds transfer {transfer}; "
             f"expected a {transfer} checkpoint, or a preset of {found}"
@@ -384,10 +364,6 @@ def exported_record(path: str | Path, layout: Layout) -> dict[str, Any] | None:
     return record if ok else None
 
 
-# PEFT settings that change how a method trains, not what its trained model computes
-TRAINING_ONLY_SETTINGS = {"backbone_gradients", "adapter_dropout"}
-
-
 def check_recorded_method(record: dict[str, Any], arch: dict[str, Any], source: str) -> None:
     """Refuse a classifier whose export record names another transfer, or other settings of its PEFT method,
     than the configuration builds: settings such as IDPT's `prompt_layer` change the computation without
@@ -402,13 +378,13 @@ def check_recorded_method(record: dict[str, Any], arch: dict[str, Any], source: 
             f"{source}: its export record says transfer {theirs.get('transfer')}, the configuration builds "
             f"{method}; choose that method's preset"
         )
-    recorded, built = (theirs.get("peft") or {}).get(method, {}), (ours.get("peft") or {}).get(method, {})
-    keys = (recorded.keys() | built.keys()) - TRAINING_ONLY_SETTINGS
-    differ = sorted(k for k in keys if recorded.get(k) != built.get(k))
+    if method not in METHODS:
+        return
+    recorded = to_dict(settings_of(method, theirs.get("peft"), f"{source}: peft"))
+    built = to_dict(settings_of(method, ours.get("peft")))
+    differ = sorted(k for k in recorded if k not in METHODS[method].training_only and recorded[k] != built[k])
     if differ:
-        said = ", ".join(
-            f"peft.{method}.{k} {recorded.get(k)!r} (configuration: {built.get(k)!r})" for k in differ
-        )
+        said = ", ".join(f"peft.{k} {recorded[k]!r} (configuration: {built[k]!r})" for k in differ)
         raise CheckpointError(
             f"{source}: trained with {said}; import it with those settings (--set), or they would compute "
             "another network"

@@ -26,7 +26,7 @@ from typing import Any, Literal
 from torch import nn
 
 from act3d.config import from_dict, to_dict
-from act3d.errors import CheckpointError
+from act3d.errors import CheckpointError, ConfigError
 from act3d.models.autoencoder import AutoencoderConfig, CrossModalAutoencoder
 from act3d.models.checkpoint import load_checkpoint, load_state_strict
 from act3d.models.classifier import ClassifierHead, PointClassifier
@@ -134,6 +134,8 @@ def load(path: str | Path, kind: str | tuple[str, ...] = KINDS) -> tuple[nn.Modu
         raise CheckpointError(
             f"{path}: its architecture record has no {err}; it was written by another act3d version"
         ) from None
+    except ConfigError as err:  # a record act3d cannot build: hand-edited, or settings refused since
+        raise CheckpointError(f"{path}: its architecture record: {err}") from None
     load_state_strict(model, ckpt["model"], str(path))
     return model.eval(), ckpt
 

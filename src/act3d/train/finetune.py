@@ -25,8 +25,8 @@ from act3d.errors import ConfigError, require
 from act3d.eval.metrics import confusion_matrix, mean_class_accuracy, overall_accuracy
 from act3d.models import zoo
 from act3d.models.checkpoint import host_copy
-from act3d.models.classifier import ClassifierHead, PointClassifier, Transfer
-from act3d.models.peft import PEFT_METHODS, PeftConfig
+from act3d.models.classifier import ClassifierHead, PointClassifier, check_transfer
+from act3d.models.peft import METHODS, settings_of
 from act3d.models.student import StudentConfig, StudentEncoder
 from act3d.ops.fps import FpsRule, farthest_point_sampling
 from act3d.ops.grouping import PatchConfig
@@ -46,10 +46,10 @@ class FinetuneRunConfig:
     patches: PatchConfig = field(default_factory=PatchConfig)
     student: StudentConfig = field(default_factory=StudentConfig)  # architecture when training from scratch
     checkpoint: str | None = None  # Stage II student checkpoint; None = from scratch
-    # full | linear | mlp3 (the paper's), or a PEFT method, set by `peft`: vpt_deep | idpt | dapt | pointgst
-    # | ppt (act3d.models.peft)
-    transfer: Transfer = "full"
-    peft: PeftConfig = field(default_factory=PeftConfig)
+    # full | linear | mlp3 (the paper's), or a PEFT method: vpt_deep | idpt | dapt | pointgst | ppt
+    # (act3d.models.peft), whose settings `peft` holds (that method's `Config`; null: its defaults)
+    transfer: str = "full"
+    peft: Any = None
     # the head's outputs; null: the dataset's classes. The official few-shot config has cls_dim 40 for every
     # episode (fewshot_modelnet.yaml l.35): a 5-way episode's head scores 40 classes, 35 of them never seen
     num_classes: int | None = None
@@ -96,25 +96,10 @@ class FinetuneRunConfig:
 
     def __post_init__(self) -> None:
         check_points_per_cloud(self.data, self.patches)
-        unused = [
-            m
-            for m in PEFT_METHODS
-            if m != self.transfer and getattr(self.peft, m) != getattr(PeftConfig(), m)
-        ]
-        if unused:
-            raise ConfigError(
-                f"peft.{unused[0]} is set, but transfer is {self.transfer}, which does not read it; set "
-                f"transfer={unused[0]} or leave peft.{unused[0]} out"
-            )
-        if self.transfer == "ppt":  # PPT cuts the clouds a second time
-            ppt = self.peft.ppt
-            need = max(ppt.prompt_groups, ppt.prompt_group_size)
-            require(
-                self.data.num_points >= need,
-                "data.num_points",
-                f"at least max(peft.ppt.prompt_groups, peft.ppt.prompt_group_size) = {need}",
-                self.data.num_points,
-            )
+        check_transfer(self.transfer)
+        self.peft = settings_of(self.transfer, self.peft)
+        if self.transfer in METHODS:
+            METHODS[self.transfer].check_data(self.peft, self.data.num_points)
         require(0 <= self.head_dropout < 1, "head_dropout", "a rate in [0, 1)", self.head_dropout)
         require(
             self.num_classes is None or self.num_classes >= 1, "num_classes", "null or >= 1", self.num_classes

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from act3d.models.peft import optimized_parameters
+from act3d.models.layers import optimized_parameters
 from act3d.train.options import OptimConfig
 
 

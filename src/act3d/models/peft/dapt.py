@@ -24,6 +24,7 @@ from torch import nn
 
 from act3d.errors import require
 from act3d.models.peft.backbone import checkpointed, with_cls
+from act3d.models.peft.method import BackboneShape, PeftMethod, register
 from act3d.models.student import StudentEncoder
 from act3d.models.transformer import Attention, Block, Mlp
 from act3d.ops.grouping import Patches
@@ -138,12 +139,24 @@ class AdaptedBlock(nn.Module):
         return torch.cat([x[:, :1], prompt, x[:, 1:]], dim=1)
 
 
-class DynamicAdapters(nn.Module):
+@register
+class DynamicAdapters(PeftMethod):
     """DAPT's additions to a `depth`-block backbone of width `W`: one `AdaptedBlock` per block (`blocks`) and
     the scale-and-shift pairs after the patch embedding (`tfts_*_1`) and the final norm (`tfts_*_2`)."""
 
-    def __init__(self, cfg: DaptConfig, width: int, depth: int, mlp_ratio: float):
+    name = "dapt"
+    Config = DaptConfig
+    # the per-block parameters keep their official names inside the official encoder
+    official_names = (
+        ("blocks.", "blocks.blocks."),
+        *((f"tfts_{p}_{i}", f"tfts_{p}_{i}") for p in ("gamma", "beta") for i in (1, 2)),
+    )
+    official_mark = "tfts_"
+    training_only = frozenset({"adapter_dropout"})
+
+    def __init__(self, cfg: DaptConfig, backbone: BackboneShape):
         super().__init__()
+        width, depth, mlp_ratio = backbone.width, backbone.depth, backbone.mlp_ratio
         self.cfg = cfg
         self.feature_dim = width * (int(cfg.cls) + (cfg.prompts != "none") + (cfg.patches != "none"))
         hidden = int(width * mlp_ratio)

@@ -18,6 +18,7 @@ from torch import nn
 
 from act3d.errors import ConfigError, require
 from act3d.models.peft.backbone import checkpointed, with_cls
+from act3d.models.peft.method import BackboneShape, PeftMethod, register
 from act3d.models.student import StudentEncoder
 from act3d.ops.float32 import in_float32
 from act3d.ops.grouping import Patches
@@ -87,15 +88,25 @@ class PromptGenerator(nn.Module):
         return F.adaptive_max_pool1d(x, 1).transpose(1, 2)
 
 
-class InstancePrompt(nn.Module):
+@register
+class InstancePrompt(PeftMethod):
     """IDPT's additions: the prompt generator (official `blocks.cls`) and the prompt's position (official
     `prompt_pos`, trunc-normal 0.02, l.940-946). The official optimiser trains names containing `cls` only
-    (tools/builder.py l.48-55), so `prompt_pos` stays at its random initial value: `FROZEN`."""
+    (tools/builder.py l.48-55), so `prompt_pos` stays at its random initial value: `frozen`."""
 
-    FROZEN = ("prompt_pos",)
+    name = "idpt"
+    Config = IdptConfig
+    official_names = (("generator.", "blocks.cls."), ("prompt_pos", "prompt_pos"))
+    official_mark = "blocks.cls."
+    # the official `DGCNNView` registers its BatchNorms as `bn1/2/3/5` and again inside `conv1..conv5`
+    # (ICCV23-IDPT models/dgcnn.py l.86-109), so its state dict holds both names
+    official_aliases = tuple((f"blocks.cls.bn{n}.", f"blocks.cls.conv{n}.1.") for n in (1, 2, 3, 5))
+    training_only = frozenset({"backbone_gradients"})
+    frozen = ("prompt_pos",)
 
-    def __init__(self, cfg: IdptConfig, width: int, depth: int, num_groups: int):
+    def __init__(self, cfg: IdptConfig, backbone: BackboneShape):
         super().__init__()
+        width, depth, num_groups = backbone.width, backbone.depth, backbone.num_groups
         if cfg.prompt_layer >= depth:
             raise ConfigError(
                 f"idpt.prompt_layer {cfg.prompt_layer} is past the backbone's {depth} blocks; "

@@ -27,6 +27,7 @@ from torch import nn
 
 from act3d.errors import ConfigError, require
 from act3d.models.peft.backbone import block_with_branch, checkpointed, with_cls
+from act3d.models.peft.method import BackboneShape, PeftMethod, register
 from act3d.models.student import StudentEncoder
 from act3d.models.transformer import Block
 from act3d.ops.float32 import in_float32
@@ -148,11 +149,18 @@ class AdaptedBlock(nn.Module):
         return block_with_branch(block, x, lambda tokens: self.gft_adapter(tokens, bases))
 
 
-class SpectralTuning(nn.Module):
+@register
+class SpectralTuning(PeftMethod):
     """PointGST's additions to a `depth`-block backbone cut into `num_groups` patches."""
 
-    def __init__(self, cfg: PointGstConfig, width: int, depth: int, num_groups: int):
+    name = "pointgst"
+    Config = PointGstConfig
+    official_names = (("blocks.", "blocks.blocks."),)  # the per-block adapters, inside the official encoder
+    official_mark = ".gft_adapter."
+
+    def __init__(self, cfg: PointGstConfig, backbone: BackboneShape):
         super().__init__()
+        width, depth, num_groups = backbone.width, backbone.depth, backbone.num_groups
         if num_groups % cfg.local:
             raise ConfigError(
                 f"pointgst.local {cfg.local} does not divide the {num_groups} patches per cloud; "

@@ -21,8 +21,8 @@ from torch import nn
 from act3d.errors import require
 from act3d.models.layers import trunc_normal_init
 from act3d.models.peft.backbone import block_with_branch, checkpointed, with_cls
+from act3d.models.peft.method import BackboneShape, PeftMethod, register
 from act3d.models.student import StudentEncoder
-from act3d.ops.fps import FpsRule
 from act3d.ops.grouping import PatchConfig, Patches
 
 
@@ -43,20 +43,41 @@ def _prompt_mlp(width: int) -> nn.Sequential:
     return mlp
 
 
-class PositionalPrompts(nn.Module):
+@register
+class PositionalPrompts(PeftMethod):
     """PPT's additions: three shared prompt MLPs, and the second grouping of the clouds."""
 
+    name = "ppt"
+    Config = PptConfig
+    official_names = tuple(  # inside the official encoder
+        (f"{m}.", f"blocks.{m}.") for m in ("prompt_mlp", "prompt_pos_mlp", "prompt_all_mlp")
+    )
+    official_mark = "blocks.prompt_mlp."
     # the official rule trains parameters named `cls`, `prompt`, `first_conv` or `pos_embed`: of the
     # backbone, the cls token and position, the mini-PointNet's first layers and the centre embedding
-    BACKBONE_TRAINABLE_PREFIXES = ("patch_embed.first_conv.", "pos_embed.")
-    HEAD_ACTIVATION = "gelu"  # official `cls_head_finetune` (l.272-282)
-    HEAD_INIT = staticmethod(trunc_normal_init)  # the official model applies `_init_weights` to everything
+    backbone_trainable_prefixes = ("patch_embed.first_conv.", "pos_embed.")
+    head_activation = "gelu"  # official `cls_head_finetune` (l.272-282)
 
-    def __init__(self, cfg: PptConfig, width: int, fps: FpsRule):
+    def __init__(self, cfg: PptConfig, backbone: BackboneShape):
         super().__init__()
-        self.extra = PatchConfig(cfg.prompt_groups, cfg.prompt_group_size, fps)
+        width = backbone.width
+        self.extra = PatchConfig(cfg.prompt_groups, cfg.prompt_group_size, backbone.fps)
         self.feature_dim = 3 * width
         self.prompt_mlp, self.prompt_pos_mlp, self.prompt_all_mlp = (_prompt_mlp(width) for _ in range(3))
+
+    @classmethod
+    def check_data(cls, cfg: PptConfig, num_points: int) -> None:
+        """The second grouping needs clouds of at least `max(prompt_groups, prompt_group_size)` points."""
+        need = max(cfg.prompt_groups, cfg.prompt_group_size)
+        require(
+            num_points >= need,
+            "data.num_points",
+            f"at least max(peft.prompt_groups, peft.prompt_group_size) = {need}",
+            num_points,
+        )
+
+    def init_head(self, head: nn.Module) -> None:
+        head.apply(trunc_normal_init)  # the official model applies `_init_weights` to everything
 
     def forward(self, encoder: StudentEncoder, patches: Patches, points: torch.Tensor | None) -> torch.Tensor:
         """`points (B, N, 3)`, the clouds `patches` were cut from -> `(B, 3W)` (official `forward`,

@@ -15,6 +15,7 @@ from torch import nn
 
 from act3d.errors import require
 from act3d.models.peft.backbone import checkpointed, with_cls
+from act3d.models.peft.method import BackboneShape, PeftMethod, register
 from act3d.models.student import StudentEncoder
 from act3d.ops.grouping import Patches
 
@@ -30,12 +31,20 @@ class VptDeepConfig:
         require(self.prompts >= 1, "prompts", "an integer >= 1", self.prompts)
 
 
-class DeepPrompts(nn.Module):
+@register
+class DeepPrompts(PeftMethod):
     """`depth` sets of `prompts` learnable tokens and positions, `(1, P, W)` each (official
     `cls_prompt_list` / `cls_prompt_pos_list`, l.1282-1293)."""
 
-    def __init__(self, cfg: VptDeepConfig, width: int, depth: int):
+    name = "vpt_deep"
+    Config = VptDeepConfig
+    official_names = (("prompts.", "cls_prompt_list."), ("prompt_pos.", "cls_prompt_pos_list."))
+    official_mark = "cls_prompt_list."
+    training_only = frozenset({"backbone_gradients"})
+
+    def __init__(self, cfg: VptDeepConfig, backbone: BackboneShape):
         super().__init__()
+        width, depth = backbone.width, backbone.depth
         self.feature_dim = 2 * width
         self.backbone_gradients = cfg.backbone_gradients
         self.prompts = nn.ParameterList(
