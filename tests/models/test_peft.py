@@ -412,3 +412,26 @@ def test_a_checkpoint_of_the_earlier_peft_layout_loads_as_its_method(tmp_path):
 
 def _head(peft: Any) -> ClassifierHead:
     return ClassifierHead(CLASSES, "idpt", peft=peft)
+
+
+@pytest.mark.parametrize("case", ["vpt_deep", "idpt-all", "dapt-use-mean-max", "pointgst-8", "ppt-10-12"])
+def test_activation_checkpointing_changes_no_gradient(case):
+    """The backbone's checkpointing (`set_activation_checkpointing`) recomputes every block a method runs
+    through the stack's seams, in train mode (drop path, DAPT's adapter dropout): the same loss and
+    gradients to the bit."""
+    from act3d.models.transformer import set_activation_checkpointing
+
+    method = case.split("-")[0]
+    grads = []
+    for enabled in (False, True):
+        model = _act3d(method, CASES[case][0]).train()
+        model.encoder.blocks.set_drop_path(0.2)
+        set_activation_checkpointing(model, enabled)
+        torch.manual_seed(1)
+        points = torch.randn(4, 256, 3)
+        loss = model.logits(points).square().mean()
+        loss.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 0
+    for name in grads[0]:
+        assert torch.equal(grads[0][name], grads[1][name]), name

@@ -8,6 +8,7 @@ Targets (`StudentConfig.target`):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -18,7 +19,7 @@ from torch import nn
 from act3d.errors import ConfigError, require
 from act3d.models.layers import Pooling, pool_tokens, trunc_normal_init
 from act3d.models.tokenizer import CenterEmbed, PatchEmbed
-from act3d.models.transformer import TransformerStack
+from act3d.models.transformer import EnterBlock, RunBlock, TransformerStack
 from act3d.ops.chamfer import chamfer_distance
 from act3d.ops.grouping import PatchConfig, Patches
 from act3d.ops.indexing import gather_points
@@ -117,6 +118,32 @@ class StudentEncoder(nn.Module):
         if return_layers:
             return [self.norm(h) for h in self.blocks(x, pos, return_layers)]
         return self.norm(self.blocks(x, pos))
+
+    def run(
+        self,
+        patches: Patches,
+        extra: Patches | None = None,
+        embedded: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        enter: EnterBlock | None = None,
+        run: RunBlock | None = None,
+    ) -> torch.Tensor:
+        """The backbone over every patch, with a PEFT method's seams -> normalised `(B, T, W)` tokens, `[cls,
+        patches, extra patches]` and what `enter` inserts.
+
+        `embedded` changes the `(B, G, W)` patch tokens after the mini-PointNet (DAPT's scale and shift);
+        `extra` patches (PPT's second grouping) are embedded by the same mini-PointNet after the patches and
+        follow them as tokens, with their centres' positions; `enter` and `run` are the stack's seams around
+        each block (`TransformerStack.forward`)."""
+        b = patches.center.shape[0]
+        tokens = self.patch_embed(patches.neighborhood)
+        if embedded is not None:
+            tokens = embedded(tokens)
+        x = torch.cat([self.cls_token.expand(b, -1, -1), tokens], dim=1)
+        pos = torch.cat([self.cls_pos.expand(b, -1, -1), self.pos_embed(patches.center)], dim=1)
+        if extra is not None:
+            x = torch.cat([x, self.patch_embed(extra.neighborhood)], dim=1)
+            pos = torch.cat([pos, self.pos_embed(extra.center)], dim=1)
+        return self.norm(self.blocks(x, pos, enter=enter, run=run))
 
 
 def pooled_features(encoder: StudentEncoder, patches: Patches, pooling: Pooling) -> torch.Tensor:

@@ -7,12 +7,20 @@ teachers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from act3d.errors import ConfigError
+
+# a PEFT method's seams in a block and in the stack (`Block.forward`, `TransformerStack.forward`)
+Branch = Callable[[torch.Tensor], torch.Tensor]
+EnterBlock = Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+RunBlock = Callable[[int, "Block", torch.Tensor], torch.Tensor]
 
 
 class DropPath(nn.Module):
@@ -97,9 +105,14 @@ class Block(nn.Module):
         self.ls2 = LayerScale(dim, layer_scale) if layer_scale is not None else nn.Identity()
         self.drop_path = DropPath(drop_path)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, branch: Branch | None = None) -> torch.Tensor:
+        """`(B, T, D)` -> `(B, T, D)`. A `branch` beside the MLP (a PEFT method's adapter) reads the tokens after
+        the attention's residual and its output is added after the MLP's: `(x + mlp) + branch(x)`."""
         x = x + self.drop_path(self.ls1(self.attn(self.norm1(x))))
-        return x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
+        if branch is None:
+            return x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
+        side = branch(x)
+        return x + self.drop_path(self.ls2(self.mlp(self.norm2(x)))) + side
 
 
 class PostNormBlock(nn.Module):
@@ -143,16 +156,25 @@ class TransformerStack(nn.Module):
             block.drop_path.p = rate
 
     def forward(
-        self, x: torch.Tensor, pos: torch.Tensor, return_layers: tuple[int, ...] = ()
+        self,
+        x: torch.Tensor,
+        pos: torch.Tensor,
+        return_layers: tuple[int, ...] = (),
+        enter: EnterBlock | None = None,
+        run: RunBlock | None = None,
     ) -> torch.Tensor | list[torch.Tensor]:
-        """`x, pos (B, T, D)` -> `(B, T, D)`; with `return_layers`, the outputs of those blocks (1-based)."""
+        """`x, pos (B, T, D)` -> `(B, T', D)`; with `return_layers`, the outputs of those blocks (1-based).
+
+        The seams a PEFT method changes the frozen stack at (`act3d.models.peft`), each None for the plain
+        stack: `enter(i, x, pos) -> (input, pos)` makes block `i`'s input from the tokens and positions
+        (plain: `x + pos`; a method inserts or replaces tokens here), and `run(i, block, input) -> x` runs it
+        (plain: `block(input)`; a method passes a `branch` or runs its own block on the frozen layers)."""
         outs = []
-        for i, block in enumerate(self.blocks, start=1):
-            if self.checkpointing and self.training:
-                x = checkpoint(block, x + pos, use_reentrant=False)
-            else:
-                x = block(x + pos)
-            if i in return_layers:
+        for i, block in enumerate(self.blocks):
+            h, pos = enter(i, x, pos) if enter is not None else (x + pos, pos)
+            fn = partial(run, i, block) if run is not None else block
+            x = checkpoint(fn, h, use_reentrant=False) if self.checkpointing and self.training else fn(h)
+            if i + 1 in return_layers:
                 outs.append(x)
         return outs if return_layers else x
 

@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from act3d.errors import require
-from act3d.models.peft.backbone import checkpointed, with_cls
 from act3d.models.peft.method import BackboneShape, PeftMethod, register
 from act3d.models.student import StudentEncoder
 from act3d.models.transformer import Attention, Block, Mlp
@@ -115,7 +114,7 @@ class _MlpShifts(nn.Module):
         return mlp.fc2(x) * self.tfts_gamma_2 + self.tfts_beta_2
 
 
-class AdaptedBlock(nn.Module):
+class DynamicAdapterBlock(nn.Module):
     """What DAPT adds to one block: the adapter, and scale-and-shift pairs after `norm1`, `norm2` and on the
     new prompt (official `Block.tfts_*_{1,2,3}`)."""
 
@@ -141,7 +140,7 @@ class AdaptedBlock(nn.Module):
 
 @register
 class DynamicAdapters(PeftMethod):
-    """DAPT's additions to a `depth`-block backbone of width `W`: one `AdaptedBlock` per block (`blocks`) and
+    """DAPT's additions to a `depth`-block backbone of width `W`: one `DynamicAdapterBlock` per block (`blocks`) and
     the scale-and-shift pairs after the patch embedding (`tfts_*_1`) and the final norm (`tfts_*_2`)."""
 
     name = "dapt"
@@ -161,7 +160,7 @@ class DynamicAdapters(PeftMethod):
         self.feature_dim = width * (int(cfg.cls) + (cfg.prompts != "none") + (cfg.patches != "none"))
         hidden = int(width * mlp_ratio)
         self.blocks = nn.ModuleList(
-            AdaptedBlock(width, hidden, cfg.rank, cfg.adapter_dropout) for _ in range(depth)
+            DynamicAdapterBlock(width, hidden, cfg.rank, cfg.adapter_dropout) for _ in range(depth)
         )
         self.tfts_gamma_1, self.tfts_beta_1 = scale_shift(width)
         self.tfts_gamma_2, self.tfts_beta_2 = scale_shift(width)
@@ -169,13 +168,14 @@ class DynamicAdapters(PeftMethod):
     def forward(self, encoder: StudentEncoder, patches: Patches, points: torch.Tensor | None) -> torch.Tensor:
         """-> `(B, feature_dim)` from the `[cls, prompts (one per block, newest first), patches]` tokens
         (official `PointTransformer_DAPT.forward`, l.364-422)."""
-        tokens = encoder.patch_embed(patches.neighborhood) * self.tfts_gamma_1 + self.tfts_beta_1
-        g = tokens.shape[1]
-        x, pos = with_cls(encoder, tokens, patches.center)
-        x = x + pos  # once (l.378): DAPT's blocks take no positions
-        for block, adapted in zip(encoder.blocks.blocks, self.blocks):
-            x = checkpointed(encoder, adapted, block, x)
-        x = encoder.norm(x) * self.tfts_gamma_2 + self.tfts_beta_2
+        g = patches.center.shape[1]
+        x = encoder.run(
+            patches,
+            embedded=lambda tokens: tokens * self.tfts_gamma_1 + self.tfts_beta_1,
+            enter=lambda i, x, pos: (x + pos if i == 0 else x, pos),  # positions once (l.378): none in blocks
+            run=lambda i, block, x: self.blocks[i](block, x),
+        )
+        x = x * self.tfts_gamma_2 + self.tfts_beta_2
         parts = [x[:, 0]] if self.cfg.cls else []
         if self.cfg.prompts != "none":
             prompts = x[:, 1:-g]

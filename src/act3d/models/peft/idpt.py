@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from act3d.errors import ConfigError, require
-from act3d.models.peft.backbone import checkpointed, with_cls
 from act3d.models.peft.method import BackboneShape, PeftMethod, register
 from act3d.models.student import StudentEncoder
 from act3d.ops.float32 import in_float32
@@ -126,15 +125,16 @@ class InstancePrompt(PeftMethod):
 
     def forward(self, encoder: StudentEncoder, patches: Patches, points: torch.Tensor | None) -> torch.Tensor:
         """-> `(B, feature_dim)` from the normalised `[cls, prompt, patches]` tokens."""
-        x, pos = with_cls(encoder, encoder.patch_embed(patches.neighborhood), patches.center)
-        b = x.shape[0]
-        for i, block in enumerate(encoder.blocks.blocks):
+
+        def enter(i: int, x: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             if i == self.prompt_layer:  # l.351-358: the prompt from the patch tokens entering this block
+                b = x.shape[0]
                 prompt = self.generator(x[:, 1:].transpose(1, 2))
                 x = torch.cat([x[:, :1], prompt, x[:, 1:]], dim=1)
                 pos = torch.cat([pos[:, :1], self.prompt_pos.expand(b, -1, -1), pos[:, 1:]], dim=1)
-            x = checkpointed(encoder, block, x + pos)
-        x = encoder.norm(x)
+            return x + pos, pos
+
+        x = encoder.run(patches, enter=enter)
         cls, prompt, patch_max = x[:, 0], x[:, 1], x[:, 2:].max(dim=1).values
         parts = {
             "all": [cls, prompt, patch_max],

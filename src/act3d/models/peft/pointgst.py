@@ -26,7 +26,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from act3d.errors import ConfigError, require
-from act3d.models.peft.backbone import block_with_branch, checkpointed, with_cls
 from act3d.models.peft.method import BackboneShape, PeftMethod, register
 from act3d.models.student import StudentEncoder
 from act3d.models.transformer import Block
@@ -137,7 +136,7 @@ class SpectralAdapter(nn.Module):
         return self.up(h)
 
 
-class AdaptedBlock(nn.Module):
+class SpectralBlock(nn.Module):
     """What PointGST adds to one block: its `gft_adapter`, fed after the attention, added after the MLP."""
 
     def __init__(self, width: int, rank: int):
@@ -146,7 +145,7 @@ class AdaptedBlock(nn.Module):
 
     def forward(self, block: Block, x: torch.Tensor, bases: SpectralBases) -> torch.Tensor:
         """Official `Block.forward` (PointTransformer.py l.149-156) on the frozen `block`."""
-        return block_with_branch(block, x, lambda tokens: self.gft_adapter(tokens, bases))
+        return block(x, branch=lambda tokens: self.gft_adapter(tokens, bases))
 
 
 @register
@@ -168,14 +167,11 @@ class SpectralTuning(PeftMethod):
             )
         self.cfg = cfg
         self.feature_dim = 2 * width
-        self.blocks = nn.ModuleList(AdaptedBlock(width, cfg.rank) for _ in range(depth))
+        self.blocks = nn.ModuleList(SpectralBlock(width, cfg.rank) for _ in range(depth))
 
     def forward(self, encoder: StudentEncoder, patches: Patches, points: torch.Tensor | None) -> torch.Tensor:
         """-> `(B, 2W)`: the normalised cls token beside the max over the patch tokens (l.296-331)."""
         with torch.no_grad():  # the bases depend on the centres alone
             bases = spectral_bases(patches.center.float(), self.cfg.local, self.cfg.basis)
-        x, pos = with_cls(encoder, encoder.patch_embed(patches.neighborhood), patches.center)
-        for block, adapted in zip(encoder.blocks.blocks, self.blocks):
-            x = checkpointed(encoder, adapted, block, x + pos, bases)
-        x = encoder.norm(x)
+        x = encoder.run(patches, run=lambda i, block, x: self.blocks[i](block, x, bases))
         return torch.cat([x[:, 0], x[:, 1:].max(dim=1).values], dim=-1)

@@ -20,7 +20,6 @@ from torch import nn
 
 from act3d.errors import require
 from act3d.models.layers import trunc_normal_init
-from act3d.models.peft.backbone import block_with_branch, checkpointed, with_cls
 from act3d.models.peft.method import BackboneShape, PeftMethod, register
 from act3d.models.student import StudentEncoder
 from act3d.ops.grouping import PatchConfig, Patches
@@ -86,21 +85,15 @@ class PositionalPrompts(PeftMethod):
             raise ValueError("PPT groups the clouds a second time: pass the points beside their patches")
         extra = self.extra.group(points)
         g, e = patches.center.shape[1], extra.center.shape[1]
-        x, pos = with_cls(encoder, encoder.patch_embed(patches.neighborhood), patches.center)
-        x = torch.cat([x, encoder.patch_embed(extra.neighborhood)], dim=1)  # the mini-PointNet run twice
-        pos = torch.cat([pos, encoder.pos_embed(extra.center)], dim=1)
-        for block in encoder.blocks.blocks:  # TransformerEncoder.forward, l.187-193
-            x = x + pos
+
+        def enter(i: int, x: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            x = x + pos  # TransformerEncoder.forward, l.187-193: then a prompt on each token
             tokens, extra_tokens = x[:, 1 : g + 1], x[:, -e:]
-            x = torch.cat(
-                [
-                    x[:, :1],
-                    tokens + self.prompt_mlp(tokens),
-                    extra_tokens + self.prompt_pos_mlp(extra_tokens),
-                ],
-                dim=1,
-            )
-            # Block.forward(x, prompt_mlp), l.140-144
-            x = checkpointed(encoder, block_with_branch, block, x, self.prompt_all_mlp)
-        x = encoder.norm(x)
+            prompted = [tokens + self.prompt_mlp(tokens), extra_tokens + self.prompt_pos_mlp(extra_tokens)]
+            return torch.cat([x[:, :1], *prompted], dim=1), pos
+
+        # Block.forward(x, prompt_mlp), l.140-144: the third MLP beside the block's
+        x = encoder.run(
+            patches, extra=extra, enter=enter, run=lambda i, block, x: block(x, self.prompt_all_mlp)
+        )
         return torch.cat([x[:, 0], x[:, 1 : g + 1].mean(dim=1), x[:, -e:].mean(dim=1)], dim=-1)

@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 from act3d.errors import require
-from act3d.models.peft.backbone import checkpointed, with_cls
 from act3d.models.peft.method import BackboneShape, PeftMethod, register
 from act3d.models.student import StudentEncoder
 from act3d.ops.grouping import Patches
@@ -58,11 +57,13 @@ class DeepPrompts(PeftMethod):
 
     def forward(self, encoder: StudentEncoder, patches: Patches, points: torch.Tensor | None) -> torch.Tensor:
         """-> `(B, 2W)`: the normalised cls token beside the max over the patch tokens."""
-        x, pos = with_cls(encoder, encoder.patch_embed(patches.neighborhood), patches.center)
-        b, n = x.shape[0], x.shape[1]  # n = 1 + G
-        for i, (prompt, prompt_pos) in enumerate(zip(self.prompts, self.prompt_pos)):
-            x = torch.cat([x[:, :n], prompt.expand(b, -1, -1)], dim=1)  # l.256-262
-            p = torch.cat([pos, prompt_pos.expand(b, -1, -1)], dim=1)
-            x = checkpointed(encoder, encoder.blocks.blocks[i], x + p)
-        x = encoder.norm(x)
+        n = 1 + patches.center.shape[1]  # cls and patches
+
+        def enter(i: int, x: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            b = x.shape[0]  # block i's prompts in place of block i - 1's (l.256-262)
+            x = torch.cat([x[:, :n], self.prompts[i].expand(b, -1, -1)], dim=1)
+            pos = torch.cat([pos[:, :n], self.prompt_pos[i].expand(b, -1, -1)], dim=1)
+            return x + pos, pos
+
+        x = encoder.run(patches, enter=enter)
         return torch.cat([x[:, 0], x[:, 1:n].max(dim=1).values], dim=-1)  # l.1382
