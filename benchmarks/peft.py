@@ -74,7 +74,7 @@ def measure(size: str, transfer: str, batch: int, device: str, repeats: int) -> 
     if transfer == "pointgst":
         center = cfg.patches.group(points[:, : cfg.data.num_points]).center
         basis = median_seconds(
-            lambda: spectral_bases(center, cfg.peft.pointgst.local, "official"), device, repeats
+            lambda: spectral_bases(center, cfg.peft.local, "official"), device, repeats
         )
         basis_share = basis / seconds
     return {
