@@ -86,3 +86,15 @@ def test_a_preset_or_file_can_build_on_a_base_preset(tmp_path):
     mine.write_text("base: no_such_preset\n")
     with pytest.raises(ConfigError, match="unknown finetune preset 'no_such_preset'"):
         load_config(FinetuneRunConfig, "finetune", None, mine)
+
+
+def test_training_and_inference_name_float32_alike():
+    """`runtime.amp` takes inference's words (float32 | bf16 | fp16); `none`, the earlier word, reads as
+    float32, so run folders and configs written before keep working."""
+    from act3d.config import from_dict
+    from act3d.train.options import RuntimeConfig
+
+    assert RuntimeConfig().amp == "float32"
+    assert from_dict(RuntimeConfig, {"amp": "none"}).amp == "float32"
+    with pytest.raises(ConfigError, match="amp"):
+        from_dict(RuntimeConfig, {"amp": "auto"})

@@ -298,7 +298,7 @@ def test_one_training_step_clips_as_the_official_run(method, finetune_cfg):
     `only_new`: every parameter keeps its gradient and all of them count in clip_grad_norm_). The clipped
     gradients agree, and AdamW holds exactly the `cls` names. Without the frozen parameters' gradients
     (`backbone_gradients: false`) the clipping norm is smaller and the clipped gradients larger."""
-    from act3d.train.device import Precision
+    from act3d.train.device import MixedPrecision
     from act3d.train.distributed import DistInfo
     from act3d.train.finetune import ClassifierTask
     from act3d.train.loop import WrappedModule, train_step
@@ -335,7 +335,7 @@ def test_one_training_step_clips_as_the_official_run(method, finetune_cfg):
             wrapped,
             batch,
             optimizer,
-            Precision("none", cpu),
+            MixedPrecision("float32", cpu),
             optim,
             DistInfo(),
             0,

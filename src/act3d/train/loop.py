@@ -27,7 +27,7 @@ from act3d.errors import ConfigError
 from act3d.models.transformer import set_activation_checkpointing
 from act3d.train.batches import EpochSampler, epoch_batches
 from act3d.train.checkpoints import RunCheckpoints
-from act3d.train.device import Precision, setup_device
+from act3d.train.device import MixedPrecision, setup_device
 from act3d.train.distributed import DistInfo, mean_across_ranks, synchronise_batchnorm
 from act3d.train.metrics_log import Metric, MetricsLog, StepWindow
 from act3d.train.optimizer import make_optimizer
@@ -134,7 +134,7 @@ def train_step(
     model: WrappedModule,
     batches: Iterator[Any],
     optimizer: torch.optim.Optimizer,
-    precision: Precision,
+    precision: MixedPrecision,
     optim: OptimConfig,
     dist_info: DistInfo,
     step: int,
@@ -188,10 +188,10 @@ def fit(
     module, optimizer, precision = (
         model.module,
         make_optimizer(model.module, optim),
-        Precision(runtime.amp, device),
+        MixedPrecision(runtime.amp, device),
     )
     if optim.step_twice and precision.scaler.is_enabled():
-        raise ConfigError("optim.step_twice needs runtime.amp bf16 or none: fp16 loss scaling steps once")
+        raise ConfigError("optim.step_twice needs runtime.amp bf16 or float32: fp16 loss scaling steps once")
     ckpts = RunCheckpoints(
         Path(out_dir),
         task.kind,
