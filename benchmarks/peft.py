@@ -73,9 +73,7 @@ def measure(size: str, transfer: str, batch: int, device: str, repeats: int) -> 
     basis_share = None
     if transfer == "pointgst":
         center = cfg.patches.group(points[:, : cfg.data.num_points]).center
-        basis = median_seconds(
-            lambda: spectral_bases(center, cfg.peft.local, "official"), device, repeats
-        )
+        basis = median_seconds(lambda: spectral_bases(center, cfg.peft.local, "official"), device, repeats)
         basis_share = basis / seconds
     return {
         "transfer": transfer,

@@ -17,7 +17,16 @@ from pathlib import Path
 
 import torch
 
-VOLATILE = {"wall_seconds", "timings", "seconds", "seconds_per_step", "data", "checkpoint", "reused_stages", "environment"}
+VOLATILE = {
+    "wall_seconds",
+    "timings",
+    "seconds",
+    "seconds_per_step",
+    "data",
+    "checkpoint",
+    "reused_stages",
+    "environment",
+}
 
 
 def scrub(value, root: str, ignored: frozenset[str] = frozenset()):
