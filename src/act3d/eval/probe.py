@@ -6,6 +6,7 @@ Features are the student's tokens over all patches, max- and mean-pooled (`(M, 2
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
@@ -121,20 +122,18 @@ def fewshot(
 ) -> dict:
     """Few-shot accuracy per (way, shot) over `folds` deterministic episodes, with a linear SVM (C=1) on
     frozen features; returns `{"5w10s": {"mean":..., "std":..., "folds": [...], "correct": [...]}, ...}`."""
-    out = {}
-    for way, shot in settings:
-        correct = []
-        for fold in range(folds):
-            rng = episode_rng(seed, way, shot, fold)
-            classes, support, query = draw_fewshot_episode(train_y, test_y, way, shot, queries, rng)
-            remap = {c: i for i, c in enumerate(classes)}
-            ys, yq = (
-                np.array([remap[c] for c in train_y[support]]),
-                np.array([remap[c] for c in test_y[query]]),
-            )
-            correct.append(fewshot_correct(train_x[support], ys, test_x[query], yq))
-        out[fewshot_key(way, shot)] = _setting_scores(way, shot, correct)
-    return out
+
+    def episode(way: int, shot: int, fold: int) -> np.ndarray:
+        rng = episode_rng(seed, way, shot, fold)
+        classes, support, query = draw_fewshot_episode(train_y, test_y, way, shot, queries, rng)
+        remap = {c: i for i, c in enumerate(classes)}
+        ys, yq = (
+            np.array([remap[c] for c in train_y[support]]),
+            np.array([remap[c] for c in test_y[query]]),
+        )
+        return fewshot_correct(train_x[support], ys, test_x[query], yq)
+
+    return _over_episodes(settings, folds, episode)
 
 
 def fewshot_folds(
@@ -148,16 +147,25 @@ def fewshot_folds(
     .modelnet40_fewshot`, `root/{way}way_{shot}shot/{fold}.pkl`), as `fewshot` returns it."""
     encoder, arch = zoo.load_student(checkpoint)
     patches, num_points = zoo.patch_config(arch), arch["num_points"]
-    out = {}
-    for way, shot in settings:
-        correct = []
-        for fold in range(folds):
-            train, test = modelnet40_fewshot(root, way, shot, fold)
-            correct.append(
-                fewshot_correct(
-                    *source_features(encoder, patches, train, num_points, precision),
-                    *source_features(encoder, patches, test, num_points, precision),
-                )
-            )
-        out[fewshot_key(way, shot)] = _setting_scores(way, shot, correct)
-    return out
+
+    def episode(way: int, shot: int, fold: int) -> np.ndarray:
+        train, test = modelnet40_fewshot(root, way, shot, fold)
+        return fewshot_correct(
+            *source_features(encoder, patches, train, num_points, precision),
+            *source_features(encoder, patches, test, num_points, precision),
+        )
+
+    return _over_episodes(settings, folds, episode)
+
+
+def _over_episodes(
+    settings: list[tuple[int, int]], folds: int, episode: Callable[[int, int, int], np.ndarray]
+) -> dict:
+    """`episode(way, shot, fold)`, each fold's per-query correctness, over every setting and fold -> the
+    scores per setting, keyed `5w10s`."""
+    return {
+        fewshot_key(way, shot): _setting_scores(
+            way, shot, [episode(way, shot, fold) for fold in range(folds)]
+        )
+        for way, shot in settings
+    }
