@@ -27,7 +27,7 @@ ARMS = [
     Arm("point-mae", "Point-MAE-style target", None, "mae", "Point-MAE"),
     Arm("scratch", "no pretraining (scratch)", None, "none", "scratch"),
 ]
-ACT = ARMS[0]  # the arm the PEFT methods (`--peft`) transfer
+ACT, ACT_RANDOM_TEACHER, POINT_MAE, SCRATCH = ARMS  # ACT: the arm the PEFT methods (`--peft`) transfer
 TRAINED_ARMS = [arm for arm in ARMS if arm.target != "none"]  # the arms whose students train in Stage II
 FEWSHOT_SETTINGS = [(5, 10), (5, 20), (10, 10), (10, 20)]
 
@@ -54,7 +54,7 @@ def finetune_folder(arm: Arm, seed: int) -> str:
 
 def peft_folder(method: str, seed: int) -> str:
     """The run folder of one seed of a PEFT method (`act3d.models.peft`) on the ACT arm's student."""
-    return f"finetune-act-{method}-seed{seed}"
+    return f"finetune-{ACT.name}-{method}-seed{seed}"
 
 
 def transfer_probe_folder(arm: Arm) -> str:

@@ -9,14 +9,15 @@ levels and gives each mean difference its 95% interval.
 
 from __future__ import annotations
 
+from act3d.demo.arms import ACT, ACT_RANDOM_TEACHER, POINT_MAE, SCRATCH
 from act3d.eval.paired import PairedDifference, paired_bootstrap
 
 # (a, b): the question each pair asks of ACT's claim
 PAIRS = [
-    ("act", "act-random-teacher"),  # does the image-pretrained teacher matter?
-    ("act", "point-mae"),  # distillation against raw-point reconstruction
-    ("act", "scratch"),  # pretraining against none
-    ("point-mae", "scratch"),
+    (ACT.name, ACT_RANDOM_TEACHER.name),  # does the image-pretrained teacher matter?
+    (ACT.name, POINT_MAE.name),  # distillation against raw-point reconstruction
+    (ACT.name, SCRATCH.name),  # pretraining against none
+    (POINT_MAE.name, SCRATCH.name),
 ]
 
 
@@ -73,7 +74,7 @@ def compare_to_full(full: list[dict], methods: dict[str, list[dict]]) -> list[Pa
                     [r[f"{split}_correct"] for r in seeds],
                     [r[f"{split}_correct"] for r in full],
                     method,
-                    "act",
+                    ACT.name,
                     measure,
                     "seed",
                     labels=(f"ACT + {method}", "ACT, full fine-tuning"),

@@ -221,8 +221,8 @@ def collect_results(
         arms=arms,
         comparisons=compare_arms(measures, {a.name: a.short for a in ARMS}),
         timings={k: round(v, 1) for k, v in timings.items()},
-        confusion_act=finetunes["act"][0]["confusion"],
-        class_names=finetunes["act"][0]["class_names"],
-        embedding_act=probes["act"]["embedding"],
+        confusion_act=finetunes[ACT.name][0]["confusion"],
+        class_names=finetunes[ACT.name][0]["class_names"],
+        embedding_act=probes[ACT.name]["embedding"],
         fewshot_folds=3 if opts.quick else opts.fewshot_folds,
     )

@@ -10,7 +10,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from act3d.data.fewshot import fewshot_key
-from act3d.demo.arms import ARMS, FEWSHOT_SETTINGS, TEACHERS, student_folder, teacher_folder
+from act3d.demo.arms import (
+    ACT,
+    ACT_RANDOM_TEACHER,
+    ARMS,
+    FEWSHOT_SETTINGS,
+    POINT_MAE,
+    TEACHERS,
+    student_folder,
+    teacher_folder,
+)
 from act3d.demo.results import DemoResults, TransferResults
 from act3d.eval.paired import PairedDifference
 from act3d.viz import plot_confusion, plot_forest, plot_loss_curves, plot_tsne
@@ -158,7 +167,7 @@ def headline(comparisons: list[PairedDifference]) -> list[str]:
     if not comparisons:
         return ["No paired comparison could be made (one seed, one episode and no per-cloud SVM results)."]
     lines = []
-    teacher = [c for c in comparisons if (c.a, c.b) == ("act", "act-random-teacher")]
+    teacher = [c for c in comparisons if (c.a, c.b) == (ACT.name, ACT_RANDOM_TEACHER.name)]
     if teacher:
         ahead = sum(c.distinguishable and c.mean > 0 for c in teacher)
         behind = sum(c.distinguishable and c.mean < 0 for c in teacher)
@@ -296,8 +305,8 @@ def draw_pictures(out: Path, results: DemoResults) -> dict[str, Path]:
         pictures["Loss curves of every training stage"] = curves
     for folder, name in (
         *((teacher_folder(t), "reconstructions.png") for t in TEACHERS),
-        (student_folder(arms["act"]), "masked_inputs.png"),
-        (student_folder(arms["point-mae"]), "masked_inputs.png"),
+        (student_folder(ACT), "masked_inputs.png"),
+        (student_folder(POINT_MAE), "masked_inputs.png"),
     ):
         if (out / folder / name).is_file():
             pictures[f"{folder}: {name.removesuffix('.png').replace('_', ' ')}"] = out / folder / name
