@@ -10,21 +10,19 @@ Each split is one h5 file in the ScanObjectNN layout (`data`, `label`), read by 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from act3d.atomic import exclusive_lock
+from act3d.cache import cache_lock, cache_root
 from act3d.data.h5clouds import H5Clouds, write_h5_clouds
 from act3d.data.sample import normalize_unit_sphere
 from act3d.data.shapes import FAMILIES, Surface, box, sample_object
@@ -52,25 +50,8 @@ class DefaultDataSpec:
         return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
-def cache_root() -> Path:
-    """`$ACT3D_CACHE`, else `$XDG_CACHE_HOME/act3d`, else `~/.cache/act3d`."""
-    if "ACT3D_CACHE" in os.environ:
-        return Path(os.environ["ACT3D_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "act3d"
-
-
 def default_data_dir(spec: DefaultDataSpec = DefaultDataSpec()) -> Path:
     return cache_root() / f"default-{spec.key()}"
-
-
-@contextlib.contextmanager
-def cache_lock(entry: Path) -> Iterator[None]:
-    """One process at a time builds a cache entry (every rank of a node under torchrun, two demos at once):
-    the others wait here and then find it built. An `flock` on `<entry>.lock`, which the system releases
-    when the builder ends, however it ends; entries are published by a rename, so a crash leaves none."""
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    with exclusive_lock(entry.with_name(entry.name + ".lock")):
-        yield
 
 
 # ---------------------------------------------------------------------------------------------------

