@@ -16,6 +16,7 @@ the benchmark needs no weight file.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 import torch
 from timing import median_seconds, training_step  # benchmarks/timing.py
@@ -64,8 +65,8 @@ class OperatorCounter(TorchDispatchMode):
 
 def teacher_model(preset: str):
     cfg = load_config(TeacherRunConfig, "teacher", preset)
-    depth = cfg.model.transformer.depth or IMGFOCUS_VIT_S14["depth"]
-    return build_autoencoder(cfg, PretrainedTransformer.skeleton({**IMGFOCUS_VIT_S14, "depth": depth})), cfg
+    depth = cfg.model.transformer.depth or IMGFOCUS_VIT_S14.depth
+    return build_autoencoder(cfg, PretrainedTransformer.skeleton(replace(IMGFOCUS_VIT_S14, depth=depth))), cfg
 
 
 def stage_task(stage: str, preset: str):

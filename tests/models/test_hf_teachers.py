@@ -75,7 +75,7 @@ def test_act3d_drives_the_librarys_layers(family, tmp_path):
             for block in again.blocks:
                 h = block(h)
             torch.testing.assert_close(again.norm(h), ours, rtol=0, atol=0)
-    assert teacher.arch["builder"].startswith(f"transformers {transformers.__version__}")
+    assert teacher.arch.builder.startswith(f"transformers {transformers.__version__}")
 
 
 def test_a_model_act3d_cannot_drive_is_refused_in_one_line(tmp_path):

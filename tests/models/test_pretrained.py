@@ -1,5 +1,6 @@
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -64,7 +65,7 @@ def test_imgfocus_vit_matches_onnxruntime(tmp_path, monkeypatch):
 )
 def test_minilm_loads_with_its_real_shape():
     bert = minilm()
-    assert (bert.depth, bert.width, bert.arch["heads"]) == (6, 384, 12)
+    assert (bert.depth, bert.width, bert.arch.heads) == (6, 384, 12)
     out = run_blocks(bert, torch.randn(2, 10, 384))
     assert out.shape == (2, 10, 384) and torch.isfinite(out).all()
 
@@ -337,3 +338,27 @@ def test_a_timm_file_reads_as_timm_computes_it(tmp_path, name, kwargs):
     with torch.no_grad():
         theirs = model.norm(model.blocks(model.norm_pre(x)))
     torch.testing.assert_close(run_blocks(ours, x), theirs, atol=1e-5, rtol=1e-5)
+
+
+def test_a_transformer_record_written_before_it_was_typed_rebuilds_the_same_skeleton():
+    """Teacher checkpoints hold `arch["transformer"]`; before `TransformerArch` it was a dict with only the
+    keys its block type used (a CLIP tower's `eps`, `act`, `pre_norm` only there). Such records rebuild the
+    same blocks; a record missing what its type needs is refused in one line."""
+    from act3d.errors import CheckpointError
+
+    old_vit = {"type": "vit", "width": 384, "depth": 12, "heads": 6, "hidden": 1536}
+    old_vit |= {"layer_scale": True, "qkv_bias": True, "name": "ViT-S/14"}
+    old_clip = {**old_vit, "layer_scale": False, "pre_norm": True, "eps": 1e-5, "act": "quick_gelu"}
+    old_bert = {"type": "bert", "width": 384, "depth": 6, "heads": 12, "hidden": 1536, "eps": 1e-12}
+    for old in (old_vit, old_clip, old_bert):
+        rebuilt = PretrainedTransformer.skeleton(old)
+        shapes = {k: v.shape for k, v in rebuilt.state_dict().items()}
+        typed = PretrainedTransformer.skeleton(rebuilt.arch)
+        assert {k: v.shape for k, v in typed.state_dict().items()} == shapes
+    assert PretrainedTransformer.skeleton(old_vit).arch == replace(IMGFOCUS_VIT_S14, name="ViT-S/14")
+    clip = PretrainedTransformer.skeleton(old_clip)
+    assert clip.blocks[0].norm1.eps == 1e-5 and clip.arch.pre_norm and clip.arch.act == "quick_gelu"
+    with pytest.raises(CheckpointError, match="a bert Transformer record needs eps"):
+        PretrainedTransformer.skeleton({k: v for k, v in old_bert.items() if k != "eps"})
+    with pytest.raises(CheckpointError, match="unknown config key"):
+        PretrainedTransformer.skeleton({**old_vit, "heads_v2": 6})

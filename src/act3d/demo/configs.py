@@ -79,8 +79,8 @@ def teacher_config(teacher: str, opts: DemoOptions) -> TeacherRunConfig:
         # the same shape as the shipped ViT-S/14 blocks in use, with random weights
         t = cfg.model.transformer
         vit = IMGFOCUS_VIT_S14
-        t.kind, t.width, t.heads, t.layer_scale = "random", vit["width"], vit["heads"], vit["layer_scale"]
-        t.random_depth = t.depth or vit["depth"]
+        t.kind, t.width, t.heads, t.layer_scale = "random", vit.width, vit.heads, vit.layer_scale
+        t.random_depth = t.depth or vit.depth
         t.depth = None
     return cfg
 

@@ -23,6 +23,7 @@ from torch import nn
 
 from act3d.errors import CheckpointError
 from act3d.models.checkpoint import listing
+from act3d.models.transformer_arch import TransformerArch
 
 # model_type -> (its encoder layers, the norm before them or None, the norm after them or None)
 FAMILIES: dict[str, tuple[str, str | None, str | None]] = {
@@ -163,7 +164,7 @@ def read_folder_config(folder: Path) -> dict:
     return config
 
 
-def load_hf(folder: str | Path, depth: int | None = None) -> tuple[dict, nn.Module]:
+def load_hf(folder: str | Path, depth: int | None = None) -> tuple[TransformerArch, nn.Module]:
     """A `save_pretrained` folder -> (the `PretrainedTransformer.arch` that rebuilds it, the loaded model).
 
     Read safely: safetensors only (a pickled `pytorch_model.bin` is refused), `trust_remote_code=False`
@@ -225,11 +226,11 @@ def load_hf(folder: str | Path, depth: int | None = None) -> tuple[dict, nn.Modu
     ]
     if broken:
         raise CheckpointError(f"{folder}: holds NaN/inf weights ({listing(broken, 4)})")
-    arch = {
-        "type": "hf",
-        "width": model.config.hidden_size,  # DistilBERT's `dim` too (its config maps the name)
-        "depth": depth or layers,
-        "config": model.config.to_dict(),
-        "builder": f"transformers {transformers.__version__}: {type(model).__name__}",
-    }
+    arch = TransformerArch(
+        "hf",
+        model.config.hidden_size,  # DistilBERT's `dim` too (its config maps the name)
+        depth or layers,
+        config=model.config.to_dict(),
+        builder=f"transformers {transformers.__version__}: {type(model).__name__}",
+    )
     return arch, model.eval()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ from act3d.models.peft import METHODS, settings_of
 from act3d.models.pretrained import PretrainedTransformer, vit_arch
 from act3d.models.segmenter import SegmenterHead, feature_layers
 from act3d.models.student import StudentConfig
+from act3d.models.transformer_arch import TransformerArch
 from act3d.ops.grouping import PatchConfig
 
 Layout = ModelName  # each official layout holds the act3d model of the same name
@@ -296,12 +298,12 @@ def check_method(state: dict[str, torch.Tensor], transfer: str) -> None:
         )
 
 
-def _vit_arch(state: dict[str, torch.Tensor], heads: int | None) -> dict[str, Any]:
+def _vit_arch(state: dict[str, torch.Tensor], heads: int | None) -> TransformerArch:
     """The teacher's ViT architecture read off the official weights (`visual_embed.0.<i>.`, the timm blocks)."""
     if not any(k.startswith("visual_embed.0.") for k in state):
         raise CheckpointError("no visual_embed.0.* weights: not an official Stage I checkpoint")
     arch = vit_arch(state, heads, "the official checkpoint", prefix="visual_embed.0.")
-    return {**arch, "name": "official ACT teacher"}
+    return replace(arch, name="official ACT teacher")
 
 
 def select_layout_weights(
@@ -411,14 +413,15 @@ def check_exportable(ckpt: dict[str, Any], source: str) -> None:
     tower's pre-norm and activation) would come back as another network, or not at all."""
     if ckpt["kind"] != zoo.TEACHER:
         return
-    arch = ckpt["arch"]["transformer"]
-    if arch["type"] != "vit":
-        what = arch.get("builder") or f"a {arch['type']} Transformer"
+    arch = PretrainedTransformer.skeleton(ckpt["arch"]["transformer"]).arch
+    if arch.type != "vit":
+        what = arch.builder or f"a {arch.type} Transformer"
         raise CheckpointError(
             f"{source}: its teacher is {what}; the official ACT layout holds timm ViT teachers only, so an export "
             "would not read back: keep the act3d checkpoint"
         )
-    extra = {k: arch[k] for k in ("pre_norm", "act", "eps") if k in arch}
+    plain = {"pre_norm": False, "act": "gelu", "eps": None}  # a timm ViT's: what the official layout implies
+    extra = {k: getattr(arch, k) for k, v in plain.items() if getattr(arch, k) != v}
     if extra:
         raise CheckpointError(
             f"{source}: its teacher ViT has {extra}, which the official ACT layout cannot record; keep the act3d "

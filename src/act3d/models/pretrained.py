@@ -21,17 +21,19 @@ import hashlib
 import importlib.util
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from act3d.cache import cache_lock, cache_root
-from act3d.errors import CheckpointError, require
+from act3d.config import from_dict
+from act3d.errors import CheckpointError, ConfigError, require
 from act3d.models.checkpoint import listing, load_state_strict, read_weight_file
 from act3d.models.transformer import Block, PostNormBlock
+from act3d.models.transformer_arch import TransformerArch
 from act3d.models.vit_layouts import dinov2_hf_to_timm, jax_vit_npz_to_timm, onnx_dinov2_state
 
 log = logging.getLogger(__name__)
@@ -67,48 +69,47 @@ class TransformerConfig:
 class PretrainedTransformer(nn.Module):
     """Blocks of one width `D`; `input_norm` before the first block, `norm` after the last.
 
-    `arch` records the architecture (block type and sizes; for a `transformers`-built model its config and
-    builder) so that a checkpoint holding the weights can rebuild the skeleton without the original weight
-    file (`PretrainedTransformer.skeleton`). `library_model`: the loaded `transformers` model whose layers
-    an `hf` arch drives.
+    `arch` records the architecture (`TransformerArch`: block type and sizes; for a `transformers`-built
+    model its config and builder) so that a checkpoint holding the weights can rebuild the skeleton without
+    the original weight file (`PretrainedTransformer.skeleton`). `library_model`: the loaded `transformers`
+    model whose layers an `hf` arch drives.
     """
 
-    def __init__(self, arch: dict, name: str, library_model: nn.Module | None = None):
+    def __init__(self, arch: TransformerArch, name: str, library_model: nn.Module | None = None):
         super().__init__()
-        self.arch, self.name = dict(arch), name
-        w, n = arch["width"], arch["depth"]
-        if arch["type"] == "vit":  # a CLIP tower: a pre-norm, LayerNorm eps 1e-5, maybe QuickGELU
-            ls = 1.0 if arch["layer_scale"] else None
-            eps, act = arch.get("eps", 1e-6), arch.get("act", "gelu")
+        self.arch, self.name = arch, name
+        w, n = arch.width, arch.depth
+        if arch.type == "vit":  # a CLIP tower: a pre-norm, LayerNorm eps 1e-5, maybe QuickGELU
+            ls, eps = (1.0 if arch.layer_scale else None), arch.vit_eps
             self.blocks = nn.ModuleList(
-                Block(
-                    w, arch["heads"], arch["hidden"] / w, arch["qkv_bias"], layer_scale=ls, eps=eps, act=act
-                )
+                Block(w, arch.heads, arch.hidden / w, arch.qkv_bias, layer_scale=ls, eps=eps, act=arch.act)
                 for _ in range(n)
             )
-            self.input_norm = nn.LayerNorm(w, eps=eps) if arch.get("pre_norm") else nn.Identity()
+            self.input_norm = nn.LayerNorm(w, eps=eps) if arch.pre_norm else nn.Identity()
             self.norm = nn.LayerNorm(w, eps=eps)
-        elif arch["type"] == "bert":
-            self.blocks = nn.ModuleList(
-                PostNormBlock(w, arch["heads"], arch["hidden"], arch["eps"]) for _ in range(n)
-            )
-            self.input_norm, self.norm = nn.LayerNorm(w, eps=arch["eps"]), nn.Identity()
-        elif arch["type"] == "hf":  # the library's layers: of `library_model`, or built from the config
+        elif arch.type == "bert":
+            self.blocks = nn.ModuleList(PostNormBlock(w, arch.heads, arch.hidden, arch.eps) for _ in range(n))
+            self.input_norm, self.norm = nn.LayerNorm(w, eps=arch.eps), nn.Identity()
+        else:  # hf: the library's layers, of `library_model` or built from the config
             from act3d.models.hf_transformers import model_from_config, parts
 
-            model = library_model if library_model is not None else model_from_config(arch["config"])
-            layers, self.input_norm, self.norm = parts(model, arch["config"]["model_type"], n)
+            model = library_model if library_model is not None else model_from_config(arch.config)
+            layers, self.input_norm, self.norm = parts(model, arch.config["model_type"], n)
             self.blocks = nn.ModuleList(layers)
-        else:
-            raise CheckpointError(f"unknown Transformer block type {arch['type']!r}")
 
     @classmethod
-    def skeleton(cls, arch: dict) -> PretrainedTransformer:
-        return cls(arch, name=arch.get("name", "transformer"))
+    def skeleton(cls, arch: TransformerArch | dict[str, Any]) -> PretrainedTransformer:
+        """The blocks `arch` (or a checkpoint's record of it) describes, with fresh weights."""
+        if isinstance(arch, dict):
+            try:
+                arch = from_dict(TransformerArch, arch, "transformer")
+            except ConfigError as err:
+                raise CheckpointError(f"its Transformer record: {err}") from None
+        return cls(arch, name=arch.name or "transformer")
 
     @property
     def width(self) -> int:
-        return self.arch["width"]
+        return self.arch.width
 
     @property
     def depth(self) -> int:
@@ -141,7 +142,7 @@ def vit_arch(
     source: str,
     prefix: str = "blocks.",
     depth: int | None = None,
-) -> dict:
+) -> TransformerArch:
     """A ViT's `PretrainedTransformer.arch` read off its timm-layout weights under `prefix`
     (`<prefix><i>.norm1.weight`, ...); the first `depth` blocks (all by default). `heads` cannot be read off
     the weights: None takes `default_heads`."""
@@ -159,15 +160,15 @@ def vit_arch(
     if missing := [k for k in needed if k not in state]:
         raise CheckpointError(f"{source}: its ViT blocks lack weights: missing {listing(missing)}")
     width = state[f"{prefix}0.norm1.weight"].shape[0]
-    return {
-        "type": "vit",
-        "width": width,
-        "depth": depth or len(block_ids),
-        "heads": heads or default_heads(width),
-        "hidden": state[f"{prefix}0.mlp.fc1.weight"].shape[0],
-        "layer_scale": f"{prefix}0.ls1.gamma" in state,
-        "qkv_bias": f"{prefix}0.attn.qkv.bias" in state,
-    }
+    return TransformerArch(
+        "vit",
+        width,
+        depth or len(block_ids),
+        heads=heads or default_heads(width),
+        hidden=state[f"{prefix}0.mlp.fc1.weight"].shape[0],
+        layer_scale=f"{prefix}0.ls1.gamma" in state,
+        qkv_bias=f"{prefix}0.attn.qkv.bias" in state,
+    )
 
 
 # timm weights of parts act3d's ViT blocks do not compute: refused rather than dropped, since a model
@@ -215,8 +216,8 @@ def vit_from_timm_state(
             raise CheckpointError(
                 f"{source}: model.transformer.name {name!r} is a CLIP tower, but it has no norm_pre"
             )
-        arch |= {"pre_norm": True, "eps": 1e-5, "act": "quick_gelu" if "quickgelu" in name else "gelu"}
-    use = range(arch["depth"])
+        arch = replace(arch, pre_norm=True, eps=1e-5, act="quick_gelu" if "quickgelu" in name else "gelu")
+    use = range(arch.depth)
     backbone = PretrainedTransformer(arch, source)
     wanted = {
         k.replace("norm_pre.", "input_norm.", 1): v
@@ -272,15 +273,7 @@ def package_file(package: str, relative: str, pip_name: str) -> Path:
 
 # The shipped teacher's architecture as `imgfocus_vit` reads it from the weights: a skeleton of the same
 # compute (`PretrainedTransformer.skeleton`) for benchmarks, tests and the random-teacher arm, no weight file needed.
-IMGFOCUS_VIT_S14 = {
-    "type": "vit",
-    "width": 384,
-    "depth": 12,
-    "heads": 6,
-    "hidden": 1536,
-    "layer_scale": True,
-    "qkv_bias": True,
-}
+IMGFOCUS_VIT_S14 = TransformerArch("vit", 384, 12, heads=6, hidden=1536, layer_scale=True, qkv_bias=True)
 
 
 def _convert_imgfocus(onnx_path: Path, cached: Path) -> None:
@@ -366,7 +359,7 @@ def bert_from_hf_state(
     except KeyError as err:
         raise CheckpointError(f"{source}: missing BERT weight {err}") from None
     backbone = PretrainedTransformer(
-        {"type": "bert", "width": width, "depth": n, "heads": heads, "hidden": hidden, "eps": eps}, source
+        TransformerArch("bert", width, n, heads=heads, hidden=hidden, eps=eps), source
     )
     load_state_strict(backbone, mapped, source)
     return backbone
@@ -399,15 +392,7 @@ def minilm(depth: int | None = None) -> PretrainedTransformer:
 def random_vit(width: int, depth: int, heads: int, layer_scale: bool, seed: int = 0) -> PretrainedTransformer:
     """A ViT of the given size with timm-style random init (truncated normal 0.02)."""
     gen = torch.Generator().manual_seed(seed)
-    arch = {
-        "type": "vit",
-        "width": width,
-        "depth": depth,
-        "heads": heads,
-        "hidden": 4 * width,
-        "layer_scale": layer_scale,
-        "qkv_bias": True,
-    }
+    arch = TransformerArch("vit", width, depth, heads=heads, hidden=4 * width, layer_scale=layer_scale)
     backbone = PretrainedTransformer(arch, f"random ViT (width {width}, depth {depth})")
     with torch.no_grad():
         for name, p in backbone.named_parameters():
@@ -443,4 +428,4 @@ def hf_transformer(folder: str | Path, depth: int | None = None) -> PretrainedTr
     from act3d.models.hf_transformers import load_hf
 
     arch, model = load_hf(folder, depth)
-    return PretrainedTransformer(arch, f"{arch['builder']} from {folder}", model)
+    return PretrainedTransformer(arch, f"{arch.builder} from {folder}", model)

@@ -7,7 +7,7 @@ layout of each has the same name (`act3d.models.official`); each is what one sta
 Every checkpoint carries `arch`: the model-level description its model is rebuilt from (no run config, no
 training code, no original pretrained-Transformer weight file). The four kinds:
 
-- `act3d-teacher`: `{"patches", "model" (AutoencoderConfig), "transformer" (PretrainedTransformer.arch)}`
+- `act3d-teacher`: `{"patches", "model" (AutoencoderConfig), "transformer" (TransformerArch)}`
 - `act3d-student`: `{"patches", "student" (StudentConfig), "target_dim", "num_points"}`
 - `act3d-classifier`: `{"patches", "student", "num_points", "class_names", "head" (ClassifierHead)}`
 - `act3d-segmenter`: `{"patches", "student", "num_points", "task", "class_names", "head" (SegmenterHead)}`
@@ -20,6 +20,7 @@ Each entry is `to_dict` of a config dataclass (or a plain value), and `build` re
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,7 +47,7 @@ def teacher_arch(
     return {
         "patches": to_dict(patches),
         "model": to_dict(model),
-        "transformer": {**backbone.arch, "name": backbone.name},
+        "transformer": to_dict(replace(backbone.arch, name=backbone.name)),
     }
 
 
