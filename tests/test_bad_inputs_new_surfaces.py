@@ -198,9 +198,22 @@ def test_pickled_weights_are_refused_in_one_line(hf_folder, teacher_yaml, tmp_pa
     torch.save(load_file(hf_folder / "model.safetensors"), hf_folder / "pytorch_model.bin")
     (hf_folder / "model.safetensors").unlink()
     refused_teacher(capsys, teacher_yaml, hf_folder, tmp_path, "pytorch_model.bin", "pickle")
-    out = tmp_path / "bert-run"  # the hand-mapped BERT route refuses it too
+    out = tmp_path / "bert-run"  # the hand-mapped BERT route of folders is gone: transformers builds them
     argv = train_teacher(teacher_yaml, hf_folder, out, "--set", "model.transformer.kind=hf-bert")
-    fails(capsys, argv, "pytorch_model.bin", "pickle")
+    fails(capsys, argv, "model.transformer.kind", "'hf'")
+    assert not out.exists()
+
+
+def test_a_hugging_face_file_given_as_a_timm_file_is_sent_to_its_route(
+    hf_folder, teacher_yaml, tmp_path, capsys
+):
+    """One route per family (`pretrained.ROUTES`): a DINOv2 in Hugging Face names is built by transformers
+    from its folder (kind hf), not hand-mapped from its weight file as a timm ViT."""
+    out = tmp_path / "timm-run"
+    argv = train_teacher(
+        teacher_yaml, hf_folder / "model.safetensors", out, "--set", "model.transformer.kind=timm"
+    )
+    fails(capsys, argv + ["--set", "model.transformer.heads=2"], "Hugging Face names", "kind=hf")
     assert not out.exists()
 
 

@@ -121,3 +121,11 @@ def test_no_module_is_over_500_lines():
     src = Path(act3d.__file__).parent
     long = {p.relative_to(src): n for p in src.rglob("*.py") if (n := len(p.read_text().splitlines())) > 500}
     assert not long
+
+
+def test_every_teacher_kind_has_one_route():
+    from typing import get_args
+
+    from act3d.models.pretrained import ROUTES, TransformerKind
+
+    assert set(ROUTES) == set(get_args(TransformerKind))

@@ -127,7 +127,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "cross-modal teacher). The Transformer is model.transformer.kind: vit-s14-imgfocus (default, shipped), "
         "minilm-l6 (shipped), timm (a timm ViT / DeiT / DINOv2 file: --set model.transformer.path=FILE), "
         "hf (a save_pretrained folder built by transformers: ViT, DeiT, ViT-MAE, DINOv2, CLIP or SigLIP vision, "
-        "BERT, RoBERTa, DistilBERT, MiniLM: --set model.transformer.path=DIR), hf-bert or random. "
+        "BERT, RoBERTa, DistilBERT, MiniLM: --set model.transformer.path=DIR) or random. "
         "Example: --set model.transformer.kind=hf --set model.transformer.path=/models/dinov2-small",
     )
     add_config_args(teacher, TEACHER)

