@@ -83,6 +83,15 @@ def test_eval_embed_predict(trained, tmp_path, capsys):
     rows = summary["results"]
     assert summary["command"] == "eval svm" and {r["metric"] for r in rows} == {"oa", "macc"}
     assert all({"value", "split", "seed", "config_hash"} <= set(r) for r in rows)
+    # the same checkpoint again, paired cloud by cloud with the first run: a difference of exactly zero
+    again = ["eval", "svm", *common, "--out", str(tmp_path / "svm2"), "--compare-to", str(tmp_path / "svm")]
+    assert main(again) == 0
+    (paired,) = json.loads((tmp_path / "svm2" / "summary.json").read_text())["paired"]
+    assert (paired["measure"], paired["unit"], paired["mean"]) == ("svm test OA", "fit", 0.0)
+    assert paired["clouds"] == len(summary["paired_values"]["svm test OA"]["0"]) > 1
+    other = [*common[:-1], "obj_only"]  # another variant: its clouds are not these
+    refused = ["eval", "svm", *other, "--out", str(tmp_path / "svm3"), "--compare-to", str(tmp_path / "svm")]
+    assert main(refused) == 2 and "differs in variant" in capsys.readouterr().err
     assert (
         main(
             [

@@ -57,8 +57,6 @@ def _eval_svm(args: argparse.Namespace) -> int:
         score_row("oa", res["test_acc"], "test", args.seed, config),
         score_row("macc", res["test_macc"], "test", args.seed, config),
     ]
-    extra = {"checkpoint": args.checkpoint, "svm_C": res["C"], "cross_validated_acc": res["val_acc"]}
-    write_summary(out, "eval svm", rows, extra)
     log.info(
         "linear SVM probe: OA %.2f%%  mAcc %.2f%%  (C=%s chosen by %.3f cross-validated accuracy on the "
         "training split)",
@@ -67,7 +65,22 @@ def _eval_svm(args: argparse.Namespace) -> int:
         res["C"],
         res["val_acc"],
     )
+    # one fit, its outcome per test cloud: two checkpoints pair cloud by cloud on the same data and seed
+    protocol = _protocol(args)
+    paired = {"svm test OA": {"0": res["correct"]}}
+    comparison = compare_to(args.compare_to, paired, protocol, "fit") if args.compare_to else []
+    for c in comparison:
+        log.info("%s", c["text"])
+    extra = {"checkpoint": args.checkpoint, "svm_C": res["C"], "cross_validated_acc": res["val_acc"]}
+    extra |= {"protocol": protocol, "paired_values": paired, "paired": comparison}
+    write_summary(out, "eval svm", rows, extra)
     return 0
+
+
+def _protocol(args: argparse.Namespace) -> dict:
+    """What two evaluations must share for their clouds or episodes to pair: the data and the seed."""
+    keys = ("format", "root", "variant", "num_points", "seed", "fewshot_root")
+    return {k: getattr(args, k, None) for k in keys}
 
 
 def _eval_fewshot(args: argparse.Namespace) -> int:
@@ -84,10 +97,7 @@ def _eval_fewshot(args: argparse.Namespace) -> int:
     rows = [score_row(f"fewshot_{key}_oa", v["mean"], "test", args.seed, config) for key, v in table.items()]
     for key, v in table.items():
         log.info("%s: %.1f ± %.1f %%  (%d folds)", key, 100 * v["mean"], 100 * v["std"], len(v["folds"]))
-    # folds pair two checkpoints only when they saw the same episodes: the same data, seed and fold files
-    protocol = {
-        k: getattr(args, k) for k in ("format", "root", "variant", "num_points", "seed", "fewshot_root")
-    }
+    protocol = _protocol(args)  # folds pair only when both saw the same episodes: data, seed, fold files
     paired = {key: {str(i): outcomes for i, outcomes in enumerate(v["correct"])} for key, v in table.items()}
     comparison = compare_to(args.compare_to, paired, protocol, "episode") if args.compare_to else []
     for c in comparison:
@@ -116,6 +126,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "svm", help="linear SVM on frozen features, C chosen by cross-validation on the training split"
     )
     _data_args(svm)
+    add_compare_arg(svm, "test clouds")
     svm.set_defaults(run=_eval_svm)
     fs = sub.add_parser("fewshot", help="N-way K-shot episodes, mean ± std over folds")
     _data_args(fs)

@@ -377,7 +377,9 @@ def hf_bert(folder: str | Path, depth: int | None = None) -> PretrainedTransform
     config = read_folder_config(folder)
     weights = folder / "model.safetensors"
     if not weights.is_file():
-        raise CheckpointError(f"{folder}: no model.safetensors (the hand-mapped BERT reads one unsharded file)")
+        raise CheckpointError(
+            f"{folder}: no model.safetensors (the hand-mapped BERT reads one unsharded file)"
+        )
     return bert_from_hf_state(read_weight_file(weights), config, str(weights), depth)
 
 
