@@ -1,4 +1,6 @@
-"""Are two demo runs the same to the last bit? The check behind every refactor and speed change.
+"""Are two demo runs the same to the last bit? The check behind every refactor and speed change:
+`act3d demo --quick --peft` before and after each commit, and the full `act3d demo` for what the quick run
+cannot reach (later epochs, seeds, few-shot folds; docs/experiments.md, "What is identical where").
 
     .venv/bin/python scripts/compare_runs.py runs/before runs/after [--rename teacher.=transformer.] [--ignore KEY]
 
