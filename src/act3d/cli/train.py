@@ -16,6 +16,7 @@ from act3d.cli.common import (
     write_summary,
 )
 from act3d.config import to_dict
+from act3d.models.peft import METHODS
 from act3d.stages import FINETUNE, PRETRAIN, SEGMENT, TEACHER, Stage
 
 log = logging.getLogger("act3d")
@@ -146,9 +147,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         "classification set",
         description="Stage III on a classification set. transfer: full (every weight), linear / mlp3 (frozen "
         "backbone, a linear / 3-layer head), or a parameter-efficient method on the frozen backbone, each as "
-        "its official code: vpt_deep, idpt (ICCV 2023), dapt (CVPR 2024), pointgst (TPAMI 2025), ppt. Pick "
-        "one with a preset (finetune.<set>_<method>, cpu_<method>) or --set transfer=METHOD; the run prints "
-        "what trains. Example: --preset scanobjectnn_pb_t50_rs_dapt --checkpoint student.pt --seeds 3 "
+        f"its official code: {', '.join(METHODS)} (docs/method.md 4b). Pick one with a preset "
+        "(finetune.<set>_<method>, cpu_<method>) or --set transfer=METHOD, and change its own settings with "
+        "--set peft.<setting>=VALUE (e.g. peft.rank=32 under dapt); the run prints what trains. Example: "
+        "--preset scanobjectnn_pb_t50_rs_dapt --checkpoint student.pt --seeds 3 "
         "--compare-to runs/full",
     )
     add_config_args(ft, FINETUNE)
