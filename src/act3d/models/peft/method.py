@@ -5,8 +5,9 @@ A method is one module of `act3d.models.peft`: a settings dataclass and a `PeftM
 class: the classifier builds it and its head (`head_activation`, `init_head`), freezes the backbone by its
 official rule (`backbone_trainable_prefixes`, `frozen`, `backbone_gradients`), the run configuration checks
 its data (`check_data`), and the official key mapping reads its names (`official_names`, `official_mark`,
-`official_aliases`, `training_only`). The frozen backbone is driven through `EncoderSeams`
-(`act3d.models.student`), never re-run from outside.
+`official_aliases`, `training_only`). A method drives the frozen backbone through its seams,
+`StudentEncoder.run` (extra tokens, the patch tokens, `enter` and `run` around each block, a `branch` beside
+the MLP), never by re-running its loop. docs/extending.md walks through adding one.
 """
 
 from __future__ import annotations
