@@ -283,8 +283,7 @@ def method_of(state: dict[str, torch.Tensor]) -> str:
     """The transfer an official classifier checkpoint was trained with, read off its key names: a PEFT
     method whose additions it holds (its `official_mark`), else `full` (which `linear` and `mlp3` checkpoints
     also read as)."""
-    marks = {m: method.official_mark for m, method in METHODS.items()}
-    return next((m for m, mark in marks.items() if any(mark in k for k in state)), "full")
+    return next((m for m, method in METHODS.items() if any(method.official_mark in k for k in state)), "full")
 
 
 def check_method(state: dict[str, torch.Tensor], transfer: str) -> None:
@@ -413,7 +412,7 @@ def check_exportable(ckpt: dict[str, Any], source: str) -> None:
     tower's pre-norm and activation) would come back as another network, or not at all."""
     if ckpt["kind"] != zoo.TEACHER:
         return
-    arch = PretrainedTransformer.skeleton(ckpt["arch"]["transformer"]).arch
+    arch = TransformerArch.read(ckpt["arch"]["transformer"])
     if arch.type != "vit":
         what = arch.builder or f"a {arch.type} Transformer"
         raise CheckpointError(

@@ -29,8 +29,7 @@ import torch
 from torch import nn
 
 from act3d.cache import cache_lock, cache_root
-from act3d.config import from_dict
-from act3d.errors import CheckpointError, ConfigError, require
+from act3d.errors import CheckpointError, require
 from act3d.models.checkpoint import listing, load_state_strict, read_weight_file
 from act3d.models.transformer import Block, PostNormBlock
 from act3d.models.transformer_arch import TransformerArch
@@ -100,11 +99,7 @@ class PretrainedTransformer(nn.Module):
     @classmethod
     def skeleton(cls, arch: TransformerArch | dict[str, Any]) -> PretrainedTransformer:
         """The blocks `arch` (or a checkpoint's record of it) describes, with fresh weights."""
-        if isinstance(arch, dict):
-            try:
-                arch = from_dict(TransformerArch, arch, "transformer")
-            except ConfigError as err:
-                raise CheckpointError(f"its Transformer record: {err}") from None
+        arch = TransformerArch.read(arch)
         return cls(arch, name=arch.name or "transformer")
 
     @property

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from act3d.errors import CheckpointError
+from act3d.config import from_dict
+from act3d.errors import CheckpointError, ConfigError
 
 # what builds the blocks: act3d's pre-norm ViT blocks (`vit`), its post-norm BERT layers (`bert`), or the
 # layers of the model `transformers` builds from `config` (`hf`)
@@ -38,6 +39,16 @@ class TransformerArch:
         missing = [k for k in _NEEDED[self.type] if getattr(self, k) is None]
         if missing:
             raise CheckpointError(f"a {self.type} Transformer record needs {', '.join(missing)}")
+
+    @classmethod
+    def read(cls, record: TransformerArch | dict[str, Any]) -> TransformerArch:
+        """A checkpoint's record of the architecture (or the record itself), checked; one line if unusable."""
+        if isinstance(record, cls):
+            return record
+        try:
+            return from_dict(cls, record, "transformer")
+        except ConfigError as err:
+            raise CheckpointError(f"its Transformer record: {err}") from None
 
     @property
     def vit_eps(self) -> float:
