@@ -24,6 +24,6 @@ from __future__ import annotations
 from act3d.models.peft import vpt_deep, idpt, dapt, pointgst, ppt  # noqa: F401  (each registers its method)
 
 # isort: on
-from act3d.models.peft.method import METHODS, BackboneShape, PeftMethod, method_class, register, settings_of
+from act3d.models.peft.method import METHODS, BackboneShape, PeftMethod, register, settings_of
 
-__all__ = ["METHODS", "BackboneShape", "PeftMethod", "method_class", "register", "settings_of"]
+__all__ = ["METHODS", "BackboneShape", "PeftMethod", "register", "settings_of"]

@@ -89,12 +89,6 @@ def register(method: type[PeftMethod]) -> type[PeftMethod]:
     return method
 
 
-def method_class(name: str) -> type[PeftMethod]:
-    if name not in METHODS:
-        raise ConfigError(f"unknown PEFT method {name!r}; one of {tuple(METHODS)}")
-    return METHODS[name]
-
-
 def settings_of(transfer: str, peft: Any, where: str = "peft") -> Any:
     """A run's or a checkpoint's `peft` value -> the settings of `transfer`'s method (its `Config`), or None
     for a transfer that is not a PEFT method.
