@@ -19,7 +19,7 @@ import torch
 from act3d.data.files import read_cloud
 from act3d.data.sample import check_points, normalize_unit_sphere, resample_indices
 from act3d.errors import CheckpointError, DataError
-from act3d.eval.features import extract_features
+from act3d.eval.features import batched_features, extract_features
 from act3d.models import zoo
 from act3d.models.classifier import PointClassifier
 from act3d.models.layers import POOLINGS
@@ -109,7 +109,9 @@ class Act3dModel:
         clouds = self.prepare(points)
         if pooling == "head":
             self.require_classifier("pooling 'head'")
-            features = self._head_input(clouds)
+            features = batched_features(
+                self.model.features, clouds, self.model.patching, self.device, precision=self.precision
+            )
         else:
             features = extract_features(
                 self.model.encoder, clouds, self.model.patching, pooling, precision=self.precision
@@ -122,16 +124,6 @@ class Act3dModel:
             raise CheckpointError(
                 f"{self.path} is not a fine-tuned classifier: {what} needs a checkpoint from `act3d finetune`"
             )
-
-    def _head_input(self, clouds: torch.Tensor, batch_size: int = 64) -> np.ndarray:
-        """`(B, N, 3)` clouds -> `(B, F)`: `PointClassifier.features`, in batches, grouped in float32."""
-        feats = []
-        for chunk in clouds.split(batch_size):
-            chunk = chunk.to(self.device)
-            patches = self.model.patching.group(chunk)
-            with inference_autocast(self.precision, self.device):
-                feats.append(self.model.features(patches, chunk).float().cpu())
-        return torch.cat(feats).numpy()
 
     @torch.no_grad()
     def predict(self, points: np.ndarray | torch.Tensor, k: int = 5) -> list[Prediction]:

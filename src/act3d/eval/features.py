@@ -1,6 +1,9 @@
-"""Frozen features of many clouds: the student backbone over every patch, pooled, in batches."""
+"""Frozen features of many clouds, in batches: the student backbone over every patch, pooled
+(`extract_features`), or any network's features of the patches (`batched_features`)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -8,7 +11,7 @@ import torch
 from act3d.models.layers import Pooling
 from act3d.models.precision import Precision, inference_autocast
 from act3d.models.student import StudentEncoder, pooled_features
-from act3d.ops.grouping import PatchConfig
+from act3d.ops.grouping import PatchConfig, Patches
 
 
 @torch.no_grad()
@@ -24,9 +27,31 @@ def extract_features(
     the encoder runs under `precision` (`models.precision`), the grouping in float32."""
     encoder.eval()
     device = next(encoder.parameters()).device
+    return batched_features(
+        lambda patches, _: pooled_features(encoder, patches, pooling),
+        points,
+        patching,
+        device,
+        batch_size,
+        precision,
+    )
+
+
+@torch.no_grad()
+def batched_features(
+    features: Callable[[Patches, torch.Tensor], torch.Tensor],
+    points: torch.Tensor,
+    patching: PatchConfig,
+    device: torch.device,
+    batch_size: int = 64,
+    precision: Precision = "float32",
+) -> np.ndarray:
+    """`(M, N, 3)` clouds -> `features(patches, clouds)` of each batch, `(M, F)` float32: each batch cut into
+    patches in float32 on `device`, the network under `precision`."""
     feats = []
     for chunk in points.split(batch_size):
-        patches = patching.group(chunk.to(device))
+        chunk = chunk.to(device)
+        patches = patching.group(chunk)
         with inference_autocast(precision, device):
-            feats.append(pooled_features(encoder, patches, pooling).float().cpu())
+            feats.append(features(patches, chunk).float().cpu())
     return torch.cat(feats).numpy()
