@@ -225,6 +225,8 @@ def _input_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    from act3d.api import EMBED_POOLINGS
+
     emb = commands.add_parser(
         "embed", help="features of your own point-cloud / mesh files (or a dataset) from a trained checkpoint"
     )
@@ -242,7 +244,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     emb.add_argument("--overwrite", action="store_true", help="replace the output files if they exist")
     emb.add_argument(
         "--pooling",
-        choices=["max+mean", "cls+max", "head"],
+        choices=EMBED_POOLINGS,
         default="max+mean",
         help="which features: max+mean (default) or cls+max pool the backbone's tokens, every checkpoint alike "
         "(max+mean is the SVM probe's; a PEFT classifier's backbone without its prompts/adapters); head "
