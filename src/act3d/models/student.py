@@ -105,7 +105,6 @@ class StudentEncoder(nn.Module):
         (`split_by_mask`) -> normalised tokens `(B, 1 + G', W)`; with `return_layers`, those blocks'
         normalised outputs. `with_cls=False` runs the patch tokens alone, `(B, G', W)`, as the official
         segmentation backbones (no cls token)."""
-        b = neighborhood.shape[0]
         # every patch is embedded, then the visible ones kept (official VisableOnlyMaskTransformer, act.py
         # l.276-281): the mini-PointNet's batch norm sees all patches of the batch, not only the visible ones
         tokens = self.patch_embed(neighborhood)
@@ -113,11 +112,18 @@ class StudentEncoder(nn.Module):
             tokens, center = gather_points(tokens, visible), gather_points(center, visible)
         x, pos = tokens, self.pos_embed(center)
         if with_cls:
-            x = torch.cat([self.cls_token.expand(b, -1, -1), x], dim=1)
-            pos = torch.cat([self.cls_pos.expand(b, -1, -1), pos], dim=1)
+            x, pos = self._with_cls(x, pos)
         if return_layers:
             return [self.norm(h) for h in self.blocks(x, pos, return_layers)]
         return self.norm(self.blocks(x, pos))
+
+    def _with_cls(self, x: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(B, G, W)` tokens and their positions -> `[cls, tokens]` and `[cls_pos, pos]`, `(B, 1 + G, W)`."""
+        b = x.shape[0]
+        return (
+            torch.cat([self.cls_token.expand(b, -1, -1), x], dim=1),
+            torch.cat([self.cls_pos.expand(b, -1, -1), pos], dim=1),
+        )
 
     def run(
         self,
@@ -134,12 +140,10 @@ class StudentEncoder(nn.Module):
         `extra` patches (PPT's second grouping) are embedded by the same mini-PointNet after the patches and
         follow them as tokens, with their centres' positions; `enter` and `run` are the stack's seams around
         each block (`TransformerStack.forward`)."""
-        b = patches.center.shape[0]
         tokens = self.patch_embed(patches.neighborhood)
         if embedded is not None:
             tokens = embedded(tokens)
-        x = torch.cat([self.cls_token.expand(b, -1, -1), tokens], dim=1)
-        pos = torch.cat([self.cls_pos.expand(b, -1, -1), self.pos_embed(patches.center)], dim=1)
+        x, pos = self._with_cls(tokens, self.pos_embed(patches.center))
         if extra is not None:
             x = torch.cat([x, self.patch_embed(extra.neighborhood)], dim=1)
             pos = torch.cat([pos, self.pos_embed(extra.center)], dim=1)
