@@ -11,7 +11,7 @@ import pytest
 
 from act3d.demo.compare import arm_measures, compare_arms
 from act3d.demo.report import results_table, write_report
-from act3d.demo.results import ArmResult, DemoResults
+from act3d.demo.results import ArmResult, DemoResults, OwnDataResults
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -83,6 +83,14 @@ def test_report_files_and_numbers(tmp_path):
     assert "not distinguishable" in behind.text and f"{100 * behind.low:+.1f} to +0.0" in page
     assert (tmp_path / "paired_differences.png").stat().st_size > 1000  # the forest plot
     assert DemoResults.from_dict(json.loads(json.dumps(results.to_dict()))) == results
+
+
+def test_a_results_json_of_layout_1_reads_its_own_data_under_transfer():
+    own = OwnDataResults("mine", "/data/mine", ["a", "b"], {"train": {"a": 1, "b": 1}}, 2, [], [])
+    saved = json.loads(json.dumps(replace(fake_results(), own_data=own).to_dict()))
+    assert "transfer" not in saved and saved["act3d_demo"] == 2
+    saved["transfer"], saved["act3d_demo"] = saved.pop("own_data"), 1  # as layout 1 wrote it
+    assert DemoResults.from_dict(saved).own_data == own
 
 
 @pytest.mark.skipif(
@@ -158,20 +166,20 @@ def test_the_demo_plan_counts_only_the_stages_it_will_run(tmp_path):
         "students": 3,
         "finetunes": 8,
         "peft": 0,
-        "transfer_finetunes": 0,
+        "own_data_finetunes": 0,
     }
     finished = ["stage1-pretrained-teacher", "stage1-random-teacher", "stage2-act", "stage2-point-mae"]
     finished += [f"finetune-{a.name}-seed{s}" for a in ARMS for s in range(2)]
     (tmp_path / "done").mkdir()
     for name in finished:
         (tmp_path / "done" / f"{name}.json").write_text('{"seconds": 1, "result": {}}')
-    opts.transfer_data = tmp_path / "prepared"
+    opts.own_data = tmp_path / "prepared"
     assert stages_to_run(opts) == {
         "teachers": 0,
         "students": 1,
         "finetunes": 0,
         "peft": 0,
-        "transfer_finetunes": 8,
+        "own_data_finetunes": 8,
     }
 
 

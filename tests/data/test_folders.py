@@ -202,7 +202,7 @@ def test_every_command_reads_a_prepared_folder(
     student = str(pretrain(pretrain_cfg, tmp_path / "s2").checkpoint)
     finetune_cfg.checkpoint = student
     finetune_cfg.optim.max_steps = 2
-    result = finetune(finetune_cfg, tmp_path / "ft").transfer
+    result = finetune(finetune_cfg, tmp_path / "ft").downstream
     assert result.class_names == ["cube", "slab", "tall"] and set(result.val) == {"oa", "macc"}
     classifier = str(tmp_path / "ft" / "checkpoints" / "last.pt")
     data = ["--format", "class-folders", "--root", str(prepared)]
@@ -313,15 +313,15 @@ def test_fewshot_episodes_in_the_official_layout(prepared, tmp_path, capsys):
     assert len(open_source(cfg, "train")) == 10
 
 
-def test_demo_measures_every_arm_on_the_transfer_data(prepared, pretrain_cfg, tmp_path):
-    """The demo's transfer stages on a prepared folder (tiny students stand in for the demo's), and the
-    report's transfer table."""
+def test_demo_measures_every_arm_on_the_own_data(prepared, pretrain_cfg, tmp_path):
+    """The demo's stages on your data on a prepared folder (tiny students stand in for the demo's), and the
+    report's own-data table."""
     from test_report import fake_results
 
     from act3d.demo.arms import ARMS
     from act3d.demo.configs import DemoOptions
-    from act3d.demo.pipeline import transfer_stages
-    from act3d.demo.report import transfer_table, write_report
+    from act3d.demo.pipeline import own_data_stages
+    from act3d.demo.report import own_data_table, write_report
     from act3d.demo.runs import Runs
     from act3d.train.stage2 import pretrain
 
@@ -332,28 +332,28 @@ def test_demo_measures_every_arm_on_the_transfer_data(prepared, pretrain_cfg, tm
         quick=True,
         seeds=1,
         fewshot_folds=2,
-        transfer_data=prepared,
+        own_data=prepared,
         overrides=(
             "finetune:data.num_points=128",
             "finetune:patches.num_groups=8",
             "finetune:patches.group_size=8",
         ),
     )
-    transfer = transfer_stages(Runs(opts.out), {arm.name: {"checkpoint": student} for arm in ARMS}, opts)
-    assert transfer.classes == ["cube", "slab", "tall"] and len(transfer.arms) == len(ARMS)
-    for arm in transfer.arms:
+    own_data = own_data_stages(Runs(opts.out), {arm.name: {"checkpoint": student} for arm in ARMS}, opts)
+    assert own_data.classes == ["cube", "slab", "tall"] and len(own_data.arms) == len(ARMS)
+    for arm in own_data.arms:
         assert 0 <= arm.svm_acc <= 1 and len(arm.finetune_accs) == 1
         assert list(arm.fewshot) == []  # 3 classes fill none of the 5- and 10-way settings
-    assert {c.measure for c in transfer.comparisons} == {
+    assert {c.measure for c in own_data.comparisons} == {
         "fine-tune val OA",
         "fine-tune test OA",
         "SVM test OA",
     }
-    assert (opts.out / "done" / "transfer-finetune-scratch-seed0.json").is_file()
-    page = write_report(tmp_path, replace(fake_results(), transfer=transfer)).read_text()
+    assert (opts.out / "done" / "own-data-finetune-scratch-seed0.json").is_file()
+    page = write_report(tmp_path, replace(fake_results(), own_data=own_data)).read_text()
     assert (
-        '<table id="transfer">' in page
-        and f'<td data-key="svm">{transfer_table(transfer).rows[0]["svm"]}</td>' in page
+        '<table id="own-data">' in page
+        and f'<td data-key="svm">{own_data_table(own_data).rows[0]["svm"]}</td>' in page
     )
 
 

@@ -25,7 +25,7 @@ def test_scanobjectnn_paper_preset(tmp_path):
     over += TINY + ["student.depth=2", "optim.batch_size=8", "votes=2"]
     cfg = load_config(FinetuneRunConfig, "finetune", "scanobjectnn_pb_t50_rs", overrides=over)
     assert (cfg.patches.fps, cfg.optim.schedule, cfg.sampling) == ("pointnet2", "epochs", "fps")
-    res = finetune(cfg, tmp_path / "ft").transfer
+    res = finetune(cfg, tmp_path / "ft").downstream
     assert res.val_samples > 0 and set(res.test) == {"oa", "macc"} and res.protocol["votes"] == 2
 
 
@@ -35,7 +35,7 @@ def test_part_segmentation_paper_preset(tmp_path, official_data):
     over += TINY + ["propagation=[24,16]", "hidden=[16,16]", "optim.batch_size=2", "runtime.log_every=1"]
     over += ["val_fraction=0"] if official_data else []
     cfg = load_config(SegmentRunConfig, "segment", "paper_part", overrides=over)
-    res = segment(cfg, tmp_path / "part").transfer
+    res = segment(cfg, tmp_path / "part").downstream
     assert set(res.test_selected_on_test) == {"class_miou", "instance_miou"}  # on in the preset
     assert (res.val_samples == 0) == official_data and res.test_samples == 4
 
@@ -49,6 +49,6 @@ def test_semantic_segmentation_paper_preset(tmp_path):
     ]
     over += TINY + ["propagation=[24,16]", "hidden=[16,16]", "optim.batch_size=2", "votes=1"]
     cfg = load_config(SegmentRunConfig, "segment", "paper_semantic", overrides=over)
-    res = segment(cfg, tmp_path / "sem").transfer
+    res = segment(cfg, tmp_path / "sem").downstream
     assert res.protocol["test"] == "whole_rooms" and set(res.test_selected_on_test) == {"miou"}
     assert set(res.test) == {"oa", "macc", "miou"} and res.val_samples > 0

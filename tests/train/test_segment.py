@@ -37,7 +37,7 @@ def _losses(run) -> list[float]:
 def test_part_segmentation_on_official_layout(tmp_path):
     cfg = _cfg("part", write_shapenetpart(tmp_path), "shapenetpart", 128)
     cfg.optim.epochs, cfg.optim.lr = 30, 3e-3
-    res = segment(cfg, tmp_path / "part").transfer
+    res = segment(cfg, tmp_path / "part").downstream
     losses = _losses(tmp_path / "part")
     # labels are random among each category's parts: learning to name only the category's parts takes the
     # loss from ~log(50) towards log(parts per category)
@@ -50,7 +50,7 @@ def test_part_segmentation_on_official_layout(tmp_path):
 
 def test_semantic_segmentation_on_official_layout(tmp_path):
     cfg = _cfg("semantic", write_s3dis(tmp_path), "s3dis", 128)
-    res = segment(cfg, tmp_path / "sem").transfer
+    res = segment(cfg, tmp_path / "sem").downstream
     assert set(res.test) == {"oa", "macc", "miou"} and res.test_samples > 0
     assert res.val_samples > 0  # blocks of the held-out training room
 
@@ -136,7 +136,7 @@ def test_whole_rooms_cover_every_point_in_full_pieces():
 def test_semantic_whole_room_test_protocol(tmp_path):
     cfg = _cfg("semantic", write_s3dis(tmp_path), "s3dis", 128)
     cfg.test_protocol, cfg.votes = "whole_rooms", 2
-    res = segment(cfg, tmp_path / "sem").transfer
+    res = segment(cfg, tmp_path / "sem").downstream
     assert res.protocol["test"] == "whole_rooms" and res.test_samples == 2 * 5000  # every Area 5 point
     assert 0 <= res.test["miou"] <= 1
 
@@ -152,9 +152,9 @@ def test_the_semantic_preset_keeps_its_task(tmp_path, monkeypatch):
     """`act3d segment --preset paper_semantic` runs semantic segmentation (the --task default once won)."""
     from act3d.cli import main
     from act3d.train import segment as segment_module
-    from act3d.train.stage import StageResult, TransferResult
+    from act3d.train.stage import StageResult, DownstreamResult
 
-    result = TransferResult("semantic", "s3dis", 0, None, 0, 0.0, 0, {}, {"miou": 0.5}, 0, 1, {})
+    result = DownstreamResult("semantic", "s3dis", 0, None, 0, 0.0, 0, {}, {"miou": 0.5}, 0, 1, {})
     seen = {}
     monkeypatch.setattr(
         segment_module,
@@ -241,7 +241,7 @@ def test_official_data_and_test_selected_readings(tmp_path):
 
     part = _cfg("part", write_shapenetpart(tmp_path), "shapenetpart", 128)
     part.val_fraction, part.report_test_selected, part.optim.epochs = 0.0, True, 3
-    res = segment(part, tmp_path / "part").transfer
+    res = segment(part, tmp_path / "part").downstream
     assert res.val == {} and res.val_samples == 0 and res.selected_step == res.steps
     assert res.steps == 3 * (2 * 2 * len(res.class_names)) // 2  # train + val shapes, batch 2, 3 epochs
     rows = [r for r in csv.DictReader(open(tmp_path / "part" / "metrics.csv")) if r.get("test_class_miou")]
@@ -253,7 +253,7 @@ def test_official_data_and_test_selected_readings(tmp_path):
 
     semantic = _cfg("semantic", write_s3dis(tmp_path / "s3dis"), "s3dis", 128)
     semantic.val_fraction, semantic.report_test_selected = 0.0, True
-    res = segment(semantic, tmp_path / "sem").transfer
+    res = segment(semantic, tmp_path / "sem").downstream
     assert res.val_samples == 0 and set(res.test_selected_on_test) == {"miou"}
 
 

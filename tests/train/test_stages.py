@@ -11,7 +11,7 @@ from act3d.models import zoo
 from act3d.models.checkpoint import load_checkpoint, save_checkpoint
 from act3d.train.checkpoints import TrainingDiverged
 from act3d.train.finetune import build_classifier, finetune
-from act3d.train.stage import TransferResult
+from act3d.train.stage import DownstreamResult
 from act3d.train.stage1 import build_autoencoder, train_teacher
 from act3d.train.stage2 import pretrain
 
@@ -130,11 +130,11 @@ def test_stage2_arms_and_finetune(teacher_cfg, pretrain_cfg, finetune_cfg, tmp_p
         encoder, _ = zoo.load_student(ckpt)
         assert encoder.cfg.width == 32
     finetune_cfg.checkpoint = str(act)
-    results = finetune(finetune_cfg, tmp_path / "ft").transfer
+    results = finetune(finetune_cfg, tmp_path / "ft").downstream
     assert len(results.confusion) == 15 and sum(map(sum, results.confusion)) == 16  # every test cloud counted
     assert results.val["oa"] is not None and results.selected_step <= results.steps
     saved = json.loads((tmp_path / "ft" / "results.json").read_text())
-    assert TransferResult.from_dict(saved) == results and results.test_samples == 16
+    assert DownstreamResult.from_dict(saved) == results and results.test_samples == 16
     model, cfg, names = load_classifier(tmp_path / "ft" / "checkpoints" / "last.pt")
     assert len(names) == 15 and (tmp_path / "ft" / "checkpoints" / "best.pt").is_file()
     # the pretrained student's architecture, the fine-tuning run's own drop-path rate
@@ -194,7 +194,7 @@ def test_same_config_same_seed_same_bits(teacher_cfg, pretrain_cfg, finetune_cfg
         pretrain_cfg.teacher_checkpoint = str(teacher)
         student = pretrain(pretrain_cfg, tmp_path / tag / "s2").checkpoint
         finetune_cfg.checkpoint = str(student)
-        results = finetune(finetune_cfg, tmp_path / tag / "ft").transfer.to_dict()
+        results = finetune(finetune_cfg, tmp_path / tag / "ft").downstream.to_dict()
         files = [teacher, student, tmp_path / tag / "ft" / "checkpoints" / "last.pt"]
         return [load_checkpoint(f)["model"] for f in files] + [
             {k: v for k, v in results.items() if k != "seconds"}
@@ -273,7 +273,7 @@ def test_finetuning_learns_separable_shapes(tmp_path):
             "runtime": {"progress": False},
         },
     )
-    results = finetune(cfg, tmp_path / "ft").transfer
+    results = finetune(cfg, tmp_path / "ft").downstream
     assert results.val["oa"] >= 0.8 and results.test["oa"] >= 0.9, results
 
 
@@ -335,7 +335,7 @@ def test_fewshot_trains_on_every_support_cloud_and_reports_the_last_model(tmp_pa
     ]
     cfg = load_config(FinetuneRunConfig, "finetune", "modelnet40_fewshot", overrides=over)
     assert (cfg.optim.epochs, cfg.val_fraction) == (2, 0.0) and to_dict(cfg)["report_test_selected"]
-    res = finetune(cfg, tmp_path / "fs").transfer
+    res = finetune(cfg, tmp_path / "fs").downstream
     assert res.steps == 2 * 50 // 5  # every support cloud, every epoch (90% of them trained 9 steps)
     assert res.val_samples == 0 and res.val == {} and res.selected_step == res.steps
     assert 0 <= res.test_selected_on_test["oa"] <= 1 and res.test_selected_on_test["oa"] >= res.test["oa"]
@@ -383,7 +383,7 @@ def test_the_test_selected_readings_are_the_official_runners(finetune_cfg, tmp_p
     monkeypatch.setattr(ft, "evaluate_classifier", recording)
     cfg = replace(finetune_cfg, val_fraction=0.0, report_test_selected=True, test_selected_vote_rounds=2)
     cfg.optim.epochs, cfg.votes = 3, 1
-    res = finetune(cfg, tmp_path / "ft").transfer
+    res = finetune(cfg, tmp_path / "ft").downstream
     # the readings after epochs 2 and 3 (none after the first, as officially); the final test read follows
     assert len(readings) == 3
     per_epoch = readings[:2]

@@ -21,7 +21,7 @@ def _demo(args: argparse.Namespace) -> int:
         quick=args.quick,
         seeds=args.seeds if args.seeds else (1 if args.quick else 3),
         overrides=tuple(args.overrides),
-        transfer_data=Path(args.transfer_data) if args.transfer_data else None,
+        own_data=Path(args.own_data) if args.own_data else None,
         preset=args.preset,
         peft=tuple(METHODS) if args.peft == [] else tuple(args.peft or ()),
     )
@@ -55,11 +55,11 @@ def _demo(args: argparse.Namespace) -> int:
             )
         for c in results.peft_comparisons:
             log.info("  %s %s", "*" if c.distinguishable else " ", c.text)
-    if results.transfer is not None:
+    if results.own_data is not None:
         log.info("")
-        log.info("on %s:", results.transfer.data)
+        log.info("on %s:", results.own_data.data)
         log.info("%-36s %18s %10s", "arm", "fine-tune OA %", "SVM")
-        for arm in results.transfer.arms:
+        for arm in results.own_data.arms:
             log.info(
                 "%-36s %10.1f ± %5.1f %10.1f",
                 arm.label,
@@ -67,7 +67,7 @@ def _demo(args: argparse.Namespace) -> int:
                 100 * arm.finetune_acc_std,
                 100 * arm.svm_acc,
             )
-        for c in results.transfer.comparisons:
+        for c in results.own_data.comparisons:
             log.info("  %s %s", "*" if c.distinguishable else " ", c.text)
     log.info("report: %s (wall %.1f min)", Path(args.out) / "report.html", results.wall_seconds / 60)
     return 0
@@ -103,7 +103,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--set pretrain:optim.epochs=4 (repeatable; use a new --out, finished stages are reused)",
     )
     demo.add_argument(
-        "--transfer-data",
+        "--own-data",
         metavar="DIR",
         help="also measure every arm on your own dataset (a folder written by `act3d data prepare`): "
         "SVM probe, few-shot and fine-tuning, in the same report and results.json",

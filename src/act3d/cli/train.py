@@ -69,7 +69,7 @@ def _segment(args: argparse.Namespace) -> int:
 
 def _transfer(stage: Stage, args: argparse.Namespace, overrides: list[str], preset: str) -> int:
     """Run a transfer stage once per seed 0..N-1, in OUT with one seed and in OUT/seed<i> with several (each
-    run folder with its `results.json`, a `TransferResult`); then OUT/summary.json: every score of every
+    run folder with its `results.json`, a `DownstreamResult`); then OUT/summary.json: every score of every
     seed, their mean and std, and with `--compare-to` the paired differences to an earlier run."""
     from act3d.eval.metrics import mean_std
 
@@ -84,7 +84,7 @@ def _transfer(stage: Stage, args: argparse.Namespace, overrides: list[str], pres
     for cfg in configs:
         seed = cfg.runtime.seed
         folder = out / f"seed{seed}" if args.seeds > 1 else out
-        result = stage.run(cfg, folder, resume=args.resume, overwrite=args.overwrite).transfer
+        result = stage.run(cfg, folder, resume=args.resume, overwrite=args.overwrite).downstream
         config = to_dict(cfg)
         for split, scores in (("val", result.val), ("test", result.test)):
             for metric, value in scores.items():

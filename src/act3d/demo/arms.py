@@ -2,7 +2,7 @@
 
 A demo run folder holds one folder per run (`act3d.demo.runs.Runs`): a Stage I teacher, an arm's Stage II
 student, its probes, each fine-tuning seed, with `--peft` each PEFT method's seeds on the ACT student and,
-with `--transfer-data`, the arms' runs on the user's data.
+with `--own-data`, the arms' runs on the user's data.
 """
 
 from __future__ import annotations
@@ -57,11 +57,11 @@ def peft_folder(method: str, seed: int) -> str:
     return f"finetune-{ACT.name}-{method}-seed{seed}"
 
 
-def transfer_probe_folder(arm: Arm) -> str:
-    """The run folder of an arm's probes on the user's dataset (`--transfer-data`)."""
-    return f"transfer-probe-{arm.name}"
+def own_data_probe_folder(arm: Arm) -> str:
+    """The run folder of an arm's probes on the user's dataset (`--own-data`)."""
+    return f"own-data-probe-{arm.name}"
 
 
-def transfer_finetune_folder(arm: Arm, seed: int) -> str:
+def own_data_finetune_folder(arm: Arm, seed: int) -> str:
     """The run folder of one fine-tuning seed of an arm on the user's dataset."""
-    return f"transfer-finetune-{arm.name}-seed{seed}"
+    return f"own-data-finetune-{arm.name}-seed{seed}"

@@ -21,7 +21,7 @@ class DemoOptions:
     seeds: int = 3  # fine-tuning seeds per arm
     fewshot_folds: int = 10
     overrides: tuple[str, ...] = ()  # "teacher:KEY=VALUE", "pretrain:KEY=VALUE" or "finetune:KEY=VALUE"
-    transfer_data: Path | None = None  # a prepared class-folder dataset (`act3d data prepare`)
+    own_data: Path | None = None  # a prepared class-folder dataset (`act3d data prepare`)
     preset: str = "cpu"  # cpu: minutes on a 2-core CPU; gpu: the paper's model sizes, ~10 minutes on one GPU
     # PEFT methods (act3d.models.peft) fine-tuned on the ACT arm's student beside its full fine-tuning
     peft: tuple[str, ...] = ()
@@ -85,5 +85,5 @@ def teacher_config(teacher: str, opts: DemoOptions) -> TeacherRunConfig:
     return cfg
 
 
-def transfer_data_config(root: Path, num_points: int) -> DataConfig:
+def own_data_config(root: Path, num_points: int) -> DataConfig:
     return DataConfig(format="class-folders", root=str(root), num_points=num_points)

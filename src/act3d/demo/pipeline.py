@@ -4,7 +4,7 @@ Stage I trains a cross-modal teacher around the shipped pretrained ViT-S/14 (and
 question, around a randomly initialised ViT of the same shape); Stage II distils each into a 3D student,
 beside a Point-MAE-style student and an untrained one (scratch); Stage III measures every arm with the
 same budget: a linear SVM probe, few-shot episodes and fine-tuning on the scan-like split; with
-`transfer_data`, the same three on a prepared class-folder dataset of the user's too. Every stage
+`own_data`, the same three on a prepared class-folder dataset of the user's too. Every stage
 writes into its own folder and leaves a record in `done/`; re-running reuses finished stages and resumes an
 interrupted one from its last checkpoint.
 """
@@ -30,16 +30,16 @@ from act3d.demo.arms import (
     probe_folder,
     student_folder,
     teacher_folder,
-    transfer_finetune_folder,
-    transfer_probe_folder,
+    own_data_finetune_folder,
+    own_data_probe_folder,
 )
 from act3d.demo.compare import arm_measures, compare_arms, compare_to_full
-from act3d.demo.configs import DemoOptions, check_overrides, transfer_data_config
+from act3d.demo.configs import DemoOptions, check_overrides, own_data_config
 from act3d.demo.plan import estimate_seconds
 from act3d.demo.report import write_report
-from act3d.demo.results import ArmResult, DemoResults, PeftResult, TransferArm, TransferResults
+from act3d.demo.results import ArmResult, DemoResults, PeftResult, OwnDataArm, OwnDataResults
 from act3d.demo.runs import Runs
-from act3d.demo.steps import finetune_stage, probe_arm, student_stage, teacher_stage, transfer_probe_arm
+from act3d.demo.steps import finetune_stage, probe_arm, student_stage, teacher_stage, own_data_probe_arm
 from act3d.environment import environment
 from act3d.eval.metrics import mean_std
 
@@ -50,9 +50,9 @@ def run_demo(opts: DemoOptions) -> DemoResults:
     """Run (or resume) the whole demo into `opts.out`; returns its results, also saved as results.json."""
     check_overrides(opts.overrides)
     out = opts.out
-    if opts.transfer_data is not None:  # refuse a wrong folder before hours of training, not after
+    if opts.own_data is not None:  # refuse a wrong folder before hours of training, not after
         for split in ("train", "test"):
-            open_source(transfer_data_config(opts.transfer_data, 1), split)
+            open_source(own_data_config(opts.own_data, 1), split)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     data_dir = build_default()
@@ -96,11 +96,11 @@ def run_demo(opts: DemoOptions) -> DemoResults:
         ]
         for method in opts.peft
     }
-    transfer = transfer_stages(runs, students, opts) if opts.transfer_data is not None else None
+    own_data = own_data_stages(runs, students, opts) if opts.own_data is not None else None
     results = collect_results(
         opts, teachers, students, probes, finetunes, runs.timings, time.perf_counter() - started, data_dir
     )
-    results.transfer, results.reused_stages = transfer, runs.reused
+    results.own_data, results.reused_stages = own_data, runs.reused
     if peft:  # the ACT student's full fine-tuning first, then each method on it
         rows = {"full": finetunes[ACT.name], **peft}
         results.peft = [peft_result(method, seeds) for method, seeds in rows.items()]
@@ -125,24 +125,24 @@ def peft_result(method: str, seeds: list[dict]) -> PeftResult:
     )
 
 
-def transfer_stages(runs: Runs, students: dict, opts: DemoOptions) -> TransferResults:
+def own_data_stages(runs: Runs, students: dict, opts: DemoOptions) -> OwnDataResults:
     """Every arm's student on the user's dataset: SVM probe, few-shot, fine-tuning with `opts.seeds` seeds."""
-    root = opts.transfer_data
+    root = opts.own_data
     folds = 3 if opts.quick else opts.fewshot_folds
     arms, measures = [], {}
     for arm in ARMS:
         ckpt = Path(students[arm.name]["checkpoint"])
-        probe = runs.run(transfer_probe_folder(arm), lambda d, c=ckpt: transfer_probe_arm(c, root, folds))
+        probe = runs.run(own_data_probe_folder(arm), lambda d, c=ckpt: own_data_probe_arm(c, root, folds))
         seeds = [
             runs.run(
-                transfer_finetune_folder(arm, seed),
+                own_data_finetune_folder(arm, seed),
                 lambda d, a=arm, s=seed: finetune_stage(a, students, s, d, opts, root),
             )
             for seed in range(opts.seeds)
         ]
         mean, std = mean_std([r["test_acc"] for r in seeds])
         arms.append(
-            TransferArm(
+            OwnDataArm(
                 name=arm.name,
                 label=arm.label,
                 svm_acc=probe["svm"]["test_acc"],
@@ -160,7 +160,7 @@ def transfer_stages(runs: Runs, students: dict, opts: DemoOptions) -> TransferRe
             probe["fewshot"],
         )
     manifest = read_manifest(root)
-    return TransferResults(
+    return OwnDataResults(
         data=str(root),
         source=manifest["source"],
         classes=manifest["classes"],

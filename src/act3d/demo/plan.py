@@ -18,7 +18,7 @@ from act3d.demo.arms import (
     peft_folder,
     student_folder,
     teacher_folder,
-    transfer_finetune_folder,
+    own_data_finetune_folder,
 )
 from act3d.demo.configs import DemoOptions, stage_config, teacher_config
 from act3d.demo.runs import Runs
@@ -84,7 +84,7 @@ def estimate_seconds(opts: DemoOptions) -> dict[str, float]:
             todo["students"] * s2
         )
     runs = len(ARMS) * opts.seeds
-    if todo["finetunes"] or todo["transfer_finetunes"] or todo["peft"]:
+    if todo["finetunes"] or todo["own_data_finetunes"] or todo["peft"]:
         per_run = per_step(finetuning, f_cfg.optim.batch_size, f_cfg.data.num_points)
         s3 = per_run * steps(f_cfg.optim, spec["scan_train"])  # one fine-tuning run on the scan split
         if todo["finetunes"]:
@@ -95,11 +95,11 @@ def estimate_seconds(opts: DemoOptions) -> dict[str, float]:
             plan[
                 f"PEFT fine-tuning ({todo['peft']} of {len(opts.peft) * opts.seeds} method x seed runs, {device})"
             ] = todo["peft"] * s3
-        if todo["transfer_finetunes"]:
-            counts = read_manifest(opts.transfer_data)["counts"].values()
+        if todo["own_data_finetunes"]:
+            counts = read_manifest(opts.own_data)["counts"].values()
             train = sum(c["train"] for c in counts) * (1 - f_cfg.val_fraction)
-            plan[f"transfer fine-tuning ({todo['transfer_finetunes']} of {runs} runs, {device})"] = (
-                todo["transfer_finetunes"] * per_run * steps(f_cfg.optim, int(train))
+            plan[f"fine-tuning on your data ({todo['own_data_finetunes']} of {runs} runs, {device})"] = (
+                todo["own_data_finetunes"] * per_run * steps(f_cfg.optim, int(train))
             )
     return plan
 
@@ -109,13 +109,13 @@ def stages_to_run(opts: DemoOptions) -> dict[str, int]:
     ones, with their record in `done/`, are reused)."""
     runs = Runs(opts.out)
     seeds = range(opts.seeds)
-    transfer = opts.transfer_data is not None
+    own_data = opts.own_data is not None
     return {
         "teachers": sum(not runs.finished(teacher_folder(t)) for t in TEACHERS),
         "students": sum(not runs.finished(student_folder(a)) for a in TRAINED_ARMS),
         "finetunes": sum(not runs.finished(finetune_folder(a, s)) for a in ARMS for s in seeds),
         "peft": sum(not runs.finished(peft_folder(m, s)) for m in opts.peft for s in seeds),
-        "transfer_finetunes": sum(
-            transfer and not runs.finished(transfer_finetune_folder(a, s)) for a in ARMS for s in seeds
+        "own_data_finetunes": sum(
+            own_data and not runs.finished(own_data_finetune_folder(a, s)) for a in ARMS for s in seeds
         ),
     }

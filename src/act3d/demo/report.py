@@ -20,7 +20,7 @@ from act3d.demo.arms import (
     student_folder,
     teacher_folder,
 )
-from act3d.demo.results import DemoResults, TransferResults
+from act3d.demo.results import DemoResults, OwnDataResults
 from act3d.eval.paired import PairedDifference
 from act3d.viz import plot_confusion, plot_forest, plot_loss_curves, plot_tsne
 
@@ -83,9 +83,9 @@ def results_table(results: DemoResults) -> Table:
     return Table("results", RESULT_COLUMNS, rows)
 
 
-def transfer_table(transfer: TransferResults) -> Table:
-    """The transfer table (`--transfer-data`): one row per arm."""
-    keys = sorted({k for arm in transfer.arms for k in arm.fewshot})
+def own_data_table(own_data: OwnDataResults) -> Table:
+    """The table of the user's own dataset (`--own-data`): one row per arm."""
+    keys = sorted({k for arm in own_data.arms for k in arm.fewshot})
     columns = [
         ("arm", "arm"),
         ("finetune_val", "fine-tune, validation OA % (selects)"),
@@ -101,9 +101,9 @@ def transfer_table(transfer: TransferResults) -> Table:
             "svm": _pct(arm.svm_acc),
             **_fewshot_cells(arm.fewshot),
         }
-        for arm in transfer.arms
+        for arm in own_data.arms
     ]
-    return Table("transfer", columns, rows)
+    return Table("own-data", columns, rows)
 
 
 def comparison_table(comparisons: list[PairedDifference], table_id: str) -> Table:
@@ -233,14 +233,14 @@ def build_sections(results: DemoResults) -> list[Section]:
             table=comparison_table(results.comparisons, "paired"),
         ),
     ]
-    transfer = results.transfer
-    if transfer is not None:
-        title = f"Transfer to {transfer.data} ({len(transfer.classes)} classes)"
-        sections.append(Section(title, table=transfer_table(transfer)))
+    own_data = results.own_data
+    if own_data is not None:
+        title = f"Your data: {own_data.data} ({len(own_data.classes)} classes)"
+        sections.append(Section(title, table=own_data_table(own_data)))
         sections.append(
             Section(
-                "Transfer: paired differences",
-                table=comparison_table(transfer.comparisons, "transfer-paired"),
+                "Your data: paired differences",
+                table=comparison_table(own_data.comparisons, "own-data-paired"),
             )
         )
     if results.peft:
@@ -285,9 +285,9 @@ def draw_pictures(out: Path, results: DemoResults) -> dict[str, Path]:
     t-SNE, confusion."""
     pictures: dict[str, Path] = {}
     forests = [("", "paired_differences.png", results.comparisons)]
-    if results.transfer is not None:
+    if results.own_data is not None:
         forests.append(
-            (" on the transfer data", "paired_differences_transfer.png", results.transfer.comparisons)
+            (" on your data", "paired_differences_own_data.png", results.own_data.comparisons)
         )
     for where, name, comparisons in forests:
         drawn = plot_forest([c.to_dict() for c in comparisons], out / name)

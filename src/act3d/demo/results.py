@@ -27,8 +27,8 @@ class ArmResult:
 
 
 @dataclass
-class TransferArm:
-    """One arm on the user's prepared dataset (`--transfer-data`)."""
+class OwnDataArm:
+    """One arm on the user's prepared dataset (`--own-data`)."""
 
     name: str
     label: str
@@ -55,13 +55,13 @@ class PeftResult:
 
 
 @dataclass
-class TransferResults:
+class OwnDataResults:
     data: str
     source: str
     classes: list[str]
     counts: dict[str, dict[str, int]]
     fewshot_folds: int
-    arms: list[TransferArm]
+    arms: list[OwnDataArm]
     comparisons: list[PairedDifference]
 
 
@@ -85,16 +85,16 @@ class DemoResults:
     class_names: list[str]
     embedding_act: dict[str, Any]  # features, labels, class names of the clean test split
     fewshot_folds: int
-    transfer: TransferResults | None = None
+    own_data: OwnDataResults | None = None
     reused_stages: list[str] = field(default_factory=list)
     environment: dict[str, Any] = field(default_factory=dict)  # act3d.environment: what the bits depend on
     # `--peft`: each method on the ACT student, and its paired differences against full fine-tuning
     peft: list[PeftResult] = field(default_factory=list)
     peft_comparisons: list[PairedDifference] = field(default_factory=list)
-    act3d_demo: int = 1  # the layout version of results.json
+    act3d_demo: int = 2  # the layout version of results.json (2: `transfer` renamed `own_data`)
 
     def to_dict(self) -> dict[str, Any]:
-        """The `results.json` layout (no `transfer` key without transfer data, no `peft` keys without
+        """The `results.json` layout (no `own_data` key without `--own-data`, no `peft` keys without
         `--peft`)."""
         out = asdict(self)
         out["comparisons"] = [c.to_dict() for c in self.comparisons]
@@ -102,10 +102,10 @@ class DemoResults:
             out["peft_comparisons"] = [c.to_dict() for c in self.peft_comparisons]
         else:
             del out["peft"], out["peft_comparisons"]
-        if self.transfer is None:
-            del out["transfer"]
+        if self.own_data is None:
+            del out["own_data"]
         else:
-            out["transfer"]["comparisons"] = [c.to_dict() for c in self.transfer.comparisons]
+            out["own_data"]["comparisons"] = [c.to_dict() for c in self.own_data.comparisons]
         return out
 
     @staticmethod
@@ -117,9 +117,9 @@ class DemoResults:
         values["comparisons"] = [PairedDifference.from_dict(c) for c in d.get("comparisons", [])]
         values["peft"] = [PeftResult(**p) for p in d.get("peft", [])]
         values["peft_comparisons"] = [PairedDifference.from_dict(c) for c in d.get("peft_comparisons", [])]
-        if d.get("transfer"):
-            t = dict(d["transfer"])
-            t["arms"] = [TransferArm(**a) for a in t["arms"]]
+        if own := d.get("own_data", d.get("transfer")):  # `transfer` before layout 2
+            t = dict(own)
+            t["arms"] = [OwnDataArm(**a) for a in t["arms"]]
             t["comparisons"] = [PairedDifference.from_dict(c) for c in t.get("comparisons", [])]
-            values["transfer"] = TransferResults(**t)
+            values["own_data"] = OwnDataResults(**t)
         return DemoResults(**values)

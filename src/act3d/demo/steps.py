@@ -9,7 +9,7 @@ import numpy as np
 
 from act3d.data.dataset import DataConfig
 from act3d.demo.arms import FEWSHOT_SETTINGS, Arm
-from act3d.demo.configs import DemoOptions, peft_config, stage_config, teacher_config, transfer_data_config
+from act3d.demo.configs import DemoOptions, peft_config, stage_config, teacher_config, own_data_config
 from act3d.eval.probe import fewshot, split_features, svm_probe
 from act3d.models import zoo
 from act3d.models.layers import optimized_parameters
@@ -42,10 +42,10 @@ def fewshot_settings_for(train_y: np.ndarray, test_y: np.ndarray) -> list[tuple[
     return [(w, s) for w, s in FEWSHOT_SETTINGS if classes_with(s) >= w]
 
 
-def transfer_probe_arm(student_ckpt: Path, root: Path, folds: int) -> dict:
+def own_data_probe_arm(student_ckpt: Path, root: Path, folds: int) -> dict:
     """The SVM probe and the few-shot settings that fit, on the user's dataset."""
     encoder, arch = zoo.load_student(student_ckpt)
-    data = transfer_data_config(root, arch["num_points"])
+    data = own_data_config(root, arch["num_points"])
     ftr, ytr, fte, yte, names = split_features(encoder, zoo.patch_config(arch), data)
     return {
         "svm": svm_probe(ftr, ytr, fte, yte, len(names)),
@@ -94,11 +94,11 @@ def finetune_stage(
     """Fine-tune an arm's student with `seed`, on the scan split or on the prepared dataset `data`, in full or
     under a PEFT `method`; its scores, parameter counts and seconds per step."""
     cfg = stage_config(FINETUNE, opts) if method is None else peft_config(method, opts)
-    transfer = cfg.data if data is None else replace(cfg.data, format="class-folders", root=str(data))
+    data_cfg = cfg.data if data is None else replace(cfg.data, format="class-folders", root=str(data))
     runtime = replace(cfg.runtime, seed=seed)
-    cfg = replace(cfg, data=transfer, runtime=runtime, checkpoint=students[arm.name]["checkpoint"])
+    cfg = replace(cfg, data=data_cfg, runtime=runtime, checkpoint=students[arm.name]["checkpoint"])
     run = FINETUNE.run(cfg, folder, resume=True)
-    res = run.transfer
+    res = run.downstream
     model, _ = zoo.load(run.checkpoint, zoo.CLASSIFIER)  # built as trained: its freezing rule applied
     params = list(model.parameters())
     return {

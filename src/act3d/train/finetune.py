@@ -34,7 +34,7 @@ from act3d.ops.indexing import gather_points
 from act3d.train.metrics_log import Metric
 from act3d.train.options import OptimConfig, RuntimeConfig
 from act3d.train.run_folder import refuse_held_run, run_files
-from act3d.train.stage import StageResult, TransferResult, reload_best, student_backbone, train
+from act3d.train.stage import StageResult, DownstreamResult, reload_best, student_backbone, train
 
 log = logging.getLogger(__name__)
 KIND = zoo.CLASSIFIER
@@ -374,7 +374,7 @@ def finetune(
         final = evaluate_classifier(
             model, test_points, test_labels, cfg, votes=cfg.votes, seed=cfg.runtime.seed
         )
-        results = TransferResult(
+        results = DownstreamResult(
             task="classification",
             dataset=test_source.name,
             seed=cfg.runtime.seed,

@@ -26,7 +26,7 @@ from act3d.ops.grouping import PatchConfig
 from act3d.train.metrics_log import Metric
 from act3d.train.options import OptimConfig, RuntimeConfig
 from act3d.train.run_folder import refuse_held_run, run_files
-from act3d.train.stage import StageResult, TransferResult, reload_best, student_backbone, train
+from act3d.train.stage import StageResult, DownstreamResult, reload_best, student_backbone, train
 
 log = logging.getLogger(__name__)
 KIND = zoo.SEGMENTER
@@ -286,7 +286,7 @@ def segment(
         protocol = {"test": cfg.test_protocol if cfg.task == "semantic" else "shapes"}
         if cfg.report_test_selected:  # scored as the official main.py scores every epoch
             protocol["test_selected_on_test"] = "shapes" if task.part else "blocks"
-        results = TransferResult(
+        results = DownstreamResult(
             task=cfg.task,
             dataset=test_data.source.name,
             seed=cfg.runtime.seed,

@@ -3,7 +3,7 @@ backbone (scratch or pretrained) and the reload of the validation-selected model
 
 Each stage module (`stage1`, `stage2`, `finetune`, `segment`; their records are in `act3d.stages`) seeds,
 builds its model, opens its data, calls `train` inside `run_files`, then evaluates or draws its pictures,
-and returns a `StageResult` (a transfer stage's with its `TransferResult`).
+and returns a `StageResult` (a downstream stage's with its `DownstreamResult`).
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class TransferResult:
-    """What one transfer run (fine-tuning, part or semantic segmentation) measured: its run folder's
-    `results.json` (`to_dict`), one shape for every transfer. Scores are fractions, keyed by measure (`oa`,
+class DownstreamResult:
+    """What one downstream run (fine-tuning, part or semantic segmentation) measured: its run folder's
+    `results.json` (`to_dict`), one shape for every downstream task. Scores are fractions, keyed by measure (`oa`,
     `macc`, `miou`, `class_miou`, `instance_miou`). `val` holds the selected model's validation scores (empty
     without a validation split), `test` the test split's, read once; `test_selected_on_test` the official
     runners' readings, the best over repeated test evaluations, named apart and never the headline."""
@@ -60,8 +60,8 @@ class TransferResult:
         return asdict(self)
 
     @staticmethod
-    def from_dict(d: dict[str, Any]) -> TransferResult:
-        return TransferResult(**d)
+    def from_dict(d: dict[str, Any]) -> DownstreamResult:
+        return DownstreamResult(**d)
 
     def write(self, out_dir: Path) -> Path:
         """`out_dir/results.json`, written atomically."""
@@ -72,18 +72,18 @@ class TransferResult:
 
 @dataclass
 class StageResult:
-    """What every stage returns: its model's checkpoint, the training it ran and, for the transfer stages,
+    """What every stage returns: its model's checkpoint, the training it ran and, for the downstream stages,
     what it measured (also in its `results.json`)."""
 
     checkpoint: Path
     steps: int
     seconds: float
-    transfer: TransferResult | None = None
+    downstream: DownstreamResult | None = None
     history: list[dict[str, float]] = field(default_factory=list)  # metrics.csv's rows (`FitResult.history`)
 
     @staticmethod
-    def of(fitted: FitResult, transfer: TransferResult | None = None) -> StageResult:
-        return StageResult(fitted.checkpoint, fitted.steps, fitted.seconds, transfer, fitted.history)
+    def of(fitted: FitResult, downstream: DownstreamResult | None = None) -> StageResult:
+        return StageResult(fitted.checkpoint, fitted.steps, fitted.seconds, downstream, fitted.history)
 
     def curve(self, metric: str) -> list[list[float]]:
         """`[step, value]` of every logged row that has `metric`, e.g. the training loss (lists: as JSON)."""
@@ -120,7 +120,7 @@ def train(
 
 
 def student_backbone(cfg: Any) -> tuple[StudentEncoder, StudentConfig]:
-    """The encoder a transfer stage starts from, and the `StudentConfig` describing it: fresh from
+    """The encoder a downstream stage starts from, and the `StudentConfig` describing it: fresh from
     `cfg.student` without `cfg.checkpoint`, else the pretrained student (its own architecture, the run's
     drop path)."""
     if cfg.checkpoint is None:
