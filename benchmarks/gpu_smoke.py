@@ -188,7 +188,7 @@ def main() -> int:
             ]
         )
         if not args.tiny:
-            over += ["data.num_points=2048", "data.load_points=2048", "patches.num_groups=128"]
+            over += ["data.num_points=2048", "data.load_points=2048", "patching.num_groups=128"]
         cfg = load_config(
             FinetuneRunConfig, "finetune", "cpu" if args.tiny else "scanobjectnn_pb_t50_rs", overrides=over
         )
@@ -199,7 +199,7 @@ def main() -> int:
         root = write_shapenetpart(work / "part", points=2048 if not args.tiny else 256)
         over = runtime(args) + [f"data.root={root}", f"checkpoint={state['act']}", "optim.batch_size=8"]
         if args.tiny:
-            over += ["data.num_points=256", "patches.num_groups=16", "propagation=[24,16]", "hidden=[16,16]"]
+            over += ["data.num_points=256", "patching.num_groups=16", "propagation=[24,16]", "hidden=[16,16]"]
         cfg = load_config(SegmentRunConfig, "segment", "paper_part", overrides=over)
         segment(cfg, work / "seg")
         return measured(work / "seg")

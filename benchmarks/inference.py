@@ -35,7 +35,7 @@ def measure(student: str, batch: int, precision: str, device: str, repeats: int)
     clouds = torch.randn(batch, cfg.data.num_points, 3, device=device)
 
     def embed(p: str = precision):
-        return extract_features(encoder, clouds, cfg.patches, batch_size=batch, precision=p)
+        return extract_features(encoder, clouds, cfg.patching, batch_size=batch, precision=p)
 
     seconds = median_seconds(embed, device, repeats)
     exact, fast = torch.from_numpy(embed("float32")), torch.from_numpy(embed("bf16"))

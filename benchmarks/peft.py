@@ -68,11 +68,11 @@ def measure(size: str, transfer: str, batch: int, device: str, repeats: int) -> 
         peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # kilobytes on Linux
     model.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model.logits(points[:1, : cfg.data.num_points])
+        model(points[:1, : cfg.data.num_points])
     model.train()
     basis_share = None
     if transfer == "pointgst":
-        center = cfg.patches.group(points[:, : cfg.data.num_points]).center
+        center = cfg.patching.group(points[:, : cfg.data.num_points]).center
         basis = median_seconds(lambda: spectral_bases(center, cfg.peft.local, "official"), device, repeats)
         basis_share = basis / seconds
     return {

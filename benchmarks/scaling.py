@@ -48,11 +48,11 @@ def make_task(kind: str, preset: str, points: int):
             preset,
             overrides=[
                 f"data.num_points={points}",
-                f"patches.num_groups={groups}",
-                f"patches.group_size={GROUP_SIZE}",
+                f"patching.num_groups={groups}",
+                f"patching.group_size={GROUP_SIZE}",
             ],
         )
-        model = MaskedPointModel(cfg.student, cfg.patches, TARGET_DIM)
+        model = MaskedPointModel(cfg.student, cfg.patching, TARGET_DIM)
         return PretrainTask(model, _StandInTeacher().requires_grad_(False), cfg), model
     ft_preset = "cpu" if preset == "cpu" else "scanobjectnn_pb_t50_rs"
     cfg = load_config(
@@ -61,13 +61,13 @@ def make_task(kind: str, preset: str, points: int):
         ft_preset,
         overrides=[
             f"data.num_points={points}",
-            f"patches.num_groups={groups}",
-            f"patches.group_size={GROUP_SIZE}",
+            f"patching.num_groups={groups}",
+            f"patching.group_size={GROUP_SIZE}",
         ],
     )
     if preset == "cpu":
         cfg.student = load_config(PretrainRunConfig, "pretrain", "cpu").student
-    model = PointClassifier(StudentEncoder(cfg.student), ClassifierHead(15, cfg.transfer), cfg.patches)
+    model = PointClassifier(StudentEncoder(cfg.student), ClassifierHead(15, cfg.transfer), cfg.patching)
     return ClassifierTask(model, cfg), model
 
 

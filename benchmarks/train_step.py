@@ -76,13 +76,13 @@ def stage_task(stage: str, preset: str):
         return TeacherTask(teacher, teacher_cfg), teacher
     cfg = load_config(PretrainRunConfig, "pretrain", preset)
     teacher.eval().requires_grad_(False)
-    model = MaskedPointModel(cfg.student, cfg.patches, teacher.feature_dim)
+    model = MaskedPointModel(cfg.student, cfg.patching, teacher.feature_dim)
     return PretrainTask(model, teacher, cfg), model
 
 
 def point_op_seconds(stage: str, task, points: torch.Tensor, device: str, repeats: int) -> float:
     """Grouping (FPS + kNN + gather), plus for Stage I the two Chamfer terms with their backward."""
-    g, k = task.cfg.patches.num_groups, task.cfg.patches.group_size
+    g, k = task.cfg.patching.num_groups, task.cfg.patching.group_size
     seconds = median_seconds(lambda: group_patches(points, g, k), device, repeats)
     if stage == "stage1":
         patches = group_patches(points, g, k).neighborhood.reshape(-1, k, 3)

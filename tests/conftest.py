@@ -50,7 +50,7 @@ def teacher_cfg(scan_root):
         TeacherRunConfig,
         {
             "data": {**TINY_DATA, "root": scan_root},
-            "patches": TINY_PATCHES,
+            "patching": TINY_PATCHES,
             "model": {
                 **TINY_TEACHER_MODEL,
                 "transformer": {"kind": "random", "width": 32, "heads": 2, "random_depth": 2},
@@ -69,7 +69,7 @@ def pretrain_cfg(scan_root):
         PretrainRunConfig,
         {
             "data": {**TINY_DATA, "root": scan_root},
-            "patches": TINY_PATCHES,
+            "patching": TINY_PATCHES,
             "student": TINY_STUDENT,
             "optim": {"epochs": 2, "batch_size": 4, "lr": 1e-3, "warmup_epochs": 0.5},
             "runtime": TINY_RUNTIME,
@@ -84,7 +84,7 @@ def finetune_cfg(scan_root):
         FinetuneRunConfig,
         {
             "data": {**TINY_DATA, "root": scan_root},
-            "patches": TINY_PATCHES,
+            "patching": TINY_PATCHES,
             "student": TINY_STUDENT,
             "optim": {"epochs": 2, "batch_size": 4, "lr": 1e-3, "warmup_epochs": 0.5},
             "runtime": TINY_RUNTIME,

@@ -50,7 +50,7 @@ def tiny(scan_root, tmp_path):
     """A tiny fine-tuning config file and a finished run made with it."""
     cfg = {
         "data": {"format": "scanobjectnn", "variant": "obj_bg", "root": scan_root, "num_points": 64},
-        "patches": TINY_PATCHES,
+        "patching": TINY_PATCHES,
         "student": TINY_STUDENT,
         "val_fraction": 0.0,
         "optim": {"epochs": 1, "batch_size": 4, "lr": 1e-3, "warmup_epochs": 0.5},
@@ -91,7 +91,7 @@ def test_a_finished_run_is_never_overwritten_by_accident(tiny, capsys):
         ("optim.lr=[1,", ["optim.lr", "cannot read"]),
         ("optim.lr=-1", ["optim.lr", "> 0"]),
         ("optim.batch_size=0", ["optim.batch_size", ">= 1"]),
-        ("patches.num_groups=0", ["patches.num_groups", ">= 1"]),
+        ("patching.num_groups=0", ["patching.num_groups", ">= 1"]),
         ("runtime.device=banana", ["runtime.device", "auto, cpu, cuda"]),
         ("data.root=2024", ["2024"]),  # a path, not the integer 2024: the folder is named in the error
     ],
@@ -423,7 +423,7 @@ def test_a_diverging_point_mae_run_is_the_nan_guards_case(scan_root, tmp_path, c
     a non-finite prediction is now the NaN guard's case on every device: one line naming the step."""
     cfg = {
         "data": {"format": "scanobjectnn", "variant": "obj_bg", "root": scan_root, "num_points": 64},
-        "patches": TINY_PATCHES,
+        "patching": TINY_PATCHES,
         "student": {**TINY_STUDENT, "target": "mae"},
         "optim": {"epochs": 4, "batch_size": 4, "lr": 1e6, "warmup_epochs": 0},
         "runtime": {"progress": False, "log_every": 1, "checkpoint_every": 1},

@@ -55,7 +55,7 @@ def teacher_yaml(scan_root, tmp_path) -> Path:
     """A tiny Stage I config reading its Transformer from a Hugging Face folder (set per case)."""
     cfg = {
         "data": {**TINY_DATA, "root": scan_root},
-        "patches": TINY_PATCHES,
+        "patching": TINY_PATCHES,
         "model": {**TINY_TEACHER_MODEL, "transformer": {"kind": "hf", "depth": None}},
         "anneal": {"steps": 4},
         "optim": {"epochs": 1, "batch_size": 4, "lr": 1e-3, "warmup_epochs": 0.5, "max_steps": 2},
@@ -91,7 +91,7 @@ def refused_teacher(capsys, teacher_yaml, folder, tmp_path, *words) -> None:
 def finetune_yaml(scan_root, tmp_path) -> Path:
     cfg = {
         "data": {**TINY_DATA, "root": scan_root},
-        "patches": TINY_PATCHES,
+        "patching": TINY_PATCHES,
         "student": TINY_STUDENT,
         "val_fraction": 0.0,
         "optim": {"epochs": 1, "batch_size": 4, "lr": 1e-3, "warmup_epochs": 0.5, "max_steps": 2},
@@ -395,7 +395,7 @@ def test_embed_of_a_peft_classifier_returns_what_its_head_reads(transfer, peft, 
     points = np.stack([np.load(clouds / f"cloud{i}.npy") for i in range(5)])
     head_input = model.embed(points, "head")
     with torch.no_grad():
-        logits = model.model(model.model.patching.group(model.prepare(points)), model.prepare(points))
+        logits = model.model(model.prepare(points))
         from_features = model.model.head(torch.from_numpy(head_input))
     torch.testing.assert_close(from_features, logits, rtol=1e-5, atol=1e-5)
     assert head_input.shape[1] == model.model.head[0].in_features

@@ -169,7 +169,7 @@ def test_api_embed_and_predict(trained):
         model.embed(cloud, "mean")
     pred = model.predict(cloud, k=2)[0]
     # the classifier's own softmax on the same prepared cloud, best first, named by class
-    probs = torch.softmax(model.model(model.model.patching.group(model.prepare(cloud))), -1)[0]
+    probs = torch.softmax(model.model(model.prepare(cloud)), -1)[0]
     best = probs.argsort(descending=True)[:2]
     assert pred.labels == [model.class_names[i] for i in best.tolist()]
     np.testing.assert_allclose(pred.probabilities, probs[best].tolist(), rtol=1e-5)

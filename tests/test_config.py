@@ -50,6 +50,13 @@ def test_errors_name_the_key(data, message):
         from_dict(Outer, data)
 
 
+def test_a_renamed_key_is_named_with_its_new_name(tmp_path):
+    from act3d.train.stage2 import PretrainRunConfig
+
+    with pytest.raises(ConfigError, match=r"unknown config key\(s\): patches \(patches is now patching\)$"):
+        from_dict(PretrainRunConfig, {"patches": {"num_groups": 8}})
+
+
 def test_file_and_overrides_and_roundtrip(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({"steps": 7, "inner": {"name": "sgd"}}))
@@ -78,7 +85,7 @@ def test_a_preset_or_file_can_build_on_a_base_preset(tmp_path):
     pb = load_config(FinetuneRunConfig, "finetune", "scanobjectnn_pb_t50_rs")
     linear = load_config(FinetuneRunConfig, "finetune", "scanobjectnn_obj_bg_linear")
     assert (linear.data.variant, linear.transfer, linear.optim.lr) == ("obj_bg", "linear", 1e-3)
-    assert pb.optim.lr == 5e-4 and to_dict(linear.patches) == to_dict(pb.patches)
+    assert pb.optim.lr == 5e-4 and to_dict(linear.patching) == to_dict(pb.patching)
     mine = tmp_path / "mine.yaml"
     mine.write_text("base: scanobjectnn_obj_bg\noptim: {epochs: 10}\n")
     cfg = load_config(FinetuneRunConfig, "finetune", None, mine)

@@ -170,7 +170,7 @@ def test_official_classifier_imports_and_lands_where_it_belongs(finetune_cfg, tm
     )
     torch.testing.assert_close(model.head[8].weight, official["cls_head_finetune.8.weight"])
     torch.testing.assert_close(model.head[5].running_var, official["cls_head_finetune.5.running_var"])
-    assert model(group_patches(torch.randn(2, 64, 3), 8, 8)).shape == (2, CLASSES)
+    assert model(torch.randn(2, 64, 3)).shape == (2, CLASSES)
 
     weights, meta = export_official(out, tmp_path / "exported")
     back = load_file(str(weights))

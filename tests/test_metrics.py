@@ -92,13 +92,13 @@ def test_voting_on_a_deterministic_model():
             return torch.stack([-x, x], dim=-1)
 
         def logits(self, points):  # as PointClassifier: cut the clouds into the run's patches first
-            return self(cfg.patches.group(points))
+            return self(cfg.patching.group(points))
 
     points = torch.randn(6, 200, 3) * 0.1
     points[:3, :, 0] -= 1
     points[3:, :, 0] += 1
     cfg = FinetuneRunConfig(sampling="fps")
-    cfg.data.num_points, cfg.patches.num_groups, cfg.patches.group_size = 64, 8, 8
+    cfg.data.num_points, cfg.patching.num_groups, cfg.patching.group_size = 64, 8, 8
     model = Fixed()
     one = classify(model, points, cfg, votes=1)
     ten = classify(model, points, cfg, votes=10, generator=torch.Generator().manual_seed(0))

@@ -94,7 +94,7 @@ def test_finetune_presets_build_the_paper_classifier(name):
         if cfg.transfer == "ppt":  # zsc000722/PPT cfgs/pointmae_configs/*.yaml
             assert cfg.student.drop_path == 0.3
             assert (cfg.peft.prompt_groups, cfg.peft.prompt_group_size) == (
-                cfg.patches.num_groups,
+                cfg.patching.num_groups,
                 32,
             )
         lr = 1e-4 if cfg.transfer == "ppt" and "modelnet" in name else 5e-4  # the methods' configs
@@ -108,7 +108,7 @@ def test_finetune_presets_build_the_paper_classifier(name):
     if cfg.transfer != "full":  # frozen backbone: the cls token (and its position) and the head learn
         assert _count(model, trainable_only=True) == pytest.approx(_count(model) - encoder + 2 * 384 / 1e6)
     if "scanobjectnn" in name:
-        assert (cfg.data.num_points, cfg.patches.num_groups, cfg.patches.group_size) == (2048, 128, 32)
+        assert (cfg.data.num_points, cfg.patching.num_groups, cfg.patching.group_size) == (2048, 128, 32)
     # the official cfgs: lr 1e-3 for linear / mlp3 probing, 5e-4 for full fine-tuning; rotation only; FPS
     # sampling
     lr = 1e-3 if cfg.transfer != "full" else 5e-4
@@ -144,7 +144,7 @@ def test_the_demo_gpu_presets_have_the_paper_models():
 
 def test_pretrain_paper_preset_is_the_22m_student():
     cfg = load_config(PretrainRunConfig, "pretrain", "paper")
-    model = MaskedPointModel(cfg.student, cfg.patches, target_dim=384)
+    model = MaskedPointModel(cfg.student, cfg.patching, target_dim=384)
     assert _count(model.encoder) == pytest.approx(22.1, rel=0.02)
     assert (cfg.student.mask_ratio, cfg.student.decoder_depth, cfg.optim.batch_size, cfg.optim.lr) == (
         0.8,
@@ -152,7 +152,7 @@ def test_pretrain_paper_preset_is_the_22m_student():
         128,
         1e-3,
     )
-    assert (cfg.data.num_points, cfg.patches.num_groups, cfg.patches.group_size) == (1024, 64, 32)
+    assert (cfg.data.num_points, cfg.patching.num_groups, cfg.patching.group_size) == (1024, 64, 32)
     assert (cfg.data.pretrain_split, cfg.teacher_mode) == ("train+test", "train")  # official Stage II
 
 
@@ -185,7 +185,7 @@ def test_segmentation_presets_build(name, classes, categories, extra):
     model = PointSegmenter(
         StudentEncoder(cfg.student),
         SegmenterHead(classes, categories, extra, cfg.propagation, cfg.hidden),
-        cfg.patches,
+        cfg.patching,
     )
     assert model.layers == (4, 8, 12)  # features of blocks 4, 8 and 12
     assert _count(model.encoder) == pytest.approx(21.8, abs=0.1)
@@ -218,7 +218,7 @@ def test_segmentation_heads_are_the_official_ones(name, classes, categories, lin
     model = PointSegmenter(
         StudentEncoder(cfg.student),
         SegmenterHead(classes, categories, 0, cfg.propagation, cfg.hidden),
-        cfg.patches,
+        cfg.patching,
     )
     head = [m for n, m in model.named_modules() if not n.startswith("encoder")]
     assert [tuple(m.weight.shape) for m in head if isinstance(m, nn.Linear)] == linears
@@ -284,5 +284,5 @@ def test_the_paper_presets_sample_as_the_official_fps_kernel():
     """Every FPS of the official code is pointnet2_ops' kernel (utils/misc.py l.35-42, the segmentation
     pt.py l.11-18): the paper presets use its rule, the demo's presets act3d's."""
     for kind, cls, name in EVERY_PRESET:
-        rule = load_config(cls, kind, name).patches.fps
+        rule = load_config(cls, kind, name).patching.fps
         assert rule == ("act3d" if _demo_sized(name) else "pointnet2"), (kind, name)

@@ -192,7 +192,7 @@ def test_the_real_demo_runs_end_to_end_at_a_tiny_size(tmp_path):
     from act3d.demo.configs import DemoOptions
     from act3d.demo.pipeline import run_demo
 
-    tiny = ["optim.max_steps=2", "data.num_points=256", "patches.num_groups=16", "patches.group_size=16"]
+    tiny = ["optim.max_steps=2", "data.num_points=256", "patching.num_groups=16", "patching.group_size=16"]
     student = ["width=32", "depth=1", "heads=2", "decoder_heads=2", "decoder_depth=1"]
     overrides = [f"{stage}:{o}" for stage in ("teacher", "pretrain", "finetune") for o in tiny]
     overrides += ["teacher:model.transformer.depth=1", "teacher:anneal.steps=2"]

@@ -59,7 +59,7 @@ def test_a_run_config_names_what_a_resume_may_change():
     from act3d.train.stage1 import TeacherRunConfig
 
     assert resumable("votes", FinetuneRunConfig) and not resumable("votes", TeacherRunConfig)
-    assert resumable("optim.lr", TeacherRunConfig) and not resumable("patches.group_size", FinetuneRunConfig)
+    assert resumable("optim.lr", TeacherRunConfig) and not resumable("patching.group_size", FinetuneRunConfig)
 
 
 def test_metrics_history_reads_back_a_resumed_log(tmp_path):

@@ -109,9 +109,7 @@ class Act3dModel:
         clouds = self.prepare(points)
         if pooling == "head":
             self.require_classifier("pooling 'head'")
-            features = batched_features(
-                self.model.features, clouds, self.model.patching, self.device, precision=self.precision
-            )
+            features = batched_features(self.model.features, clouds, self.device, precision=self.precision)
         else:
             features = extract_features(
                 self.model.encoder, clouds, self.model.patching, pooling, precision=self.precision
@@ -130,9 +128,8 @@ class Act3dModel:
         """Top-`k` classes with probabilities for each cloud (classifier checkpoints only)."""
         self.require_classifier("predict")
         clouds = self.prepare(points).to(self.device)
-        patches = self.model.patching.group(clouds)  # grouped in float32
-        with inference_autocast(self.precision, self.device):
-            logits = self.model(patches, clouds)
+        with inference_autocast(self.precision, self.device):  # the geometry in float32 (`ops.float32`)
+            logits = self.model(clouds)
         probs = torch.softmax(logits.float(), -1).cpu()
         self._finite(probs, "class probabilities")
         top = probs.topk(min(k, probs.shape[-1]), dim=-1)
@@ -159,7 +156,7 @@ class Act3dModel:
                     f"part segmentation needs category in 0..{self.model.num_categories - 1}, got {category}"
                 )
             cats = torch.full((len(clouds),), category, dtype=torch.long)
-        logits = self.model.logits(clouds, None, cats)
+        logits = self.model(clouds, None, cats)
         self._finite(logits, "part scores")
         return clouds.numpy(), logits.argmax(-1).numpy()
 

@@ -18,6 +18,8 @@ from act3d.errors import ConfigError
 
 T = TypeVar("T")
 PRESET_DIR = Path(__file__).parent / "presets"
+# config keys that were renamed: old -> new, named in the error a config with the old key gets
+RENAMED = {"patches": "patching"}
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
@@ -114,7 +116,10 @@ def from_dict(cls: type[T], data: Any, prefix: str = "") -> T:
     unknown = sorted(set(data) - names)
     if unknown:
         dotted = ", ".join(f"{prefix + '.' if prefix else ''}{k}" for k in unknown)
-        raise ConfigError(f"unknown config key(s): {dotted} (known: {', '.join(sorted(names))})")
+        renamed = [f"{k} is now {RENAMED[k]}" for k in unknown if RENAMED.get(k) in names]
+        raise ConfigError(
+            f"unknown config key(s): {dotted} ({'; '.join(renamed) or 'known: ' + ', '.join(sorted(names))})"
+        )
     kwargs = {k: _coerce(v, hints[k], f"{prefix + '.' if prefix else ''}{k}") for k, v in data.items()}
     try:
         return cls(**kwargs)

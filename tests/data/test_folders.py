@@ -335,8 +335,8 @@ def test_demo_measures_every_arm_on_the_own_data(prepared, pretrain_cfg, tmp_pat
         own_data=prepared,
         overrides=(
             "finetune:data.num_points=128",
-            "finetune:patches.num_groups=8",
-            "finetune:patches.group_size=8",
+            "finetune:patching.num_groups=8",
+            "finetune:patching.group_size=8",
         ),
     )
     own_data = own_data_stages(Runs(opts.out), {arm.name: {"checkpoint": student} for arm in ARMS}, opts)

@@ -23,7 +23,7 @@ def pair():
     cfg = from_dict(
         TeacherRunConfig,
         {
-            "patches": {"num_groups": 16, "group_size": K},
+            "patching": {"num_groups": 16, "group_size": K},
             "model": {
                 "tokens_dim": C,
                 "codebook_size": V,

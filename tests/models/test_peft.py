@@ -141,7 +141,7 @@ def test_method_equals_its_official_code_for_the_same_weights(case):
     points = torch.randn(3, 256, 3)
     with torch.no_grad():
         ours, theirs = (
-            model(group_patches(points, GROUPS, 8), points),
+            model(points),  # cut into PatchConfig(GROUPS, 8) patches, the reference's grouping
             _official_logits(official, case, points),
         )
     torch.testing.assert_close(ours, theirs, atol=2e-5, rtol=1e-4)
@@ -164,7 +164,7 @@ def test_idpt_gradients_reach_what_the_official_run_computes(backbone_gradients)
     with `backbone_gradients: false` only what trains gets a gradient."""
     cfg = IdptConfig(prompt_layer=1, neighbours=8, backbone_gradients=backbone_gradients)
     model = _act3d("idpt", cfg).train()
-    model.logits(torch.randn(4, 256, 3)).square().sum().backward()
+    model(torch.randn(4, 256, 3)).square().sum().backward()
     optimized = {n for n, _ in optimized_parameters(model)}
     for name, p in model.named_parameters():
         assert (p.grad is not None) == (backbone_gradients or name in optimized), name
@@ -202,7 +202,7 @@ def test_idpt_refuses_a_backbone_it_cannot_fit():
 def _method_cfg(finetune_cfg, transfer, peft):
     student = replace(finetune_cfg.student, width=WIDTH, depth=DEPTH, heads=HEADS, decoder_heads=HEADS)
     return replace(
-        finetune_cfg, transfer=transfer, peft=peft, student=student, patches=PatchConfig(GROUPS, 8)
+        finetune_cfg, transfer=transfer, peft=peft, student=student, patching=PatchConfig(GROUPS, 8)
     )
 
 
@@ -221,7 +221,7 @@ def test_official_checkpoint_imports_with_equal_logits_and_exports_back(case, fi
     points = torch.randn(2, 256, 3)
     with torch.no_grad():
         torch.testing.assert_close(
-            model.logits(points), _official_logits(official, case, points), atol=2e-5, rtol=1e-4
+            model(points), _official_logits(official, case, points), atol=2e-5, rtol=1e-4
         )
     weights, _ = export_official(out, tmp_path / "exported")
     back = load_file(str(weights))
@@ -287,7 +287,7 @@ def test_forward_cost_at_the_paper_sizes_is_the_published_one(transfer, publishe
         StudentEncoder(StudentConfig()), ClassifierHead(15, transfer), PatchConfig(128, 32)
     )
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model.eval().logits(torch.randn(1, 2048, 3))
+        model.eval()(torch.randn(1, 2048, 3))
     assert counter.get_total_flops() / 2e9 == pytest.approx(published, abs=0.005)
 
 
@@ -401,7 +401,7 @@ def test_a_checkpoint_of_the_earlier_peft_layout_loads_as_its_method(tmp_path):
     loaded, _ = zoo.load(tmp_path / "old.pt", zoo.CLASSIFIER)
     assert loaded.peft.prompt_layer == 1 and loaded.peft.generator.k == 6
     clouds = torch.randn(2, 256, 3)
-    torch.testing.assert_close(loaded.eval().logits(clouds), model.eval().logits(clouds), rtol=0, atol=0)
+    torch.testing.assert_close(loaded.eval()(clouds), model.eval()(clouds), rtol=0, atol=0)
     arch["head"]["peft"] = earlier | {"dapt": {"rank": 4}}
     save_checkpoint(tmp_path / "mixed.pt", model_payload(zoo.CLASSIFIER, model.state_dict(), 0, None, arch))
     with pytest.raises(
@@ -429,7 +429,7 @@ def test_activation_checkpointing_changes_no_gradient(case):
         set_activation_checkpointing(model, enabled)
         torch.manual_seed(1)
         points = torch.randn(4, 256, 3)
-        loss = model.logits(points).square().mean()
+        loss = model(points).square().mean()
         loss.backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
     assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 0

@@ -12,7 +12,9 @@ from layouts import write_shapenetpart
 from act3d.config import from_dict
 from act3d.errors import CheckpointError, DataError
 from act3d.models import zoo
-from act3d.models.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
+from act3d.models.checkpoint import FORMAT_VERSION, load_checkpoint, model_payload, save_checkpoint
+from act3d.models.student import MaskedPointModel, StudentConfig
+from act3d.ops.grouping import PatchConfig
 from act3d.train.segment import SegmentRunConfig, segment
 
 
@@ -23,7 +25,7 @@ def trained_part_segmenter(tmp_path) -> SegmentRunConfig:
         {
             "task": "part",
             "data": {"format": "shapenetpart", "root": str(write_shapenetpart(tmp_path)), "num_points": 128},
-            "patches": TINY_PATCHES,
+            "patching": TINY_PATCHES,
             "student": {**TINY_STUDENT, "depth": 3},
             "propagation": [24, 16],
             "hidden": [16, 16],
@@ -67,8 +69,29 @@ def test_checkpoints_of_another_format_are_refused_with_a_reason(tmp_path):
     save_checkpoint(tmp_path / "new.pt", {"kind": zoo.STUDENT, "model": {}})
     assert load_checkpoint(tmp_path / "new.pt")["format_version"] == FORMAT_VERSION
     torch.save({"format_version": 1, "kind": zoo.STUDENT, "model": {}}, tmp_path / "old.pt")
-    with pytest.raises(CheckpointError, match="old.pt: checkpoint format 1, this act3d reads format 2"):
+    with pytest.raises(
+        CheckpointError, match="old.pt: checkpoint format 1, this act3d reads formats 2 and 3"
+    ):
         zoo.load(tmp_path / "old.pt")
+
+
+def test_a_format_2_checkpoint_loads_with_its_patches_read_as_patching(tmp_path):
+    """Format 2 (before the rename) named the patch settings `patches` in `arch` and `config`."""
+    student = from_dict(StudentConfig, {**TINY_STUDENT, "target": "mae"})
+    patching = from_dict(PatchConfig, TINY_PATCHES)
+    model = MaskedPointModel(student, patching)
+    arch = zoo.student_arch(student, patching, None, 64)
+    config = {"patching": TINY_PATCHES, "optim": {"lr": 1e-3}}
+    save_checkpoint(tmp_path / "new.pt", model_payload(zoo.STUDENT, model.state_dict(), 3, config, arch))
+    old = torch.load(tmp_path / "new.pt", weights_only=True)
+    old["format_version"] = 2
+    old["arch"] = {("patches" if k == "patching" else k): v for k, v in old["arch"].items()}
+    old["config"] = {("patches" if k == "patching" else k): v for k, v in old["config"].items()}
+    torch.save(old, tmp_path / "format2.pt")
+    again, ckpt = zoo.load(tmp_path / "format2.pt", zoo.STUDENT)
+    assert ckpt["arch"] == arch and ckpt["config"] == config and ckpt["format_version"] == FORMAT_VERSION
+    assert zoo.patch_config(ckpt["arch"]) == patching
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), model.state_dict().values()))
 
 
 def test_a_segmenter_exports_and_imports_back(tmp_path):
@@ -98,7 +121,7 @@ def test_a_checkpoint_whose_architecture_record_lacks_a_key_is_one_clear_error(t
     from act3d.train.stage1 import build_autoencoder
 
     model = build_autoencoder(teacher_cfg)
-    arch = zoo.teacher_arch(teacher_cfg.model, teacher_cfg.patches, model.transformer.backbone)
+    arch = zoo.teacher_arch(teacher_cfg.model, teacher_cfg.patching, model.transformer.backbone)
     arch["teacher"] = arch.pop("transformer")  # the record as an earlier act3d wrote it
     save_checkpoint(tmp_path / "old.pt", {"kind": zoo.TEACHER, "model": model.state_dict(), "arch": arch})
     with pytest.raises(

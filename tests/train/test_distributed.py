@@ -57,7 +57,7 @@ def test_two_processes_match_one(scan_root, pretrain_cfg, tmp_path):
     cfg = {
         "checkpoint": student,
         "data": {"format": "scanobjectnn", "variant": "obj_bg", "root": scan_root, "num_points": 64},
-        "patches": TINY_PATCHES,
+        "patching": TINY_PATCHES,
         "student": {**TINY_STUDENT, "drop_path": 0.0},
         "augmentation": "none",
         "head_dropout": 0.0,
@@ -135,7 +135,7 @@ def _two_nodes(cfg_path, out, extra: list[str] = ()) -> list[subprocess.Complete
 def test_two_nodes_train_what_two_processes_on_one_node_train(scan_root, tmp_path):
     cfg = {
         "data": {"format": "scanobjectnn", "variant": "obj_bg", "root": scan_root, "num_points": 64},
-        "patches": TINY_PATCHES,
+        "patching": TINY_PATCHES,
         "student": TINY_STUDENT,
         "eval_every": 0,
         "val_fraction": 0.0,

@@ -10,8 +10,8 @@ from act3d.train.finetune import FinetuneRunConfig, finetune
 from act3d.train.segment import SegmentRunConfig, segment
 
 TINY = [f"student.{k}={v}" for k, v in TINY_STUDENT.items()] + [
-    "patches.num_groups=8",
-    "patches.group_size=8",
+    "patching.num_groups=8",
+    "patching.group_size=8",
     "optim.epochs=2",
     "optim.cosine_epochs=2",
     "runtime.amp=float32",
@@ -24,7 +24,7 @@ def test_scanobjectnn_paper_preset(tmp_path):
     over = [f"data.root={root}", "data.num_points=64", "data.load_points=96", "data.on_device=false"]
     over += TINY + ["student.depth=2", "optim.batch_size=8", "votes=2"]
     cfg = load_config(FinetuneRunConfig, "finetune", "scanobjectnn_pb_t50_rs", overrides=over)
-    assert (cfg.patches.fps, cfg.optim.schedule, cfg.sampling) == ("pointnet2", "epochs", "fps")
+    assert (cfg.patching.fps, cfg.optim.schedule, cfg.sampling) == ("pointnet2", "epochs", "fps")
     res = finetune(cfg, tmp_path / "ft").downstream
     assert res.val_samples > 0 and set(res.test) == {"oa", "macc"} and res.protocol["votes"] == 2
 

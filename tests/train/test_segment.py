@@ -16,7 +16,7 @@ def _cfg(task, root, fmt, points):
         {
             "task": task,
             "data": {"format": fmt, "root": str(root), "num_points": points},
-            "patches": TINY_PATCHES,
+            "patching": TINY_PATCHES,
             "student": {**TINY_STUDENT, "depth": 3},
             "propagation": [24, 16],
             "hidden": [16, 16],
@@ -152,7 +152,7 @@ def test_the_semantic_preset_keeps_its_task(tmp_path, monkeypatch):
     """`act3d segment --preset paper_semantic` runs semantic segmentation (the --task default once won)."""
     from act3d.cli import main
     from act3d.train import segment as segment_module
-    from act3d.train.stage import StageResult, DownstreamResult
+    from act3d.train.stage import DownstreamResult, StageResult
 
     result = DownstreamResult("semantic", "s3dis", 0, None, 0, 0.0, 0, {}, {"miou": 0.5}, 0, 1, {})
     seen = {}

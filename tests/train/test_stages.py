@@ -263,7 +263,7 @@ def test_finetuning_learns_separable_shapes(tmp_path):
                 "root": str(tmp_path / "h5_files"),
                 "num_points": 64,
             },
-            "patches": TINY_PATCHES,
+            "patching": TINY_PATCHES,
             "student": {**TINY_STUDENT, "drop_path": 0.0},
             "head_dropout": 0.0,
             # batch 4: ~130 steps, enough for the batch-norm running variance to forget its initial 1.0
@@ -328,7 +328,7 @@ def test_fewshot_trains_on_every_support_cloud_and_reports_the_last_model(tmp_pa
 
     root = write_fewshot(tmp_path)  # 5-way 10-shot: 50 support clouds
     over = [f"data.root={root}", "data.num_points=64", "data.load_points=256", "data.on_device=false"]
-    over += ["patches.num_groups=8", "patches.group_size=8", "optim.epochs=2", "optim.batch_size=5"]
+    over += ["patching.num_groups=8", "patching.group_size=8", "optim.epochs=2", "optim.batch_size=5"]
     over += [f"student.{k}={v}" for k, v in TINY_STUDENT.items()] + [
         "runtime.progress=false",
         "runtime.amp=float32",

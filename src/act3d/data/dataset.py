@@ -51,13 +51,13 @@ class DataConfig:
         require(self.fold >= 0, "fold", "an integer >= 0", self.fold)
 
 
-def check_points_per_cloud(data: DataConfig, patches: PatchConfig) -> None:
+def check_points_per_cloud(data: DataConfig, patching: PatchConfig) -> None:
     """A run's clouds must hold enough points for its patches (FPS centres, kNN neighbours)."""
-    need = max(patches.num_groups, patches.group_size)
+    need = max(patching.num_groups, patching.group_size)
     require(
         data.num_points >= need,
         "data.num_points",
-        f"at least max(patches.num_groups, patches.group_size) = {need}",
+        f"at least max(patching.num_groups, patching.group_size) = {need}",
         data.num_points,
     )
 

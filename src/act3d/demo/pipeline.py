@@ -26,20 +26,20 @@ from act3d.demo.arms import (
     ARMS,
     TEACHERS,
     finetune_folder,
+    own_data_finetune_folder,
+    own_data_probe_folder,
     peft_folder,
     probe_folder,
     student_folder,
     teacher_folder,
-    own_data_finetune_folder,
-    own_data_probe_folder,
 )
 from act3d.demo.compare import arm_measures, compare_arms, compare_to_full
 from act3d.demo.configs import DemoOptions, check_overrides, own_data_config
 from act3d.demo.plan import estimate_seconds
 from act3d.demo.report import write_report
-from act3d.demo.results import ArmResult, DemoResults, PeftResult, OwnDataArm, OwnDataResults
+from act3d.demo.results import ArmResult, DemoResults, OwnDataArm, OwnDataResults, PeftResult
 from act3d.demo.runs import Runs
-from act3d.demo.steps import finetune_stage, probe_arm, student_stage, teacher_stage, own_data_probe_arm
+from act3d.demo.steps import finetune_stage, own_data_probe_arm, probe_arm, student_stage, teacher_stage
 from act3d.environment import environment
 from act3d.eval.metrics import mean_std
 

@@ -15,10 +15,10 @@ from act3d.demo.arms import (
     TEACHERS,
     TRAINED_ARMS,
     finetune_folder,
+    own_data_finetune_folder,
     peft_folder,
     student_folder,
     teacher_folder,
-    own_data_finetune_folder,
 )
 from act3d.demo.configs import DemoOptions, stage_config, teacher_config
 from act3d.demo.runs import Runs

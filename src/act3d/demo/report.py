@@ -286,9 +286,7 @@ def draw_pictures(out: Path, results: DemoResults) -> dict[str, Path]:
     pictures: dict[str, Path] = {}
     forests = [("", "paired_differences.png", results.comparisons)]
     if results.own_data is not None:
-        forests.append(
-            (" on your data", "paired_differences_own_data.png", results.own_data.comparisons)
-        )
+        forests.append((" on your data", "paired_differences_own_data.png", results.own_data.comparisons))
     for where, name, comparisons in forests:
         drawn = plot_forest([c.to_dict() for c in comparisons], out / name)
         if drawn:

@@ -9,7 +9,7 @@ import numpy as np
 
 from act3d.data.dataset import DataConfig
 from act3d.demo.arms import FEWSHOT_SETTINGS, Arm
-from act3d.demo.configs import DemoOptions, peft_config, stage_config, teacher_config, own_data_config
+from act3d.demo.configs import DemoOptions, own_data_config, peft_config, stage_config, teacher_config
 from act3d.eval.probe import fewshot, split_features, svm_probe
 from act3d.models import zoo
 from act3d.models.layers import optimized_parameters

@@ -11,7 +11,7 @@ import torch
 from act3d.models.layers import Pooling
 from act3d.models.precision import Precision, inference_autocast
 from act3d.models.student import StudentEncoder, pooled_features
-from act3d.ops.grouping import PatchConfig, Patches
+from act3d.ops.grouping import PatchConfig
 
 
 @torch.no_grad()
@@ -28,9 +28,8 @@ def extract_features(
     encoder.eval()
     device = next(encoder.parameters()).device
     return batched_features(
-        lambda patches, _: pooled_features(encoder, patches, pooling),
+        lambda clouds: pooled_features(encoder, patching.group(clouds), pooling),
         points,
-        patching,
         device,
         batch_size,
         precision,
@@ -39,19 +38,16 @@ def extract_features(
 
 @torch.no_grad()
 def batched_features(
-    features: Callable[[Patches, torch.Tensor], torch.Tensor],
+    features: Callable[[torch.Tensor], torch.Tensor],
     points: torch.Tensor,
-    patching: PatchConfig,
     device: torch.device,
     batch_size: int = 64,
     precision: Precision = "float32",
 ) -> np.ndarray:
-    """`(M, N, 3)` clouds -> `features(patches, clouds)` of each batch, `(M, F)` float32: each batch cut into
-    patches in float32 on `device`, the network under `precision`."""
+    """`(M, N, 3)` clouds -> `features(clouds)` of each batch on `device`, under `precision` (the grouping in
+    float32 under any: `act3d.ops.float32`) -> `(M, F)` float32."""
     feats = []
     for chunk in points.split(batch_size):
-        chunk = chunk.to(device)
-        patches = patching.group(chunk)
         with inference_autocast(precision, device):
-            feats.append(features(patches, chunk).float().cpu())
+            feats.append(features(chunk.to(device)).float().cpu())
     return torch.cat(feats).numpy()

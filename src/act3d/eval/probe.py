@@ -31,24 +31,24 @@ SVM_C_GRID = [0.001, 0.01, 0.1, 1.0, 10.0]
 
 def source_features(
     encoder: StudentEncoder,
-    patches: PatchConfig,
+    patching: PatchConfig,
     source: CloudSource,
     num_points: int,
     precision: Precision = "float32",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Frozen features `(M, 2W)` and labels `(M,)` of every cloud of a source, resampled to `num_points`."""
     points, labels = stack_clouds(source, num_points)
-    return extract_features(encoder, points, patches, precision=precision), labels.numpy()
+    return extract_features(encoder, points, patching, precision=precision), labels.numpy()
 
 
 def split_features(
-    encoder: StudentEncoder, patches: PatchConfig, data: DataConfig, precision: Precision = "float32"
+    encoder: StudentEncoder, patching: PatchConfig, data: DataConfig, precision: Precision = "float32"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """Features and labels of a dataset's train and test splits: `(train_x, train_y, test_x, test_y,
     class_names)`."""
     train, test = open_source(data, "train"), open_source(data, "test")
-    train_x, train_y = source_features(encoder, patches, train, data.num_points, precision)
-    test_x, test_y = source_features(encoder, patches, test, data.num_points, precision)
+    train_x, train_y = source_features(encoder, patching, train, data.num_points, precision)
+    test_x, test_y = source_features(encoder, patching, test, data.num_points, precision)
     return train_x, train_y, test_x, test_y, list(train.class_names)
 
 
@@ -146,13 +146,13 @@ def fewshot_folds(
     """Few-shot accuracy of a student checkpoint on the official fold pickles (`data.modelnet
     .modelnet40_fewshot`, `root/{way}way_{shot}shot/{fold}.pkl`), as `fewshot` returns it."""
     encoder, arch = zoo.load_student(checkpoint)
-    patches, num_points = zoo.patch_config(arch), arch["num_points"]
+    patching, num_points = zoo.patch_config(arch), arch["num_points"]
 
     def episode(way: int, shot: int, fold: int) -> np.ndarray:
         train, test = modelnet40_fewshot(root, way, shot, fold)
         return fewshot_correct(
-            *source_features(encoder, patches, train, num_points, precision),
-            *source_features(encoder, patches, test, num_points, precision),
+            *source_features(encoder, patching, train, num_points, precision),
+            *source_features(encoder, patching, test, num_points, precision),
         )
 
     return _over_episodes(settings, folds, episode)

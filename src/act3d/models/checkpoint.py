@@ -18,7 +18,8 @@ from act3d.atomic import atomic_file
 from act3d.errors import CheckpointError
 
 # 2: checkpoints carry "arch", the model-level description `act3d.models.zoo` rebuilds a model from
-FORMAT_VERSION = 2
+# 3: the patch settings (`PatchConfig`) are `patching` in "arch" and "config"; format 2 named them `patches`
+FORMAT_VERSION = 3
 
 
 def model_payload(
@@ -136,9 +137,11 @@ def load_checkpoint(path: str | Path, kind: str | tuple[str, ...] | None = None)
             "checkpoints are read with `act3d import-official`"
         )
     version = ckpt.get("format_version")
-    if version != FORMAT_VERSION:
+    if version == 2:
+        ckpt = _from_format_2(ckpt)
+    elif version != FORMAT_VERSION:
         raise CheckpointError(
-            f"{path}: checkpoint format {version}, this act3d reads format {FORMAT_VERSION}; "
+            f"{path}: checkpoint format {version}, this act3d reads formats 2 and {FORMAT_VERSION}; "
             "re-create it with this version (or import it with the act3d that wrote it)"
         )
     wanted = (kind,) if isinstance(kind, str) else kind
@@ -147,6 +150,16 @@ def load_checkpoint(path: str | Path, kind: str | tuple[str, ...] | None = None)
             f"{path} is a {ckpt['kind']} checkpoint, but a {' or '.join(wanted)} checkpoint is needed"
         )
     return ckpt
+
+
+def _from_format_2(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """A format 2 checkpoint read as format 3: its `patches` sections renamed `patching`."""
+    renamed = {}
+    for key in ("arch", "config"):
+        record = ckpt.get(key)
+        if isinstance(record, dict) and "patches" in record:
+            renamed[key] = {("patching" if k == "patches" else k): v for k, v in record.items()}
+    return ckpt | renamed | {"format_version": FORMAT_VERSION}
 
 
 def listing(names: list[str], limit: int = 8) -> str:

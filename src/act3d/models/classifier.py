@@ -13,7 +13,7 @@ from act3d.errors import require
 from act3d.models.layers import optimized_parameters
 from act3d.models.peft import METHODS, BackboneShape, PeftMethod, settings_of
 from act3d.models.student import StudentEncoder, pooled_features
-from act3d.ops.grouping import PatchConfig, Patches
+from act3d.ops.grouping import PatchConfig
 
 # how a classifier's backbone transfers: the paper's modes (full fine-tuning; a linear or 3-layer head on the
 # frozen backbone), or a PEFT method's name (`act3d.models.peft.METHODS`)
@@ -68,10 +68,8 @@ def mlp3_head(in_dim: int, num_classes: int, dropout: float = 0.5, activation: s
 
 
 class PointClassifier(nn.Module):
-    """Student encoder over all patches -> `cls+max` pooling -> head -> `(B, classes)` logits.
-
-    `forward` takes the patches training cuts from its augmented clouds; `logits(points)` cuts `(B, N, 3)`
-    clouds into patches itself, as the model was trained (`patching`).
+    """`(B, N, 3)` clouds -> patches (`patching`, as the model was trained) -> student encoder -> `cls+max`
+    pooling -> head -> `(B, classes)` logits.
 
     `transfer`: `full` trains everything with the `mlp3` head; `linear` / `mlp3` freeze the backbone
     (only the cls token and the head learn) under a linear / 3-layer head; a PEFT method (`vpt_deep`,
@@ -120,17 +118,18 @@ class PointClassifier(nn.Module):
             self.encoder.eval()  # a frozen backbone keeps its BatchNorm statistics and no drop path
         return self
 
-    def features(self, patches: Patches, points: torch.Tensor | None = None) -> torch.Tensor:
-        """`patches` cut from the `(B, N, 3)` clouds `points` -> `(B, F)`, what the head reads: the PEFT
-        method's features (computed with its prompts or adapters), else the backbone's `cls+max`; the clouds
-        are read only by a PEFT method that groups them again (PPT)."""
+    def features(self, points: torch.Tensor) -> torch.Tensor:
+        """`(B, N, 3)` clouds -> `(B, F)`, what the head reads: the PEFT method's features (computed with its
+        prompts or adapters from the patches and, for a method that groups them again, the clouds), else the
+        backbone's `cls+max`."""
+        patches = self.patching.group(points)
         if self.peft is not None:
             return self.peft(self.encoder, patches, points)
         return pooled_features(self.encoder, patches, "cls+max")
 
-    def forward(self, patches: Patches, points: torch.Tensor | None = None) -> torch.Tensor:
-        """`patches` cut from the `(B, N, 3)` clouds `points` -> `(B, classes)` logits."""
-        return self.head(self.features(patches, points))
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
+        """`(B, N, 3)` clouds -> `(B, classes)` logits."""
+        return self.head(self.features(points))
 
     def parameter_line(self) -> str:
         """What trains, as the PEFT papers count it: `transfer idpt: 1,696,783 parameters train (7.68% of full
@@ -145,7 +144,3 @@ class PointClassifier(nn.Module):
             f"transfer {self.transfer}: {trainable:,} parameters train ({100 * trainable / full:.2f}% of full "
             f"fine-tuning's {full:,}); {sum(p.numel() for p in params):,} in all"
         )
-
-    def logits(self, points: torch.Tensor) -> torch.Tensor:
-        """`(B, N, 3)` clouds -> `(B, classes)` logits."""
-        return self(self.patching.group(points), points)

@@ -226,8 +226,8 @@ def from_official(
 def _arch(layout: Layout, config: dict[str, Any], state: dict[str, torch.Tensor]) -> dict[str, Any]:
     """The act3d `arch` a layout's weights go into: sizes from the run configuration `config` (a preset),
     and from the weights where they tell (class count, teacher blocks, Stage II head width)."""
-    patches, student = (
-        from_dict(PatchConfig, config["patches"]),
+    patching, student = (
+        from_dict(PatchConfig, config["patching"]),
         from_dict(StudentConfig, config.get("student", {})),
     )
     if layout == "classifier":
@@ -244,14 +244,14 @@ def _arch(layout: Layout, config: dict[str, Any], state: dict[str, torch.Tensor]
             config.get("frozen_backbone_mode", "train"),
             config.get("peft"),
         )
-        return zoo.classifier_arch(student, patches, config["data"]["num_points"], names, head)
+        return zoo.classifier_arch(student, patching, config["data"]["num_points"], names, head)
     if layout == "student":
         target = (
             state["proj_head.weight"].shape[0]
             if student.target == "act" and "proj_head.weight" in state
             else None
         )
-        return zoo.student_arch(student, patches, target, config["data"]["num_points"])
+        return zoo.student_arch(student, patching, target, config["data"]["num_points"])
     if layout == "segmenter":
         categories = (
             state["act3d_head.category_embed.0.weight"].shape[1]
@@ -273,10 +273,12 @@ def _arch(layout: Layout, config: dict[str, Any], state: dict[str, torch.Tensor]
             propagation=[w.shape[0] for w in linears["propagate"]],
             hidden=[w.shape[0] for w in linears["head"][:-1]],
         )
-        return zoo.segmenter_arch(student, patches, config["data"]["num_points"], config["task"], names, head)
+        return zoo.segmenter_arch(
+            student, patching, config["data"]["num_points"], config["task"], names, head
+        )
     model_cfg = from_dict(AutoencoderConfig, config["model"])
     backbone = PretrainedTransformer.skeleton(_vit_arch(state, model_cfg.transformer.heads))
-    return zoo.teacher_arch(model_cfg, patches, backbone)
+    return zoo.teacher_arch(model_cfg, patching, backbone)
 
 
 def method_of(state: dict[str, torch.Tensor]) -> str:

@@ -21,7 +21,7 @@ from torch import nn
 
 from act3d.models.layers import PointwiseMLP, pool_tokens, trunc_normal_init
 from act3d.models.student import StudentEncoder
-from act3d.ops.grouping import PatchConfig, Patches
+from act3d.ops.grouping import PatchConfig
 from act3d.ops.indexing import gather_points
 from act3d.ops.knn import knn
 
@@ -58,8 +58,8 @@ def feature_layers(depth: int) -> tuple[int, ...]:
 
 
 class PointSegmenter(nn.Module):
-    """Patches + the clouds' points (+ per-point extras such as colour, + an object category) ->
-    `(B, N, num_classes)` logits. `logits(points, ...)` cuts the clouds into patches itself (`patching`)."""
+    """`(B, N, 3)` clouds (+ per-point extras such as colour, + an object category) -> patches (`patching`)
+    -> student encoder -> `(B, N, num_classes)` logits."""
 
     def __init__(self, encoder: StudentEncoder, cfg: SegmenterHead, patching: PatchConfig):
         super().__init__()
@@ -85,12 +85,9 @@ class PointSegmenter(nn.Module):
                 module.apply(trunc_normal_init)
 
     def forward(
-        self,
-        patches: Patches,
-        points: torch.Tensor,
-        extra: torch.Tensor | None = None,
-        category: torch.Tensor | None = None,
+        self, points: torch.Tensor, extra: torch.Tensor | None = None, category: torch.Tensor | None = None
     ) -> torch.Tensor:
+        patches = self.patching.group(points)
         layers = self.encoder(patches.neighborhood, patches.center, return_layers=self.layers, with_cls=False)
         tokens = torch.cat(layers, dim=-1)  # (B, G, feat)
         glob = [pool_tokens(tokens, "max+mean")]
@@ -104,9 +101,3 @@ class PointSegmenter(nn.Module):
         x = self.propagate(torch.cat(per_point, dim=-1))
         x = torch.cat([x, glob.unsqueeze(1).expand(-1, x.shape[1], -1)], dim=-1)
         return self.head(x)
-
-    def logits(
-        self, points: torch.Tensor, extra: torch.Tensor | None = None, category: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """`(B, N, 3)` clouds -> `(B, N, num_classes)` logits."""
-        return self(self.patching.group(points), points, extra, category)

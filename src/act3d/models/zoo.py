@@ -7,10 +7,10 @@ layout of each has the same name (`act3d.models.official`); each is what one sta
 Every checkpoint carries `arch`: the model-level description its model is rebuilt from (no run config, no
 training code, no original pretrained-Transformer weight file). The four kinds:
 
-- `act3d-teacher`: `{"patches", "model" (AutoencoderConfig), "transformer" (TransformerArch)}`
-- `act3d-student`: `{"patches", "student" (StudentConfig), "target_dim", "num_points"}`
-- `act3d-classifier`: `{"patches", "student", "num_points", "class_names", "head" (ClassifierHead)}`
-- `act3d-segmenter`: `{"patches", "student", "num_points", "task", "class_names", "head" (SegmenterHead)}`
+- `act3d-teacher`: `{"patching", "model" (AutoencoderConfig), "transformer" (TransformerArch)}`
+- `act3d-student`: `{"patching", "student" (StudentConfig), "target_dim", "num_points"}`
+- `act3d-classifier`: `{"patching", "student", "num_points", "class_names", "head" (ClassifierHead)}`
+- `act3d-segmenter`: `{"patching", "student", "num_points", "task", "class_names", "head" (SegmenterHead)}`
 
 Each entry is `to_dict` of a config dataclass (or a plain value), and `build` reads it back with `from_dict`.
 
@@ -42,20 +42,20 @@ KINDS = (TEACHER, STUDENT, CLASSIFIER, SEGMENTER)
 
 
 def teacher_arch(
-    model: AutoencoderConfig, patches: PatchConfig, backbone: PretrainedTransformer
+    model: AutoencoderConfig, patching: PatchConfig, backbone: PretrainedTransformer
 ) -> dict[str, Any]:
     return {
-        "patches": to_dict(patches),
+        "patching": to_dict(patching),
         "model": to_dict(model),
         "transformer": to_dict(replace(backbone.arch, name=backbone.name)),
     }
 
 
 def student_arch(
-    student: StudentConfig, patches: PatchConfig, target_dim: int | None, num_points: int
+    student: StudentConfig, patching: PatchConfig, target_dim: int | None, num_points: int
 ) -> dict[str, Any]:
     return {
-        "patches": to_dict(patches),
+        "patching": to_dict(patching),
         "student": to_dict(student),
         "target_dim": target_dim,
         "num_points": num_points,
@@ -64,13 +64,13 @@ def student_arch(
 
 def classifier_arch(
     student: StudentConfig,
-    patches: PatchConfig,
+    patching: PatchConfig,
     num_points: int,
     class_names: list[str],
     head: ClassifierHead,
 ) -> dict[str, Any]:
     return {
-        "patches": to_dict(patches),
+        "patching": to_dict(patching),
         "student": to_dict(student),
         "num_points": num_points,
         "class_names": list(class_names),
@@ -80,14 +80,14 @@ def classifier_arch(
 
 def segmenter_arch(
     student: StudentConfig,
-    patches: PatchConfig,
+    patching: PatchConfig,
     num_points: int,
     task: Literal["part", "semantic"],
     class_names: list[str],
     head: SegmenterHead,
 ) -> dict[str, Any]:
     return {
-        "patches": to_dict(patches),
+        "patching": to_dict(patching),
         "student": to_dict(student),
         "num_points": num_points,
         "task": task,
@@ -97,7 +97,7 @@ def segmenter_arch(
 
 
 def patch_config(arch: dict[str, Any]) -> PatchConfig:
-    return from_dict(PatchConfig, arch["patches"])
+    return from_dict(PatchConfig, arch["patching"])
 
 
 def student_config(arch: dict[str, Any]) -> StudentConfig:

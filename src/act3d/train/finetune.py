@@ -34,7 +34,7 @@ from act3d.ops.indexing import gather_points
 from act3d.train.metrics_log import Metric
 from act3d.train.options import OptimConfig, RuntimeConfig
 from act3d.train.run_folder import refuse_held_run, run_files
-from act3d.train.stage import StageResult, DownstreamResult, reload_best, student_backbone, train
+from act3d.train.stage import DownstreamResult, StageResult, reload_best, student_backbone, train
 
 log = logging.getLogger(__name__)
 KIND = zoo.CLASSIFIER
@@ -43,7 +43,7 @@ KIND = zoo.CLASSIFIER
 @dataclass
 class FinetuneRunConfig:
     data: DataConfig = field(default_factory=lambda: DataConfig(variant="scan"))
-    patches: PatchConfig = field(default_factory=PatchConfig)
+    patching: PatchConfig = field(default_factory=PatchConfig)
     student: StudentConfig = field(default_factory=StudentConfig)  # architecture when training from scratch
     checkpoint: str | None = None  # Stage II student checkpoint; None = from scratch
     # full | linear | mlp3 (the paper's), or a PEFT method: vpt_deep | idpt | dapt | pointgst | ppt
@@ -95,7 +95,7 @@ class FinetuneRunConfig:
     )
 
     def __post_init__(self) -> None:
-        check_points_per_cloud(self.data, self.patches)
+        check_points_per_cloud(self.data, self.patching)
         check_transfer(self.transfer)
         self.peft = settings_of(self.transfer, self.peft)
         if self.transfer in METHODS:
@@ -156,10 +156,10 @@ class ClassifierTask:
             # (ScanObjectNNDataset.py l.35-37, ModelNetDataset.py l.144-147): FPS from a random point, so
             # the pool changes every epoch
             pool_size = fps_pool_size(self.cfg.data.num_points, points.shape[1])
-            pool = fps_points(points, pool_size, self.cfg.patches.fps, random_start=True)
+            pool = fps_points(points, pool_size, self.cfg.patching.fps, random_start=True)
             points = random_subset(pool, self.cfg.data.num_points)
         points = AUGMENTATIONS[self.cfg.augmentation](points, None)
-        logits = model(self.cfg.patches.group(points), points)
+        logits = model(points)
         loss = F.cross_entropy(logits, labels)
         return loss, {"train_acc": (logits.argmax(-1) == labels).float().mean()}
 
@@ -171,7 +171,7 @@ def build_classifier(
     pretrained student `cfg.checkpoint`)."""
     if encoder is None:
         encoder, _ = student_backbone(cfg)
-    model = PointClassifier(encoder, classifier_head(cfg, class_names), cfg.patches)
+    model = PointClassifier(encoder, classifier_head(cfg, class_names), cfg.patching)
     if cfg.checkpoint is None:
         official_scratch_init(model)
     return model  # a pretrained run keeps the student's weights and PyTorch's default head init
@@ -209,7 +209,7 @@ def classifier_head(cfg: FinetuneRunConfig, class_names: list[str]) -> Classifie
 def classifier_arch(cfg: FinetuneRunConfig, class_names: list[str]) -> dict:
     """What a fine-tuned checkpoint records to rebuild its classifier (`zoo.classifier_arch`)."""
     return zoo.classifier_arch(
-        cfg.student, cfg.patches, cfg.data.num_points, class_names, classifier_head(cfg, class_names)
+        cfg.student, cfg.patching, cfg.data.num_points, class_names, classifier_head(cfg, class_names)
     )
 
 
@@ -238,16 +238,16 @@ def classify(
             chunk = fps_points(
                 chunk,
                 fps_pool_size(n, chunk.shape[1]) if votes > 1 else min(n, chunk.shape[1]),
-                cfg.patches.fps,
+                cfg.patching.fps,
             )
         if votes == 1:
-            out.append(model.logits(chunk).float())
+            out.append(model(chunk).float())
             continue
         total = 0
         for _ in range(votes):
             cols = torch.randperm(chunk.shape[1], generator=generator)[:n].to(device)
             pts = scale_and_translate(chunk[:, cols], generator=generator)
-            total = total + model.logits(pts).float()
+            total = total + model(pts).float()
         out.append(total / votes)
     return torch.cat(out).cpu()
 

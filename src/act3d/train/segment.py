@@ -26,7 +26,7 @@ from act3d.ops.grouping import PatchConfig
 from act3d.train.metrics_log import Metric
 from act3d.train.options import OptimConfig, RuntimeConfig
 from act3d.train.run_folder import refuse_held_run, run_files
-from act3d.train.stage import StageResult, DownstreamResult, reload_best, student_backbone, train
+from act3d.train.stage import DownstreamResult, StageResult, reload_best, student_backbone, train
 
 log = logging.getLogger(__name__)
 KIND = zoo.SEGMENTER
@@ -40,7 +40,7 @@ TASK_FORMATS = {"part": ("shapenetpart",), "semantic": ("s3dis",)}
 class SegmentRunConfig:
     task: Literal["part", "semantic"] = "part"
     data: DataConfig = field(default_factory=lambda: DataConfig(format="shapenetpart", num_points=2048))
-    patches: PatchConfig = field(default_factory=lambda: PatchConfig(num_groups=128, group_size=32))
+    patching: PatchConfig = field(default_factory=lambda: PatchConfig(num_groups=128, group_size=32))
     student: StudentConfig = field(default_factory=StudentConfig)  # architecture when training from scratch
     checkpoint: str | None = None  # Stage II student checkpoint; None = from scratch
     # widths of the feature propagation and of the head's two hidden layers (official pt.py: 1536, 1024; 512, 256)
@@ -75,7 +75,7 @@ class SegmentRunConfig:
     RESUMABLE: ClassVar[tuple[str, ...]] = ("pictures", "report_test_selected")
 
     def __post_init__(self) -> None:
-        check_points_per_cloud(self.data, self.patches)
+        check_points_per_cloud(self.data, self.patching)
         require(
             self.data.format in TASK_FORMATS[self.task],
             "data.format",
@@ -121,8 +121,7 @@ class SegmentTask:
         else:
             points, color, labels, category = batch
             extra = color if self.cfg.color else None
-        patches = self.cfg.patches.group(points)
-        return model(patches, points, extra, category if self.part else None), labels
+        return model(points, extra, category if self.part else None), labels
 
     def step(self, model: nn.Module, batch, step: int) -> tuple[torch.Tensor, dict[str, Metric]]:
         if self.cfg.augmentation == "scale_shift":
@@ -247,8 +246,8 @@ def segment(
         propagation=list(cfg.propagation),
         hidden=list(cfg.hidden),
     )
-    arch = zoo.segmenter_arch(cfg.student, cfg.patches, cfg.data.num_points, cfg.task, names, head)
-    model = PointSegmenter(encoder, head, cfg.patches)
+    arch = zoo.segmenter_arch(cfg.student, cfg.patching, cfg.data.num_points, cfg.task, names, head)
+    model = PointSegmenter(encoder, head, cfg.patching)
     weights = None
     if cfg.task == "semantic" and cfg.class_weights:  # from the rooms that train, as the official loader
         weights = torch.from_numpy(label_weights(train_data.rooms, len(S3DIS_CLASSES)))

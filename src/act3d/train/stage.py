@@ -126,11 +126,11 @@ def student_backbone(cfg: Any) -> tuple[StudentEncoder, StudentConfig]:
     if cfg.checkpoint is None:
         return StudentEncoder(cfg.student), cfg.student
     encoder, arch = zoo.load_student(cfg.checkpoint, cfg.student.drop_path)
-    if arch["patches"]["group_size"] != cfg.patches.group_size:
+    if arch["patching"]["group_size"] != cfg.patching.group_size:
         log.warning(
             "the student was pretrained on %d-point patches, this run uses %d",
-            arch["patches"]["group_size"],
-            cfg.patches.group_size,
+            arch["patching"]["group_size"],
+            cfg.patching.group_size,
         )
     return encoder, zoo.student_config(arch)
 

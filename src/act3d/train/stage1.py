@@ -58,7 +58,7 @@ class AnnealConfig:
 @dataclass
 class TeacherRunConfig:
     data: DataConfig = field(default_factory=DataConfig)
-    patches: PatchConfig = field(default_factory=PatchConfig)
+    patching: PatchConfig = field(default_factory=PatchConfig)
     model: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     anneal: AnnealConfig = field(default_factory=AnnealConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-4, weight_decay=5e-4, batch_size=64))
@@ -70,12 +70,12 @@ class TeacherRunConfig:
 
     def __post_init__(self) -> None:
         require(
-            self.patches.group_size % 4 == 0,
-            "patches.group_size",
+            self.patching.group_size % 4 == 0,
+            "patching.group_size",
             "a multiple of 4 (the 2x2 folding grid)",
-            self.patches.group_size,
+            self.patching.group_size,
         )
-        check_points_per_cloud(self.data, self.patches)
+        check_points_per_cloud(self.data, self.patching)
 
 
 class TeacherTask:
@@ -89,7 +89,7 @@ class TeacherTask:
 
     def step(self, model: nn.Module, batch, step: int) -> tuple[torch.Tensor, dict[str, Metric]]:
         points, _ = batch  # no augmentation: the official autoencoder runner applies none
-        patches = self.cfg.patches.group(points)
+        patches = self.cfg.patching.group(points)
         a = self.cfg.anneal
         tau = cosine_anneal(step, a.steps, a.tau_start, a.tau_end)
         kl_weight = cosine_anneal(max(0, step - a.kl_delay), a.steps, a.kl_start, a.kl_end)
@@ -103,7 +103,7 @@ def build_autoencoder(
     """The Stage I model around `transformer` (default: the one `cfg.model.transformer` names)."""
     if transformer is None:
         transformer = build_transformer(cfg.model.transformer)
-    return CrossModalAutoencoder(cfg.model, cfg.patches, transformer)
+    return CrossModalAutoencoder(cfg.model, cfg.patching, transformer)
 
 
 def train_teacher(
@@ -131,7 +131,7 @@ def train_teacher(
             sum(p.numel() for p in model.parameters()) / 1e6,
         )
         # the architecture lets Stage II rebuild the teacher without its original weight file
-        arch = zoo.teacher_arch(cfg.model, cfg.patches, transformer)
+        arch = zoo.teacher_arch(cfg.model, cfg.patching, transformer)
         fitted = train(TeacherTask(model, cfg), data, cfg, out_dir, resume, arch)
         if main:
             render_reconstructions(model, data, cfg, out_dir / "reconstructions.png")
@@ -149,7 +149,7 @@ def render_reconstructions(
     device = next(model.parameters()).device
     n = min(cfg.gallery, len(data))
     points = torch.stack([data[i * len(data) // n][0] for i in range(n)]).to(device)
-    patches = cfg.patches.group(points)
+    patches = cfg.patching.group(points)
     out = model(
         patches, cosine_anneal(cfg.anneal.steps, cfg.anneal.steps, cfg.anneal.tau_start, cfg.anneal.tau_end)
     )

@@ -46,7 +46,7 @@ KIND = zoo.STUDENT
 @dataclass
 class PretrainRunConfig:
     data: DataConfig = field(default_factory=DataConfig)
-    patches: PatchConfig = field(default_factory=PatchConfig)
+    patching: PatchConfig = field(default_factory=PatchConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
     teacher_checkpoint: str | None = None  # Stage I checkpoint; required for the act target
     # The teacher's mode while it makes targets. `train` is what the official code does (it never calls
@@ -63,12 +63,12 @@ class PretrainRunConfig:
     RESUMABLE: ClassVar[tuple[str, ...]] = ("gallery",)
 
     def __post_init__(self) -> None:
-        check_points_per_cloud(self.data, self.patches)
+        check_points_per_cloud(self.data, self.patching)
         require(
-            masked_count(self.student.mask_ratio, self.patches.num_groups) >= 1
+            masked_count(self.student.mask_ratio, self.patching.num_groups) >= 1
             or self.student.target == "none",
             "student.mask_ratio",
-            f"a ratio that masks at least one of {self.patches.num_groups} patches",
+            f"a ratio that masks at least one of {self.patching.num_groups} patches",
             self.student.mask_ratio,
         )
 
@@ -88,7 +88,7 @@ class PretrainTask:
 
     def step(self, model: nn.Module, batch, step: int) -> tuple[torch.Tensor, dict[str, Metric]]:
         points, _ = batch
-        patches = self.cfg.patches.group(scale_and_translate(points))
+        patches = self.cfg.patching.group(scale_and_translate(points))
         mask = self.module.make_mask(patches.center)
         pred, masked = model(patches, mask)
         if self.cfg.student.target == "mae":
@@ -103,7 +103,7 @@ def pretrain_task(cfg: PretrainRunConfig, teacher: CrossModalAutoencoder | None)
     """Stage II's task: a fresh student whose head predicts `teacher`'s features (no teacher: the mae and
     none targets), and the loss against them."""
     target_dim = teacher.feature_dim if teacher else None
-    return PretrainTask(MaskedPointModel(cfg.student, cfg.patches, target_dim), teacher, cfg)
+    return PretrainTask(MaskedPointModel(cfg.student, cfg.patching, target_dim), teacher, cfg)
 
 
 def pretrain(
@@ -123,15 +123,15 @@ def pretrain(
                 "the act target needs teacher_checkpoint: a Stage I checkpoint from `act3d train-teacher`"
             )
         teacher = zoo.load_teacher(cfg.teacher_checkpoint).train(cfg.teacher_mode == "train")
-        if teacher.patching.group_size != cfg.patches.group_size:
+        if teacher.patching.group_size != cfg.patching.group_size:
             raise Act3dError(
                 f"{cfg.teacher_checkpoint}: the teacher was trained on patches of "
-                f"{teacher.patching.group_size} points, this run uses {cfg.patches.group_size}"
+                f"{teacher.patching.group_size} points, this run uses {cfg.patching.group_size}"
             )
     task = pretrain_task(cfg, teacher)
     model = task.module
     target_dim = teacher.feature_dim if teacher else None
-    arch = zoo.student_arch(cfg.student, cfg.patches, target_dim, cfg.data.num_points)
+    arch = zoo.student_arch(cfg.student, cfg.patching, target_dim, cfg.data.num_points)
     data = pretraining_clouds(cfg) if cfg.student.target != "none" else None
     with run_files(out_dir, cfg, resume, overwrite) as main:
         log.info(
@@ -164,7 +164,7 @@ def render_masked_inputs(
     device = next(model.parameters()).device
     n = min(cfg.gallery, len(data))
     points = torch.stack([data[i * len(data) // n][0] for i in range(n)]).to(device)
-    patches = cfg.patches.group(points)
+    patches = cfg.patching.group(points)
     mask = model.make_mask(patches.center)
     absolute = patches.neighborhood + patches.center.unsqueeze(2)
     predicted = model(patches, mask)[0] if cfg.student.target == "mae" else None  # (n, M, 3K)
@@ -173,9 +173,9 @@ def render_masked_inputs(
         clouds += [points[i].cpu().numpy(), absolute[i][~mask[i]].reshape(-1, 3).cpu().numpy()]
         titles += [f"input {i}", f"visible ({int((~mask[i]).sum())} patches)"]
         if predicted is not None:
-            pred = predicted[i].reshape(-1, cfg.patches.group_size, 3) + patches.center[i][mask[i]].unsqueeze(
-                1
-            )
+            pred = predicted[i].reshape(-1, cfg.patching.group_size, 3) + patches.center[i][
+                mask[i]
+            ].unsqueeze(1)
             clouds.append(
                 torch.cat([absolute[i][~mask[i]].reshape(-1, 3), pred.reshape(-1, 3)]).cpu().numpy()
             )
