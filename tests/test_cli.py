@@ -1,4 +1,5 @@
 import json
+from dataclasses import fields
 
 import numpy as np
 import pytest
@@ -6,6 +7,7 @@ import torch
 from layouts import write_fewshot, write_scanobjectnn
 
 from act3d.cli import main
+from act3d.cli.summary import SvmSummary
 from act3d.train.finetune import finetune
 from act3d.train.stage1 import train_teacher
 from act3d.train.stage2 import pretrain
@@ -82,6 +84,7 @@ def test_eval_embed_predict(trained, tmp_path, capsys):
     summary = json.loads((tmp_path / "svm" / "summary.json").read_text())
     rows = summary["results"]
     assert summary["command"] == "eval svm" and {r["metric"] for r in rows} == {"oa", "macc"}
+    assert list(summary) == [f.name for f in fields(SvmSummary)]  # the typed record, key for key
     assert all({"value", "split", "seed", "config_hash"} <= set(r) for r in rows)
     # the same checkpoint again, paired cloud by cloud with the first run: a difference of exactly zero
     again = ["eval", "svm", *common, "--out", str(tmp_path / "svm2"), "--compare-to", str(tmp_path / "svm")]

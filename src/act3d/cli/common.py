@@ -1,14 +1,14 @@
-"""What several commands share: the config flags of training commands, and `summary.json`."""
+"""What several commands share: the config flags of training commands, `--out` checks, `--compare-to`."""
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 from pathlib import Path
 
-from act3d.atomic import names_a_folder, write_text_atomic
+from act3d.atomic import names_a_folder
+from act3d.cli.summary import Summary
 from act3d.config import list_presets
 from act3d.errors import Act3dError
 from act3d.stages import Stage
@@ -116,32 +116,6 @@ def check_outputs(outputs: list[Path], inputs: list[Path], overwrite: bool) -> N
         )
 
 
-def config_hash(config: dict) -> str:
-    return hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def score_row(metric: str, value: float, split: str, seed: int, config: dict) -> dict:
-    """One row of `summary.json`'s `results`: a score (a fraction) with what produced it."""
-    return {
-        "metric": metric,
-        "value": value,
-        "split": split,
-        "seed": seed,
-        "config_hash": config_hash(config),
-    }
-
-
-def write_summary(out: Path, command: str, rows: list[dict], extra: dict) -> Path:
-    """`OUT/summary.json`, what a command measured, one shape for every command: `command`, `results` (one
-    `score_row` per score) and the command's context (`protocol`, `paired_values`, `paired`, ...)."""
-    path = out / "summary.json"
-    from act3d.environment import environment
-
-    summary = {"command": command, "results": rows, **extra, "environment": environment()}
-    write_text_atomic(path, json.dumps(summary, indent=2))
-    return path
-
-
 def add_precision_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",
@@ -180,18 +154,8 @@ def compare_to(
     method's own training settings; each row names what differed (`differs_in`)."""
     from act3d.eval.paired import paired_bootstrap, paired_difference
 
-    path = Path(folder) / "summary.json"
-    try:
-        theirs = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise Act3dError(
-            f"--compare-to {folder}: cannot read {path} ({err}); expected an earlier run's --out"
-        ) from None
-    if "paired_values" not in theirs:
-        raise Act3dError(
-            f"--compare-to {folder}: {path} holds no per-{unit} values; expected a run of this command"
-        )
-    ours, their_protocol = json.loads(json.dumps(protocol)), theirs.get("protocol") or {}
+    their_protocol, their_values = Summary.read_pairing(folder)
+    ours = json.loads(json.dumps(protocol))
     differ = sorted(k for k in ours.keys() | their_protocol.keys() if ours.get(k) != their_protocol.get(k))
     allowed = set(recipe) | {"transfer"} if "transfer" in differ else set()
     if refused := [k for k in differ if k not in allowed]:
@@ -202,7 +166,7 @@ def compare_to(
         )
     rows = []
     for measure, values in mine.items():
-        other = theirs["paired_values"].get(measure, {})
+        other = their_values.get(measure, {})
         units = [u for u in values if u in other]
         if units:
             compare = paired_bootstrap if isinstance(values[units[0]], list) else paired_difference

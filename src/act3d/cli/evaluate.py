@@ -15,9 +15,8 @@ from act3d.cli.common import (
     dataset_variant,
     output_folder,
     positive_int,
-    score_row,
-    write_summary,
 )
+from act3d.cli.summary import FewshotSummary, ScoreRow, SvmSummary
 
 log = logging.getLogger("act3d")
 
@@ -54,8 +53,8 @@ def _eval_svm(args: argparse.Namespace) -> int:
     res = svm_probe(ftr, ytr, fte, yte, len(names), seed=args.seed)
     config = vars(args) | {"run": None}
     rows = [
-        score_row("oa", res["test_acc"], "test", args.seed, config),
-        score_row("macc", res["test_macc"], "test", args.seed, config),
+        ScoreRow.of("oa", res["test_acc"], "test", args.seed, config),
+        ScoreRow.of("macc", res["test_macc"], "test", args.seed, config),
     ]
     log.info(
         "linear SVM probe: OA %.2f%%  mAcc %.2f%%  (C=%s chosen by %.3f cross-validated accuracy on the "
@@ -71,9 +70,8 @@ def _eval_svm(args: argparse.Namespace) -> int:
     comparison = compare_to(args.compare_to, paired, protocol, "fit") if args.compare_to else []
     for c in comparison:
         log.info("%s", c["text"])
-    extra = {"checkpoint": args.checkpoint, "svm_C": res["C"], "cross_validated_acc": res["val_acc"]}
-    extra |= {"protocol": protocol, "paired_values": paired, "paired": comparison}
-    write_summary(out, "eval svm", rows, extra)
+    fit = {"svm_C": res["C"], "cross_validated_acc": res["val_acc"]}
+    SvmSummary("eval svm", rows, protocol, paired, comparison, checkpoint=args.checkpoint, **fit).write(out)
     return 0
 
 
@@ -94,7 +92,9 @@ def _eval_fewshot(args: argparse.Namespace) -> int:
         ftr, ytr, fte, yte, _ = _features(args)
         table = fewshot(ftr, ytr, fte, yte, settings, folds=args.folds, seed=args.seed)
     config = vars(args) | {"run": None}
-    rows = [score_row(f"fewshot_{key}_oa", v["mean"], "test", args.seed, config) for key, v in table.items()]
+    rows = [
+        ScoreRow.of(f"fewshot_{key}_oa", v["mean"], "test", args.seed, config) for key, v in table.items()
+    ]
     for key, v in table.items():
         log.info("%s: %.1f ± %.1f %%  (%d folds)", key, 100 * v["mean"], 100 * v["std"], len(v["folds"]))
     protocol = _protocol(args)  # folds pair only when both saw the same episodes: data, seed, fold files
@@ -102,8 +102,9 @@ def _eval_fewshot(args: argparse.Namespace) -> int:
     comparison = compare_to(args.compare_to, paired, protocol, "episode") if args.compare_to else []
     for c in comparison:
         log.info("%s", c["text"])
-    extra = {"checkpoint": args.checkpoint, "table": table, "protocol": protocol, "paired_values": paired}
-    write_summary(out, "eval fewshot", rows, extra | {"paired": comparison})
+    FewshotSummary(
+        "eval fewshot", rows, protocol, paired, comparison, checkpoint=args.checkpoint, table=table
+    ).write(out)
     return 0
 
 

@@ -12,9 +12,8 @@ from act3d.cli.common import (
     compare_to,
     output_folder,
     positive_int,
-    score_row,
-    write_summary,
 )
+from act3d.cli.summary import DownstreamSummary, ScoreRow
 from act3d.config import to_dict
 from act3d.models.peft import METHODS
 from act3d.stages import FINETUNE, PRETRAIN, SEGMENT, TEACHER, Stage
@@ -88,7 +87,7 @@ def _transfer(stage: Stage, args: argparse.Namespace, overrides: list[str], pres
         config = to_dict(cfg)
         for split, scores in (("val", result.val), ("test", result.test)):
             for metric, value in scores.items():
-                rows.append(score_row(metric, value, split, seed, config))
+                rows.append(ScoreRow.of(metric, value, split, seed, config))
                 values.setdefault(f"{split} {metric}", {})[str(seed)] = value
                 # an accuracy pairs cloud by cloud (its outcomes), any other score seed by seed
                 outcome = result.outcomes.get(split) if metric == "oa" else None
@@ -102,8 +101,9 @@ def _transfer(stage: Stage, args: argparse.Namespace, overrides: list[str], pres
         if args.compare_to
         else []
     )
-    extra = {"seeds": args.seeds, "scores": spread, "protocol": protocol, "paired_values": paired}
-    write_summary(out, stage.command, rows, extra | {"paired": comparison})
+    DownstreamSummary(
+        stage.command, rows, protocol, paired, comparison, seeds=args.seeds, scores=spread
+    ).write(out)
     log.info(
         "test, over %d seed(s): %s",
         args.seeds,
