@@ -58,10 +58,10 @@ TINY_TEACHER = [
 
 
 def runtime(args: argparse.Namespace) -> list[str]:
-    amp = "float32" if args.device == "cpu" else args.amp
+    precision = "float32" if args.device == "cpu" else args.precision
     return [
         f"runtime.device={args.device}",
-        f"runtime.amp={amp}",
+        f"runtime.precision={precision}",
         "runtime.progress=false",
         f"runtime.log_every={args.steps // 2}",
         f"optim.max_steps={args.steps}",
@@ -97,7 +97,7 @@ def write_shapenetpart(root: Path, shapes: int = 24, points: int = 2048) -> Path
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--amp", default="bf16", choices=["bf16", "fp16", "float32"])
+    parser.add_argument("--precision", default="bf16", choices=["bf16", "fp16", "float32"])
     parser.add_argument("--steps", type=int, default=20, help="optimiser steps per stage (even, >= 4)")
     parser.add_argument("--tiny", action="store_true", help="tiny models and batches (a functional check)")
     parser.add_argument("--demo", action="store_true", help="also run `act3d demo --quick` on the device")
@@ -245,7 +245,7 @@ def main() -> int:
         "device": torch.cuda.get_device_name() if cuda else "cpu",
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
-        "amp": args.amp if cuda else "float32",
+        "precision": args.precision if cuda else "float32",
         "tiny": args.tiny,
         "steps": args.steps,
     }

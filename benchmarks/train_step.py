@@ -5,7 +5,7 @@ GPU waits on) and, on CUDA, the number of kernels it launches (from the profiler
 
     python benchmarks/train_step.py [--presets cpu paper] [--batch 32] [--repeats 3] [--device cpu|cuda]
 
-On CUDA the step runs under the autocast training uses (`--amp bf16` by default) and the peak is a matmul in
+On CUDA the step runs under the autocast training uses (`--precision bf16` by default) and the peak is a matmul in
 that dtype. The peak is the best of measurements taken before and after every row, so a busy moment in the
 run does not inflate the fractions.
 
@@ -98,7 +98,7 @@ def point_op_seconds(stage: str, task, points: torch.Tensor, device: str, repeat
     return seconds
 
 
-def benchmark(stage: str, preset: str, batch: int, device: str, repeats: int, amp: str) -> dict:
+def benchmark(stage: str, preset: str, batch: int, device: str, repeats: int, precision: str) -> dict:
     torch.manual_seed(0)
     task, model = stage_task(stage, preset)
     model.to(device).train()
@@ -110,7 +110,7 @@ def benchmark(stage: str, preset: str, batch: int, device: str, repeats: int, am
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(model, OptimConfig(lr=1e-4))  # as training builds it
     autocast = torch.autocast(
-        device, dtype=torch.bfloat16 if amp == "bf16" else torch.float16, enabled=amp != "none"
+        device, dtype=torch.bfloat16 if precision == "bf16" else torch.float16, enabled=precision != "float32"
     )
 
     step = training_step(task, model, (points, labels), optimizer, autocast)
@@ -152,21 +152,23 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--amp", default=None, choices=["bf16", "fp16", "none"], help="default: bf16 on cuda")
+    parser.add_argument(
+        "--precision", default=None, choices=["bf16", "fp16", "float32"], help="default: bf16 on cuda"
+    )
     args = parser.parse_args()
-    amp = args.amp or ("bf16" if args.device == "cuda" else "none")
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": torch.float32}[amp]
+    precision = args.precision or ("bf16" if args.device == "cuda" else "float32")
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "float32": torch.float32}[precision]
 
     peaks = [matmul_peak(args.device, dtype)]
     rows = []
     for preset in args.presets:
         for stage in args.stages:
-            rows.append(benchmark(stage, preset, args.batch, args.device, args.repeats, amp))
+            rows.append(benchmark(stage, preset, args.batch, args.device, args.repeats, precision))
             peaks.append(matmul_peak(args.device, dtype))
     peak = max(peaks)
     print(
         f"device {torch.cuda.get_device_name() if args.device == 'cuda' else 'cpu'}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, amp {amp}; {str(dtype).removeprefix('torch.')} matmul peak "
+        f"{torch.get_num_threads()} threads, precision {precision}; {str(dtype).removeprefix('torch.')} matmul peak "
         f"{peak / 1e9:.0f} GFLOP/s (best of {len(peaks)}: {', '.join(f'{p / 1e9:.0f}' for p in peaks)})"
     )
     print(

@@ -55,6 +55,8 @@ def test_a_renamed_key_is_named_with_its_new_name(tmp_path):
 
     with pytest.raises(ConfigError, match=r"unknown config key\(s\): patches \(patches is now patching\)$"):
         from_dict(PretrainRunConfig, {"patches": {"num_groups": 8}})
+    with pytest.raises(ConfigError, match=r"runtime.amp \(amp is now precision\)$"):
+        from_dict(PretrainRunConfig, {"runtime": {"amp": "bf16"}})
 
 
 def test_file_and_overrides_and_roundtrip(tmp_path):
@@ -96,12 +98,12 @@ def test_a_preset_or_file_can_build_on_a_base_preset(tmp_path):
 
 
 def test_training_and_inference_name_float32_alike():
-    """`runtime.amp` takes inference's words (float32 | bf16 | fp16); `none`, the earlier word, reads as
+    """`runtime.precision` takes inference's words (float32 | bf16 | fp16); `none`, the earlier word, reads as
     float32, so run folders and configs written before keep working."""
     from act3d.config import from_dict
     from act3d.train.options import RuntimeConfig
 
-    assert RuntimeConfig().amp == "float32"
-    assert from_dict(RuntimeConfig, {"amp": "none"}).amp == "float32"
-    with pytest.raises(ConfigError, match="amp"):
-        from_dict(RuntimeConfig, {"amp": "auto"})
+    assert RuntimeConfig().precision == "float32"
+    assert from_dict(RuntimeConfig, {"precision": "none"}).precision == "float32"
+    with pytest.raises(ConfigError, match="precision"):
+        from_dict(RuntimeConfig, {"precision": "auto"})

@@ -139,7 +139,7 @@ def test_the_demo_gpu_presets_have_the_paper_models():
         ("finetune", FinetuneRunConfig),
     ):
         cfg = load_config(cls, kind, "gpu")
-        assert cfg.data.format == "default" and cfg.data.on_device and cfg.runtime.amp == "bf16"
+        assert cfg.data.format == "default" and cfg.data.on_device and cfg.runtime.precision == "bf16"
 
 
 def test_pretrain_paper_preset_is_the_22m_student():

@@ -19,7 +19,7 @@ from act3d.errors import ConfigError
 T = TypeVar("T")
 PRESET_DIR = Path(__file__).parent / "presets"
 # config keys that were renamed: old -> new, named in the error a config with the old key gets
-RENAMED = {"patches": "patching"}
+RENAMED = {"patches": "patching", "amp": "precision"}
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 

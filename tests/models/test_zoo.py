@@ -76,17 +76,19 @@ def test_checkpoints_of_another_format_are_refused_with_a_reason(tmp_path):
 
 
 def test_a_format_2_checkpoint_loads_with_its_patches_read_as_patching(tmp_path):
-    """Format 2 (before the rename) named the patch settings `patches` in `arch` and `config`."""
+    """Format 2 named the patch settings `patches` in `arch` and `config`, and the training number format
+    `runtime.amp`."""
     student = from_dict(StudentConfig, {**TINY_STUDENT, "target": "mae"})
     patching = from_dict(PatchConfig, TINY_PATCHES)
     model = MaskedPointModel(student, patching)
     arch = zoo.student_arch(student, patching, None, 64)
-    config = {"patching": TINY_PATCHES, "optim": {"lr": 1e-3}}
+    config = {"patching": TINY_PATCHES, "runtime": {"precision": "bf16", "seed": 0}}
     save_checkpoint(tmp_path / "new.pt", model_payload(zoo.STUDENT, model.state_dict(), 3, config, arch))
     old = torch.load(tmp_path / "new.pt", weights_only=True)
     old["format_version"] = 2
     old["arch"] = {("patches" if k == "patching" else k): v for k, v in old["arch"].items()}
     old["config"] = {("patches" if k == "patching" else k): v for k, v in old["config"].items()}
+    old["config"]["runtime"] = {"amp": "bf16", "seed": 0}
     torch.save(old, tmp_path / "format2.pt")
     again, ckpt = zoo.load(tmp_path / "format2.pt", zoo.STUDENT)
     assert ckpt["arch"] == arch and ckpt["config"] == config and ckpt["format_version"] == FORMAT_VERSION

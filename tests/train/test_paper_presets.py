@@ -14,7 +14,7 @@ TINY = [f"student.{k}={v}" for k, v in TINY_STUDENT.items()] + [
     "patching.group_size=8",
     "optim.epochs=2",
     "optim.cosine_epochs=2",
-    "runtime.amp=float32",
+    "runtime.precision=float32",
     "runtime.progress=false",
 ]
 

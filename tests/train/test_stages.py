@@ -331,7 +331,7 @@ def test_fewshot_trains_on_every_support_cloud_and_reports_the_last_model(tmp_pa
     over += ["patching.num_groups=8", "patching.group_size=8", "optim.epochs=2", "optim.batch_size=5"]
     over += [f"student.{k}={v}" for k, v in TINY_STUDENT.items()] + [
         "runtime.progress=false",
-        "runtime.amp=float32",
+        "runtime.precision=float32",
     ]
     cfg = load_config(FinetuneRunConfig, "finetune", "modelnet40_fewshot", overrides=over)
     assert (cfg.optim.epochs, cfg.val_fraction) == (2, 0.0) and to_dict(cfg)["report_test_selected"]

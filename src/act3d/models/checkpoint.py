@@ -18,7 +18,8 @@ from act3d.atomic import atomic_file
 from act3d.errors import CheckpointError
 
 # 2: checkpoints carry "arch", the model-level description `act3d.models.zoo` rebuilds a model from
-# 3: the patch settings (`PatchConfig`) are `patching` in "arch" and "config"; format 2 named them `patches`
+# 3: in "arch" and "config" the patch settings (`PatchConfig`) are `patching` (format 2: `patches`), and the
+#    training number format is `runtime.precision` (format 2: `runtime.amp`)
 FORMAT_VERSION = 3
 
 
@@ -153,13 +154,20 @@ def load_checkpoint(path: str | Path, kind: str | tuple[str, ...] | None = None)
 
 
 def _from_format_2(ckpt: dict[str, Any]) -> dict[str, Any]:
-    """A format 2 checkpoint read as format 3: its `patches` sections renamed `patching`."""
-    renamed = {}
-    for key in ("arch", "config"):
-        record = ckpt.get(key)
-        if isinstance(record, dict) and "patches" in record:
-            renamed[key] = {("patching" if k == "patches" else k): v for k, v in record.items()}
-    return ckpt | renamed | {"format_version": FORMAT_VERSION}
+    """A format 2 checkpoint read as format 3: `patches` renamed `patching`, `runtime.amp` `runtime.precision`."""
+
+    def renamed(record: Any, old: str, new: str) -> Any:
+        return (
+            {(new if k == old else k): v for k, v in record.items()} if isinstance(record, dict) else record
+        )
+
+    arch, config = (
+        renamed(ckpt.get("arch"), "patches", "patching"),
+        renamed(ckpt.get("config"), "patches", "patching"),
+    )
+    if isinstance(config, dict) and "runtime" in config:
+        config["runtime"] = renamed(config["runtime"], "amp", "precision")
+    return ckpt | {"arch": arch, "config": config, "format_version": FORMAT_VERSION}
 
 
 def listing(names: list[str], limit: int = 8) -> str:

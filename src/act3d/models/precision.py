@@ -3,9 +3,9 @@
 - `float32` (the default): bit-reproducible features, the numbers of every table in docs/.
 - `bf16`: the Transformer's matmuls in bfloat16 under `torch.autocast`; the geometry (FPS, kNN, grouping,
   Chamfer, PointGST's bases, IDPT's feature kNN: `act3d.ops.float32`) and the pooled features stay float32,
-  here as in training under `runtime.amp`. On a CPU that computes bf16 natively, 1.8-2.3x the clouds/s of float32 for a
-  paper-size student (1.1-1.5x for the CPU demo's), features about 0.7% apart, the same probe accuracies
-  within their intervals (docs/benchmarks.md); on a CPU without it, emulated.
+  here as in training under `runtime.precision`. On a CPU that computes bf16 natively, 1.8-2.3x the
+  clouds/s of float32 for a paper-size student (1.1-1.5x for the CPU demo's), features about 0.7% apart, the
+  same probe accuracies within their intervals (docs/benchmarks.md); on a CPU without it, emulated.
 - `auto`: bf16 where the hardware computes it natively (a CUDA GPU that supports it; a CPU with AVX-512 BF16
   or AMX), float32 elsewhere.
 """

@@ -1,6 +1,6 @@
 """Geometry in float32 under any autocast.
 
-Mixed precision (`runtime.amp: bf16 | fp16`, `--precision bf16`) runs matmuls in half precision inside
+Mixed precision (`runtime.precision: bf16 | fp16`, `--precision bf16`) runs matmuls in half precision inside
 `torch.autocast`, and the point ops sit inside it: a training step groups its clouds in the model's forward.
 Half precision moves which points are neighbours (1.8% of the 32-NN slots of 2048-point clouds under bf16)
 and every eigenvector of a patch graph's Laplacian, while the official code computes all of them in float32

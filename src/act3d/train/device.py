@@ -60,14 +60,14 @@ def setup_device(runtime: RuntimeConfig) -> tuple[DistInfo, torch.device]:
 
 
 class MixedPrecision:
-    """Mixed precision on CUDA (`runtime.amp`): the autocast context of a forward pass and the loss scaler
+    """Mixed precision on CUDA (`runtime.precision`): the autocast context of a forward pass and the loss scaler
     (active for fp16 only; bf16 and float32 need none)."""
 
-    def __init__(self, amp: str, device: torch.device):
-        self.enabled = amp in ("bf16", "fp16") and device.type == "cuda"
+    def __init__(self, precision: str, device: torch.device):
+        self.enabled = precision in ("bf16", "fp16") and device.type == "cuda"
         self.device_type = device.type
-        self.dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.enabled and amp == "fp16")
+        self.dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.enabled and precision == "fp16")
 
     def autocast(self) -> torch.autocast:
         return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.enabled)

@@ -188,10 +188,12 @@ def fit(
     module, optimizer, precision = (
         model.module,
         make_optimizer(model.module, optim),
-        MixedPrecision(runtime.amp, device),
+        MixedPrecision(runtime.precision, device),
     )
     if optim.step_twice and precision.scaler.is_enabled():
-        raise ConfigError("optim.step_twice needs runtime.amp bf16 or float32: fp16 loss scaling steps once")
+        raise ConfigError(
+            "optim.step_twice needs runtime.precision bf16 or float32: fp16 loss scaling steps once"
+        )
     ckpts = RunCheckpoints(
         Path(out_dir),
         task.kind,

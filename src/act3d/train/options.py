@@ -65,7 +65,7 @@ class RuntimeConfig:
     # the number format of training: float32, or bf16 / fp16 autocast (mixed precision, CUDA only). The words
     # are inference's (`--precision`, act3d.models.precision); `none`, the earlier word for float32, is read
     # as float32
-    amp: Literal["float32", "bf16", "fp16", "none"] = "float32"
+    precision: Literal["float32", "bf16", "fp16", "none"] = "float32"
     tf32: bool = True
     # bit-identical reruns on CUDA too: PyTorch's deterministic algorithms, no cuDNN autotuning, no TF32
     # (CPU runs are repeatable without it: every step is seeded)
@@ -81,8 +81,8 @@ class RuntimeConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.amp == "none":
-            self.amp = "float32"
+        if self.precision == "none":
+            self.precision = "float32"
         require(
             re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
             "device",

@@ -165,7 +165,7 @@ class DynamicAdapters(PeftMethod):
         self.tfts_gamma_1, self.tfts_beta_1 = scale_shift(width)
         self.tfts_gamma_2, self.tfts_beta_2 = scale_shift(width)
 
-    def forward(self, encoder: StudentEncoder, patches: Patches, points: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, encoder: StudentEncoder, patches: Patches, points: torch.Tensor) -> torch.Tensor:
         """-> `(B, feature_dim)` from the `[cls, prompts (one per block, newest first), patches]` tokens
         (official `PointTransformer_DAPT.forward`, l.364-422)."""
         g = patches.center.shape[1]

@@ -123,7 +123,7 @@ class InstancePrompt(PeftMethod):
         self.prompt_pos = nn.Parameter(torch.zeros(1, 1, width))
         nn.init.trunc_normal_(self.prompt_pos, std=0.02)
 
-    def forward(self, encoder: StudentEncoder, patches: Patches, points: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, encoder: StudentEncoder, patches: Patches, points: torch.Tensor) -> torch.Tensor:
         """-> `(B, feature_dim)` from the normalised `[cls, prompt, patches]` tokens."""
 
         def enter(i: int, x: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

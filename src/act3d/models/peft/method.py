@@ -73,7 +73,7 @@ class PeftMethod(nn.Module):
     def init_head(self, head: nn.Module) -> None:
         """Initialise the classifier head as the method's official model does (default: PyTorch's)."""
 
-    def forward(self, encoder: StudentEncoder, patches: Patches, points: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, encoder: StudentEncoder, patches: Patches, points: torch.Tensor) -> torch.Tensor:
         """`patches` cut from the `(B, N, 3)` clouds `points` -> `(B, feature_dim)`."""
         raise NotImplementedError
 

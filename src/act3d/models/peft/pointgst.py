@@ -169,7 +169,7 @@ class SpectralTuning(PeftMethod):
         self.feature_dim = 2 * width
         self.blocks = nn.ModuleList(SpectralBlock(width, cfg.rank) for _ in range(depth))
 
-    def forward(self, encoder: StudentEncoder, patches: Patches, points: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, encoder: StudentEncoder, patches: Patches, points: torch.Tensor) -> torch.Tensor:
         """-> `(B, 2W)`: the normalised cls token beside the max over the patch tokens (l.296-331)."""
         with torch.no_grad():  # the bases depend on the centres alone
             bases = spectral_bases(patches.center.float(), self.cfg.local, self.cfg.basis)

@@ -78,11 +78,9 @@ class PositionalPrompts(PeftMethod):
     def init_head(self, head: nn.Module) -> None:
         head.apply(trunc_normal_init)  # the official model applies `_init_weights` to everything
 
-    def forward(self, encoder: StudentEncoder, patches: Patches, points: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, encoder: StudentEncoder, patches: Patches, points: torch.Tensor) -> torch.Tensor:
         """`points (B, N, 3)`, the clouds `patches` were cut from -> `(B, 3W)` (official `forward`,
         l.342-362)."""
-        if points is None:
-            raise ValueError("PPT groups the clouds a second time: pass the points beside their patches")
         extra = self.extra.group(points)
         g, e = patches.center.shape[1], extra.center.shape[1]
 

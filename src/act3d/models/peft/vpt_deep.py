@@ -55,7 +55,7 @@ class DeepPrompts(PeftMethod):
         for p in [*self.prompts, *self.prompt_pos]:
             nn.init.trunc_normal_(p, std=0.02)
 
-    def forward(self, encoder: StudentEncoder, patches: Patches, points: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, encoder: StudentEncoder, patches: Patches, points: torch.Tensor) -> torch.Tensor:
         """-> `(B, 2W)`: the normalised cls token beside the max over the patch tokens."""
         n = 1 + patches.center.shape[1]  # cls and patches
 
