@@ -142,3 +142,20 @@ def plot_confusion(matrix: list[list[int]], class_names: list[str], path: Path, 
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_corruption_table(oa: dict[str, Sequence[float]], clean: float, path: Path, title: str) -> Path:
+    """The corruptions × five levels accuracies (fractions) as a heat map, the clean accuracy in the title."""
+    names = list(oa)
+    table = 100 * np.asarray([oa[c] for c in names], dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(5.2, 0.45 * len(names) + 1.4))
+    ax.imshow(table, cmap="RdYlGn", vmin=0, vmax=100, aspect="auto")
+    for (i, j), value in np.ndenumerate(table):
+        ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(table.shape[1]), [f"level {j}" for j in range(table.shape[1])], fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.set_title(f"{title}\nOA % per corruption and level (clean {100 * clean:.1f}%)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

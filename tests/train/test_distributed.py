@@ -10,7 +10,6 @@ import yaml
 from conftest import TINY_PATCHES, TINY_STUDENT, load_classifier
 
 from act3d.models.checkpoint import load_checkpoint
-from act3d.ops.grouping import group_patches
 
 
 def _run(tmp_path, nproc: int, cfg_path, out) -> subprocess.CompletedProcess:
@@ -96,9 +95,9 @@ def test_two_processes_match_one(scan_root, pretrain_cfg, tmp_path):
     assert compared >= 40  # every Transformer, embedding and head weight
     # and the two models compute the same function (with batch statistics, which remove those shifts exactly)
     other, _, _ = load_classifier(tmp_path / "two" / "checkpoints" / "last.pt")
-    patches = group_patches(torch.randn(4, 64, 3), TINY_PATCHES["num_groups"], TINY_PATCHES["group_size"])
+    points = torch.randn(4, 64, 3)
     with torch.no_grad():
-        torch.testing.assert_close(other.train()(patches), model.train()(patches), atol=1e-3, rtol=1e-3)
+        torch.testing.assert_close(other.train()(points), model.train()(points), atol=1e-3, rtol=1e-3)
     # metrics are reduced across ranks and written once
     assert (tmp_path / "two" / "metrics.csv").read_text().count("\n") == (
         tmp_path / "one" / "metrics.csv"

@@ -116,6 +116,14 @@ def check_outputs(outputs: list[Path], inputs: list[Path], overwrite: bool) -> N
         )
 
 
+def eval_output(args: argparse.Namespace) -> Path:
+    """An eval command's `--out`, checked before any work and made only when the summary is written: a
+    folder whose `summary.json` holds an earlier evaluation is refused without `--overwrite`."""
+    out = output_folder(args.out, keep=False)
+    check_outputs([out / "summary.json"], [], args.overwrite)
+    return out
+
+
 def add_precision_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",

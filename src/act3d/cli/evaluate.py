@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
+from act3d.cli import robust
 from act3d.cli.common import (
     VARIANT_HELP,
     add_compare_arg,
     add_precision_arg,
-    check_outputs,
     compare_to,
     dataset_variant,
-    output_folder,
+    eval_output,
     positive_int,
 )
 from act3d.cli.summary import FewshotSummary, ScoreRow, SvmSummary
@@ -37,18 +36,10 @@ def _features(args: argparse.Namespace):
     return split_features(encoder, zoo.patch_config(arch), data_cfg, args.precision)
 
 
-def _output(args: argparse.Namespace) -> Path:
-    """`--out`, checked before any work and made only when the summary is written: a folder whose
-    `summary.json` holds an earlier evaluation is refused without `--overwrite` (`check_outputs`)."""
-    out = output_folder(args.out, keep=False)
-    check_outputs([out / "summary.json"], [], args.overwrite)
-    return out
-
-
 def _eval_svm(args: argparse.Namespace) -> int:
     from act3d.eval.probe import svm_probe
 
-    out = _output(args)
+    out = eval_output(args)
     ftr, ytr, fte, yte, names = _features(args)
     res = svm_probe(ftr, ytr, fte, yte, len(names), seed=args.seed)
     config = vars(args) | {"run": None}
@@ -84,7 +75,7 @@ def _protocol(args: argparse.Namespace) -> dict:
 def _eval_fewshot(args: argparse.Namespace) -> int:
     from act3d.eval.probe import fewshot, fewshot_folds
 
-    out = _output(args)
+    out = eval_output(args)
     settings = [(w, s) for w in args.way for s in args.shot]
     if args.fewshot_root:  # the official fold pickles
         table = fewshot_folds(args.checkpoint, args.fewshot_root, settings, args.folds, args.precision)
@@ -121,7 +112,9 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    ev = commands.add_parser("eval", help="frozen-feature protocols: linear SVM probe, few-shot")
+    ev = commands.add_parser(
+        "eval", help="frozen-feature protocols (linear SVM probe, few-shot) and corruption robustness"
+    )
     sub = ev.add_subparsers(dest="eval_command", metavar="PROTOCOL", required=True)
     svm = sub.add_parser(
         "svm", help="linear SVM on frozen features, C chosen by cross-validation on the training split"
@@ -137,3 +130,4 @@ def register(commands: argparse._SubParsersAction) -> None:
     fs.add_argument("--folds", type=positive_int, default=10)
     add_compare_arg(fs, "episodes")
     fs.set_defaults(run=_eval_fewshot)
+    robust.register(sub)

@@ -99,3 +99,19 @@ class FewshotSummary(Summary):
 
     checkpoint: str = ""
     table: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class RobustSummary(Summary):
+    """`eval robust`: the classifier, whether the clouds are the official ModelNet-C files, and the scores
+    (`act3d.eval.robust.scores`) of the accuracies averaged over the draws, then each draw's own."""
+
+    checkpoint: str = ""
+    official: bool = False  # the released files; False: a test split corrupted by act3d (not the benchmark)
+    clean_oa: float = 0.0
+    oa: dict[str, list[float]] = field(default_factory=dict)  # corruption -> the five levels' accuracies
+    corruptions: dict[str, dict[str, float]] = field(default_factory=dict)  # corruption -> OA, CE, RCE
+    mCE: float = 0.0
+    RmCE: float = 0.0
+    mOA: float = 0.0
+    per_seed: list[dict[str, Any]] = field(default_factory=list)
