@@ -56,3 +56,10 @@ def test_peft_benchmark_reports_a_row_per_transfer(tmp_path):
     assert all(r["step_ms"] > 0 and r["peak_mib"] > 0 and r["gmacs"] > 0 for r in rows)
     assert rows[0]["trainable"] > rows[1]["trainable"] > rows[2]["trainable"]
     assert 0 < rows[2]["basis_share"] < 1 and rows[0]["basis_share"] is None
+
+
+def test_robustness_benchmark_times_corrupting_and_scoring_every_setting():
+    run = run_script("robust.py", "--clouds", "4", "--batch", "4")
+    assert run.returncode == 0, run.stderr[-4000:]
+    row = json.loads(run.stdout.splitlines()[-1])
+    assert row["sets"] == 36 and row["clouds"] == 4 and row["points"] == 1024 and row["total_s"] > 0

@@ -102,3 +102,38 @@ def test_bad_inputs_are_one_line_and_write_nothing(classifier, untrained_student
         "dropout_local_4 clouds hold",
     )
     assert not out.exists()
+
+
+def test_the_demo_scores_every_classifier_once_and_pairs_it_with_act(classifier, tmp_path):
+    import shutil
+    from dataclasses import replace
+
+    from test_report import fake_results
+
+    from act3d.data.dataset import DataConfig
+    from act3d.demo.report import write_report
+    from act3d.demo.results import DemoResults
+    from act3d.demo.robustness import robust_stages
+    from act3d.demo.runs import Runs
+
+    runs = Runs(tmp_path / "demo")
+    for name in ("finetune-a", "finetune-b"):  # two arms' fine-tuning runs holding the same classifier
+        shutil.copytree(tmp_path / "ft", runs.out / name)
+    classifiers = {"act": ("ACT", ["finetune-a"]), "scratch": ("scratch", ["finetune-b"])}
+    data = DataConfig(format="scanobjectnn", root=classifier["root"], variant="obj_bg")
+    rows, comparisons = robust_stages(runs, classifiers, data)
+    assert [r.name for r in rows] == ["act", "scratch"] and rows[0].mce_mean == rows[1].mce_mean > 0
+    assert set(rows[0].oa) == set(CORRUPTIONS) and rows[0].mces == [rows[0].mce_mean]
+    assert [(c.measure, c.mean, c.clouds) for c in comparisons] == [
+        ("robustness mCE", 0.0, 16),
+        ("robustness RmCE", 0.0, 16),
+    ]
+    record = json.loads((runs.out / "done" / "robust-finetune-a.json").read_text())["result"]
+    assert set(record["correct"]) == {"clean", *SETTINGS} and len(record["correct"]["add_local_4"]) == 16
+    again = Runs(runs.out)
+    assert robust_stages(again, classifiers, data) == (rows, comparisons) and len(again.reused) == 2
+    results = replace(fake_results(), robust=rows, robust_comparisons=comparisons)
+    assert DemoResults.from_dict(json.loads(json.dumps(results.to_dict()))) == results
+    page = write_report(tmp_path, results)
+    html = page.read_text()
+    assert '<table id="robust">' in html and '<table id="robust-paired">' in html and "mCE" in html

@@ -21,9 +21,9 @@ from act3d.cli.common import (
 )
 from act3d.cli.summary import RobustSummary, ScoreRow
 from act3d.errors import Act3dError
+from act3d.eval.robust import CLEAN_POINTS
 
 log = logging.getLogger("act3d")
-MODELNET_C_POINTS = 1024  # the clean clouds of the official files (build_modelnetc/corrupt.py l.8)
 
 
 def _source(args: argparse.Namespace) -> tuple[str, str | None]:
@@ -214,7 +214,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     robust.add_argument(
         "--num-points",
         type=positive_int,
-        default=MODELNET_C_POINTS,
+        default=CLEAN_POINTS,
         help="points per clean cloud of a dataset corrupted here (default 1024, as ModelNet-C)",
     )
     robust.add_argument("--seed", type=int, default=0, help="the first corruption draw's seed")

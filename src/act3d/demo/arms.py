@@ -2,7 +2,8 @@
 
 A demo run folder holds one folder per run (`act3d.demo.runs.Runs`): a Stage I teacher, an arm's Stage II
 student, its probes, each fine-tuning seed, with `--peft` each PEFT method's seeds on the ACT student and,
-with `--own-data`, the arms' runs on the user's data.
+with `--own-data`, the arms' runs on the user's data; with `--robust`, each fine-tuned classifier's
+corruption robustness.
 """
 
 from __future__ import annotations
@@ -65,3 +66,8 @@ def own_data_probe_folder(arm: Arm) -> str:
 def own_data_finetune_folder(arm: Arm, seed: int) -> str:
     """The run folder of one fine-tuning seed of an arm on the user's dataset."""
     return f"own-data-finetune-{arm.name}-seed{seed}"
+
+
+def robust_folder(finetune: str) -> str:
+    """The run folder of the corruption robustness (`act3d.eval.robust`) of a fine-tuning run's classifier."""
+    return f"robust-{finetune}"

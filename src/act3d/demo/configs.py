@@ -25,6 +25,8 @@ class DemoOptions:
     preset: str = "cpu"  # cpu: minutes on a 2-core CPU; gpu: the paper's model sizes, ~10 minutes on one GPU
     # PEFT methods (act3d.models.peft) fine-tuned on the ACT arm's student beside its full fine-tuning
     peft: tuple[str, ...] = ()
+    # every fine-tuned classifier also scored on the seven ModelNet-C corruptions at five levels (act3d.eval.robust)
+    robust: bool = False
 
 
 DEMO_STAGES = (TEACHER, PRETRAIN, FINETUNE)  # the stages the demo runs

@@ -34,14 +34,17 @@ from act3d.demo.arms import (
     teacher_folder,
 )
 from act3d.demo.compare import arm_measures, compare_arms, compare_to_full
-from act3d.demo.configs import DemoOptions, check_overrides, own_data_config
+from act3d.demo.configs import DemoOptions, check_overrides, own_data_config, stage_config
 from act3d.demo.plan import estimate_seconds
 from act3d.demo.report import write_report
 from act3d.demo.results import ArmResult, DemoResults, OwnDataArm, OwnDataResults, PeftResult
+from act3d.demo.robustness import robust_stages
 from act3d.demo.runs import Runs
 from act3d.demo.steps import finetune_stage, own_data_probe_arm, probe_arm, student_stage, teacher_stage
 from act3d.environment import environment
 from act3d.eval.metrics import mean_std
+from act3d.eval.robust import CLEAN_POINTS
+from act3d.stages import FINETUNE
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +108,15 @@ def run_demo(opts: DemoOptions) -> DemoResults:
         rows = {"full": finetunes[ACT.name], **peft}
         results.peft = [peft_result(method, seeds) for method, seeds in rows.items()]
         results.peft_comparisons = compare_to_full(finetunes[ACT.name], peft)
+    if opts.robust:
+        classifiers = {a.name: (a.short, [finetune_folder(a, s) for s in range(opts.seeds)]) for a in ARMS}
+        for method in opts.peft:
+            classifiers[f"{ACT.name}-{method}"] = (
+                f"ACT + {method}",
+                [peft_folder(method, s) for s in range(opts.seeds)],
+            )
+        data = stage_config(FINETUNE, opts).data
+        results.robust, results.robust_comparisons = robust_stages(runs, classifiers, data)
     (out / "results.json").write_text(json.dumps(results.to_dict(), indent=2))
     write_report(out, results)
     return results
@@ -159,6 +171,12 @@ def own_data_stages(runs: Runs, students: dict, opts: DemoOptions) -> OwnDataRes
             probe["svm"].get("correct"),
             probe["fewshot"],
         )
+    robust = ([], [])
+    if opts.robust:
+        classifiers = {
+            a.name: (a.short, [own_data_finetune_folder(a, s) for s in range(opts.seeds)]) for a in ARMS
+        }
+        robust = robust_stages(runs, classifiers, own_data_config(root, CLEAN_POINTS))
     manifest = read_manifest(root)
     return OwnDataResults(
         data=str(root),
@@ -168,6 +186,8 @@ def own_data_stages(runs: Runs, students: dict, opts: DemoOptions) -> OwnDataRes
         fewshot_folds=folds,
         arms=arms,
         comparisons=compare_arms(measures, {a.name: a.short for a in ARMS}),
+        robust=robust[0],
+        robust_comparisons=robust[1],
     )
 
 

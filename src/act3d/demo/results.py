@@ -55,6 +55,21 @@ class PeftResult:
 
 
 @dataclass
+class RobustRow:
+    """One arm (or the ACT student under a PEFT method) on its test clouds damaged as ModelNet-C damages them
+    (`act3d demo --robust`), over its fine-tuning seeds; accuracies as fractions."""
+
+    name: str
+    label: str
+    clean_oa_mean: float
+    mce_mean: float
+    mce_std: float
+    rmce_mean: float
+    oa: dict[str, float]  # corruption -> accuracy over its five levels, mean over seeds
+    mces: list[float]  # mCE per seed
+
+
+@dataclass
 class OwnDataResults:
     data: str
     source: str
@@ -63,6 +78,8 @@ class OwnDataResults:
     fewshot_folds: int
     arms: list[OwnDataArm]
     comparisons: list[PairedDifference]
+    robust: list[RobustRow] = field(default_factory=list)  # `--robust`
+    robust_comparisons: list[PairedDifference] = field(default_factory=list)
 
 
 @dataclass
@@ -91,21 +108,29 @@ class DemoResults:
     # `--peft`: each method on the ACT student, and its paired differences against full fine-tuning
     peft: list[PeftResult] = field(default_factory=list)
     peft_comparisons: list[PairedDifference] = field(default_factory=list)
+    # `--robust`: every arm (and `--peft` method) on the damaged test clouds, and against the ACT arm
+    robust: list[RobustRow] = field(default_factory=list)
+    robust_comparisons: list[PairedDifference] = field(default_factory=list)
     act3d_demo: int = 2  # the layout version of results.json (2: `transfer` renamed `own_data`)
 
     def to_dict(self) -> dict[str, Any]:
         """The `results.json` layout (no `own_data` key without `--own-data`, no `peft` keys without
-        `--peft`)."""
+        `--peft`, no `robust` keys without `--robust`)."""
         out = asdict(self)
         out["comparisons"] = [c.to_dict() for c in self.comparisons]
         if self.peft:
             out["peft_comparisons"] = [c.to_dict() for c in self.peft_comparisons]
         else:
             del out["peft"], out["peft_comparisons"]
+        if self.robust:
+            out["robust_comparisons"] = [c.to_dict() for c in self.robust_comparisons]
+        else:
+            del out["robust"], out["robust_comparisons"]
         if self.own_data is None:
             del out["own_data"]
         else:
             out["own_data"]["comparisons"] = [c.to_dict() for c in self.own_data.comparisons]
+            out["own_data"]["robust_comparisons"] = [c.to_dict() for c in self.own_data.robust_comparisons]
         return out
 
     @staticmethod
@@ -117,9 +142,15 @@ class DemoResults:
         values["comparisons"] = [PairedDifference.from_dict(c) for c in d.get("comparisons", [])]
         values["peft"] = [PeftResult(**p) for p in d.get("peft", [])]
         values["peft_comparisons"] = [PairedDifference.from_dict(c) for c in d.get("peft_comparisons", [])]
+        values["robust"] = [RobustRow(**r) for r in d.get("robust", [])]
+        values["robust_comparisons"] = [
+            PairedDifference.from_dict(c) for c in d.get("robust_comparisons", [])
+        ]
         if own := d.get("own_data", d.get("transfer")):  # `transfer` before layout 2
             t = dict(own)
             t["arms"] = [OwnDataArm(**a) for a in t["arms"]]
             t["comparisons"] = [PairedDifference.from_dict(c) for c in t.get("comparisons", [])]
+            t["robust"] = [RobustRow(**r) for r in t.get("robust", [])]
+            t["robust_comparisons"] = [PairedDifference.from_dict(c) for c in t.get("robust_comparisons", [])]
             values["own_data"] = OwnDataResults(**t)
         return DemoResults(**values)

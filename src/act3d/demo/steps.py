@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from act3d.data.dataset import DataConfig
+from act3d.api import load_model
+from act3d.data.dataset import DataConfig, open_source, stack_clouds
 from act3d.demo.arms import FEWSHOT_SETTINGS, Arm
 from act3d.demo.configs import DemoOptions, own_data_config, peft_config, stage_config, teacher_config
 from act3d.eval.probe import fewshot, split_features, svm_probe
+from act3d.eval.robust import CLEAN_POINTS, accuracies, classified_right, corrupted_sets, scores
 from act3d.models import zoo
 from act3d.models.layers import optimized_parameters
 from act3d.stages import FINETUNE, PRETRAIN, TEACHER
@@ -116,3 +119,26 @@ def finetune_stage(
         "val_correct": res.outcomes["val"],
         "test_correct": res.outcomes["test"],
     }
+
+
+def damaged_test_split(data: DataConfig) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The test split of `data` at ModelNet-C's 1,024 points per cloud, clean and under every corruption and
+    level, drawn with seed 0: the same damaged clouds for every classifier the demo scores."""
+    source = open_source(replace(data, num_points=CLEAN_POINTS, load_points=0), "test")
+    clean, labels = stack_clouds(source, CLEAN_POINTS)
+    clean = clean.numpy()
+    return {"clean": clean, **corrupted_sets(clean, seed=0)}, labels.numpy()
+
+
+def robust_step(finetune: Path, damaged: Callable[[], tuple[dict[str, np.ndarray], np.ndarray]]) -> dict:
+    """A fine-tuning run's validation-selected classifier on the clean and the damaged clouds: per setting,
+    its 1/0 per cloud, and the ModelNet-C scores."""
+    checkpoints = finetune / "checkpoints"
+    best = checkpoints / "best.pt"
+    model = load_model(best if best.is_file() else checkpoints / "last.pt")
+    sets, labels = damaged()
+    correct = {
+        name: classified_right(model.model, clouds, labels, model.device) for name, clouds in sets.items()
+    }
+    clean_oa, oa = accuracies(correct)
+    return {"correct": {k: v.tolist() for k, v in correct.items()}, **scores(oa, clean_oa), "oa": oa}

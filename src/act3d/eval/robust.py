@@ -24,6 +24,7 @@ from act3d.models.precision import Precision
 
 CORRUPTIONS = ("scale", "jitter", "rotate", "dropout_global", "dropout_local", "add_global", "add_local")
 LEVELS = 5
+CLEAN_POINTS = 1024  # points per clean cloud of the official files (build_modelnetc/corrupt.py l.8)
 # the damaged sets, named as the official files are (`<corruption>_<level>.h5`, build_modelnetc/corrupt.py l.54-65)
 SETTINGS = tuple(f"{c}_{level}" for c in CORRUPTIONS for level in range(LEVELS))
 # DGCNN's accuracies, the normaliser of CE and RCE (modelnetc_utils/eval.py l.23-32)
