@@ -333,6 +333,8 @@ def test_demo_measures_every_arm_on_the_own_data(prepared, pretrain_cfg, tmp_pat
         seeds=1,
         fewshot_folds=2,
         own_data=prepared,
+        peft=("vpt_deep",),
+        robust=True,
         overrides=(
             "finetune:data.num_points=128",
             "finetune:patching.num_groups=8",
@@ -350,7 +352,18 @@ def test_demo_measures_every_arm_on_the_own_data(prepared, pretrain_cfg, tmp_pat
         "SVM test OA",
     }
     assert (opts.out / "done" / "own-data-finetune-scratch-seed0.json").is_file()
+    # --peft reaches your data: full fine-tuning of the ACT student, then the method, paired seed by seed
+    assert [p.method for p in own_data.peft] == ["full", "vpt_deep"]
+    assert [(c.a, c.b, c.measure) for c in own_data.peft_comparisons] == [
+        ("vpt_deep", "act", "fine-tune val OA"),
+        ("vpt_deep", "act", "fine-tune test OA"),
+    ]
+    # --robust: every classifier on your test clouds damaged as ModelNet-C damages them, against ACT
+    assert [r.name for r in own_data.robust] == [a.name for a in ARMS] + ["act-vpt_deep"]
+    assert len(own_data.robust_comparisons) == 2 * (len(ARMS) - 1 + 1)
+    assert (opts.out / "done" / "robust-own-data-finetune-act-vpt_deep-seed0.json").is_file()
     page = write_report(tmp_path, replace(fake_results(), own_data=own_data)).read_text()
+    assert '<table id="own-data-peft">' in page and '<table id="robust-own-data">' in page
     assert (
         '<table id="own-data">' in page
         and f'<td data-key="svm">{own_data_table(own_data).rows[0]["svm"]}</td>' in page

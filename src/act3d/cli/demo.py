@@ -68,7 +68,7 @@ def _demo(args: argparse.Namespace) -> int:
                 100 * arm.finetune_acc_std,
                 100 * arm.svm_acc,
             )
-        for c in results.own_data.comparisons:
+        for c in results.own_data.comparisons + results.own_data.peft_comparisons:
             log.info("  %s %s", "*" if c.distinguishable else " ", c.text)
     for where, rows, comparisons in _robust_tables(results):
         log.info("")

@@ -68,6 +68,11 @@ def own_data_finetune_folder(arm: Arm, seed: int) -> str:
     return f"own-data-finetune-{arm.name}-seed{seed}"
 
 
+def own_data_peft_folder(method: str, seed: int) -> str:
+    """The run folder of one seed of a PEFT method on the ACT arm's student, on the user's dataset."""
+    return f"own-data-{peft_folder(method, seed)}"
+
+
 def robust_folder(finetune: str) -> str:
     """The run folder of the corruption robustness (`act3d.eval.robust`) of a fine-tuning run's classifier."""
     return f"robust-{finetune}"

@@ -27,6 +27,7 @@ from act3d.demo.arms import (
     TEACHERS,
     finetune_folder,
     own_data_finetune_folder,
+    own_data_peft_folder,
     own_data_probe_folder,
     peft_folder,
     probe_folder,
@@ -141,7 +142,7 @@ def own_data_stages(runs: Runs, students: dict, opts: DemoOptions) -> OwnDataRes
     """Every arm's student on the user's dataset: SVM probe, few-shot, fine-tuning with `opts.seeds` seeds."""
     root = opts.own_data
     folds = 3 if opts.quick else opts.fewshot_folds
-    arms, measures = [], {}
+    arms, measures, full = [], {}, []
     for arm in ARMS:
         ckpt = Path(students[arm.name]["checkpoint"])
         probe = runs.run(own_data_probe_folder(arm), lambda d, c=ckpt: own_data_probe_arm(c, root, folds))
@@ -152,6 +153,7 @@ def own_data_stages(runs: Runs, students: dict, opts: DemoOptions) -> OwnDataRes
             )
             for seed in range(opts.seeds)
         ]
+        full = seeds if arm is ACT else full  # the ACT student's full fine-tuning, what `--peft` compares to
         mean, std = mean_std([r["test_acc"] for r in seeds])
         arms.append(
             OwnDataArm(
@@ -171,11 +173,26 @@ def own_data_stages(runs: Runs, students: dict, opts: DemoOptions) -> OwnDataRes
             probe["svm"].get("correct"),
             probe["fewshot"],
         )
+    peft = {
+        method: [
+            runs.run(
+                own_data_peft_folder(method, seed),
+                lambda d, m=method, s=seed: finetune_stage(ACT, students, s, d, opts, root, method=m),
+            )
+            for seed in range(opts.seeds)
+        ]
+        for method in opts.peft
+    }
     robust = ([], [])
     if opts.robust:
         classifiers = {
             a.name: (a.short, [own_data_finetune_folder(a, s) for s in range(opts.seeds)]) for a in ARMS
         }
+        for method in opts.peft:
+            classifiers[f"{ACT.name}-{method}"] = (
+                f"ACT + {method}",
+                [own_data_peft_folder(method, s) for s in range(opts.seeds)],
+            )
         robust = robust_stages(runs, classifiers, own_data_config(root, CLEAN_POINTS))
     manifest = read_manifest(root)
     return OwnDataResults(
@@ -186,6 +203,8 @@ def own_data_stages(runs: Runs, students: dict, opts: DemoOptions) -> OwnDataRes
         fewshot_folds=folds,
         arms=arms,
         comparisons=compare_arms(measures, {a.name: a.short for a in ARMS}),
+        peft=[peft_result(m, seeds) for m, seeds in {"full": full, **peft}.items()] if peft else [],
+        peft_comparisons=compare_to_full(full, peft),
         robust=robust[0],
         robust_comparisons=robust[1],
     )

@@ -16,6 +16,7 @@ from act3d.demo.arms import (
     TRAINED_ARMS,
     finetune_folder,
     own_data_finetune_folder,
+    own_data_peft_folder,
     peft_folder,
     student_folder,
     teacher_folder,
@@ -98,7 +99,8 @@ def estimate_seconds(opts: DemoOptions) -> dict[str, float]:
         if todo["own_data_finetunes"]:
             counts = read_manifest(opts.own_data)["counts"].values()
             train = sum(c["train"] for c in counts) * (1 - f_cfg.val_fraction)
-            plan[f"fine-tuning on your data ({todo['own_data_finetunes']} of {runs} runs, {device})"] = (
+            own = (len(ARMS) + len(opts.peft)) * opts.seeds  # the arms', then each PEFT method's
+            plan[f"fine-tuning on your data ({todo['own_data_finetunes']} of {own} runs, {device})"] = (
                 todo["own_data_finetunes"] * per_run * steps(f_cfg.optim, int(train))
             )
     return plan
@@ -117,5 +119,6 @@ def stages_to_run(opts: DemoOptions) -> dict[str, int]:
         "peft": sum(not runs.finished(peft_folder(m, s)) for m in opts.peft for s in seeds),
         "own_data_finetunes": sum(
             own_data and not runs.finished(own_data_finetune_folder(a, s)) for a in ARMS for s in seeds
-        ),
+        )
+        + sum(own_data and not runs.finished(own_data_peft_folder(m, s)) for m in opts.peft for s in seeds),
     }

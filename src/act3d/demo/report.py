@@ -20,7 +20,7 @@ from act3d.demo.arms import (
     student_folder,
     teacher_folder,
 )
-from act3d.demo.results import DemoResults, OwnDataResults, RobustRow
+from act3d.demo.results import DemoResults, OwnDataResults, PeftResult, RobustRow
 from act3d.eval.paired import PairedDifference
 from act3d.eval.robust import CORRUPTIONS
 from act3d.viz import plot_confusion, plot_forest, plot_loss_curves, plot_tsne
@@ -133,7 +133,7 @@ def comparison_table(comparisons: list[PairedDifference], table_id: str) -> Tabl
     return Table(table_id, columns, rows)
 
 
-def peft_table(results: DemoResults) -> Table:
+def peft_table(peft: list[PeftResult], table_id: str = "peft") -> Table:
     """`--peft`: the ACT student's full fine-tuning, then one row per PEFT method on it."""
     rows = [
         {
@@ -143,16 +143,16 @@ def peft_table(results: DemoResults) -> Table:
             "finetune_val": _pct(p.finetune_scan_val_acc_mean),
             "finetune": f"{_pct(p.finetune_scan_acc_mean)} ± {_pct(p.finetune_scan_acc_std)}",
         }
-        for p in results.peft
+        for p in peft
     ]
     columns = [
         ("method", "transfer"),
         ("trainable", "trainable parameters"),
         ("step", "ms per step"),
         ("finetune_val", "validation OA % (selects)"),
-        ("finetune", "scan test OA %"),
+        ("finetune", "test OA %"),
     ]
-    return Table("peft", columns, rows)
+    return Table(table_id, columns, rows)
 
 
 def robust_sections(rows: list[RobustRow], comparisons: list[PairedDifference], where: str) -> list[Section]:
@@ -299,6 +299,19 @@ def build_sections(results: DemoResults) -> list[Section]:
                 table=comparison_table(own_data.comparisons, "own-data-paired"),
             )
         )
+        if own_data.peft:
+            sections.append(
+                Section(
+                    "Your data: parameter-efficient transfer",
+                    table=peft_table(own_data.peft, "own-data-peft"),
+                )
+            )
+            sections.append(
+                Section(
+                    "Your data: PEFT methods against full fine-tuning",
+                    table=comparison_table(own_data.peft_comparisons, "own-data-peft-paired"),
+                )
+            )
     if results.peft:
         sections.append(
             Section(
@@ -309,7 +322,7 @@ def build_sections(results: DemoResults) -> list[Section]:
                     "official rule trains (docs/method.md, section 4b). The differences below are paired "
                     "with full fine-tuning seed by seed."
                 ],
-                table=peft_table(results),
+                table=peft_table(results.peft),
             )
         )
         sections.append(

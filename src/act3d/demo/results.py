@@ -78,6 +78,9 @@ class OwnDataResults:
     fewshot_folds: int
     arms: list[OwnDataArm]
     comparisons: list[PairedDifference]
+    # `--peft`: the ACT student's full fine-tuning and each method on it, and each against full fine-tuning
+    peft: list[PeftResult] = field(default_factory=list)
+    peft_comparisons: list[PairedDifference] = field(default_factory=list)
     robust: list[RobustRow] = field(default_factory=list)  # `--robust`
     robust_comparisons: list[PairedDifference] = field(default_factory=list)
 
@@ -131,6 +134,7 @@ class DemoResults:
         else:
             out["own_data"]["comparisons"] = [c.to_dict() for c in self.own_data.comparisons]
             out["own_data"]["robust_comparisons"] = [c.to_dict() for c in self.own_data.robust_comparisons]
+            out["own_data"]["peft_comparisons"] = [c.to_dict() for c in self.own_data.peft_comparisons]
         return out
 
     @staticmethod
@@ -151,6 +155,8 @@ class DemoResults:
             t["arms"] = [OwnDataArm(**a) for a in t["arms"]]
             t["comparisons"] = [PairedDifference.from_dict(c) for c in t.get("comparisons", [])]
             t["robust"] = [RobustRow(**r) for r in t.get("robust", [])]
+            t["peft"] = [PeftResult(**p) for p in t.get("peft", [])]
+            t["peft_comparisons"] = [PairedDifference.from_dict(c) for c in t.get("peft_comparisons", [])]
             t["robust_comparisons"] = [PairedDifference.from_dict(c) for c in t.get("robust_comparisons", [])]
             values["own_data"] = OwnDataResults(**t)
         return DemoResults(**values)
