@@ -140,3 +140,30 @@ def write_tiny_scan_h5(root: Path, count: int = 16, points: int = 96, classes: i
                     f.create_dataset("data", data=data.astype(np.float32))
                     f.create_dataset("label", data=labels.astype(np.uint8))
     return base
+
+
+def write_scannet_detection(
+    root: Path, scenes: int = 3, points: int = 2000, seed: int = 0
+) -> tuple[Path, Path]:
+    """A ScanNet detection folder as VoteNet's batch_load_scannet_data.py writes it (per scan `_vert.npy`
+    (N, 6) float32, `_ins_label.npy`, `_sem_label.npy`, `_bbox.npy` (K, 7)) and a metadata folder with the
+    split lists; returns (data folder, metadata folder)."""
+    rng = np.random.default_rng(seed)
+    data, meta = root / "scannet_train_detection_data", root / "meta_data"
+    data.mkdir(parents=True)
+    meta.mkdir(parents=True)
+    names = [f"scene{i:04d}_00" for i in range(scenes)]
+    for i, name in enumerate(names):
+        xyz = rng.uniform([-3, -3, 0], [3, 3, 2.5], size=(points, 3)).astype(np.float32)
+        rgb = rng.integers(0, 255, size=(points, 3)).astype(np.float32)
+        k = 2 + i
+        centers = rng.uniform([-2, -2, 0.3], [2, 2, 1.5], size=(k, 3))
+        sizes = rng.uniform(0.3, 1.5, size=(k, 3))
+        nyu = rng.choice([3, 4, 5, 7, 33, 39], size=k)
+        np.save(data / f"{name}_vert.npy", np.concatenate([xyz, rgb], 1))
+        np.save(data / f"{name}_ins_label.npy", rng.integers(0, k + 1, size=points).astype(np.uint32))
+        np.save(data / f"{name}_sem_label.npy", rng.choice([1, 2, 3, 4, 5], size=points).astype(np.uint32))
+        np.save(data / f"{name}_bbox.npy", np.concatenate([centers, sizes, nyu[:, None]], 1))
+    (meta / "scannetv2_train.txt").write_text("\n".join(names[:-1] + ["scene9999_00"]) + "\n")
+    (meta / "scannetv2_val.txt").write_text(names[-1] + "\n")
+    return data, meta
