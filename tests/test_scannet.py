@@ -71,3 +71,22 @@ def test_bad_layouts_are_one_clear_error(scannet, tmp_path):
     (data / "scene0002_00_ins_label.npy").write_bytes(b"\x93NUMPY\x01\x00garbage")
     with pytest.raises(DataError, match="not a readable .npy array"):
         read_scene(data, "scene0002_00")
+
+
+def test_data_check_summarises_a_scannet_folder_and_names_a_bad_file(scannet, capsys):
+    import json
+
+    from test_bad_inputs import fails
+
+    from act3d.cli import main
+
+    data, meta = scannet
+    assert main(["data", "check", str(data), "--format", "scannet-detection", "--split", "test"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["scans"] == 1 and summary["boxes_min"] == 4 and summary["points_max"] == 80_000
+    np.save(data / "scene0000_00_bbox.npy", np.array([[0, 0, 0, 1, 1, 1, 2.0]]))
+    fails(
+        capsys,
+        ["data", "check", data, "--format", "scannet-detection", "--meta", meta],
+        "scene0000_00_bbox.npy",
+    )

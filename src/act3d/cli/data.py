@@ -30,6 +30,11 @@ def _check(args: argparse.Namespace) -> int:
             "bbox_min": points.min(0).round(4).tolist(),
             "bbox_max": points.max(0).round(4).tolist(),
         }
+    elif args.format == "scannet-detection":
+        from act3d.data.scannet import describe_scenes
+
+        meta = args.meta or Path(args.path).parent / "meta_data"
+        summary = describe_scenes(args.path, meta, "val" if args.split == "test" else args.split, args.limit)
     elif args.format == "modelnet40-fewshot":
         train, test = modelnet40_fewshot(args.path, args.way, args.shot, args.fold)
         summary = {"train": describe(train, args.limit), "test": describe(test, args.limit)}
@@ -128,7 +133,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         "check", help="summarise a dataset on disk, or say precisely what is wrong with it"
     )
     check.add_argument("path", help="dataset root folder (or a single file with --format file)")
-    check.add_argument("--format", required=True, choices=[*FORMATS, "file"])
+    check.add_argument("--format", required=True, choices=[*FORMATS, "scannet-detection", "file"])
+    check.add_argument(
+        "--meta",
+        help="scannet-detection: the folder of scannetv2_{train,val}.txt (default PATH/../meta_data)",
+    )
     check.add_argument("--split", default="train", choices=["pretrain", "train", "test"])
     check.add_argument("--variant", help=VARIANT_HELP)
     check.add_argument("--way", type=positive_int, default=5, help="few-shot: classes per episode")

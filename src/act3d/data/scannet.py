@@ -173,3 +173,24 @@ def detection_sample(
         "point_cloud_dims_min": lo.astype(np.float32),
         "point_cloud_dims_max": hi.astype(np.float32),
     }
+
+
+def describe_scenes(root: str | Path, meta: str | Path, split: str, limit: int | None = None) -> dict:
+    """What `act3d data check --format scannet-detection` prints: the split's scans, points and boxes per
+    scene, boxes per class; reading every scene (or the first `limit`) fully, so a bad file is named."""
+    names = scan_names(root, meta, split)
+    scenes = [read_scene(root, n) for n in names[: limit or len(names)]]
+    counts = np.zeros(len(CLASSES), dtype=np.int64)
+    for s in scenes:
+        for c in s.boxes[:, 6]:
+            counts[NYU40_IDS.index(int(c))] += 1
+    return {
+        "name": f"scannet {split}",
+        "scans": len(names),
+        "checked": len(scenes),
+        "points_min": int(min(len(s.points) for s in scenes)),
+        "points_max": int(max(len(s.points) for s in scenes)),
+        "boxes_min": int(min(len(s.boxes) for s in scenes)),
+        "boxes_max": int(max(len(s.boxes) for s in scenes)),
+        "boxes_per_class": {c: int(k) for c, k in zip(CLASSES, counts) if k},
+    }
