@@ -71,3 +71,163 @@ def sa_to_act3d(state: dict) -> dict:
         i = int(layer.removeprefix("layer"))
         out[f"mlp.{3 * i + (part == 'bn')}.{rest[-1]}"] = value
     return out
+
+
+# ---- models/transformer.py, models/position_embedding.py, models/model_3detr.py (restated) ----
+
+
+class EncoderLayer(nn.Module):  # TransformerEncoderLayer, normalize_before (l.213-289)
+    def __init__(self, d, nhead, ffn, dropout):
+        super().__init__()
+        self.self_attn = nn.MultiheadAttention(d, nhead, dropout=dropout)
+        self.linear1, self.linear2 = nn.Linear(d, ffn), nn.Linear(ffn, d)
+        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.nhead = nhead
+
+    def forward(self, src, src_mask=None, pos=None):
+        src2 = self.norm1(src)
+        q = k = src2 if pos is None else src2 + pos
+        src2 = self.self_attn(q, k, value=src2, attn_mask=src_mask, key_padding_mask=None)[0]
+        src = src + src2
+        src2 = self.norm2(src)
+        return src + self.linear2(nn.functional.relu(self.linear1(src2)))
+
+
+class TransformerEncoder(nn.Module):  # l.19-74 (no mask given: vanilla)
+    def __init__(self, layers):
+        super().__init__()
+        self.layers = layers
+
+    def forward(self, src, xyz=None):
+        out = src
+        for layer in self.layers:
+            out = layer(out, src_mask=None, pos=None)
+        return xyz, out, None
+
+
+class MaskedTransformerEncoder(nn.Module):  # l.144-205
+    def __init__(self, layers, masking_radius, interim_downsampling):
+        super().__init__()
+        self.layers, self.masking_radius, self.interim_downsampling = (
+            layers,
+            masking_radius,
+            interim_downsampling,
+        )
+
+    def forward(self, src, xyz=None):
+        out, dist, inds = src, None, None
+        for idx, layer in enumerate(self.layers):
+            if dist is None or dist.shape[1] != xyz.shape[1]:
+                dist = torch.cdist(xyz, xyz, p=2)
+            mask = dist >= self.masking_radius[idx]
+            bsz, n, _ = mask.shape
+            mask = mask.unsqueeze(1).repeat(1, layer.nhead, 1, 1).view(bsz * layer.nhead, n, n)
+            out = layer(out, src_mask=mask)
+            if idx == 0:
+                xyz, out, inds = self.interim_downsampling(xyz, out.permute(1, 2, 0))
+                out = out.permute(2, 0, 1)
+        return xyz, out, inds
+
+
+class DecoderLayer(nn.Module):  # TransformerDecoderLayer.forward_pre (l.298-379)
+    def __init__(self, d, nhead, ffn, dropout):
+        super().__init__()
+        self.self_attn = nn.MultiheadAttention(d, nhead, dropout=dropout)
+        self.multihead_attn = nn.MultiheadAttention(d, nhead, dropout=dropout)
+        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
+        self.linear1, self.linear2 = nn.Linear(d, ffn), nn.Linear(ffn, d)
+
+    def forward(self, tgt, memory, pos, query_pos):
+        tgt2 = self.norm1(tgt)
+        q = k = tgt2 + query_pos
+        tgt = tgt + self.self_attn(q, k, value=tgt2)[0]
+        tgt2 = self.norm2(tgt)
+        tgt = tgt + self.multihead_attn(query=tgt2 + query_pos, key=memory + pos, value=memory)[0]
+        tgt2 = self.norm3(tgt)
+        return tgt + self.linear2(nn.functional.relu(self.linear1(tgt2)))
+
+
+class TransformerDecoder(nn.Module):  # l.77-141, return_intermediate
+    def __init__(self, layers, d):
+        super().__init__()
+        self.layers, self.norm = layers, nn.LayerNorm(d)
+
+    def forward(self, tgt, memory, pos, query_pos):
+        output, intermediate = tgt, []
+        for layer in self.layers:
+            output = layer(output, memory, pos, query_pos)
+            intermediate.append(self.norm(output))
+        output = self.norm(output)
+        intermediate.pop()
+        intermediate.append(output)
+        return torch.stack(intermediate)
+
+
+def shift_scale_points(xyz, src_range):  # pc_util.py l.38-66, default destination [0, 1]
+    dst = [torch.zeros((src_range[0].shape[0], 3)), torch.ones((src_range[0].shape[0], 3))]
+    src_diff = src_range[1][:, None, :] - src_range[0][:, None, :]
+    dst_diff = dst[1][:, None, :] - dst[0][:, None, :]
+    return ((xyz - src_range[0][:, None, :]) * dst_diff) / src_diff + dst[0][:, None, :]
+
+
+def fourier(gauss_b, xyz, input_range):  # position_embedding.py l.89-118
+    b, n = xyz.shape[:2]
+    xyz = shift_scale_points(xyz.clone(), input_range)
+    xyz *= 2 * torch.pi
+    proj = torch.mm(xyz.view(-1, 3), gauss_b).view(b, n, -1)
+    return torch.cat([proj.sin(), proj.cos()], dim=2).permute(0, 2, 1)
+
+
+def official_forward(m, points, lo, hi):
+    """Model3DETR.forward (l.306-339) and get_box_predictions (l.210-304) over `m`'s modules, rebuilt with
+    the restated encoder and decoder (`rebuild`)."""
+    dims = [lo, hi]
+    xyz = points[..., 0:3].contiguous()
+    pre_xyz, pre_f, pre_inds = m["pre_encoder"](xyz, None)
+    enc_xyz, enc_f, enc_inds = m["encoder"](pre_f.permute(2, 0, 1), xyz=pre_xyz)
+    enc_f = m["encoder_to_decoder_projection"](enc_f.permute(1, 2, 0)).permute(2, 0, 1)
+    q_inds = farthest_point_sampling(enc_xyz, m["nqueries"], rule="pointnet2").int().long()
+    q_xyz = torch.stack([torch.gather(enc_xyz[..., x], 1, q_inds) for x in range(3)]).permute(1, 2, 0)
+    with torch.no_grad():
+        q_embed = m["query_projection"](fourier(m["gauss_B"], q_xyz, dims))
+        enc_pos = fourier(m["gauss_B"], enc_xyz, dims).permute(2, 0, 1)
+    q_embed = q_embed.permute(2, 0, 1)
+    feats = m["decoder"](torch.zeros_like(q_embed), enc_f, enc_pos, q_embed)
+    feats = feats.permute(0, 2, 3, 1)
+    nl, b, c, nq = feats.shape
+    feats = feats.reshape(nl * b, c, nq)
+    heads = m["mlp_heads"]
+    cls = heads["sem_cls_head"](feats).transpose(1, 2).reshape(nl, b, nq, -1)
+    off = (heads["center_head"](feats).sigmoid().transpose(1, 2) - 0.5).reshape(nl, b, nq, -1)
+    size = heads["size_head"](feats).sigmoid().transpose(1, 2).reshape(nl, b, nq, -1)
+    alog = heads["angle_cls_head"](feats).transpose(1, 2).reshape(nl, b, nq, -1)
+    ares_n = heads["angle_residual_head"](feats).transpose(1, 2).reshape(nl, b, nq, -1)
+    ares = ares_n * (torch.pi / ares_n.shape[-1])
+    last = nl - 1
+    center = q_xyz + off[last]
+    center_n = shift_scale_points(center, dims)
+    angle = (alog[last] * 0 + ares[last] * 0).squeeze(-1).clamp(min=0)
+    size_u = size[last] * torch.clamp(hi - lo, min=1e-1)[:, None, :]
+    prob = torch.softmax(cls[last], dim=-1)
+    cam = center.clone()
+    cam[..., [0, 1, 2]] = cam[..., [0, 2, 1]]
+    cam[..., 1] *= -1
+    sx, sy, sz = (size_u[..., i : i + 1] for i in range(3))
+    corners = torch.zeros(b, nq, 8, 3)
+    corners[..., 0] = torch.cat([sx, sx, -sx, -sx, sx, sx, -sx, -sx], -1) / 2
+    corners[..., 1] = torch.cat([sz, sz, sz, sz, -sz, -sz, -sz, -sz], -1) / 2
+    corners[..., 2] = torch.cat([sy, -sy, -sy, sy, sy, -sy, -sy, sy], -1) / 2
+    return {
+        "sem_cls_logits": cls[last],
+        "center_normalized": center_n,
+        "center_unnormalized": center,
+        "size_normalized": size[last],
+        "size_unnormalized": size_u,
+        "angle_logits": alog[last],
+        "angle_residual": ares[last],
+        "angle_residual_normalized": ares_n[last],
+        "angle_continuous": angle,
+        "objectness_prob": 1 - prob[..., -1],
+        "sem_cls_prob": prob[..., :-1],
+        "box_corners": corners + cam[:, :, None, :],
+    }

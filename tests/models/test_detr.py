@@ -36,3 +36,68 @@ def test_the_set_abstraction_equals_the_official_module(train, with_features):
     assert torch.equal(c1, c2) and torch.equal(i1, i2.long())
     torch.testing.assert_close(f1, f2, rtol=0, atol=0)
     assert f1.shape == (2, 24, 32) and f1.std() > 0.1
+
+
+def _reference(model):
+    """The restated official encoder and decoder holding `model`'s weights, and its other modules."""
+    cfg = model.cfg
+    enc = [
+        official.EncoderLayer(cfg.enc_dim, cfg.enc_nhead, cfg.enc_ffn_dim, 0.0) for _ in model.encoder.layers
+    ]
+    for ours, theirs in zip(model.encoder.layers, enc):
+        theirs.load_state_dict(ours.state_dict(), strict=True)
+    if cfg.encoder == "masked":
+        encoder = official.MaskedTransformerEncoder(
+            torch.nn.ModuleList(enc), cfg.masking_radius, model.encoder.interim_downsampling
+        )
+    else:
+        encoder = official.TransformerEncoder(torch.nn.ModuleList(enc))
+    dec = [
+        official.DecoderLayer(cfg.dec_dim, cfg.dec_nhead, cfg.dec_ffn_dim, 0.0) for _ in model.decoder.layers
+    ]
+    for ours, theirs in zip(model.decoder.layers, dec):
+        theirs.load_state_dict(ours.state_dict(), strict=True)
+    decoder = official.TransformerDecoder(torch.nn.ModuleList(dec), cfg.dec_dim)
+    decoder.norm.load_state_dict(model.decoder.norm.state_dict())
+    return {
+        "pre_encoder": model.pre_encoder,
+        "encoder": encoder.eval(),
+        "decoder": decoder.eval(),
+        "encoder_to_decoder_projection": model.encoder_to_decoder_projection,
+        "query_projection": model.query_projection,
+        "mlp_heads": model.mlp_heads,
+        "gauss_B": model.pos_embedding.gauss_B,
+        "nqueries": cfg.nqueries,
+    }
+
+
+@pytest.mark.parametrize("encoder", ["vanilla", "masked"])
+def test_3detr_equals_the_official_forward_for_the_same_weights(encoder):
+    from act3d.models.detr.model import Detector3DETR, DetrConfig
+
+    cfg = DetrConfig(
+        encoder=encoder, preenc_npoints=64, nqueries=16, enc_dim=32, dec_dim=32, enc_ffn_dim=16,
+        dec_ffn_dim=32, dec_nlayers=3, masking_radius=[0.2**2, 0.4**2, 0.6**2],
+    )  # fmt: skip
+    model = Detector3DETR(cfg)
+    _randomise(model)
+    model.eval()
+    g = torch.Generator().manual_seed(2)
+    points = torch.rand(2, 600, 3, generator=g) * torch.tensor([3.0, 2.5, 1.5])
+    lo, hi = points.min(1).values, points.max(1).values
+    with torch.no_grad():
+        ours = model.detect(points, point_cloud_dims_min=lo, point_cloud_dims_max=hi)
+        theirs = official.official_forward(_reference(model), points, lo, hi)
+    assert ours.keys() == theirs.keys()
+    for key in theirs:
+        torch.testing.assert_close(ours[key], theirs[key], rtol=0, atol=0, msg=key)
+    assert ours["sem_cls_prob"].shape == (2, 16, 18) and ours["box_corners"].shape == (2, 16, 8, 3)
+    assert ours["center_unnormalized"].std() > 0.05
+
+
+def test_the_default_sizes_count_their_parameters():
+    from act3d.models.detr.model import Detector3DETR, DetrConfig
+
+    # main.py's defaults (3 encoder layers of 256, 8 decoder layers, 256 queries, 18 classes): pinned here, so
+    # that any change of the architecture shows
+    assert sum(p.numel() for p in Detector3DETR(DetrConfig()).parameters()) == 7_305_691
