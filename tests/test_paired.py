@@ -265,3 +265,13 @@ def test_a_peft_run_compares_to_full_fine_tuning_of_the_same_backbone(
     assert main([*peft, "--set", "data.num_points=48", "--out", str(tmp_path / "other")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "differs in data" in err and "optim" not in err.split(";")[0]
+
+
+def test_an_error_is_shown_as_it_is_and_lower_is_ahead():
+    from act3d.eval.paired import paired_bootstrap
+
+    d = paired_bootstrap(
+        [[2.0, 2.1, 1.9]], [[3.0, 3.2, 2.9]], "ACT", "scratch", "mCE", scale=None, lower_is_better=True
+    )
+    assert d.text.startswith("mCE: ACT − scratch: -1.033 (95% CI") and d.text.endswith(": ACT ahead")
+    assert "points" not in d.text

@@ -128,6 +128,7 @@ def test_the_demo_scores_every_classifier_once_and_pairs_it_with_act(classifier,
         ("robustness mCE", 0.0, 16),
         ("robustness RmCE", 0.0, 16),
     ]
+    assert "points" not in comparisons[0].text and "+0.000" in comparisons[0].text  # an mCE, as it is
     record = json.loads((runs.out / "done" / "robust-finetune-a.json").read_text())["result"]
     assert set(record["correct"]) == {"clean", *SETTINGS} and len(record["correct"]["add_local_4"]) == 16
     again = Runs(runs.out)

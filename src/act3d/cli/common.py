@@ -141,7 +141,8 @@ def add_compare_arg(parser: argparse.ArgumentParser, units: str) -> None:
         "--compare-to",
         metavar="DIR",
         help=f"an earlier run's --out of this same command (another checkpoint, same protocol): print the paired "
-        f"difference this run − that run over the shared {units}, with its 95%% paired t interval",
+        f"difference this run − that run over the shared {units}, with its 95%% interval (a paired bootstrap "
+        "over the clouds beneath each unit where there are any, else a paired t interval)",
     )
 
 
@@ -151,6 +152,7 @@ def compare_to(
     protocol: dict,
     unit: str,
     recipe: tuple[str, ...] = (),
+    errors: tuple[str, ...] = (),
 ) -> list[dict]:
     """Paired differences (`PairedDifference.to_dict`) of this run's values (measure -> unit id -> a value,
     or the unit's per-cloud outcomes) against those another run of the same command saved in
@@ -159,7 +161,8 @@ def compare_to(
 
     The two protocols must agree (another checkpoint, same everything else), except that two runs of
     different `transfer` (a PEFT method against full fine-tuning) may also differ in the `recipe` keys, each
-    method's own training settings; each row names what differed (`differs_in`)."""
+    method's own training settings; each row names what differed (`differs_in`). The `errors` measures (an
+    mCE) are lower-is-better values, shown as they are rather than in points."""
     from act3d.eval.paired import paired_bootstrap, paired_difference
 
     their_protocol, their_values = Summary.read_pairing(folder)
@@ -186,6 +189,7 @@ def compare_to(
                 measure,
                 unit,
                 labels=("this run", Path(folder).name),
+                **({"scale": None, "lower_is_better": True} if measure in errors else {}),
             )
             rows.append(d.to_dict() | {"differs_in": differ})
     if not rows:

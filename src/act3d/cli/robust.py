@@ -137,7 +137,11 @@ def _eval_robust(args: argparse.Namespace) -> int:
         "num_points": None if official else args.num_points,
         "seeds": None if official else seeds,
     }
-    comparison = compare_to(args.compare_to, paired, protocol, "draw") if args.compare_to else []
+    comparison = (
+        compare_to(args.compare_to, paired, protocol, "draw", errors=("mCE", "RmCE"))
+        if args.compare_to
+        else []
+    )
     out.mkdir(parents=True, exist_ok=True)  # made only now: a refused or failed run leaves nothing
     _pictures(out, oa, clean_oa, examples, protocol["data"])
     rows = [ScoreRow.of("clean_oa", clean_oa, "test", args.seed, vars(args) | {"run": None})]

@@ -118,6 +118,7 @@ def run_demo(opts: DemoOptions) -> DemoResults:
             )
         data = stage_config(FINETUNE, opts).data
         results.robust, results.robust_comparisons = robust_stages(runs, classifiers, data)
+    results.wall_seconds = time.perf_counter() - started  # the robustness runs included
     (out / "results.json").write_text(json.dumps(results.to_dict(), indent=2))
     write_report(out, results)
     return results

@@ -47,6 +47,8 @@ def robust_stages(
             f"robustness {measure}",
             "seed",
             labels=(classifiers[ACT.name][0], label),
+            scale=None,  # an mCE, not a fraction
+            lower_is_better=True,  # an error
         )
         for name, (label, _) in classifiers.items()
         if name != ACT.name and ACT.name in values

@@ -104,12 +104,16 @@ def paired_bootstrap(
     confidence: float = CONFIDENCE,
     samples: int = BOOTSTRAP_SAMPLES,
     seed: int = 0,
+    scale: float | None = 100.0,
+    lower_is_better: bool = False,
 ) -> PairedDifference:
     """The mean over units (seeds, episodes) of each unit's mean per-cloud difference `a - b`, with a two-level
     paired bootstrap percentile interval. `outcomes_a[u]` and `outcomes_b[u]` hold unit u's per-cloud outcomes
     (0/1 correctness) on the same clouds in the same order. Each of `samples` replicates draws `n` units with
     replacement and, within each drawn unit, its clouds with replacement; the interval is the replicates'
-    central `confidence` range. Seeded: the same inputs give the same interval, bit for bit."""
+    central `confidence` range. Seeded: the same inputs give the same interval, bit for bit. The sentence
+    shows accuracies in points (`scale` 100), other values as they are (`scale` None, e.g. an mCE), and says
+    who is ahead by `lower_is_better`."""
     _require_pairs(outcomes_a, outcomes_b, "outcomes", "units")
     diffs = []
     for u, (ua, ub) in enumerate(zip(outcomes_a, outcomes_b)):
@@ -130,8 +134,9 @@ def paired_bootstrap(
         low, high = (float(q) for q in np.quantile(replicates, [(1 - confidence) / 2, (1 + confidence) / 2]))
     over = f"{n} {unit}s × {clouds // n} clouds" if clouds % n == 0 else f"{n} {unit}s, {clouds} clouds"
     return _named(
-        a, b, measure, unit, labels, mean, low, high, n, confidence, over, "paired bootstrap", clouds
-    )
+        a, b, measure, unit, labels, mean, low, high, n, confidence, over, "paired bootstrap", clouds, scale,
+        lower_is_better,
+    )  # fmt: skip
 
 
 def _named(
@@ -148,10 +153,12 @@ def _named(
     over: str,
     method: str = "paired t",
     clouds: int = 0,
+    scale: float | None = 100.0,
+    lower_is_better: bool = False,
 ) -> PairedDifference:
     """The `PairedDifference` of a computed mean and interval, with its sentence (`over`: what it spans)."""
     label_a, label_b = labels or (a, b)
-    sentence = _sentence(label_a, label_b, mean, low, high, over, unit, confidence)
+    sentence = _sentence(label_a, label_b, mean, low, high, over, unit, confidence, scale, lower_is_better)
     text = f"{measure}: {sentence}" if measure else sentence
     return PairedDifference(a, b, measure, unit, mean, low, high, n, confidence, text, method, clouds)
 
@@ -165,14 +172,21 @@ def _sentence(
     over: str,
     unit: str,
     confidence: float = CONFIDENCE,
-    scale: float = 100.0,
+    scale: float | None = 100.0,
+    lower_is_better: bool = False,
 ) -> str:
     """The comparison in words: `"ACT - scratch: +3.1 points (95% CI -1.2 to +7.4 over 3 seeds), not
-    distinguishable from zero"`; values are multiplied by `scale` (fractions to points)."""
-    head = f"{a} − {b}: {mean * scale:+.1f} points"
+    distinguishable from zero"`; values are multiplied by `scale` (fractions to points), or shown as they
+    are with `scale` None; `lower_is_better` (an error) puts `a` ahead when the difference is negative."""
+
+    def shown(v: float) -> str:
+        return f"{v * scale:+.1f}" if scale else f"{v:+.3f}"
+
+    head = f"{a} − {b}: {shown(mean)}{' points' if scale else ''}"
     if low is None:
         return f"{head} (one {unit}: no interval)"
-    span = f"{confidence:.0%} CI {low * scale:+.1f} to {high * scale:+.1f} over {over}"
+    span = f"{confidence:.0%} CI {shown(low)} to {shown(high)} over {over}"
     if not (low > 0 or high < 0):
         return f"{head} ({span}), not distinguishable from zero"
-    return f"{head} ({span}): {a} {'ahead' if mean > 0 else 'behind'}"
+    ahead = mean < 0 if lower_is_better else mean > 0
+    return f"{head} ({span}): {a} {'ahead' if ahead else 'behind'}"
