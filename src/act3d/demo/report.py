@@ -107,15 +107,26 @@ def own_data_table(own_data: OwnDataResults) -> Table:
     return Table("own-data", columns, rows)
 
 
-def comparison_table(comparisons: list[PairedDifference], table_id: str) -> Table:
-    """Paired differences a − b: mean and 95% interval in points, the units, and whether it excludes zero."""
-    labels = {arm.name: arm.short for arm in ARMS}
+def comparison_table(
+    comparisons: list[PairedDifference],
+    table_id: str,
+    labels: dict[str, str] | None = None,
+    points: bool = True,
+    measure: str = "measure",
+) -> Table:
+    """Paired differences a − b: mean and 95% interval (accuracies in points; with `points` False, values as
+    they are), the units, and whether it excludes zero. `labels`: name -> label (default: the arms')."""
+    labels = labels or {arm.name: arm.short for arm in ARMS}
+
+    def shown(v: float) -> str:
+        return f"{100 * v:+.1f}" if points else f"{v:+.3f}"
+
     rows = [
         {
             "pair": f"{labels.get(c.a, f'ACT + {c.a}')} − {labels[c.b]}",
             "measure": c.measure,
-            "diff": f"{100 * c.mean:+.1f}",
-            "interval": "-" if c.low is None else f"{100 * c.low:+.1f} to {100 * c.high:+.1f}",
+            "diff": shown(c.mean),
+            "interval": "-" if c.low is None else f"{shown(c.low)} to {shown(c.high)}",
             "units": f"{c.n} {c.unit}{'s' if c.n != 1 else ''}"
             + (f", {c.clouds} clouds" if c.clouds else ""),
             "verdict": "yes" if c.distinguishable else "no",
@@ -124,8 +135,8 @@ def comparison_table(comparisons: list[PairedDifference], table_id: str) -> Tabl
     ]
     columns = [
         ("pair", "a − b"),
-        ("measure", "measure"),
-        ("diff", "mean difference, points"),
+        ("measure", measure),
+        ("diff", "mean difference, points" if points else "mean difference"),
         ("interval", "95% paired bootstrap interval"),
         ("units", "paired units"),
         ("verdict", "excludes zero"),
@@ -170,26 +181,13 @@ def robust_sections(rows: list[RobustRow], comparisons: list[PairedDifference], 
         }
         for r in rows
     ]
-    labels = {r.name: r.label for r in rows}
-    paired = [
-        {
-            "pair": f"{labels[c.a]} − {labels[c.b]}",
-            "measure": c.measure.removeprefix("robustness "),
-            "diff": f"{c.mean:+.3f}",
-            "interval": "-" if c.low is None else f"{c.low:+.3f} to {c.high:+.3f}",
-            "units": f"{c.n} {c.unit}{'s' if c.n != 1 else ''}, {c.clouds} clouds",
-            "verdict": "yes" if c.distinguishable else "no",
-        }
-        for c in comparisons
-    ]
-    paired_columns = [
-        ("pair", "a − b"),
-        ("measure", "measure (lower is more robust)"),
-        ("diff", "mean difference"),
-        ("interval", "95% paired bootstrap interval"),
-        ("units", "paired units"),
-        ("verdict", "excludes zero"),
-    ]
+    paired = comparison_table(
+        comparisons,
+        f"robust-paired{where and '-own-data'}",
+        labels={r.name: r.label for r in rows},
+        points=False,
+        measure="measure (lower is more robust)",
+    )
     text = [
         "Every fine-tuned classifier on its test clouds at 1,024 points, clean and damaged by the seven "
         "ModelNet-C corruptions at five levels each, computed as the official code computes them and drawn "
@@ -205,7 +203,7 @@ def robust_sections(rows: list[RobustRow], comparisons: list[PairedDifference], 
         ),
         Section(
             f"Robustness{where}: paired differences against ACT",
-            table=Table(f"robust-paired{where and '-own-data'}", paired_columns, paired),
+            table=paired,
         ),
     ]
 
