@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -73,53 +74,61 @@ def _check_sizes(sizes: dict[str, int], patching) -> None:
         )
 
 
+def _draws(
+    args: argparse.Namespace, model
+) -> tuple[Callable[[int], dict[str, np.ndarray]], np.ndarray, dict]:
+    """What is scored: `draw(seed)` -> the clean and the 35 damaged sets, the labels, and the protocol two
+    runs must share to pair. The official files are one draw; any other data is corrupted here per seed."""
+    from act3d.data.modelnetc import read_modelnet_c
+    from act3d.eval.robust import SETTINGS, corrupted_sets, corrupted_size
+
+    fmt, root = _source(args)
+    official = fmt == "modelnet-c"
+    if official and args.seeds > 1:
+        raise Act3dError(
+            "--seeds: the ModelNet-C files are one draw; several draws need a dataset corrupted here"
+        )
+    protocol = {"data": "ModelNet-C files", "format": fmt, "root": root}
+    if official:
+        files, labels = read_modelnet_c(root, list(SETTINGS), model.class_names)
+        _check_sizes({k: v.shape[1] for k, v in files.items()}, model.model.patching)
+        return (lambda seed: files), labels, protocol | {"variant": None, "num_points": None, "seeds": None}
+    variant = dataset_variant(args, "scan")
+    clean, labels = _clean_split(fmt, root, variant, args, model.class_names)
+    sizes = {s: corrupted_size(clean.shape[1], s.rsplit("_", 1)[0], int(s[-1])) for s in SETTINGS}
+    _check_sizes(sizes, model.model.patching)
+    protocol |= {"data": f"{fmt} test split corrupted by act3d", "variant": variant}
+    protocol |= {"num_points": args.num_points, "seeds": [args.seed + i for i in range(args.seeds)]}
+    return (lambda seed: {"clean": clean, **corrupted_sets(clean, seed)}), labels, protocol
+
+
 def _eval_robust(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from act3d.api import load_model
-    from act3d.data.modelnetc import read_modelnet_c
     from act3d.eval.robust import (
         SETTINGS,
         accuracies,
         classified_right,
         cloud_values,
-        corrupted_sets,
-        corrupted_size,
         outcomes_by_corruption,
         scores,
     )
 
     out = eval_output(args)
-    fmt, root = _source(args)
-    official = fmt == "modelnet-c"
-    variant = None if official else dataset_variant(args, "scan")
-    if official and args.seeds > 1:
-        raise Act3dError(
-            "--seeds: the ModelNet-C files are one draw; several draws need a dataset corrupted here"
-        )
     model = load_model(args.checkpoint, args.precision)
     model.require_classifier("eval robust")
-    if official:
-        files, labels = read_modelnet_c(root, list(SETTINGS), model.class_names)
-        _check_sizes({k: v.shape[1] for k, v in files.items()}, model.model.patching)
-        draws = [files]
-    else:
-        clean, labels = _clean_split(fmt, root, variant, args, model.class_names)
-        _check_sizes(
-            {s: corrupted_size(clean.shape[1], s.rsplit("_", 1)[0], int(s[-1])) for s in SETTINGS},
-            model.model.patching,
-        )
-        draws = None
-    seeds = [args.seed + i for i in range(args.seeds)]
-    per_seed, paired, examples = [], {}, None
-    for seed in seeds:
-        sets = draws[0] if official else {"clean": clean, **corrupted_sets(clean, seed)}
+    draw, labels, protocol = _draws(args, model)
+    official = protocol["format"] == "modelnet-c"
+    per_seed, paired, examples = [], {}, {}
+    for seed in [args.seed + i for i in range(args.seeds)]:
+        sets = draw(seed)
         examples = examples or {name: sets[name][0] for name in SETTINGS}
+        names = tqdm(
+            ["clean", *SETTINGS], desc=f"robust (seed {seed})", unit="set", disable=not args.progress
+        )
         correct = {
-            name: classified_right(model.model, sets[name], labels, model.device, model.precision)
-            for name in tqdm(
-                ["clean", *SETTINGS], desc=f"robust (seed {seed})", unit="set", disable=not args.progress
-            )
+            n: classified_right(model.model, sets[n], labels, model.device, model.precision) for n in names
         }
         clean_oa, oa = accuracies(correct)
         per_seed.append({"seed": seed, "clean_oa": clean_oa, "oa": oa} | scores(oa, clean_oa))
@@ -129,14 +138,6 @@ def _eval_robust(args: argparse.Namespace) -> int:
     clean_oa = float(np.mean([s["clean_oa"] for s in per_seed]))
     oa = {c: np.mean([s["oa"][c] for s in per_seed], axis=0).tolist() for c in per_seed[0]["oa"]}
     result = scores(oa, clean_oa)
-    protocol = {
-        "data": "ModelNet-C files" if official else f"{fmt} test split corrupted by act3d",
-        "format": fmt,
-        "root": root,
-        "variant": variant,
-        "num_points": None if official else args.num_points,
-        "seeds": None if official else seeds,
-    }
     comparison = (
         compare_to(args.compare_to, paired, protocol, "draw", errors=("mCE", "RmCE"))
         if args.compare_to
