@@ -231,3 +231,144 @@ def official_forward(m, points, lo, hi):
         "sem_cls_prob": prob[..., :-1],
         "box_corners": corners + cam[:, :, None, :],
     }
+
+
+# ---- criterion.py and box_util.py generalized_box3d_iou_tensor (rotated_boxes False), restated ----
+
+
+def official_giou(c1, c2, nums_k2):  # box_util.py l.517-621
+    B, K1, K2 = c1.shape[0], c1.shape[1], c2.shape[1]
+    ymax = torch.min(c1[:, :, 0, 1][:, :, None], c2[:, :, 0, 1][:, None, :])
+    ymin = torch.max(c1[:, :, 4, 1][:, :, None], c2[:, :, 4, 1][:, None, :])
+    height = (ymax - ymin).clamp(min=0)
+    idx, idx2 = torch.arange(start=3, end=-1, step=-1), torch.tensor([0, 2])
+    r1, r2 = c1[:, :, idx, :][:, :, :, idx2], c2[:, :, idx, :][:, :, :, idx2]
+    lt = torch.max(r1[:, :, 1][:, :, None, :], r2[:, :, 1][:, None, :, :])
+    rb = torch.min(r1[:, :, 3][:, :, None, :], r2[:, :, 3][:, None, :, :])
+    wh = (rb - lt).clamp(min=0)
+    inter = (wh[:, :, :, 0] * wh[:, :, :, 1]).view(B, K1, K2)
+    for b in range(B):
+        inter[b, :, nums_k2[b] :] = 0
+    e1, e2 = c1.clone(), c2.clone()
+    e1[:, :, :, 1] *= -1
+    e2[:, :, :, 1] *= -1
+
+    xmin = torch.min(
+        torch.min(e1[..., 0], dim=2).values[:, :, None], torch.min(e2[..., 0], dim=2).values[:, None, :]
+    )
+    ymin_e = torch.max(
+        torch.max(e1[..., 1], dim=2).values[:, :, None], torch.max(e2[..., 1], dim=2).values[:, None, :]
+    )
+    zmin = torch.min(
+        torch.min(e1[..., 2], dim=2).values[:, :, None], torch.min(e2[..., 2], dim=2).values[:, None, :]
+    )
+    xmax = torch.max(
+        torch.max(e1[..., 0], dim=2).values[:, :, None], torch.max(e2[..., 0], dim=2).values[:, None, :]
+    )
+    ymax_e = torch.min(
+        torch.min(e1[..., 1], dim=2).values[:, :, None], torch.min(e2[..., 1], dim=2).values[:, None, :]
+    )
+    zmax = torch.max(
+        torch.max(e1[..., 2], dim=2).values[:, :, None], torch.max(e2[..., 2], dim=2).values[:, None, :]
+    )
+    enclosing = torch.abs(xmax - xmin) * torch.abs(ymax_e - ymin_e) * torch.abs(zmax - zmin)
+
+    def vol(c):  # box3d_vol_tensor l.443-463
+        c = c.reshape(-1, 8, 3)
+        a = torch.sqrt((c[:, 0, :] - c[:, 1, :]).pow(2).sum(dim=1).clamp(min=1e-6))
+        b_ = torch.sqrt((c[:, 1, :] - c[:, 2, :]).pow(2).sum(dim=1).clamp(min=1e-6))
+        d = torch.sqrt((c[:, 0, :] - c[:, 4, :]).pow(2).sum(dim=1).clamp(min=1e-6))
+        return a * b_ * d
+
+    sum_vols = (
+        vol(c1).view(B, K1).clamp(min=1e-8)[:, :, None] + vol(c2).view(B, K2).clamp(min=1e-8)[:, None, :]
+    )
+    good = (enclosing > 2e-8) * (sum_vols > 4e-8)
+    inter_vols = inter * height
+    union = (sum_vols - inter_vols).clamp(min=1e-8)
+    gious = inter_vols / union + -(1 - union / enclosing)
+    gious *= good
+    mask = torch.zeros((B, K1, K2))
+    for b in range(B):
+        mask[b, :, : nums_k2[b]] = 1
+    return gious * mask
+
+
+def official_loss(outputs, targets, w):
+    """SetCriterion.forward on one process (criterion.py l.89-375), the Matcher (l.12-86) inside; `w` holds
+    main.py's names (matcher_*_cost, loss_*_weight)."""
+    from scipy.optimize import linear_sum_assignment
+
+    nactual = targets["gt_box_present"].sum(axis=1).long()
+    num_boxes = torch.clamp(nactual.sum(), min=1).item()
+
+    def one(out):
+        out = dict(out)
+        out["gious"] = official_giou(out["box_corners"], targets["gt_box_corners"], nactual)
+        out["center_dist"] = torch.cdist(out["center_normalized"], targets["gt_box_centers_normalized"], p=1)
+        B, Q = out["sem_cls_prob"].shape[:2]
+        g = (
+            targets["gt_box_sem_cls_label"]
+            .unsqueeze(1)
+            .expand(B, Q, targets["gt_box_sem_cls_label"].shape[1])
+        )
+        cost = (
+            (
+                w["matcher_cls_cost"] * -torch.gather(out["sem_cls_prob"], 2, g)
+                + w["matcher_objectness_cost"] * -out["objectness_prob"].unsqueeze(-1)
+                + w["matcher_center_cost"] * out["center_dist"].detach()
+                + w["matcher_giou_cost"] * -out["gious"].detach()
+            )
+            .detach()
+            .cpu()
+            .numpy()
+        )
+        inds, matched = torch.zeros([B, Q], dtype=torch.int64), torch.zeros([B, Q])
+        for b in range(B):
+            if nactual[b] > 0:
+                r, c = linear_sum_assignment(cost[b, :, : nactual[b]])
+                inds[b, torch.from_numpy(r).long()] = torch.from_numpy(c).long()
+                matched[b, torch.from_numpy(r).long()] = 1
+        logits = out["sem_cls_logits"]
+        label = torch.gather(targets["gt_box_sem_cls_label"], 1, inds)
+        label[matched.int() == 0] = logits.shape[-1] - 1
+        cw = torch.ones(logits.shape[-1])
+        cw[-1] = w["loss_no_object_weight"]
+        losses = {"loss_sem_cls": F.cross_entropy(logits.transpose(2, 1), label, cw, reduction="mean")}
+        al = torch.gather(targets["gt_angle_class_label"], 1, inds)
+        acls = (F.cross_entropy(out["angle_logits"].transpose(2, 1), al, reduction="none") * matched).sum()
+        res = out["angle_residual_normalized"]
+        tres = torch.gather(targets["gt_angle_residual_label"] / (torch.pi / res.shape[-1]), 1, inds)
+        oh = torch.zeros_like(res, dtype=torch.float32)
+        oh.scatter_(2, al.unsqueeze(-1), 1)
+        err = torch.sum(res * oh, -1) - tres
+        quad = torch.clamp(torch.abs(err), max=1.0)
+        areg = ((0.5 * quad**2 + 1.0 * (torch.abs(err) - quad)) * matched).sum()
+        losses["loss_angle_cls"], losses["loss_angle_reg"] = acls / num_boxes, areg / num_boxes
+        cen = (torch.gather(out["center_dist"], 2, inds.unsqueeze(-1)).squeeze(-1) * matched).sum()
+        losses["loss_center"] = cen / num_boxes
+        gi = (torch.gather(1 - out["gious"], 2, inds.unsqueeze(-1)).squeeze(-1) * matched).sum()
+        losses["loss_giou"] = gi / num_boxes
+        s = targets["gt_box_sizes_normalized"]
+        s = torch.stack([torch.gather(s[:, :, x], 1, inds) for x in range(3)], dim=-1)
+        sl = F.l1_loss(out["size_normalized"], s, reduction="none").sum(dim=-1)
+        sl *= matched
+        losses["loss_size"] = sl.sum() / num_boxes
+        final = 0
+        for k in (
+            "loss_giou",
+            "loss_sem_cls",
+            "loss_angle_cls",
+            "loss_angle_reg",
+            "loss_center",
+            "loss_size",
+        ):
+            if w[k + "_weight"] > 0:
+                losses[k] *= w[k + "_weight"]
+                final += losses[k]
+        return final
+
+    total = one(outputs["outputs"])
+    for aux in outputs["aux_outputs"]:
+        total += one(aux)
+    return total

@@ -1,6 +1,7 @@
 """3DETR's parts against their restatement (tests/detr_model_reference.py) for the same weights."""
 
 import detr_model_reference as official
+import numpy as np
 import pytest
 import torch
 
@@ -101,3 +102,54 @@ def test_the_default_sizes_count_their_parameters():
     # main.py's defaults (3 encoder layers of 256, 8 decoder layers, 256 queries, 18 classes): pinned here, so
     # that any change of the architecture shows
     assert sum(p.numel() for p in Detector3DETR(DetrConfig()).parameters()) == 7_305_691
+
+
+def _scenes_batch(tmp_path, count=2, points=1024):
+    from layouts import write_scannet_detection
+
+    from act3d.data.scannet import detection_sample, read_scene
+
+    data, _ = write_scannet_detection(tmp_path, scenes=count, points=3000)
+    samples = [
+        detection_sample(read_scene(data, f"scene{i:04d}_00"), np.random.RandomState(i), False, points)
+        for i in range(count)
+    ]
+    return {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in samples[0]}
+
+
+def test_the_set_criterion_equals_the_official_loss_for_the_same_predictions(tmp_path):
+    from act3d.models.detr.criterion import CriterionConfig, detection_loss, generalized_box3d_iou
+    from act3d.models.detr.model import Detector3DETR, DetrConfig
+
+    targets = _scenes_batch(tmp_path)
+    cfg = DetrConfig(
+        preenc_npoints=64, nqueries=16, enc_dim=32, dec_dim=32, enc_ffn_dim=16, dec_ffn_dim=32, dec_nlayers=3
+    )
+    model = Detector3DETR(cfg)
+    _randomise(model)
+    model.eval()
+    predictions = model(
+        targets["point_clouds"], targets["point_cloud_dims_min"], targets["point_cloud_dims_max"]
+    )
+    nactual = targets["gt_box_present"].sum(1).long()
+    ours = generalized_box3d_iou(predictions["outputs"]["box_corners"], targets["gt_box_corners"], nactual)
+    theirs = official.official_giou(predictions["outputs"]["box_corners"], targets["gt_box_corners"], nactual)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    weights = CriterionConfig()
+    loss, terms = detection_loss(predictions, targets, weights)
+    expected = official.official_loss(predictions, targets, vars(weights))
+    torch.testing.assert_close(loss, expected, rtol=1e-6, atol=1e-6)
+    assert set(terms) >= {
+        "loss_giou",
+        "loss_sem_cls",
+        "loss_center",
+        "loss_size",
+        "loss_giou_0",
+        "loss_size_1",
+    }
+    loss.backward()
+    assert model.mlp_heads["center_head"].layers[0].weight.grad.abs().sum() > 0
+    # no true box in a scene: only the class term and GIoU's zero remain
+    empty = dict(targets, gt_box_present=torch.zeros_like(targets["gt_box_present"]))
+    loss, terms = detection_loss(predictions, empty, weights)
+    assert terms["loss_center"].item() == 0 and terms["loss_sem_cls"].item() > 0
