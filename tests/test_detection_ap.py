@@ -122,3 +122,76 @@ def test_no_prediction_gives_zero_and_a_mismatch_of_scenes_is_refused():
     assert out["mAP25"] == 0.0 and out["AR25"] == 0.0
     with pytest.raises(ValueError, match="2 scenes of predictions but 1 of ground truth"):
         average_precision([[], []], gts[:1])
+
+
+def _official_parse(corners, cls_prob, obj, pc, nms_iou=0.25, conf=0.05):
+    """ap_calculator.py parse_predictions (l.39-238) under get_ap_config_dict's defaults (remove_empty_box,
+    use_3d_nms, cls_nms, per_class_proposal), with nms.py nms_3d_faster_samecls (l.120-162)."""
+    from scipy.spatial import Delaunay
+
+    B, K = corners.shape[:2]
+    nonempty = np.ones((B, K))
+    for i in range(B):
+        for j in range(K):
+            box = corners[i, j].copy()
+            box[:, [0, 1, 2]] = box[:, [0, 2, 1]]
+            box[:, 2] *= -1
+            if len(pc[i][Delaunay(box).find_simplex(pc[i]) >= 0]) < 5:
+                nonempty[i, j] = 0
+        if nonempty[i].sum() == 0:
+            nonempty[i, obj[i].argmax()] = 1
+    pred_cls = np.argmax(cls_prob, -1)
+    mask = np.zeros((B, K))
+    for i in range(B):
+        b3 = np.zeros((K, 8))
+        for j in range(K):
+            b3[j, :3] = [np.min(corners[i, j, :, a]) for a in range(3)]
+            b3[j, 3:6] = [np.max(corners[i, j, :, a]) for a in range(3)]
+            b3[j, 6], b3[j, 7] = obj[i, j], pred_cls[i, j]
+        boxes = b3[nonempty[i] == 1]
+        area = np.prod(boxes[:, 3:6] - boxes[:, 0:3], axis=1)
+        order, pick = np.argsort(boxes[:, 6]), []
+        while order.size:
+            last, top = order.size, order[-1]
+            pick.append(top)
+            lo = np.maximum(boxes[top, :3], boxes[order[: last - 1], :3])
+            hi = np.minimum(boxes[top, 3:6], boxes[order[: last - 1], 3:6])
+            inter = np.prod(np.maximum(0, hi - lo), axis=1)
+            o = (
+                inter
+                / (area[top] + area[order[: last - 1]] - inter)
+                * (boxes[top, 7] == boxes[order[: last - 1], 7])
+            )
+            order = np.delete(order, np.concatenate(([last - 1], np.where(o > nms_iou)[0])))
+        mask[i, np.where(nonempty[i] == 1)[0][pick]] = 1
+    return [
+        [
+            (ii, corners[i, j], cls_prob[i, j, ii] * obj[i, j])
+            for ii in range(cls_prob.shape[-1])
+            for j in range(K)
+            if mask[i, j] == 1 and obj[i, j] > conf
+        ]
+        for i in range(B)
+    ]
+
+
+def test_parse_predictions_equals_the_official_parser():
+    from act3d.eval.detection import parse_predictions
+
+    rng = np.random.default_rng(3)
+    b, k, n, c = 2, 24, 3000, 5
+    pc = rng.uniform([-3, -3, 0], [3, 3, 2], (b, n, 3)).astype(np.float32)
+    centers = rng.uniform([-2.5, -2.5, 0.3], [2.5, 2.5, 1.5], (b, k, 3))
+    centers[:, 12:] = centers[:, :12] + rng.normal(0, 0.1, (b, 12, 3))  # overlapping pairs for the NMS
+    centers[:, 0] = [10, 10, 10]  # an empty box
+    sizes = rng.uniform(0.2, 1.5, (b, k, 3))
+    corners = box_corners_np(sizes, np.zeros((b, k)), centers).astype(np.float32)
+    cls_prob = rng.dirichlet(np.ones(c), (b, k)).astype(np.float32)
+    obj = rng.uniform(0, 1, (b, k)).astype(np.float32)
+    ours, theirs = parse_predictions(corners, cls_prob, obj, pc), _official_parse(corners, cls_prob, obj, pc)
+    assert [len(s) for s in ours] == [len(s) for s in theirs] and len(ours[0]) > 0
+    for scene_ours, scene_theirs in zip(ours, theirs):
+        for (c1, b1, s1), (c2, b2, s2) in zip(scene_ours, scene_theirs):
+            assert c1 == c2 and np.array_equal(b1, b2) and s1 == s2
+    kept = {tuple(x[1].ravel()) for x in ours[0]}
+    assert tuple(corners[0, 0].ravel()) not in kept and len(kept) < k - 1  # the empty box and suppressed ones

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.spatial import ConvexHull, QhullError
+from scipy.spatial import ConvexHull, Delaunay, QhullError
 
 Prediction = tuple[int, np.ndarray, float]  # (class, corners (8, 3), score)
 Truth = tuple[int, np.ndarray]  # (class, corners (8, 3))
@@ -153,3 +153,79 @@ def average_precision(
         names = {c: class_names[c] if class_names is not None else str(c) for c in ap}
         out["per_class"][f"AP{key}"] = {names[c]: float(ap[c]) for c in sorted(ap)}
     return out
+
+
+def _to_depth(corners: np.ndarray) -> np.ndarray:
+    """Upright-camera frame -> depth frame (`flip_axis_to_depth`, ap_calculator.py l.23-27)."""
+    out = np.copy(corners)
+    out[..., [0, 1, 2]] = out[..., [0, 2, 1]]
+    out[..., 2] *= -1
+    return out
+
+
+def _nms_same_class(boxes: np.ndarray, threshold: float) -> list[int]:
+    """`nms_3d_faster_samecls` (utils/nms.py l.120-162): rows `(x1, y1, z1, x2, y2, z2, score, class)`,
+    highest score first; a box is dropped when its IoU with a kept box of its class exceeds `threshold`."""
+    x1, y1, z1, x2, y2, z2, score, cls = (boxes[:, i] for i in range(8))
+    area = (x2 - x1) * (y2 - y1) * (z2 - z1)
+    order, pick = np.argsort(score), []
+    while order.size != 0:
+        last, i = order.size, order[-1]
+        pick.append(i)
+        rest = order[: last - 1]
+        extent = [
+            np.maximum(0, np.minimum(hi[i], hi[rest]) - np.maximum(lo[i], lo[rest]))
+            for lo, hi in ((x1, x2), (y1, y2), (z1, z2))
+        ]
+        inter = extent[0] * extent[1] * extent[2]
+        overlap = inter / (area[i] + area[rest] - inter) * (cls[i] == cls[rest])
+        order = np.delete(order, np.concatenate(([last - 1], np.where(overlap > threshold)[0])))
+    return pick
+
+
+def parse_predictions(
+    box_corners: np.ndarray,
+    sem_cls_prob: np.ndarray,
+    objectness_prob: np.ndarray,
+    points: np.ndarray,
+    remove_empty_box: bool = True,
+    nms_iou: float = 0.25,
+    conf_thresh: float = 0.05,
+) -> list[list[Prediction]]:
+    """The detector's last-layer boxes -> per scene its prediction list for `average_precision`, as 3DETR's
+    evaluation makes it (`parse_predictions` under `get_ap_config_dict`'s defaults, ap_calculator.py
+    l.39-269): boxes with fewer than 5 of the scene's points inside (a Delaunay hull of the corners, as
+    `extract_pc_in_box3d`) dropped, keeping the most objectness-confident if none is left; 3D NMS among
+    boxes of the same most likely class at IoU 0.25; then every class of every kept box with objectness
+    above `conf_thresh` as one prediction, scored class probability × objectness.
+
+    `box_corners (B, Q, 8, 3)` (upright-camera frame), `sem_cls_prob (B, Q, C)`, `objectness_prob (B, Q)`,
+    `points (B, N, 3)`."""
+    corners, cls_prob, obj = (np.asarray(x) for x in (box_corners, sem_cls_prob, objectness_prob))
+    cloud = np.asarray(points)[:, :, 0:3]
+    b, k = corners.shape[:2]
+    nonempty = np.ones((b, k))
+    if remove_empty_box:
+        for i in range(b):
+            for j in range(k):
+                if np.sum(Delaunay(_to_depth(corners[i, j])).find_simplex(cloud[i]) >= 0) < 5:
+                    nonempty[i, j] = 0
+            if nonempty[i].sum() == 0:
+                nonempty[i, obj[i].argmax()] = 1
+    pred_cls = np.argmax(cls_prob, -1)
+    keep = np.zeros((b, k))
+    for i in range(b):
+        rows = np.zeros((k, 8))
+        rows[:, 0:3], rows[:, 3:6] = corners[i].min(axis=1), corners[i].max(axis=1)
+        rows[:, 6], rows[:, 7] = obj[i], pred_cls[i]
+        candidates = np.where(nonempty[i, :] == 1)[0]
+        keep[i, candidates[_nms_same_class(rows[nonempty[i, :] == 1, :], nms_iou)]] = 1
+    return [
+        [
+            (c, corners[i, j], cls_prob[i, j, c] * obj[i, j])
+            for c in range(cls_prob.shape[-1])
+            for j in range(k)
+            if keep[i, j] == 1 and obj[i, j] > conf_thresh
+        ]
+        for i in range(b)
+    ]
