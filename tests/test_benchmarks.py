@@ -63,3 +63,10 @@ def test_robustness_benchmark_times_corrupting_and_scoring_every_setting():
     assert run.returncode == 0, run.stderr[-4000:]
     row = json.loads(run.stdout.splitlines()[-1])
     assert row["sets"] == 36 and row["clouds"] == 4 and row["points"] == 1024 and row["total_s"] > 0
+
+
+def test_detection_benchmark_times_a_scene():
+    run = run_script("detection.py", "--scenes", "1", "--points", "4000")
+    assert run.returncode == 0, run.stderr[-4000:]
+    row = json.loads(run.stdout.splitlines()[-1])
+    assert row["forward_s_per_scene"] > 0 and row["parse_and_ap_s_per_scene"] > 0 and row["points"] == 4000
