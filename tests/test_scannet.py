@@ -90,3 +90,24 @@ def test_data_check_summarises_a_scannet_folder_and_names_a_bad_file(scannet, ca
         ["data", "check", data, "--format", "scannet-detection", "--meta", meta],
         "scene0000_00_bbox.npy",
     )
+
+
+def test_the_embedded_rooms_are_scannet_scenes_with_tight_boxes(tmp_path):
+    from act3d.data.rooms import room, write_rooms
+
+    data, meta = write_rooms(tmp_path / "rooms", train=3, val=2, points=3000)
+    assert scan_names(data, meta, "train") == ["scene0000_00", "scene0001_00", "scene0002_00"]
+    for i, name in enumerate(scan_names(data, meta, "train") + scan_names(data, meta, "val")):
+        scene = read_scene(data, name)
+        assert len(scene.points) == 3000 and len(scene.boxes) == 3 + i % 4
+        for k, box in enumerate(scene.boxes, start=1):  # each box is the extent of its object's points
+            own = scene.points[scene.instances == k]
+            np.testing.assert_allclose(own.min(0), box[:3] - box[3:6] / 2, atol=1e-5)
+            np.testing.assert_allclose(own.max(0), box[:3] + box[3:6] / 2, atol=1e-5)
+            assert own[:, 2].min() == pytest.approx(0, abs=1e-6)  # standing on the floor
+        lo, hi = scene.boxes[:, :2] - scene.boxes[:, 3:5] / 2, scene.boxes[:, :2] + scene.boxes[:, 3:5] / 2
+        overlap = (lo[:, None] < hi[None]) & (lo[None] < hi[:, None])
+        assert not np.any(np.all(overlap, axis=-1) & ~np.eye(len(lo), dtype=bool))
+    assert all(np.array_equal(a, b) for a, b in zip(room(3, 3000), room(3, 3000)))
+    sample = detection_sample(read_scene(data, "scene0004_00"), np.random.RandomState(0), augment=True)
+    assert sample["gt_box_present"].sum() >= 1
