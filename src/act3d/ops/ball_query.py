@@ -10,20 +10,39 @@ may fuse the sum into multiply-adds; points within an ulp of the sphere can then
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+from scipy.spatial import cKDTree
 
 from act3d.ops._checks import check_cloud
+
+TREE_MIN_POINTS = 4096  # CPU clouds this large take their candidates from a k-d tree
 
 
 def ball_query(
     points: torch.Tensor, centers: torch.Tensor, radius: float, nsample: int, chunk: int = 256
 ) -> torch.Tensor:
-    """`points (B, N, 3)`, `centers (B, M, 3)` -> `(B, M, nsample)` int64 indices into `points`, `chunk`
-    centres at a time (each holds a `(B, chunk, N)` distance block)."""
+    """`points (B, N, 3)`, `centers (B, M, 3)` -> `(B, M, nsample)` int64 indices into `points`. CPU clouds
+    of `TREE_MIN_POINTS` or more: candidates from a k-d tree, then the same float32 test (`_tree_ball_query`);
+    else dense distances, `chunk` centres at a time (`_dense_ball_query`). Both equal the kernel's loop."""
     check_cloud(points)
     check_cloud(centers, "centers")
-    r2 = torch.tensor(radius, dtype=torch.float32) * torch.tensor(radius, dtype=torch.float32)
-    points, centers = points.float(), centers.float()
+    points, centers = points.detach().float(), centers.detach().float()
+    if points.device.type == "cpu" and points.shape[1] >= TREE_MIN_POINTS:
+        return _tree_ball_query(points, centers, radius, nsample)
+    return _dense_ball_query(points, centers, radius, nsample, chunk)
+
+
+def _radius2(radius: float) -> torch.Tensor:
+    """`radius * radius` in float32, as the kernel squares its float radius."""
+    return torch.tensor(radius, dtype=torch.float32) * torch.tensor(radius, dtype=torch.float32)
+
+
+def _dense_ball_query(
+    points: torch.Tensor, centers: torch.Tensor, radius: float, nsample: int, chunk: int
+) -> torch.Tensor:
+    """Every centre against every point, `(B, chunk, N)` float32 distances at a time."""
+    r2 = _radius2(radius)
     n = points.shape[1]
     ks = torch.arange(1, nsample + 1, device=points.device)
     out = []
@@ -36,6 +55,26 @@ def ball_query(
         first = torch.where(found[..., :1] < n, found[..., :1], torch.zeros_like(found[..., :1]))
         out.append(torch.where(found < n, found, first))
     return torch.cat(out, dim=1)
+
+
+def _tree_ball_query(
+    points: torch.Tensor, centers: torch.Tensor, radius: float, nsample: int
+) -> torch.Tensor:
+    """Per cloud, a k-d tree gives each centre the points within a slightly larger radius, in index order;
+    the kernel's float32 test then keeps the first `nsample` strictly inside."""
+    r2 = _radius2(radius).numpy()
+    p, c = points.numpy(), centers.numpy()
+    out = np.zeros((c.shape[0], c.shape[1], nsample), dtype=np.int64)
+    for b in range(p.shape[0]):
+        found = cKDTree(p[b]).query_ball_point(c[b], radius * (1 + 1e-3) + 1e-6, return_sorted=True)
+        for j, candidates in enumerate(found):
+            cand = np.asarray(candidates, dtype=np.int64)
+            dx, dy, dz = (c[b, j, a] - p[b, cand, a] for a in range(3))
+            inside = cand[dx * dx + dy * dy + dz * dz < r2][:nsample]
+            if len(inside):
+                out[b, j, :] = inside[0]
+                out[b, j, : len(inside)] = inside
+    return torch.from_numpy(out).to(points.device)
 
 
 def ball_query_naive(
