@@ -90,9 +90,9 @@ def _module_imports() -> dict[str, set[str]]:
         edges = set()
         for node in ast.parse(path.read_text()).body:  # top level: imports inside functions run later
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("act3d"):
-                for alias in node.names:
-                    sub = f"{node.module}.{alias.name}"
-                    edges.add(sub if sub in names else node.module)
+                # `from package import module` runs the package's own `__init__` too: an edge to both
+                edges.add(node.module)
+                edges |= {f"{node.module}.{a.name}" for a in node.names} & names.keys()
             elif isinstance(node, ast.Import):
                 edges |= {a.name for a in node.names if a.name.startswith("act3d.")}
         graph[name] = edges - {name}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 
-from act3d.cli import robust
 from act3d.cli.common import (
     VARIANT_HELP,
     add_compare_arg,
@@ -15,6 +14,7 @@ from act3d.cli.common import (
     eval_output,
     positive_int,
 )
+from act3d.cli.robust import register as register_robust
 from act3d.cli.summary import FewshotSummary, ScoreRow, SvmSummary
 
 log = logging.getLogger("act3d")
@@ -130,4 +130,4 @@ def register(commands: argparse._SubParsersAction) -> None:
     fs.add_argument("--folds", type=positive_int, default=10)
     add_compare_arg(fs, "episodes")
     fs.set_defaults(run=_eval_fewshot)
-    robust.register(sub)
+    register_robust(sub)
