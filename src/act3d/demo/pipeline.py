@@ -39,7 +39,7 @@ from act3d.demo.configs import DemoOptions, check_overrides, own_data_config, st
 from act3d.demo.plan import estimate_seconds
 from act3d.demo.report import write_report
 from act3d.demo.results import ArmResult, DemoResults, OwnDataArm, OwnDataResults, PeftResult
-from act3d.demo.robustness import robust_stages
+from act3d.demo.robustness import fine_tuned_classifiers, robust_stages
 from act3d.demo.runs import Runs
 from act3d.demo.steps import finetune_stage, own_data_probe_arm, probe_arm, student_stage, teacher_stage
 from act3d.environment import environment
@@ -110,12 +110,7 @@ def run_demo(opts: DemoOptions) -> DemoResults:
         results.peft = [peft_result(method, seeds) for method, seeds in rows.items()]
         results.peft_comparisons = compare_to_full(finetunes[ACT.name], peft)
     if opts.robust:
-        classifiers = {a.name: (a.short, [finetune_folder(a, s) for s in range(opts.seeds)]) for a in ARMS}
-        for method in opts.peft:
-            classifiers[f"{ACT.name}-{method}"] = (
-                f"ACT + {method}",
-                [peft_folder(method, s) for s in range(opts.seeds)],
-            )
+        classifiers = fine_tuned_classifiers(opts, finetune_folder, peft_folder)
         data = stage_config(FINETUNE, opts).data
         results.robust, results.robust_comparisons = robust_stages(runs, classifiers, data)
     results.wall_seconds = time.perf_counter() - started  # the robustness runs included
@@ -186,14 +181,7 @@ def own_data_stages(runs: Runs, students: dict, opts: DemoOptions) -> OwnDataRes
     }
     robust = ([], [])
     if opts.robust:
-        classifiers = {
-            a.name: (a.short, [own_data_finetune_folder(a, s) for s in range(opts.seeds)]) for a in ARMS
-        }
-        for method in opts.peft:
-            classifiers[f"{ACT.name}-{method}"] = (
-                f"ACT + {method}",
-                [own_data_peft_folder(method, s) for s in range(opts.seeds)],
-            )
+        classifiers = fine_tuned_classifiers(opts, own_data_finetune_folder, own_data_peft_folder)
         robust = robust_stages(runs, classifiers, own_data_config(root, CLEAN_POINTS))
     manifest = read_manifest(root)
     return OwnDataResults(

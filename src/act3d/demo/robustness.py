@@ -4,10 +4,13 @@ paired cloud by cloud on the same damaged clouds (drawn once, seed 0) and seed b
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from act3d.data.dataset import DataConfig
-from act3d.demo.arms import ACT, robust_folder
+from act3d.demo.arms import ACT, ARMS, Arm, robust_folder
+from act3d.demo.configs import DemoOptions
 from act3d.demo.results import RobustRow
 from act3d.demo.runs import Runs
 from act3d.demo.steps import damaged_test_split, robust_step
@@ -16,6 +19,19 @@ from act3d.eval.paired import PairedDifference, paired_bootstrap
 from act3d.eval.robust import CORRUPTIONS, cloud_values, outcomes_by_corruption
 
 MEASURES = ("mCE", "RmCE")  # compared against the ACT arm, per cloud (`act3d.eval.robust.cloud_values`)
+
+
+def fine_tuned_classifiers(
+    opts: DemoOptions, arm_folder: Callable[[Arm, int], str], method_folder: Callable[[str, int], str]
+) -> dict[str, tuple[str, list[str]]]:
+    """What `robust_stages` scores: every arm's fine-tuning seeds, then each `--peft` method's on the ACT
+    student, as name -> (label, run folders); `arm_folder` / `method_folder` name a seed's run folder (on the
+    default data or on the user's)."""
+    seeds = range(opts.seeds)
+    classifiers = {a.name: (a.short, [arm_folder(a, s) for s in seeds]) for a in ARMS}
+    for method in opts.peft:
+        classifiers[f"{ACT.name}-{method}"] = (f"ACT + {method}", [method_folder(method, s) for s in seeds])
+    return classifiers
 
 
 def robust_stages(
