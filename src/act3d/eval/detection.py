@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.spatial import ConvexHull, Delaunay, QhullError
 
+from act3d.ops.boxes import to_depth_np
+
 Prediction = tuple[int, np.ndarray, float]  # (class, corners (8, 3), score)
 Truth = tuple[int, np.ndarray]  # (class, corners (8, 3))
 
@@ -155,14 +157,6 @@ def average_precision(
     return out
 
 
-def _to_depth(corners: np.ndarray) -> np.ndarray:
-    """Upright-camera frame -> depth frame (`flip_axis_to_depth`, ap_calculator.py l.23-27)."""
-    out = np.copy(corners)
-    out[..., [0, 1, 2]] = out[..., [0, 2, 1]]
-    out[..., 2] *= -1
-    return out
-
-
 def _nms_same_class(boxes: np.ndarray, threshold: float) -> list[int]:
     """`nms_3d_faster_samecls` (utils/nms.py l.120-162): rows `(x1, y1, z1, x2, y2, z2, score, class)`,
     highest score first; a box is dropped when its IoU with a kept box of its class exceeds `threshold`."""
@@ -208,7 +202,7 @@ def parse_predictions(
     if remove_empty_box:
         for i in range(b):
             for j in range(k):
-                if np.sum(Delaunay(_to_depth(corners[i, j])).find_simplex(cloud[i]) >= 0) < 5:
+                if np.sum(Delaunay(to_depth_np(corners[i, j])).find_simplex(cloud[i]) >= 0) < 5:
                     nonempty[i, j] = 0
             if nonempty[i].sum() == 0:
                 nonempty[i, obj[i].argmax()] = 1

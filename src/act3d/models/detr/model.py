@@ -15,6 +15,7 @@ from torch import nn
 
 from act3d.models.detr.preencoder import SetAbstraction
 from act3d.models.detr.transformer import Decoder, DecoderLayer, Encoder, EncoderLayer
+from act3d.ops.boxes import box_corners
 from act3d.ops.fps import farthest_point_sampling
 
 
@@ -237,24 +238,3 @@ def box_outputs(
         "sem_cls_prob": prob[..., :-1],
         "box_corners": box_corners(center_unnormalized, size_unnormalized, angle),
     }
-
-
-def box_corners(center: torch.Tensor, size: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
-    """Depth-frame centres `(B, Q, 3)`, sizes `(B, Q, 3)`, headings `(B, Q)` -> `(B, Q, 8, 3)` corners in
-    the upright-camera frame (`flip_axis_to_camera_tensor` then `get_3d_box_batch_tensor`, box_util.py
-    l.288-352)."""
-    b, q = angle.shape
-    cam = torch.clone(center)
-    cam[..., [0, 1, 2]] = cam[..., [0, 2, 1]]
-    cam[..., 1] *= -1
-    size, angle, cam = size.reshape(-1, 3), angle.reshape(-1), cam.reshape(-1, 3)
-    c, s = torch.cos(angle), torch.sin(angle)
-    rot = torch.zeros(angle.shape + (3, 3), dtype=torch.float32, device=angle.device)
-    rot[..., 0, 0], rot[..., 0, 2], rot[..., 1, 1], rot[..., 2, 0], rot[..., 2, 2] = c, s, 1, -s, c
-    x, y, z = (size[..., i : i + 1] for i in range(3))  # official l, w, h
-    corners = torch.zeros(angle.shape + (8, 3), dtype=torch.float32, device=size.device)
-    corners[..., :, 0] = torch.cat((x / 2, x / 2, -x / 2, -x / 2, x / 2, x / 2, -x / 2, -x / 2), -1)
-    corners[..., :, 1] = torch.cat((z / 2, z / 2, z / 2, z / 2, -z / 2, -z / 2, -z / 2, -z / 2), -1)
-    corners[..., :, 2] = torch.cat((y / 2, -y / 2, -y / 2, y / 2, y / 2, -y / 2, -y / 2, y / 2), -1)
-    corners = torch.matmul(corners, rot.permute(0, 2, 1)) + cam.unsqueeze(-2)
-    return corners.reshape(b, q, 8, 3)
