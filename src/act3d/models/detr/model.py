@@ -8,24 +8,29 @@ modules and buffers are the official ones, so an official state dict loads as it
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
 
+from act3d.errors import ConfigError, require
+from act3d.models.detr.act_encoder import StudentSceneEncoder
 from act3d.models.detr.preencoder import SetAbstraction
 from act3d.models.detr.transformer import Decoder, DecoderLayer, Encoder, EncoderLayer
+from act3d.models.student import StudentConfig
 from act3d.ops.boxes import box_corners
 from act3d.ops.fps import farthest_point_sampling
 
 
 @dataclass
 class DetrConfig:
-    """The model's sizes (main.py's defaults, l.53-83): 3DETR; `masked` encoder for 3DETR-m."""
+    """The model's sizes (main.py's defaults, l.53-83): 3DETR; `masked` encoder for 3DETR-m; `act` for
+    act3d's student in place of the encoder (`act_encoder`; `enc_dim` is then the student's width)."""
 
     num_classes: int = 18  # without the background class
     num_angle_bins: int = 1  # ScanNet's boxes have no heading
-    encoder: str = "vanilla"  # vanilla | masked
+    encoder: Literal["vanilla", "masked", "act"] = "vanilla"
     enc_nlayers: int = 3
     enc_dim: int = 256
     enc_ffn_dim: int = 128
@@ -40,6 +45,25 @@ class DetrConfig:
     preenc_npoints: int = 2048
     nqueries: int = 256
     masking_radius: list[float] = field(default_factory=lambda: [0.4**2, 0.8**2, 1.2**2])  # squared, l.381
+
+    def __post_init__(self) -> None:
+        for key in ("num_classes", "num_angle_bins", "enc_nlayers", "dec_nlayers", "nqueries"):
+            require(getattr(self, key) >= 1, key, "an integer >= 1", getattr(self, key))
+        require(
+            self.encoder in ("vanilla", "masked", "act"), "encoder", "vanilla, masked or act", self.encoder
+        )
+        for dim, heads in (("enc_dim", "enc_nhead"), ("dec_dim", "dec_nhead")):
+            width, n = getattr(self, dim), getattr(self, heads)
+            require(n >= 1 and width % n == 0, heads, f"a divisor of {dim} = {width}", n)
+        require(self.dec_dim % 2 == 0, "dec_dim", "an even width (sin and cos halves)", self.dec_dim)
+        encoded = self.preenc_npoints // 2 if self.encoder == "masked" else self.preenc_npoints
+        require(
+            1 <= self.nqueries <= encoded,
+            "nqueries",
+            f"at most the {encoded} points the encoder keeps",
+            self.nqueries,
+        )
+        require(len(self.masking_radius) == 3, "masking_radius", "three squared radii", self.masking_radius)
 
 
 def _shift_scale(xyz: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
@@ -106,12 +130,17 @@ class Detector3DETR(nn.Module):
     """`Model3DETR` (l.72-339). `forward(points, lo, hi)` returns every decoder layer's boxes, the last
     first (`outputs`, `aux_outputs`); `detect` the last layer's."""
 
-    def __init__(self, cfg: DetrConfig):
+    def __init__(self, cfg: DetrConfig, student: StudentConfig | None = None):
         super().__init__()
         self.cfg = cfg
         self.pre_encoder = SetAbstraction([0, 64, 128, cfg.enc_dim], cfg.preenc_npoints, 0.2, 64)
         layer = EncoderLayer(cfg.enc_dim, cfg.enc_nhead, cfg.enc_ffn_dim, cfg.enc_dropout)
-        if cfg.encoder == "masked":
+        self.encoder: nn.Module
+        if cfg.encoder == "act":
+            if student is None or student.width != cfg.enc_dim:
+                raise ConfigError(f"the act encoder needs a student of width enc_dim = {cfg.enc_dim}")
+            self.encoder = StudentSceneEncoder(student)
+        elif cfg.encoder == "masked":
             interim = SetAbstraction([cfg.enc_dim, 256, 256, cfg.enc_dim], cfg.preenc_npoints // 2, 0.4, 32)
             self.encoder = Encoder(layer, 3, cfg.masking_radius, interim)
         else:
