@@ -208,7 +208,8 @@ def load_config(
 
 
 def _preset_path(family: str, name: str) -> Path:
-    path = PRESET_DIR / f"{family}.{name}.yaml"
+    """The file of preset `name` of `family`, named as the CLI takes it (`cpu`) or as its file (`detect.cpu`)."""
+    path = PRESET_DIR / f"{family}.{name.removeprefix(family + '.')}.yaml"
     if not path.is_file():
         raise ConfigError(f"unknown {family} preset {name!r}; available: {', '.join(list_presets(family))}")
     return path

@@ -1,4 +1,4 @@
-"""The four training stages, one record each. The CLI and the demo read a stage's names from here; the model
+"""The five training stages, one record each. The CLI and the demo read a stage's names from here; the model
 each trains is named in `act3d.models.kinds` (which the zoo and checkpoint import and export read).
 
 | stage      | command         | trains (zoo model = official layout) | code                                     |
@@ -7,6 +7,7 @@ each trains is named in `act3d.models.kinds` (which the zoo and checkpoint impor
 | `pretrain` | `pretrain`      | `student` (kind `act3d-student`)     | train/stage2: PretrainRunConfig, pretrain |
 | `finetune` | `finetune`      | `classifier` (kind `act3d-classifier`) | train/finetune: FinetuneRunConfig, finetune |
 | `segment`  | `segment`       | `segmenter` (kind `act3d-segmenter`) | train/segment: SegmentRunConfig, segment |
+| `detect`   | `detect`        | `detector` (kind `act3d-detector`)   | train/detect: DetectRunConfig, detect     |
 
 A stage's name is also its preset family (`presets/<name>.<preset>.yaml`) and the prefix of a demo override
 (`act3d demo --set <name>:KEY=VALUE`). This module imports no torch: the command line reads it to build its
@@ -78,11 +79,18 @@ def _segment():
     return SegmentRunConfig, segment
 
 
+def _detect():
+    from act3d.train.detect import DetectRunConfig, detect
+
+    return DetectRunConfig, detect
+
+
 TEACHER = Stage("teacher", "train-teacher", "teacher", "cpu", "paper", _teacher)
 PRETRAIN = Stage("pretrain", "pretrain", "student", "cpu", "paper", _pretrain)
 FINETUNE = Stage("finetune", "finetune", "classifier", "cpu", "scanobjectnn_pb_t50_rs", _finetune)
 SEGMENT = Stage("segment", "segment", "segmenter", "paper_part", "paper_part", _segment)
-STAGES = (TEACHER, PRETRAIN, FINETUNE, SEGMENT)
+DETECT = Stage("detect", "detect", "detector", "cpu", "scannet_3detr", _detect)
+STAGES = (TEACHER, PRETRAIN, FINETUNE, SEGMENT, DETECT)
 
 
 def stage_training(model: str) -> Stage:

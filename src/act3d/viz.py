@@ -1,5 +1,5 @@
 """Pictures (matplotlib, headless): point-cloud galleries, loss curves, embeddings, confusion matrices,
-forest plots of paired differences."""
+forest plots of paired differences, scenes with their boxes."""
 
 from __future__ import annotations
 
@@ -157,5 +157,31 @@ def plot_corruption_table(oa: dict[str, Sequence[float]], clean: float, path: Pa
     ax.set_title(f"{title}\nOA % per corruption and level (clean {100 * clean:.1f}%)", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_scene_boxes(scenes: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str]], path: Path) -> Path:
+    """Scenes seen from above: per scene `(points (N, 3) z up, true boxes (K, 6), predicted boxes (P, 7),
+    title)`, boxes as axis-aligned `(x1, y1, z1, x2, y2, z2[, score])` in the points' frame; true boxes in
+    green, predictions in red with their score."""
+    from matplotlib.patches import Rectangle
+
+    fig, axes = plt.subplots(1, len(scenes), figsize=(5.5 * len(scenes), 5.5), squeeze=False)
+    for ax, (points, truth, predicted, title) in zip(axes[0], scenes):
+        ax.scatter(points[:, 0], points[:, 1], s=0.3, c=points[:, 2], cmap="Greys", linewidths=0)
+        for boxes, color in ((truth, "tab:green"), (predicted, "tab:red")):
+            for box in boxes:
+                x1, y1, _, x2, y2 = box[:5]
+                ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec=color, lw=1.5))
+                if len(box) > 6:
+                    ax.text(x1, y2, f"{box[6]:.2f}", color=color, fontsize=6, va="bottom")
+        ax.set_aspect("equal")
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("seen from above: true boxes green, predicted red (score)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -19,6 +19,7 @@ def add_config_args(parser: argparse.ArgumentParser, stage: Stage) -> None:
     parser.add_argument(
         "--preset",
         default=stage.default_preset,
+        type=lambda name: name.removeprefix(stage.name + "."),  # `detect.cpu` names the preset `cpu` too
         choices=presets,
         metavar="NAME",
         help=f"named configuration, default {stage.default_preset}; one of: {', '.join(presets)} "

@@ -1,5 +1,5 @@
 """The training commands: `act3d train-teacher` (Stage I), `pretrain` (Stage II), `finetune` and `segment`
-(Stage III)."""
+(Stage III), and `detect` (3DETR on scenes)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from act3d.cli.common import (
 from act3d.cli.summary import DownstreamSummary, ScoreRow
 from act3d.config import to_dict
 from act3d.models.peft import METHODS
-from act3d.stages import FINETUNE, PRETRAIN, SEGMENT, TEACHER, Stage
+from act3d.stages import DETECT, FINETUNE, PRETRAIN, SEGMENT, TEACHER, Stage
 
 log = logging.getLogger("act3d")
 
@@ -64,6 +64,17 @@ def _segment(args: argparse.Namespace) -> int:
     if args.checkpoint:
         overrides.append(f"checkpoint={args.checkpoint}")
     return _transfer(SEGMENT, args, overrides, preset)
+
+
+def _detect(args: argparse.Namespace) -> int:
+    overrides = list(args.overrides)
+    if args.root:
+        overrides.append(f"scenes.root={args.root}")
+    if args.meta:
+        overrides.append(f"scenes.meta={args.meta}")
+    if args.checkpoint:
+        overrides.append(f"checkpoint={args.checkpoint}")
+    return _transfer(DETECT, args, overrides, args.preset)
 
 
 def _transfer(stage: Stage, args: argparse.Namespace, overrides: list[str], preset: str) -> int:
@@ -177,6 +188,26 @@ def register(commands: argparse._SubParsersAction) -> None:
     seg.add_argument("--checkpoint", help="Stage II student checkpoint (omit to train from scratch)")
     _seed_args(seg)
     seg.set_defaults(run=_segment)
+
+    det = commands.add_parser(
+        DETECT.command,
+        help="3D object detection in scenes: 3DETR on ScanNetV2 or the embedded rooms, on its own encoder "
+        "or on an act3d student",
+        description="Train and evaluate 3DETR (facebookresearch/3detr) on ScanNetV2 (the folder VoteNet's "
+        "batch_load_scannet_data.py writes) or on the embedded rooms (preset cpu). The checkpoint is selected on "
+        "held-out training rooms (mAP25) and the val list is scored once; OUT gets results.json (mAP25, mAP50, "
+        "AR), per_class_ap.json and detections.png. Presets: cpu, scannet_3detr, scannet_3detr_masked (3DETR-m), "
+        "scannet_act (--checkpoint: a Stage II student, or a Stage III classifier / segmenter, as the encoder). "
+        "Example: --preset scannet_3detr --root scannet/scannet_train_detection_data --seeds 3",
+    )
+    add_config_args(det, DETECT)
+    det.add_argument("--root", help="ScanNet detection folder (<scan>_vert.npy, _bbox.npy, ...)")
+    det.add_argument("--meta", help="the folder of scannetv2_{train,val}.txt (default: ROOT/../meta_data)")
+    det.add_argument(
+        "--checkpoint", help="act3d student, classifier or segmenter checkpoint: its student is the encoder"
+    )
+    _seed_args(det)
+    det.set_defaults(run=_detect)
 
 
 def _seed_args(parser: argparse.ArgumentParser) -> None:

@@ -124,15 +124,19 @@ def scan_names(root: str | Path, meta: str | Path, split: str) -> list[str]:
 
 
 def detection_sample(
-    scene: Scene, rng: np.random.RandomState, augment: bool, num_points: int = NUM_POINTS
+    scene: Scene,
+    rng: np.random.RandomState,
+    augment: bool,
+    num_points: int = NUM_POINTS,
+    cuboid_min_points: int = CUBOID_MIN_POINTS,
 ) -> dict[str, np.ndarray]:
     """One scene as 3DETR's `ScannetDetectionDataset.__getitem__` returns it (l.224-359, xyz only, no height):
-    with `augment`, a random cuboid crop (`CUBOID_MIN_POINTS`), then `num_points` points drawn (with
+    with `augment`, a random cuboid crop (of at least `cuboid_min_points`), then `num_points` points drawn (with
     replacement only from fewer), then flips of x and y and a rotation about z within ±5 degrees; box centres
     and sizes normalised by the cloud's bounds, corners in 3DETR's upright-camera frame."""
     points, boxes = scene.points, scene.boxes
     if augment:
-        points, boxes, _ = random_cuboid(points, boxes, rng, CUBOID_MIN_POINTS)
+        points, boxes, _ = random_cuboid(points, boxes, rng, cuboid_min_points)
     choices = rng.choice(points.shape[0], num_points, replace=points.shape[0] < num_points)
     points = points[choices]
     present = np.zeros(MAX_BOXES, dtype=np.float32)

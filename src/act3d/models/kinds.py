@@ -1,13 +1,15 @@
-"""The four models act3d trains, by name, and the `kind` their checkpoints carry: `teacher` (Stage I's
-autoencoder), `student` (Stage II), `classifier` and `segmenter` (Stage III). Each is also the name of its
-official ACT checkpoint layout (`act3d.models.official`) and is trained by one stage (`act3d.stages`).
+"""The five models act3d trains, by name, and the `kind` their checkpoints carry: `teacher` (Stage I's
+autoencoder), `student` (Stage II), `classifier` and `segmenter` (Stage III), and `detector` (3DETR, on its
+own encoder or the student). Each is also the name of its official checkpoint layout (ACT's,
+`act3d.models.official`; 3DETR's, `act3d.models.detr.official`) and is trained by one stage
+(`act3d.stages`).
 Names only: no torch, so the command line reads them cheaply."""
 
 from __future__ import annotations
 
 from typing import Literal, get_args
 
-ModelName = Literal["teacher", "student", "classifier", "segmenter"]
+ModelName = Literal["teacher", "student", "classifier", "segmenter", "detector"]
 MODELS: tuple[ModelName, ...] = get_args(ModelName)
 KIND_PREFIX = "act3d-"
 

@@ -1,16 +1,19 @@
 """The one place that rebuilds act3d models from checkpoints.
 
-The four models are named `teacher`, `student`, `classifier` and `segmenter` (`act3d.models.kinds.MODELS`): a
-checkpoint of one carries the kind `act3d-<model>` (`act3d.models.kinds.kind_of`), and the official ACT checkpoint
-layout of each has the same name (`act3d.models.official`); each is what one stage of `act3d.stages` trains.
+The five models are named `teacher`, `student`, `classifier`, `segmenter` and `detector`
+(`act3d.models.kinds.MODELS`): a checkpoint of one carries the kind `act3d-<model>` (`act3d.models.kinds.kind_of`),
+and the official checkpoint layout of each has the same name (`act3d.models.official`, the detector's
+`act3d.models.detr.official`); each is what one stage of `act3d.stages` trains.
 
 Every checkpoint carries `arch`: the model-level description its model is rebuilt from (no run config, no
-training code, no original pretrained-Transformer weight file). The four kinds:
+training code, no original pretrained-Transformer weight file). The five kinds:
 
 - `act3d-teacher`: `{"patching", "model" (AutoencoderConfig), "transformer" (TransformerArch)}`
 - `act3d-student`: `{"patching", "student" (StudentConfig), "target_dim", "num_points"}`
 - `act3d-classifier`: `{"patching", "student", "num_points", "class_names", "head" (ClassifierHead)}`
 - `act3d-segmenter`: `{"patching", "student", "num_points", "task", "class_names", "head" (SegmenterHead)}`
+- `act3d-detector`: `{"detr" (DetrConfig), "student" (StudentConfig of an `act` encoder, else None), "num_points",
+  "class_names"}`
 
 Each entry is `to_dict` of a config dataclass (or a plain value), and `build` reads it back with `from_dict`.
 
@@ -31,14 +34,15 @@ from act3d.errors import CheckpointError, ConfigError
 from act3d.models.autoencoder import AutoencoderConfig, CrossModalAutoencoder
 from act3d.models.checkpoint import load_checkpoint, load_state_strict
 from act3d.models.classifier import ClassifierHead, PointClassifier
+from act3d.models.detr.model import Detector3DETR, DetrConfig
 from act3d.models.kinds import MODELS, kind_of
 from act3d.models.pretrained import PretrainedTransformer
 from act3d.models.segmenter import PointSegmenter, SegmenterHead
 from act3d.models.student import MaskedPointModel, StudentConfig, StudentEncoder
 from act3d.ops.grouping import PatchConfig
 
-TEACHER, STUDENT, CLASSIFIER, SEGMENTER = (kind_of(m) for m in MODELS)
-KINDS = (TEACHER, STUDENT, CLASSIFIER, SEGMENTER)
+TEACHER, STUDENT, CLASSIFIER, SEGMENTER, DETECTOR = (kind_of(m) for m in MODELS)
+KINDS = (TEACHER, STUDENT, CLASSIFIER, SEGMENTER, DETECTOR)
 
 
 def teacher_arch(
@@ -96,6 +100,17 @@ def segmenter_arch(
     }
 
 
+def detector_arch(
+    detr: DetrConfig, student: StudentConfig | None, num_points: int, class_names: list[str]
+) -> dict[str, Any]:
+    return {
+        "detr": to_dict(detr),
+        "student": to_dict(student) if student is not None else None,
+        "num_points": num_points,
+        "class_names": list(class_names),
+    }
+
+
 def patch_config(arch: dict[str, Any]) -> PatchConfig:
     return from_dict(PatchConfig, arch["patching"])
 
@@ -123,6 +138,9 @@ def build(kind: str, arch: dict[str, Any]) -> nn.Module:
             widths["hidden"] = widths.pop("head")
         head = from_dict(SegmenterHead, widths)
         return PointSegmenter(StudentEncoder(student_config(arch)), head, patch_config(arch))
+    if kind == DETECTOR:
+        student = student_config(arch) if arch["student"] is not None else None
+        return Detector3DETR(from_dict(DetrConfig, arch["detr"]), student)
     raise CheckpointError(f"unknown model kind {kind!r}; one of {KINDS}")
 
 

@@ -32,7 +32,7 @@ from act3d.train.distributed import DistInfo, mean_across_ranks, synchronise_bat
 from act3d.train.metrics_log import Metric, MetricsLog, StepWindow
 from act3d.train.optimizer import make_optimizer
 from act3d.train.options import OptimConfig, RuntimeConfig
-from act3d.train.schedule import cosine_with_warmup, timm_cosine_per_epoch
+from act3d.train.schedule import cosine_with_warmup, detr_lr, timm_cosine_per_epoch
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,9 @@ def learning_rate(optim: OptimConfig, plan: StepPlan, step: int) -> float:
         return timm_cosine_per_epoch(
             epoch, cosine, optim.warmup_epochs, optim.lr, optim.min_lr, optim.warmup_lr
         )
+    if optim.schedule == "3detr":
+        epochs = plan.total / plan.steps_per_epoch
+        return detr_lr(step, plan.total, epochs, optim.warmup_epochs, optim.lr, optim.min_lr, optim.warmup_lr)
     return cosine_with_warmup(step, plan.total, plan.warmup, optim.lr, optim.min_lr)
 
 

@@ -25,14 +25,18 @@ class OptimConfig:
     grad_clip: float = 10.0  # 0 disables
     # `steps`: act3d's cosine, updated every optimiser step after a linear warm-up to lr; `epochs`: the
     # official runners' timm CosineLRScheduler, updated once per epoch (`schedule.timm_cosine_per_epoch`):
-    # from warmup_lr, a cosine of cosine_epochs epochs (default: epochs) that starts below lr
-    schedule: Literal["steps", "epochs"] = "steps"
-    warmup_lr: float = 1e-6  # `epochs` only: timm's warmup_lr_init
+    # from warmup_lr, a cosine of cosine_epochs epochs (default: epochs) that starts below lr; `3detr`:
+    # 3DETR's per-step schedule (`schedule.detr_lr`): linear from warmup_lr, then one cosine over the run
+    schedule: Literal["steps", "epochs", "3detr"] = "steps"
+    warmup_lr: float = 1e-6  # `epochs`: timm's warmup_lr_init; `3detr`: its warm_lr
     cosine_epochs: int | None = None  # `epochs` only: timm's t_initial (the official runners train one more)
     max_steps: int | None = None  # stop after this many optimiser steps (smoke runs)
     # the official segmentation loops (part_segmentation/main.py, semantic_segmentation/main.py l.211-219)
     # step AdamW twice per batch: once on the raw gradient, then, after clipping it, once more
     step_twice: bool = False
+    # weight decay on `official`: the ACT runners' groups (no decay for norms, biases, tokens); `all`: every
+    # parameter, as 3DETR's optimizer.py without --filter_biases_wd (l.5-25)
+    decay: Literal["official", "all"] = "official"
 
     def __post_init__(self) -> None:
         require(self.epochs >= 1, "epochs", "an integer >= 1", self.epochs)

@@ -39,3 +39,15 @@ def cosine_anneal(step: int, steps: int, start: float, end: float) -> float:
     """From `start` at step 0 to `end` at `steps` along a half cosine, then held (Gumbel tau, KL weight)."""
     progress = min(1.0, step / max(1, steps))
     return end + 0.5 * (start - end) * (1 + math.cos(math.pi * progress))
+
+
+def detr_lr(
+    step: int, total: int, epochs: int, warmup_epochs: float, base: float, final: float, warm: float
+) -> float:
+    """3DETR's `compute_learning_rate` (engine.py l.21-35) at `step / total` of the run: while that fraction
+    is at most `warmup_epochs / epochs`, linear from `warm` (reaching `base` there); after it, the cosine from
+    `base` to `final` over the whole run, warm-up included."""
+    t = step / total
+    if warmup_epochs > 0 and t <= warmup_epochs / epochs:
+        return warm + t * epochs * ((base - warm) / warmup_epochs)
+    return final + 0.5 * (base - final) * (1 + math.cos(math.pi * t))
