@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -99,11 +100,13 @@ def numpy_scalar_globals() -> list[Any]:
     ]
 
 
-def safe_torch_load(path: Path) -> Any:
+def safe_torch_load(path: Path, extra_globals: Sequence[Any] = ()) -> Any:
     """`torch.load` with `weights_only=True`: tensors, containers, plain values and numpy scalars
-    (`numpy_scalar_globals`) only, never code. torch's own warnings (e.g. about the pickle protocol) are held
-    back, the error it raises is left to the caller."""
-    with warnings.catch_warnings(), torch.serialization.safe_globals(numpy_scalar_globals()):
+    (`numpy_scalar_globals`) only, never code; `extra_globals`: the plain classes a layout also holds
+    (3DETR's `argparse.Namespace`). torch's own warnings (e.g. about the pickle protocol) are held back, the
+    error it raises is left to the caller."""
+    allowed = [*numpy_scalar_globals(), *extra_globals]
+    with warnings.catch_warnings(), torch.serialization.safe_globals(allowed):
         warnings.simplefilter("ignore")
         return torch.load(path, map_location="cpu", weights_only=True)
 
@@ -202,10 +205,11 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: 
     model.load_state_dict(state)
 
 
-def read_weight_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """A flat state dict from `.safetensors`, `.pth` / `.pt` / `.bin` (read with `weights_only=True`) or
-    `.npz`. The weights may sit under `state_dict`, `model`, `base_model` or `module` (official ACT and
-    timm checkpoints); DataParallel's `module.` prefix is removed. Errors name the file."""
+def read_weight_file(path: str | Path, extra_globals: Sequence[Any] = ()) -> dict[str, torch.Tensor]:
+    """A flat state dict from `.safetensors`, `.pth` / `.pt` / `.bin` (read with `weights_only=True`, with
+    `extra_globals` allowed: `safe_torch_load`) or `.npz`. The weights may sit under `state_dict`, `model`,
+    `base_model` or `module` (official ACT, 3DETR and timm checkpoints); DataParallel's `module.` prefix is
+    removed. Errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"weight file not found: {path}")
@@ -217,7 +221,7 @@ def read_weight_file(path: str | Path) -> dict[str, torch.Tensor]:
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as f:
                 return {k: torch.from_numpy(np.ascontiguousarray(f[k])) for k in f.files}
-        state = safe_torch_load(path)
+        state = safe_torch_load(path, extra_globals)
     except Exception as err:  # corrupt archives raise many types
         raise CheckpointError(f"{path}: not a readable weight file ({unreadable_reason(err)})") from None
     if (
