@@ -170,3 +170,19 @@ def test_a_missing_scene_folder_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not found" in err[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_compare_to_pairs_an_act_encoder_against_3detr_by_seed(rooms, untrained_student, tmp_path):
+    scans, meta = rooms
+    quick = [a for kv in [*TINY, "optim.epochs=1", "val_fraction=0"] for a in ("--set", kv)]
+    common = ["detect", "--root", scans, "--meta", meta, "--seeds", "2", *quick]
+    assert main([*common, "--out", str(tmp_path / "3detr")]) == 0
+    act = ["--set", "detr.encoder=act", "--checkpoint", untrained_student]
+    assert main([*common, *act, "--out", str(tmp_path / "act"), "--compare-to", str(tmp_path / "3detr")]) == 0
+    summary = json.loads((tmp_path / "act" / "summary.json").read_text())
+    rows = {row["measure"]: row for row in summary["paired"]}
+    assert "test mAP25" in rows and "detr" in rows["test mAP25"]["differs_in"]
+    # another training recipe does not pair
+    other = ["--set", "optim.lr=0.01", "--out", str(tmp_path / "lr"), "--compare-to", str(tmp_path / "3detr")]
+    assert main([*common, *other]) == 2
+    assert not (tmp_path / "lr").exists()  # refused before it trained

@@ -147,6 +147,27 @@ def add_compare_arg(parser: argparse.ArgumentParser, units: str) -> None:
     )
 
 
+def pairing_differences(
+    folder: str, protocol: dict, unit: str, recipe: tuple[str, ...] = (), compared: tuple[str, ...] = ()
+) -> tuple[list[str], dict]:
+    """What the run in `folder` differs in from this `protocol`, and its paired values; refused in one line
+    unless the two protocols agree (another checkpoint, same everything else), but for the `recipe` keys
+    between two runs of different `transfer` (a PEFT method against full fine-tuning: each method's own
+    training settings) and the `compared` keys (the models a command compares, e.g. a detector's encoder).
+    Called before a run trains, so that a comparison that cannot be made costs nothing."""
+    their_protocol, their_values = Summary.read_pairing(folder)
+    ours = json.loads(json.dumps(protocol))
+    differ = sorted(k for k in ours.keys() | their_protocol.keys() if ours.get(k) != their_protocol.get(k))
+    allowed = (set(recipe) | {"transfer"} if "transfer" in differ else set()) | set(compared)
+    if refused := [k for k in differ if k not in allowed]:
+        also = f" (a run of another transfer may differ in {', '.join(recipe)})" if recipe else ""
+        raise Act3dError(
+            f"--compare-to {folder}: that run differs in {', '.join(refused)}, so its {unit}s do not pair "
+            f"with this run's; expected the same protocol with another checkpoint{also}"
+        )
+    return differ, their_values
+
+
 def compare_to(
     folder: str,
     mine: dict[str, dict[str, float | list[int]]],
@@ -154,28 +175,17 @@ def compare_to(
     unit: str,
     recipe: tuple[str, ...] = (),
     errors: tuple[str, ...] = (),
+    compared: tuple[str, ...] = (),
 ) -> list[dict]:
     """Paired differences (`PairedDifference.to_dict`) of this run's values (measure -> unit id -> a value,
     or the unit's per-cloud outcomes) against those another run of the same command saved in
     `folder/summary.json` under `paired_values`, over the units both have: a paired bootstrap over units and
-    clouds where the values are outcomes, a paired t interval where they are one number per unit.
-
-    The two protocols must agree (another checkpoint, same everything else), except that two runs of
-    different `transfer` (a PEFT method against full fine-tuning) may also differ in the `recipe` keys, each
-    method's own training settings; each row names what differed (`differs_in`). The `errors` measures (an
-    mCE) are lower-is-better values, shown as they are rather than in points."""
+    clouds where the values are outcomes, a paired t interval where they are one number per unit. The two
+    runs must pair (`pairing_differences`); each row names what differed (`differs_in`). The `errors`
+    measures (an mCE) are lower-is-better values, shown as they are rather than in points."""
     from act3d.eval.paired import paired_bootstrap, paired_difference
 
-    their_protocol, their_values = Summary.read_pairing(folder)
-    ours = json.loads(json.dumps(protocol))
-    differ = sorted(k for k in ours.keys() | their_protocol.keys() if ours.get(k) != their_protocol.get(k))
-    allowed = set(recipe) | {"transfer"} if "transfer" in differ else set()
-    if refused := [k for k in differ if k not in allowed]:
-        also = f" (a run of another transfer may differ in {', '.join(recipe)})" if recipe else ""
-        raise Act3dError(
-            f"--compare-to {folder}: that run differs in {', '.join(refused)}, so its {unit}s do not pair "
-            f"with this run's; expected the same protocol with another checkpoint{also}"
-        )
+    differ, their_values = pairing_differences(folder, protocol, unit, recipe, compared)
     rows = []
     for measure, values in mine.items():
         other = their_values.get(measure, {})

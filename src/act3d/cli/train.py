@@ -11,6 +11,7 @@ from act3d.cli.common import (
     add_config_args,
     compare_to,
     output_folder,
+    pairing_differences,
     positive_int,
 )
 from act3d.cli.summary import DownstreamSummary, ScoreRow
@@ -89,6 +90,9 @@ def _transfer(stage: Stage, args: argparse.Namespace, overrides: list[str], pres
     ]
     # seeds pair runs of two checkpoints only on the same data, split and training recipe
     protocol = to_dict(configs[0]) | {"checkpoint": None, "runtime": None}
+    recipe, compared = getattr(stage.config, "RECIPE", ()), getattr(stage.config, "COMPARED", ())
+    if args.compare_to:  # refused before anything trains
+        pairing_differences(args.compare_to, protocol, "seed", recipe, compared)
     out = output_folder(args.out, keep=False)  # each seed's run makes its folder (and OUT) when it starts
     rows, values, paired = [], {}, {}
     for cfg in configs:
@@ -108,7 +112,7 @@ def _transfer(stage: Stage, args: argparse.Namespace, overrides: list[str], pres
         measure: dict(zip(("mean", "std"), mean_std(list(v.values())))) for measure, v in values.items()
     }
     comparison = (
-        compare_to(args.compare_to, paired, protocol, "seed", getattr(stage.config, "RECIPE", ()))
+        compare_to(args.compare_to, paired, protocol, "seed", recipe, compared=compared)
         if args.compare_to
         else []
     )

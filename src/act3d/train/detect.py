@@ -79,6 +79,9 @@ class DetectRunConfig:
     pictures: int = 2  # test scenes drawn with their boxes in detections.png
 
     RESUMABLE: ClassVar[tuple[str, ...]] = ("pictures", "report_test_selected", "eval_batch_size")
+    # what `--compare-to` lets differ between two runs: the detectors compared (3DETR against an act3d
+    # student as its encoder), on the same scenes, criterion and training
+    COMPARED: ClassVar[tuple[str, ...]] = ("detr", "student")
 
     def __post_init__(self) -> None:
         require(
