@@ -153,3 +153,22 @@ def test_the_set_criterion_equals_the_official_loss_for_the_same_predictions(tmp
     empty = dict(targets, gt_box_present=torch.zeros_like(targets["gt_box_present"]))
     loss, terms = detection_loss(predictions, empty, weights)
     assert terms["loss_center"].item() == 0 and terms["loss_sem_cls"].item() > 0
+
+
+def test_under_bf16_autocast_the_geometry_stays_float32():
+    """The ball query, the Fourier positions and the box geometry compute as in float32 under autocast (the
+    official code is float32 throughout; act3d.ops.float32)."""
+    from act3d.models.detr.model import Detector3DETR, DetrConfig
+    from act3d.ops.ball_query import ball_query
+
+    cfg = DetrConfig(preenc_npoints=64, nqueries=16, enc_dim=32, dec_dim=32, enc_ffn_dim=16, dec_ffn_dim=32)
+    model = Detector3DETR(cfg).eval()
+    points = torch.rand(2, 600, 3) * torch.tensor([3.0, 2.5, 1.5])
+    lo, hi = points.min(1).values, points.max(1).values
+    plain = model.pos_embedding(points, lo, hi)
+    neighbours = ball_query(points, points[:, :50], 0.2, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        torch.testing.assert_close(model.pos_embedding(points, lo, hi), plain, rtol=0, atol=0)
+        assert torch.equal(ball_query(points, points[:, :50], 0.2, 16), neighbours)
+        out = model.detect(points, lo, hi)
+    assert out["box_corners"].dtype == torch.float32 and out["center_unnormalized"].dtype == torch.float32

@@ -15,10 +15,12 @@ import torch
 from scipy.spatial import cKDTree
 
 from act3d.ops._checks import check_cloud
+from act3d.ops.float32 import in_float32
 
 TREE_MIN_POINTS = 4096  # CPU clouds this large take their candidates from a k-d tree
 
 
+@in_float32
 def ball_query(
     points: torch.Tensor, centers: torch.Tensor, radius: float, nsample: int, chunk: int = 256
 ) -> torch.Tensor:

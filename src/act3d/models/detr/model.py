@@ -20,6 +20,7 @@ from act3d.models.detr.preencoder import SetAbstraction
 from act3d.models.detr.transformer import Decoder, DecoderLayer, Encoder, EncoderLayer
 from act3d.models.student import StudentConfig
 from act3d.ops.boxes import box_corners
+from act3d.ops.float32 import in_float32
 from act3d.ops.fps import farthest_point_sampling
 
 
@@ -81,6 +82,7 @@ class FourierPositions(nn.Module):
         self.register_buffer("gauss_B", torch.empty((3, d_pos // 2)).normal_())
 
     @torch.no_grad()
+    @in_float32  # coordinates, as the official float32 code computes them, under any autocast
     def forward(self, xyz: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
         b, n = xyz.shape[:2]
         xyz = _shift_scale(xyz.clone(), lo, hi)
@@ -228,6 +230,7 @@ class Detector3DETR(nn.Module):
         return self(points, point_cloud_dims_min, point_cloud_dims_max)["outputs"]
 
 
+@in_float32  # box geometry in float32 under any autocast, as the official code computes it
 def box_outputs(
     cls_logits: torch.Tensor,
     center_offset: torch.Tensor,
