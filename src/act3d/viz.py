@@ -169,7 +169,7 @@ def plot_scene_boxes(scenes: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, 
 
     fig, axes = plt.subplots(1, len(scenes), figsize=(5.5 * len(scenes), 5.5), squeeze=False)
     for ax, (points, truth, predicted, title) in zip(axes[0], scenes):
-        ax.scatter(points[:, 0], points[:, 1], s=0.3, c=points[:, 2], cmap="Greys", linewidths=0)
+        ax.scatter(points[:, 0], points[:, 1], s=1.0, c=points[:, 2], cmap="viridis", linewidths=0, alpha=0.6)
         for boxes, color in ((truth, "tab:green"), (predicted, "tab:red")):
             for box in boxes:
                 x1, y1, _, x2, y2 = box[:5]

@@ -268,8 +268,9 @@ def best_on_test(history: list[dict[str, float]]) -> dict[str, float]:
 
 
 def render_detections(preds: list, samples: list[dict], path: Path, threshold: float = 0.3) -> Path | None:
-    """A few test scenes from above with their true boxes and the predictions scoring at least `threshold`
-    (each box once, under its best class)."""
+    """A few test scenes from above with their true boxes and their predictions, each box once under its
+    best class: those scoring at least `threshold`, and at least the best as many as the scene has true
+    boxes, so that an undertrained model still shows where it looks."""
     from act3d.viz import plot_scene_boxes
 
     if not samples:
@@ -282,17 +283,18 @@ def render_detections(preds: list, samples: list[dict], path: Path, threshold: f
         best: dict[bytes, tuple[float, np.ndarray]] = {}
         for _, corners, score in preds[i]:
             key = corners.tobytes()
-            if score >= threshold and score > best.get(key, (0.0,))[0]:
+            if score > best.get(key, (-1.0,))[0]:
                 best[key] = (float(score), corners)
-        predicted = [
-            np.concatenate([to_depth_np(c).min(0), to_depth_np(c).max(0), [s]]) for s, c in best.values()
-        ]
+        ranked = sorted(best.values(), key=lambda sc: -sc[0])
+        shown = [sc for k, sc in enumerate(ranked) if sc[0] >= threshold or k < len(truth)]
+        predicted = [np.concatenate([to_depth_np(c).min(0), to_depth_np(c).max(0), [s]]) for s, c in shown]
         scenes.append(
             (
                 sample["point_clouds"],
                 truth,
                 np.array(predicted).reshape(-1, 7),
-                f"test scene {i}: {len(truth)} true boxes, {len(predicted)} predicted (score >= {threshold})",
+                f"test scene {i}: {len(truth)} true boxes; predictions scoring >= {threshold} "
+                f"({sum(s >= threshold for s, _ in shown)}), or the best {len(truth)}",
             )
         )
     return plot_scene_boxes(scenes, path)
