@@ -186,3 +186,17 @@ def test_compare_to_pairs_an_act_encoder_against_3detr_by_seed(rooms, untrained_
     other = ["--set", "optim.lr=0.01", "--out", str(tmp_path / "lr"), "--compare-to", str(tmp_path / "3detr")]
     assert main([*common, *other]) == 2
     assert not (tmp_path / "lr").exists()  # refused before it trained
+
+
+def test_a_scan_of_the_wrong_shape_is_refused_before_the_run_starts(rooms, tmp_path, capsys):
+    import shutil
+
+    scans, meta = rooms
+    copy = tmp_path / "scans"
+    shutil.copytree(scans, copy)
+    np.save(copy / "scene0003_00_sem_label.npy", np.zeros(5, dtype=np.uint32))  # 5 labels for 3,000 points
+    code = main(["detect", "--root", str(copy), "--meta", meta, "--out", str(tmp_path / "o")])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "scene0003_00" in err[0] and "labels" in err[0]
+    assert not (tmp_path / "o").exists()

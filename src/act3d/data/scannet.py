@@ -62,24 +62,23 @@ class Scene:
     boxes: np.ndarray
 
 
-def _load(path: Path) -> np.ndarray:
+def _load(path: Path, header_only: bool = False) -> np.ndarray:
     if not path.is_file():
         raise DataError(
             f"{path}: missing; a ScanNet detection folder holds <scan>_vert.npy, _ins_label.npy, "
             "_sem_label.npy and _bbox.npy per scan (VoteNet's batch_load_scannet_data.py)"
         )
     try:
-        return np.load(path, allow_pickle=False)
+        return np.load(path, allow_pickle=False, mmap_mode="r" if header_only else None)
     except (OSError, ValueError) as err:
         raise DataError(f"{path}: not a readable .npy array ({' '.join(str(err).split())[:200]})") from None
 
 
-def read_scene(root: str | Path, name: str) -> Scene:
-    """Scan `name` of the folder `root`, checked: shapes, finite numbers, boxes of the 18 classes, at most
-    `MAX_BOXES` of them (the official loader fails on more, later and less clearly)."""
+def _scan_arrays(root: str | Path, name: str, header_only: bool = False) -> tuple[np.ndarray, ...]:
+    """The four arrays of scan `name`, their shapes checked (`header_only`: memory-mapped, values unread)."""
     base = Path(root) / name
     vert, instances, semantics, boxes = (
-        _load(Path(f"{base}{suffix}"))
+        _load(Path(f"{base}{suffix}"), header_only)
         for suffix in ("_vert.npy", "_ins_label.npy", "_sem_label.npy", "_bbox.npy")
     )
     if vert.ndim != 2 or vert.shape[1] < 6 or len(vert) == 0:
@@ -93,12 +92,27 @@ def read_scene(root: str | Path, name: str) -> Scene:
         raise DataError(
             f"{base}_bbox.npy: expected (K, 7) boxes (centre, size, NYU40 id), got shape {boxes.shape}"
         )
-    if not (np.isfinite(vert[:, :6]).all() and np.isfinite(boxes[:, :7]).all()):
-        raise DataError(f"{base}: NaN or infinite coordinates in its points or boxes")
     if len(boxes) > MAX_BOXES:
         raise DataError(
             f"{base}_bbox.npy: {len(boxes)} boxes, more than the {MAX_BOXES} box slots 3DETR gives a scene"
         )
+    return vert, instances, semantics, boxes
+
+
+def check_scans(root: str | Path, names: list[str]) -> None:
+    """Every scan's four files present and of the right shapes, from their headers alone (a run checks its
+    scans before it starts; the values are checked as each scene is read, `read_scene`)."""
+    for name in names:
+        _scan_arrays(root, name, header_only=True)
+
+
+def read_scene(root: str | Path, name: str) -> Scene:
+    """Scan `name` of the folder `root`, checked: shapes, finite numbers, boxes of the 18 classes, at most
+    `MAX_BOXES` of them (the official loader fails on more, later and less clearly)."""
+    base = Path(root) / name
+    vert, instances, semantics, boxes = _scan_arrays(root, name)
+    if not (np.isfinite(vert[:, :6]).all() and np.isfinite(boxes[:, :7]).all()):
+        raise DataError(f"{base}: NaN or infinite coordinates in its points or boxes")
     if unknown := sorted({int(c) for c in boxes[:, 6]} - set(NYU40_IDS)):
         raise DataError(
             f"{base}_bbox.npy: NYU40 id(s) {unknown} are not among the 18 detection classes {NYU40_IDS}"

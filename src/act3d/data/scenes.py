@@ -22,7 +22,14 @@ from torch.utils.data import Dataset
 
 from act3d.cache import cache_lock, cache_root
 from act3d.data.rooms import write_rooms
-from act3d.data.scannet import CUBOID_MIN_POINTS, NUM_POINTS, detection_sample, read_scene, scan_names
+from act3d.data.scannet import (
+    CUBOID_MIN_POINTS,
+    NUM_POINTS,
+    check_scans,
+    detection_sample,
+    read_scene,
+    scan_names,
+)
 from act3d.errors import DataError, require
 
 ROOMS_VERSION = 1  # bump when `act3d.data.rooms` makes other rooms
@@ -83,11 +90,13 @@ def split_scans(names: list[str], fraction: float, seed: int) -> tuple[list[str]
 class DetectionScenes(Dataset):
     """Scans of one folder as 3DETR samples (dicts of arrays, `detection_sample`). Scene `i` of epoch `draw`
     draws from `RandomState` seeded by `(seed, draw, i)`: a resumed run, any worker count and any process
-    see the same samples. Each scene is read when asked for, as the official loader reads it."""
+    see the same samples. Each scene is read when asked for, as the official loader reads it; its files'
+    shapes are checked from their headers when the dataset is made, before a run starts."""
 
     def __init__(self, root: Path, names: list[str], augment: bool, cfg: SceneConfig, seed: int):
         if not names:
             raise DataError(f"{root}: no scans to read")
+        check_scans(root, names)
         self.root, self.names, self.augment, self.cfg, self.seed = root, names, augment, cfg, seed
         self.draw = 0
 
