@@ -200,3 +200,28 @@ def test_a_scan_of_the_wrong_shape_is_refused_before_the_run_starts(rooms, tmp_p
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "scene0003_00" in err[0] and "labels" in err[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_a_resumed_detection_run_ends_where_the_uninterrupted_one_does(rooms, tmp_path, monkeypatch):
+    from act3d.models.checkpoint import load_checkpoint
+    from act3d.train import detect as stage
+
+    cfg = _cfg(rooms, "val_fraction=0", "report_test_selected=false")  # 6 rooms, batch 2: 3 steps an epoch
+    straight = DETECT.run(cfg, tmp_path / "straight")
+    real_step = stage.DetectTask.step
+
+    def killed_at_4(self, model, batch, step):
+        if step == 4:
+            raise KeyboardInterrupt
+        return real_step(self, model, batch, step)
+
+    monkeypatch.setattr(stage.DetectTask, "step", killed_at_4)
+    with pytest.raises(KeyboardInterrupt):
+        DETECT.run(cfg, tmp_path / "resumed")
+    assert load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")["step"] == 3
+    monkeypatch.setattr(stage.DetectTask, "step", real_step)
+    resumed = DETECT.run(cfg, tmp_path / "resumed", resume=True)
+    a, b = (load_checkpoint(r.checkpoint)["model"] for r in (straight, resumed))
+    assert straight.steps == resumed.steps == 6
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert straight.downstream.test == resumed.downstream.test
