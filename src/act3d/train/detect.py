@@ -156,8 +156,11 @@ def ground_truths(batch: dict) -> list[list[tuple[int, np.ndarray]]]:
 
 
 @torch.no_grad()
-def predict_scenes(model: Detector3DETR, data: DetectionScenes, batch_size: int) -> tuple[list, list, list]:
-    """Every scene's predictions (`parse_predictions`), true boxes and sample, in order."""
+def predict_scenes(
+    model: Detector3DETR, data: DetectionScenes, batch_size: int, keep: int = 0
+) -> tuple[list, list, list]:
+    """Every scene's predictions (`parse_predictions`) and true boxes, in order, and the first `keep`
+    scenes' samples (to draw them)."""
     model = model.eval()
     device = next(model.parameters()).device
     preds, truths, samples = [], [], []
@@ -173,7 +176,9 @@ def predict_scenes(model: Detector3DETR, data: DetectionScenes, batch_size: int)
             batch["point_clouds"].numpy(),
         )
         truths += ground_truths(batch)
-        samples += [{k: v[i].numpy() for k, v in batch.items()} for i in range(len(points))]
+        samples += [{k: v[i].numpy() for k, v in batch.items()} for i in range(len(points))][
+            : keep - len(samples)
+        ]
     return preds, truths, samples
 
 
@@ -207,7 +212,7 @@ def detect(
     with run_files(out_dir, cfg, resume, overwrite) as main:
         task = DetectTask(model, cfg.criterion)
 
-        def evaluate_scenes(m: nn.Module) -> dict[str, float]:
+        def evaluate_scenes(_: nn.Module) -> dict[str, float]:  # `model` itself: fit passes it unwrapped
             measured = {}
             if val_data is not None:
                 scores = evaluate(model, val_data, cfg.eval_batch_size)
@@ -229,7 +234,7 @@ def detect(
             evaluate_every=cfg.evaluate_every,
         )
         reload_best(model, out_dir, KIND, result)  # the validation-selected model; the test split read once
-        preds, truths, samples = predict_scenes(model, test_data, cfg.eval_batch_size)
+        preds, truths, samples = predict_scenes(model, test_data, cfg.eval_batch_size, keep=cfg.pictures)
         test = average_precision(preds, truths, (0.25, 0.5), CLASSES)
         results = DownstreamResult(
             task="detection",
@@ -253,7 +258,7 @@ def detect(
         if main:
             results.write(out_dir)
             write_text_atomic(out_dir / "per_class_ap.json", json.dumps(test["per_class"], indent=2) + "\n")
-            render_detections(preds, samples[: cfg.pictures], out_dir / "detections.png")
+            render_detections(preds, samples, out_dir / "detections.png")
     return StageResult.of(result, results)
 
 
