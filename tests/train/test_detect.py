@@ -177,6 +177,10 @@ def test_compare_to_pairs_an_act_encoder_against_3detr_by_seed(rooms, untrained_
     quick = [a for kv in [*TINY, "optim.epochs=1", "val_fraction=0"] for a in ("--set", kv)]
     common = ["detect", "--root", scans, "--meta", meta, "--seeds", "2", *quick]
     assert main([*common, "--out", str(tmp_path / "3detr")]) == 0
+    # a run written before a setting existed pairs: what its protocol lacks reads as the default
+    written = json.loads((tmp_path / "3detr" / "summary.json").read_text())
+    del written["protocol"]["optim"]["decay"]
+    (tmp_path / "3detr" / "summary.json").write_text(json.dumps(written))
     act = ["--set", "detr.encoder=act", "--checkpoint", untrained_student]
     assert main([*common, *act, "--out", str(tmp_path / "act"), "--compare-to", str(tmp_path / "3detr")]) == 0
     summary = json.loads((tmp_path / "act" / "summary.json").read_text())

@@ -147,15 +147,35 @@ def add_compare_arg(parser: argparse.ArgumentParser, units: str) -> None:
     )
 
 
+def with_defaults(saved: dict, defaults: dict) -> dict:
+    """`saved` with the keys it lacks, at any depth, taken from `defaults`: a setting added to act3d since a
+    run was written reads as its default, as the run ran (`run_folder.check_resumed_config` reads so too)."""
+    out = dict(saved)
+    for key, value in defaults.items():
+        if key not in out:
+            out[key] = value
+        elif isinstance(out[key], dict) and isinstance(value, dict):
+            out[key] = with_defaults(out[key], value)
+    return out
+
+
 def pairing_differences(
-    folder: str, protocol: dict, unit: str, recipe: tuple[str, ...] = (), compared: tuple[str, ...] = ()
+    folder: str,
+    protocol: dict,
+    unit: str,
+    recipe: tuple[str, ...] = (),
+    compared: tuple[str, ...] = (),
+    defaults: dict | None = None,
 ) -> tuple[list[str], dict]:
     """What the run in `folder` differs in from this `protocol`, and its paired values; refused in one line
     unless the two protocols agree (another checkpoint, same everything else), but for the `recipe` keys
     between two runs of different `transfer` (a PEFT method against full fine-tuning: each method's own
     training settings) and the `compared` keys (the models a command compares, e.g. a detector's encoder).
-    Called before a run trains, so that a comparison that cannot be made costs nothing."""
+    Called before a run trains, so that a comparison that cannot be made costs nothing. `defaults` (a
+    config's own): what the earlier run's protocol lacks reads as these (`with_defaults`)."""
     their_protocol, their_values = Summary.read_pairing(folder)
+    if defaults is not None:
+        their_protocol = with_defaults(their_protocol, defaults)
     ours = json.loads(json.dumps(protocol))
     differ = sorted(k for k in ours.keys() | their_protocol.keys() if ours.get(k) != their_protocol.get(k))
     allowed = (set(recipe) | {"transfer"} if "transfer" in differ else set()) | set(compared)
@@ -176,6 +196,7 @@ def compare_to(
     recipe: tuple[str, ...] = (),
     errors: tuple[str, ...] = (),
     compared: tuple[str, ...] = (),
+    defaults: dict | None = None,
 ) -> list[dict]:
     """Paired differences (`PairedDifference.to_dict`) of this run's values (measure -> unit id -> a value,
     or the unit's per-cloud outcomes) against those another run of the same command saved in
@@ -185,7 +206,7 @@ def compare_to(
     measures (an mCE) are lower-is-better values, shown as they are rather than in points."""
     from act3d.eval.paired import paired_bootstrap, paired_difference
 
-    differ, their_values = pairing_differences(folder, protocol, unit, recipe, compared)
+    differ, their_values = pairing_differences(folder, protocol, unit, recipe, compared, defaults)
     rows = []
     for measure, values in mine.items():
         other = their_values.get(measure, {})

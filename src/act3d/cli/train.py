@@ -91,8 +91,9 @@ def _transfer(stage: Stage, args: argparse.Namespace, overrides: list[str], pres
     # seeds pair runs of two checkpoints only on the same data, split and training recipe
     protocol = to_dict(configs[0]) | {"checkpoint": None, "runtime": None}
     recipe, compared = getattr(stage.config, "RECIPE", ()), getattr(stage.config, "COMPARED", ())
+    defaults = to_dict(stage.config())  # what an earlier run's protocol lacks, it ran with
     if args.compare_to:  # refused before anything trains
-        pairing_differences(args.compare_to, protocol, "seed", recipe, compared)
+        pairing_differences(args.compare_to, protocol, "seed", recipe, compared, defaults)
     out = output_folder(args.out, keep=False)  # each seed's run makes its folder (and OUT) when it starts
     rows, values, paired = [], {}, {}
     for cfg in configs:
@@ -112,7 +113,7 @@ def _transfer(stage: Stage, args: argparse.Namespace, overrides: list[str], pres
         measure: dict(zip(("mean", "std"), mean_std(list(v.values())))) for measure, v in values.items()
     }
     comparison = (
-        compare_to(args.compare_to, paired, protocol, "seed", recipe, compared=compared)
+        compare_to(args.compare_to, paired, protocol, "seed", recipe, compared=compared, defaults=defaults)
         if args.compare_to
         else []
     )
