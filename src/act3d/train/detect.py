@@ -35,7 +35,7 @@ from act3d.ops.boxes import to_depth_np
 from act3d.train.metrics_log import Metric
 from act3d.train.options import OptimConfig, RuntimeConfig
 from act3d.train.run_folder import refuse_held_run, run_files
-from act3d.train.stage import DownstreamResult, StageResult, reload_best, train
+from act3d.train.stage import DownstreamResult, StageResult, best_on_test, reload_best, train
 
 log = logging.getLogger(__name__)
 KIND = zoo.DETECTOR
@@ -212,13 +212,13 @@ def detect(
     with run_files(out_dir, cfg, resume, overwrite) as main:
         task = DetectTask(model, cfg.criterion)
 
-        def evaluate_scenes(_: nn.Module) -> dict[str, float]:  # `model` itself: fit passes it unwrapped
+        def evaluate_scenes(m: Detector3DETR) -> dict[str, float]:
             measured = {}
             if val_data is not None:
-                scores = evaluate(model, val_data, cfg.eval_batch_size)
+                scores = evaluate(m, val_data, cfg.eval_batch_size)
                 measured |= {f"val_{k}": scores[k] for k in MEASURES}
             if cfg.report_test_selected:
-                scores = evaluate(model, test_data, cfg.eval_batch_size)
+                scores = evaluate(m, test_data, cfg.eval_batch_size)
                 measured |= {f"test_{k}": scores[k] for k in MEASURES}
             return measured
 
@@ -252,7 +252,7 @@ def detect(
                 "test": "scannetv2_val",
                 "selected_on": "val_mAP25" if val_data is not None else "last",
             },
-            test_selected_on_test=best_on_test(result.history),
+            test_selected_on_test=best_on_test(result.history, MEASURES),
             class_names=list(CLASSES),
         )
         if main:
@@ -260,16 +260,6 @@ def detect(
             write_text_atomic(out_dir / "per_class_ap.json", json.dumps(test["per_class"], indent=2) + "\n")
             render_detections(preds, samples, out_dir / "detections.png")
     return StageResult.of(result, results)
-
-
-def best_on_test(history: list[dict[str, float]]) -> dict[str, float]:
-    """The best of each measure over the per-evaluation test readings (`test_<measure>`), each on its own."""
-    best = {}
-    for measure in MEASURES:
-        values = [row[f"test_{measure}"] for row in history if f"test_{measure}" in row]
-        if values:
-            best[measure] = max(values)
-    return best
 
 
 def render_detections(preds: list, samples: list[dict], path: Path, threshold: float = 0.3) -> Path | None:

@@ -26,7 +26,14 @@ from act3d.ops.grouping import PatchConfig
 from act3d.train.metrics_log import Metric
 from act3d.train.options import OptimConfig, RuntimeConfig
 from act3d.train.run_folder import refuse_held_run, run_files
-from act3d.train.stage import DownstreamResult, StageResult, reload_best, student_backbone, train
+from act3d.train.stage import (
+    DownstreamResult,
+    StageResult,
+    best_on_test,
+    reload_best,
+    student_backbone,
+    train,
+)
 
 log = logging.getLogger(__name__)
 KIND = zoo.SEGMENTER
@@ -309,17 +316,6 @@ def segment(
 
 # what the official mains keep the best of over their per-epoch test evaluations, each on its own
 OFFICIAL_READINGS = {"part": ("class_miou", "instance_miou"), "semantic": ("miou",)}
-
-
-def best_on_test(history: list[dict[str, float]], measures: tuple[str, ...]) -> dict[str, float]:
-    """The best of each measure over the per-epoch test evaluations logged in `history` (`test_<measure>`),
-    each maxed on its own as the official mains do; empty where none ran."""
-    best = {}
-    for measure in measures:
-        values = [row[f"test_{measure}"] for row in history if f"test_{measure}" in row]
-        if values:
-            best[measure] = max(values)
-    return best
 
 
 def render_predictions(task: SegmentTask, data, path: Path, count: int) -> Path:

@@ -135,6 +135,17 @@ def student_backbone(cfg: Any) -> tuple[StudentEncoder, StudentConfig]:
     return encoder, zoo.student_config(arch)
 
 
+def best_on_test(history: list[dict[str, float]], measures: tuple[str, ...]) -> dict[str, float]:
+    """The best of each measure over the per-evaluation test readings logged in `history` (`test_<measure>`),
+    each maxed on its own as the official mains do (segmentation, 3DETR); empty where none ran."""
+    best = {}
+    for measure in measures:
+        values = [row[f"test_{measure}"] for row in history if f"test_{measure}" in row]
+        if values:
+            best[measure] = max(values)
+    return best
+
+
 def reload_best(model: nn.Module, out_dir: Path, kind: str, fitted: FitResult) -> bool:
     """Load the validation-selected weights (`checkpoints/best.pt`) into `model`, where the run kept one."""
     if fitted.best is None:
